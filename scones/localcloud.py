@@ -1,0 +1,182 @@
+"""Start, stop and inspect the embedded local cloud (`scones up/down/status`), and LocalStack's compose."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scones import settings
+
+HEALTH_PATH = "/_scones/health"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LocalCloudError(RuntimeError):
+    """The local cloud could not be started, reached or stopped."""
+
+
+@dataclass
+class Status:
+    running: bool
+    url: str | None = None
+    pid: int | None = None
+    health: dict | None = None
+    detail: str = ""
+
+
+def health(url: str, timeout_s: float = 1.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(url + HEALTH_PATH, timeout=timeout_s) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def _record() -> dict | None:
+    try:
+        return json.loads(settings.localcloud_record_path().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _is_ours(pid: int) -> bool:
+    """Guards against a stale record whose pid now belongs to another program."""
+    try:
+        return b"services.localcloud" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def status() -> Status:
+    record = _record()
+    if record is None:
+        return Status(False, detail="not started (no record in the state dir)")
+    found = health(record["url"])
+    if found is None:
+        alive = _alive(record["pid"])
+        return Status(False, record["url"], record["pid"], None,
+                      "process alive but not answering" if alive else "stale record: process gone")
+    return Status(True, record["url"], record["pid"], found)
+
+
+def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0,
+       log=print) -> Status:
+    """Start the local cloud in the background unless one already answers; idempotent."""
+    current = status()
+    if current.running:
+        log(f"local cloud already running at {current.url} (pid {current.pid})")
+        return current
+    if current.pid and _alive(current.pid):
+        raise LocalCloudError(f"a local cloud process (pid {current.pid}) exists but does not answer; "
+                              f"run `scones down` first")
+    host = host or settings.localcloud_host()
+    port = settings.localcloud_port() if port is None else port
+    state = settings.state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    settings.localcloud_record_path().unlink(missing_ok=True)
+    log_path = state / "localcloud.log"
+    env = dict(os.environ, **{settings.STATE_DIR: str(state)})
+    env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.localcloud", "--host", host, "--port", str(port),
+             "--state-dir", str(state)],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the CLI; `scones down` stops the whole group
+        )
+    log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-5:]
+            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail))
+        record = _record()
+        if record and record.get("pid") == proc.pid and health(record["url"]):
+            _ensure_bucket(record["url"])
+            log(f"local cloud ready at {record['url']} (pid {proc.pid})")
+            return status()
+        time.sleep(0.1)
+    proc.kill()
+    raise LocalCloudError(f"local cloud did not answer within {timeout_s:.0f} s (log: {log_path})")
+
+
+def _ensure_bucket(url: str) -> None:
+    """Create the project's default bucket (`SCONES_BUCKET`) in the fresh cloud."""
+    os.environ[settings.AWS_ENDPOINT_URL] = url
+    from scones import aws
+
+    aws.reset()
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=settings.bucket())
+    except s3.exceptions.ClientError:
+        s3.create_bucket(Bucket=settings.bucket())
+
+
+def down(timeout_s: float = 10.0, log=print) -> bool:
+    """Stop the local cloud and every Lambda worker it started. Returns whether anything was running."""
+    record = _record()
+    if record is None:
+        log("local cloud is not running")
+        return False
+    pid = record["pid"]
+    if not _is_ours(pid):
+        settings.localcloud_record_path().unlink(missing_ok=True)
+        log("local cloud was not running (removed a stale record)")
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)  # the server and its Lambda workers share a process group
+    except ProcessLookupError:
+        settings.localcloud_record_path().unlink(missing_ok=True)
+        log("local cloud was not running (removed a stale record)")
+        return False
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # whatever is left of the group
+    except ProcessLookupError:
+        pass
+    settings.localcloud_record_path().unlink(missing_ok=True)
+    log(f"local cloud stopped (pid {pid})")
+    return True
+
+
+def docker_engine_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=15).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def compose(*args: str) -> None:
+    """`docker compose` on docker-compose.yml (LocalStack), with a one-line error when Docker is absent."""
+    if not docker_engine_answers():
+        raise LocalCloudError("STACK=localstack needs a running Docker engine and none answers "
+                              "(`docker info` failed); use the default docker-free local cloud: `make up`")
+    subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), *args], check=True)

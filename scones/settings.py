@@ -1,0 +1,160 @@
+"""Every environment-variable name the project reads, with its default.
+
+Rule: an explicit argument beats the environment, which beats the default here. Lambdas cannot import
+this module (they are zipped alone with boto3 and the standard library), so the few names they read
+(ENDPOINT_NAME, THRESHOLD) are repeated there and listed here as the source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# --- names -------------------------------------------------------------------------------------------
+TARGET = "SCONES_TARGET"  # local | localstack | aws
+STATE_DIR = "SCONES_STATE_DIR"  # pid files, logs, unpacked lambda code
+BUCKET = "SCONES_BUCKET"  # the project's default bucket
+PREFIX = "SCONES_PREFIX"  # key prefix of staged data
+LOCALCLOUD_HOST = "SCONES_LOCALCLOUD_HOST"
+LOCALCLOUD_PORT = "SCONES_LOCALCLOUD_PORT"
+LAMBDA_CONCURRENCY = "SCONES_LAMBDA_CONCURRENCY"  # per-function cap in the local cloud (queued beyond)
+LAMBDA_WORKDIR = "SCONES_LAMBDA_WORKDIR"  # where the local cloud unpacks function zips
+ENDPOINT_NAME = "ENDPOINT_NAME"  # read by the classify lambda
+THRESHOLD = "THRESHOLD"  # read by the filter lambda
+
+AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+AWS_REGION = "AWS_DEFAULT_REGION"
+AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+# Service-specific endpoints (AWS_ENDPOINT_URL_<SERVICE>) that the local cloud passes on to lambdas.
+SERVICE_ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"
+
+# --- defaults ----------------------------------------------------------------------------------------
+TARGETS = ("local", "localstack", "aws")
+DEFAULT_TARGET = "local"
+DEFAULT_BUCKET = "scones-unlimited"
+DEFAULT_PREFIX = "data"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4566
+DEFAULT_REGION = "us-east-1"
+DEFAULT_LAMBDA_CONCURRENCY = 4
+DEFAULT_THRESHOLD = 0.93
+FAKE_CREDENTIALS = {AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing"}
+
+
+class SettingsError(ValueError):
+    """A setting has a value the project cannot use."""
+
+
+def _get(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def target() -> str:
+    value = _get(TARGET, DEFAULT_TARGET)
+    if value not in TARGETS:
+        raise SettingsError(f"{TARGET}={value!r} is not one of {', '.join(TARGETS)}")
+    return value
+
+
+def state_dir() -> Path:
+    return Path(_get(STATE_DIR, ".scones")).resolve()
+
+
+def bucket() -> str:
+    return _get(BUCKET, DEFAULT_BUCKET)
+
+
+def prefix() -> str:
+    return _get(PREFIX, DEFAULT_PREFIX).strip("/")
+
+
+def region() -> str:
+    return _get(AWS_REGION, os.environ.get("AWS_REGION", "") or DEFAULT_REGION)
+
+
+def localcloud_host() -> str:
+    return _get(LOCALCLOUD_HOST, DEFAULT_HOST)
+
+
+def localcloud_port() -> int:
+    raw = _get(LOCALCLOUD_PORT, str(DEFAULT_PORT))
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(f"{LOCALCLOUD_PORT}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise SettingsError(f"{LOCALCLOUD_PORT}={port} is outside 1..65535")
+    return port
+
+
+def lambda_concurrency() -> int:
+    raw = _get(LAMBDA_CONCURRENCY, str(DEFAULT_LAMBDA_CONCURRENCY))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{LAMBDA_CONCURRENCY}={raw!r} is not an integer") from None
+    if value < 1:
+        raise SettingsError(f"{LAMBDA_CONCURRENCY} must be at least 1, got {value}")
+    return value
+
+
+def lambda_workdir() -> Path:
+    return Path(_get(LAMBDA_WORKDIR, str(state_dir() / "lambda"))).resolve()
+
+
+def service_endpoints(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The AWS_ENDPOINT_URL_<SERVICE> variables set in `environ` (default: this process)."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k.startswith(SERVICE_ENDPOINT_PREFIX) and v}
+
+
+def localcloud_record_path() -> Path:
+    return state_dir() / "localcloud.json"
+
+
+def running_localcloud_url() -> str | None:
+    """The URL recorded by `scones up` in the state dir, if any."""
+    try:
+        record = json.loads(localcloud_record_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("url")
+
+
+def apply_target_env() -> None:
+    """Fill in what boto3 needs for the current target, without overriding anything the user set.
+
+    For the local target this points AWS_ENDPOINT_URL at the running local cloud and sets fake
+    credentials; for localstack at :4566; for aws nothing is touched. Code never passes endpoint_url.
+    """
+    tgt = target()
+    os.environ.setdefault(AWS_REGION, region())
+    if tgt == "aws":
+        return
+    default_url = f"http://{localcloud_host()}:{localcloud_port()}"
+    url = (running_localcloud_url() if tgt == "local" else None) or default_url
+    os.environ.setdefault(AWS_ENDPOINT_URL, url)
+    for name, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+
+
+def export_lines() -> list[str]:
+    """`export` lines for `eval "$(scones env)"`."""
+    apply_target_env()
+    names = [TARGET, AWS_REGION, BUCKET, PREFIX]
+    if target() != "aws":  # never echo real credentials
+        names += [AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+    values = {TARGET: target(), BUCKET: bucket(), PREFIX: prefix(), AWS_REGION: region()}
+    lines = []
+    for name in names:
+        value = values.get(name, os.environ.get(name))
+        if value:
+            lines.append(f"export {name}={_shell_quote(value)}")
+    return lines
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"

@@ -1,0 +1,3 @@
+from services.localcloud.server import main
+
+main()

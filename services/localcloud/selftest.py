@@ -1,0 +1,182 @@
+"""Self-test of the local cloud's patches against a running instance (`scones up --check`).
+
+Each check exercises one patch end to end through boto3. If a moto upgrade breaks a patch, the check
+names it and fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+
+from scones import aws
+
+ROLE_NAME = "scones-selftest"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                   "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}],
+}
+
+SELFTEST_LAMBDA = '''
+import os, time
+import boto3
+
+def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("bucket"):
+        boto3.client("s3").put_object(Bucket=event["bucket"], Key="from-lambda.txt", Body=b"hi")
+    print("hello from", context.function_name)
+    return {"n": event.get("n", 0) + 1, "greeting": os.environ.get("GREETING", "")}
+'''
+
+
+class SelfTestError(RuntimeError):
+    """A patch of the local cloud does not work (named in the message)."""
+
+
+def make_zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def wait_execution(sfn, arn: str, timeout_s: float = 30) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s} s")
+        time.sleep(0.02)
+
+
+def ensure_role(name: str = ROLE_NAME) -> str:
+    """An IAM role usable by Lambda and Step Functions (the account id comes from the cloud itself)."""
+    iam = aws.client("iam")
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+
+
+def _check(name: str, condition: bool, detail: object) -> None:
+    if not condition:
+        raise SelfTestError(f"{name}: {detail}")
+
+
+def _lambda(suffix: str) -> str:
+    lam = aws.client("lambda")
+    name = f"scones-selftest-{suffix}"
+    lam.create_function(
+        FunctionName=name, Runtime="python3.12", Role=ensure_role(), Handler="app.handler", Timeout=2,
+        Code={"ZipFile": make_zip({"app.py": SELFTEST_LAMBDA})},
+        Environment={"Variables": {"GREETING": "scones"}},
+    )
+    return name
+
+
+def check_lambda(suffix: str) -> str:
+    lam = aws.client("lambda")
+    name = _lambda(suffix)
+    ok = lam.invoke(FunctionName=name, Payload=json.dumps({"n": 1}), LogType="Tail")
+    body = json.loads(ok["Payload"].read())
+    _check("lambda-subprocess", body == {"n": 2, "greeting": "scones"} and "FunctionError" not in ok, body)
+    _check("lambda-subprocess (LogType=Tail)", "hello from" in base64.b64decode(ok["LogResult"]).decode(), ok)
+    bad = lam.invoke(FunctionName=name, Payload=json.dumps({"fail": True}))
+    error = json.loads(bad["Payload"].read())
+    _check("lambda-subprocess (errors)", bad.get("FunctionError") == "Unhandled"
+           and error.get("errorType") == "ValueError", error)
+    slow = lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": 5}))
+    error = json.loads(slow["Payload"].read())
+    _check("lambda-subprocess (timeout)", error.get("errorType") == "Sandbox.Timedout", error)
+    return name
+
+
+def check_stepfunctions(function_name: str, suffix: str) -> None:
+    sfn = aws.client("stepfunctions")
+    fn_arn = aws.client("lambda").get_function(FunctionName=function_name)["Configuration"]["FunctionArn"]
+    jsonpath = {
+        "StartAt": "Call",
+        "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                     "Parameters": {"FunctionName": fn_arn, "Payload.$": "$"}, "OutputPath": "$.Payload",
+                     "Next": "Big?"},
+            "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Yes"}],
+                     "Default": "No"},
+            "Yes": {"Type": "Succeed"},
+            "No": {"Type": "Fail", "Error": "TooSmall"},
+        },
+    }
+    jsonata = {
+        "QueryLanguage": "JSONata",
+        "StartAt": "Sum",
+        "States": {"Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"}, "End": True}},
+    }
+    for kind, definition, payload, expected in (
+        ("execution (JSONPath)", jsonpath, {"n": 1}, {"n": 2, "greeting": "scones"}),
+        ("jsonata", jsonata, {"values": [1, 2, 3]}, {"total": 6}),
+    ):
+        machine = sfn.create_state_machine(
+            name=f"scones-selftest-{suffix}-{len(kind)}", definition=json.dumps(definition), roleArn=ensure_role()
+        )["stateMachineArn"]
+        started = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))
+        _check("execution-name", not started["executionArn"].endswith(":None"), started["executionArn"])
+        done = wait_execution(sfn, started["executionArn"])
+        output = json.loads(done.get("output") or "null")
+        _check(kind, done["status"] == "SUCCEEDED" and output == expected, done)
+        sfn.delete_state_machine(stateMachineArn=machine)
+
+
+def check_cloudformation(suffix: str) -> None:
+    cfn, sfn = aws.client("cloudformation"), aws.client("stepfunctions")
+    template = {
+        "Resources": {
+            "Machine": {
+                "Type": "AWS::StepFunctions::StateMachine",
+                "Properties": {
+                    "StateMachineName": f"scones-selftest-cfn-{suffix}",
+                    "RoleArn": ensure_role(),
+                    "Definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"word": "${Word}"}, "End": True}}},
+                    "DefinitionSubstitutions": {"Word": "substituted"},
+                },
+            }
+        },
+        "Outputs": {"Arn": {"Value": {"Ref": "Machine"}}},
+    }
+    stack = f"scones-selftest-{suffix}"
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+    outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    arn = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "Arn")
+    done = wait_execution(sfn, sfn.start_execution(stateMachineArn=arn, name="selftest")["executionArn"])
+    _check("sfn-cloudformation", done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"word": "substituted"}, done)
+    cfn.delete_stack(StackName=stack)
+    left = [m for m in sfn.list_state_machines()["stateMachines"] if m["stateMachineArn"] == arn]
+    _check("sfn-cloudformation (delete)", not left, left)
+
+
+def run(report: Callable[[str], None] = print) -> None:
+    """Runs every check against the cloud that AWS_ENDPOINT_URL points at; raises SelfTestError."""
+    suffix = uuid.uuid4().hex[:8]
+    started = time.perf_counter()
+    name = check_lambda(suffix)
+    report("ok  lambda-subprocess: success, env vars, Unhandled errors, Sandbox.Timedout, LogType=Tail")
+    try:
+        check_stepfunctions(name, suffix)
+        report("ok  Step Functions execution (JSONPath), JSONata, execution names")
+    finally:
+        aws.client("lambda").delete_function(FunctionName=name)
+    check_cloudformation(suffix)
+    report("ok  CloudFormation state machine with DefinitionSubstitutions: create, execute, delete")
+    report(f"self-test passed in {time.perf_counter() - started:.1f} s")
