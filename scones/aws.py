@@ -23,9 +23,9 @@ _clients: dict[tuple, Any] = {}
 def client(service: str, *, region: str | None = None, max_attempts: int = 3, **config: Any) -> Any:
     settings.apply_target_env()
     region = region or settings.region()
-    env_key = tuple(sorted(settings.service_endpoints().items())) + (
-        (settings.AWS_ENDPOINT_URL, os.environ.get(settings.AWS_ENDPOINT_URL, "")),
-    )
+    endpoints = dict(settings.service_endpoints())
+    endpoints[settings.AWS_ENDPOINT_URL] = os.environ.get(settings.AWS_ENDPOINT_URL, "")
+    env_key = tuple(sorted(endpoints.items()))
     key = (service, region, max_attempts, env_key, tuple(sorted(config.items())))
     with _lock:
         found = _clients.get(key)

@@ -49,8 +49,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 3
     health = found.health or {}
     workers = health.get("lambda_workers", [])
-    print(f"local cloud: running at {found.url} (pid {found.pid}, up {health.get('uptime_s')} s, "
-          f"moto {health.get('moto')}, {len(workers)} warm Lambda worker(s))")
+    print(
+        f"local cloud: running at {found.url} (pid {found.pid}, up {health.get('uptime_s')} s, "
+        f"moto {health.get('moto')}, {len(workers)} warm Lambda worker(s))"
+    )
     return 0
 
 
@@ -60,7 +62,9 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
+    parser = argparse.ArgumentParser(
+        prog="scones", description="Scones Unlimited's ML workflow, local-first."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,21 +78,26 @@ def status() -> Status:
     found = health(record["url"])
     if found is None:
         alive = _alive(record["pid"])
-        return Status(False, record["url"], record["pid"], None,
-                      "process alive but not answering" if alive else "stale record: process gone")
+        return Status(
+            False,
+            record["url"],
+            record["pid"],
+            None,
+            "process alive but not answering" if alive else "stale record: process gone",
+        )
     return Status(True, record["url"], record["pid"], found)
 
 
-def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0,
-       log=print) -> Status:
+def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0, log=print) -> Status:
     """Start the local cloud in the background unless one already answers; idempotent."""
     current = status()
     if current.running:
         log(f"local cloud already running at {current.url} (pid {current.pid})")
         return current
     if current.pid and _alive(current.pid):
-        raise LocalCloudError(f"a local cloud process (pid {current.pid}) exists but does not answer; "
-                              f"run `scones down` first")
+        raise LocalCloudError(
+            f"a local cloud process (pid {current.pid}) exists but does not answer; run `scones down` first"
+        )
     host = host or settings.localcloud_host()
     port = settings.localcloud_port() if port is None else port
     state = settings.state_dir()
@@ -102,9 +108,22 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.localcloud", "--host", host, "--port", str(port),
-             "--state-dir", str(state)],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "services.localcloud",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--state-dir",
+                str(state),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the CLI; `scones down` stops the whole group
         )
     log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
@@ -112,7 +131,9 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail))
+            raise LocalCloudError(
+                f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail)
+            )
         record = _record()
         if record and record.get("pid") == proc.pid and health(record["url"]):
             _ensure_bucket(record["url"])
@@ -156,10 +177,8 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
     deadline = time.monotonic() + timeout_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # whatever is left of the group
-    except ProcessLookupError:
-        pass
     settings.localcloud_record_path().unlink(missing_ok=True)
     log(f"local cloud stopped (pid {pid})")
     return True
@@ -177,6 +196,8 @@ def docker_engine_answers() -> bool:
 def compose(*args: str) -> None:
     """`docker compose` on docker-compose.yml (LocalStack), with a one-line error when Docker is absent."""
     if not docker_engine_answers():
-        raise LocalCloudError("STACK=localstack needs a running Docker engine and none answers "
-                              "(`docker info` failed); use the default docker-free local cloud: `make up`")
+        raise LocalCloudError(
+            "STACK=localstack needs a running Docker engine and none answers "
+            "(`docker info` failed); use the default docker-free local cloud: `make up`"
+        )
     subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), *args], check=True)

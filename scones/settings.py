@@ -85,8 +85,8 @@ def localcloud_port() -> int:
         port = int(raw)
     except ValueError:
         raise SettingsError(f"{LOCALCLOUD_PORT}={raw!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise SettingsError(f"{LOCALCLOUD_PORT}={port} is outside 1..65535")
+    if not 0 <= port < 65536:  # 0: any free port
+        raise SettingsError(f"{LOCALCLOUD_PORT}={port} is outside 0..65535")
     return port
 
 

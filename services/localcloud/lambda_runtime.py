@@ -8,6 +8,7 @@ cap queue instead of being throttled. Results are shaped as AWS shapes them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -118,10 +119,8 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
 
 
 class FunctionPool:
@@ -144,7 +143,9 @@ class FunctionPool:
                 reply = worker.call(request, self.spec.timeout_s)
             except TimeoutError:
                 self._discard(worker)
-                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
+                message = (
+                    f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
+                )
                 return InvokeResult(_error("Sandbox.Timedout", message), True, message)
             except WorkerGone as exc:
                 self._discard(worker)

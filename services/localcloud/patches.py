@@ -144,19 +144,34 @@ def _patch_stepfunctions_cfn() -> None:
     sfn_models.stepfunctions_backends = stepfunctions_parser_backends
     machine = sfn_models.StateMachine
 
-    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str,
-               **kwargs: Any) -> Any:
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
         properties = cloudformation_json["Properties"]
         name = properties.get("StateMachineName", resource_name)
         backend = stepfunctions_parser_backends[account_id][region_name]
         tags = cfn_to_api_tags(properties.get("Tags", []))
         return backend.create_state_machine(
-            name, _definition_from(properties) or "", properties.get("RoleArn", ""), tags=tags,
+            name,
+            _definition_from(properties) or "",
+            properties.get("RoleArn", ""),
+            tags=tags,
             sm_type=properties.get("StateMachineType"),
         )
 
-    def update(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
-               account_id: str, region_name: str) -> Any:
+    def update(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
         properties = cloudformation_json.get("Properties", {})
         name = properties.get("StateMachineName", original_resource.name)
         backend = stepfunctions_parser_backends[account_id][region_name]
@@ -170,6 +185,36 @@ def _patch_stepfunctions_cfn() -> None:
 
     machine.create_from_cloudformation_json = classmethod(create)
     machine.update_from_cloudformation_json = classmethod(update)
+    _keep_nulls_in_definitions()
+
+
+_NULL = "\x00scones-json-null\x00"
+
+
+def _swap(value: Any, old: Any, new: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _swap(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap(v, old, new) for v in value]
+    return new if value == old and type(value) is type(old) else value
+
+
+def _keep_nulls_in_definitions() -> None:
+    """moto's template cleaner drops keys whose value is null; in an ASL `Definition` a null is meaningful
+    (`"ResultPath": null` keeps the state's input), so protect nulls inside it."""
+    from moto.cloudformation import parsing
+
+    original = parsing.clean_json
+
+    def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        if isinstance(resource_json, dict) and isinstance(resource_json.get("Definition"), dict):
+            protected = dict(resource_json, Definition=_swap(resource_json["Definition"], None, _NULL))
+            cleaned = original(protected, resources_map)
+            cleaned["Definition"] = _swap(cleaned["Definition"], _NULL, None)
+            return cleaned
+        return original(resource_json, resources_map)
+
+    parsing.clean_json = clean_json
 
 
 # --- 3. JSONata ------------------------------------------------------------------------------------------
@@ -198,7 +243,9 @@ def _patch_execution_name() -> None:
 
     original = StepFunctionsParserBackend.start_execution
 
-    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
         return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_execution
@@ -210,7 +257,6 @@ def _patch_execution_name() -> None:
 def _patch_interpreter_clients(port: int) -> None:
     import boto3
     from botocore.config import Config
-    from moto.stepfunctions.parser.asl.utils import boto_client as module
 
     cache: dict[tuple[str, str], Any] = {}
     lock = threading.Lock()

@@ -19,11 +19,16 @@ from scones import aws
 ROLE_NAME = "scones-selftest"
 TRUST = {
     "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                   "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]}}],
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+        }
+    ],
 }
 
-SELFTEST_LAMBDA = '''
+SELFTEST_LAMBDA = """
 import os, time
 import boto3
 
@@ -36,7 +41,7 @@ def handler(event, context):
         boto3.client("s3").put_object(Bucket=event["bucket"], Key="from-lambda.txt", Body=b"hi")
     print("hello from", context.function_name)
     return {"n": event.get("n", 0) + 1, "greeting": os.environ.get("GREETING", "")}
-'''
+"""
 
 
 class SelfTestError(RuntimeError):
@@ -80,7 +85,11 @@ def _lambda(suffix: str) -> str:
     lam = aws.client("lambda")
     name = f"scones-selftest-{suffix}"
     lam.create_function(
-        FunctionName=name, Runtime="python3.12", Role=ensure_role(), Handler="app.handler", Timeout=2,
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ensure_role(),
+        Handler="app.handler",
+        Timeout=2,
         Code={"ZipFile": make_zip({"app.py": SELFTEST_LAMBDA})},
         Environment={"Variables": {"GREETING": "scones"}},
     )
@@ -96,8 +105,11 @@ def check_lambda(suffix: str) -> str:
     _check("lambda-subprocess (LogType=Tail)", "hello from" in base64.b64decode(ok["LogResult"]).decode(), ok)
     bad = lam.invoke(FunctionName=name, Payload=json.dumps({"fail": True}))
     error = json.loads(bad["Payload"].read())
-    _check("lambda-subprocess (errors)", bad.get("FunctionError") == "Unhandled"
-           and error.get("errorType") == "ValueError", error)
+    _check(
+        "lambda-subprocess (errors)",
+        bad.get("FunctionError") == "Unhandled" and error.get("errorType") == "ValueError",
+        error,
+    )
     slow = lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": 5}))
     error = json.loads(slow["Payload"].read())
     _check("lambda-subprocess (timeout)", error.get("errorType") == "Sandbox.Timedout", error)
@@ -110,11 +122,18 @@ def check_stepfunctions(function_name: str, suffix: str) -> None:
     jsonpath = {
         "StartAt": "Call",
         "States": {
-            "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
-                     "Parameters": {"FunctionName": fn_arn, "Payload.$": "$"}, "OutputPath": "$.Payload",
-                     "Next": "Big?"},
-            "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Yes"}],
-                     "Default": "No"},
+            "Call": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": {"FunctionName": fn_arn, "Payload.$": "$"},
+                "OutputPath": "$.Payload",
+                "Next": "Big?",
+            },
+            "Big?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Yes"}],
+                "Default": "No",
+            },
             "Yes": {"Type": "Succeed"},
             "No": {"Type": "Fail", "Error": "TooSmall"},
         },
@@ -122,14 +141,18 @@ def check_stepfunctions(function_name: str, suffix: str) -> None:
     jsonata = {
         "QueryLanguage": "JSONata",
         "StartAt": "Sum",
-        "States": {"Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"}, "End": True}},
+        "States": {
+            "Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"}, "End": True}
+        },
     }
     for kind, definition, payload, expected in (
         ("execution (JSONPath)", jsonpath, {"n": 1}, {"n": 2, "greeting": "scones"}),
         ("jsonata", jsonata, {"values": [1, 2, 3]}, {"total": 6}),
     ):
         machine = sfn.create_state_machine(
-            name=f"scones-selftest-{suffix}-{len(kind)}", definition=json.dumps(definition), roleArn=ensure_role()
+            name=f"scones-selftest-{suffix}-{len(kind)}",
+            definition=json.dumps(definition),
+            roleArn=ensure_role(),
         )["stateMachineArn"]
         started = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))
         _check("execution-name", not started["executionArn"].endswith(":None"), started["executionArn"])
@@ -148,7 +171,18 @@ def check_cloudformation(suffix: str) -> None:
                 "Properties": {
                     "StateMachineName": f"scones-selftest-cfn-{suffix}",
                     "RoleArn": ensure_role(),
-                    "Definition": {"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"word": "${Word}"}, "End": True}}},
+                    "Definition": {
+                        "StartAt": "P",
+                        "States": {
+                            "P": {
+                                "Type": "Pass",
+                                "Result": {"word": "${Word}"},
+                                "ResultPath": "$.r",
+                                "Next": "Q",
+                            },
+                            "Q": {"Type": "Pass", "Result": "dropped", "ResultPath": None, "End": True},
+                        },
+                    },
                     "DefinitionSubstitutions": {"Word": "substituted"},
                 },
             }
@@ -160,7 +194,11 @@ def check_cloudformation(suffix: str) -> None:
     outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
     arn = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "Arn")
     done = wait_execution(sfn, sfn.start_execution(stateMachineArn=arn, name="selftest")["executionArn"])
-    _check("sfn-cloudformation", done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"word": "substituted"}, done)
+    _check(
+        "sfn-cloudformation",
+        done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"r": {"word": "substituted"}},
+        done,
+    )
     cfn.delete_stack(StackName=stack)
     left = [m for m in sfn.list_state_machines()["stateMachines"] if m["stateMachineArn"] == arn]
     _check("sfn-cloudformation (delete)", not left, left)

@@ -37,7 +37,9 @@ def _health_app(app, runtime, started: float):
                     "uptime_s": round(time.time() - started, 1),
                 }
             ).encode()
-            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            start_response(
+                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            )
             return [body]
         return app(environ, start_response)
 
@@ -65,8 +67,9 @@ def serve(host: str, port: int, state_dir: Path) -> None:
     started = time.time()
     holder: dict = {}
     # Bind first so that port 0 (any free port) is known before the patches need it.
-    server = make_server(host, port, lambda e, s: holder["app"](e, s), threaded=True,
-                         request_handler=MotoRequestHandler)
+    server = make_server(
+        host, port, lambda e, s: holder["app"](e, s), threaded=True, request_handler=MotoRequestHandler
+    )
     port = server.server_address[1]
     url = f"http://{host}:{port}"
     os.environ["MOTO_PORT"] = str(port)  # moto's Step Functions interpreter calls back here
@@ -82,7 +85,14 @@ def serve(host: str, port: int, state_dir: Path) -> None:
     holder["app"] = _health_app(DomainDispatcherApplication(create_backend_app), runtime, started)
 
     record_path = state_dir / "localcloud.json"
-    record = {"pid": os.getpid(), "url": url, "host": host, "port": port, "started": started, "patches": applied}
+    record = {
+        "pid": os.getpid(),
+        "url": url,
+        "host": host,
+        "port": port,
+        "started": started,
+        "patches": applied,
+    }
     _write_record(record_path, record)
 
     def stop(signum, frame):  # shutdown() blocks until serve_forever returns: call it off this thread

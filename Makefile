@@ -1,0 +1,49 @@
+# The one entry point for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= local
+EXTRAS ?= localcloud,dev
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the project (every other target depends on it)
+
+up: venv ## start the local cloud in the background (STACK=localstack: docker compose)
+	$(BIN)/scones up --stack $(STACK)
+
+check: venv ## start the local cloud and run its self-test
+	$(BIN)/scones up --check
+
+down: venv ## stop the local cloud and its Lambda workers (STACK=localstack: docker compose down)
+	$(BIN)/scones down --stack $(STACK)
+
+status: venv ## say what runs
+	$(BIN)/scones status
+
+test: venv ## run every test that needs neither Docker nor an AWS account
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff on the whole tree
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv ## apply ruff's formatting and import order
+	$(BIN)/ruff check --fix --select I .
+	$(BIN)/ruff format .
+
+bench: venv ## benchmarks of the local cloud (prints measured figures)
+	$(BIN)/python bench/bench_localcloud.py
+
+.PHONY: help venv up check down status test lint format bench

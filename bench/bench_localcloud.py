@@ -1,0 +1,196 @@
+"""Benchmarks of the embedded local cloud: `make bench` or `python bench/bench_localcloud.py [--duration S]`.
+
+Measures, against a local cloud it starts on a free port (or the running one with --use-running):
+  - warm Lambda invoke latency through boto3 (p50/p99)
+  - a 3-Lambda sequential Step Functions execution, start to SUCCEEDED (p50/p99)
+  - sustained executions/s of that machine for --duration seconds, with the count of lost executions
+  - a Map state over 100 trivial items
+Targets (issue #2): invoke p50 <= 15 ms, 3-step p50 <= 150 ms, >= 10 exec/s, Map-100 <= 3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scones import aws, localcloud, settings
+from services.localcloud.selftest import ensure_role, make_zip
+
+CODE = "def handler(event, context):\n    return event\n"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wait(sfn, arn: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.005)
+
+
+def task(fn_arn: str, next_state: str | None) -> dict:
+    state = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "OutputPath": "$.Payload",
+        "Parameters": {"FunctionName": fn_arn, "Payload.$": "$"},
+    }
+    return {**state, "Next": next_state} if next_state else {**state, "End": True}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of sustained load (default 30)")
+    parser.add_argument("--threads", type=int, default=8, help="concurrent clients for the sustained run")
+    parser.add_argument("--use-running", action="store_true", help="use the local cloud `make up` started")
+    args = parser.parse_args()
+
+    started_here = False
+    if args.use_running:
+        running = localcloud.status()
+        if not running.running:
+            print("no local cloud runs: `make up` first or drop --use-running", file=sys.stderr)
+            return 2
+    else:
+        os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix="scones-bench-")
+        running = localcloud.up(port=0, log=lambda _m: None)
+        started_here = True
+    os.environ[settings.AWS_ENDPOINT_URL] = running.url
+    aws.reset()
+    try:
+        return run(args)
+    finally:
+        if started_here:
+            localcloud.down(log=lambda _m: None)
+
+
+def run(args: argparse.Namespace) -> int:
+    lam = aws.client("lambda", max_pool_connections=64)
+    sfn = aws.client("stepfunctions", max_pool_connections=64)
+    suffix = uuid.uuid4().hex[:6]
+    role = ensure_role()
+    fn = lam.create_function(
+        FunctionName=f"bench-{suffix}",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": CODE})},
+    )["FunctionArn"]
+    print(
+        f"local cloud: {os.environ[settings.AWS_ENDPOINT_URL]} (2 cores; Lambda concurrency cap "
+        f"{settings.lambda_concurrency()} per function)"
+    )
+
+    for _ in range(10):
+        lam.invoke(FunctionName=fn, Payload=b'{"x": 1}')
+    times = []
+    for _ in range(200):
+        t0 = time.perf_counter()
+        lam.invoke(FunctionName=fn, Payload=b'{"x": 1}')
+        times.append((time.perf_counter() - t0) * 1000)
+    print(
+        f"warm Lambda invoke (boto3, n=200): p50 {pct(times, 0.5):.1f} ms  p99 {pct(times, 0.99):.1f} ms"
+        f"   target p50 <= 15 ms"
+    )
+
+    three = {"StartAt": "A", "States": {"A": task(fn, "B"), "B": task(fn, "C"), "C": task(fn, None)}}
+    machine = sfn.create_state_machine(name=f"bench3-{suffix}", definition=json.dumps(three), roleArn=role)[
+        "stateMachineArn"
+    ]
+    for _ in range(3):
+        wait(sfn, sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"])
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        done = wait(sfn, sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"])
+        times.append((time.perf_counter() - t0) * 1000)
+        assert done["status"] == "SUCCEEDED", done
+    print(
+        f"3-Lambda execution, start to SUCCEEDED (n=30): p50 {pct(times, 0.5):.0f} ms  "
+        f"p99 {pct(times, 0.99):.0f} ms   target p50 <= 150 ms"
+    )
+
+    counts = {"SUCCEEDED": 0, "other": 0}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + args.duration
+
+    def client_loop() -> None:
+        while time.monotonic() < stop_at:
+            arn = sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"]
+            status = wait(sfn, arn)["status"]
+            with lock:
+                counts["SUCCEEDED" if status == "SUCCEEDED" else "other"] += 1
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client_loop) for _ in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    listed = 0
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+        listed += len(page["executions"])
+    total = counts["SUCCEEDED"] + counts["other"]
+    print(
+        f"sustained ({args.threads} clients, {elapsed:.0f} s): {counts['SUCCEEDED'] / elapsed:.1f} exec/s, "
+        f"{counts['SUCCEEDED']} succeeded, {counts['other']} not succeeded, "
+        f"{listed - 33 - total} lost (listed {listed})   target >= 10 exec/s, 0 lost"
+    )
+
+    mapped = {
+        "StartAt": "M",
+        "States": {
+            "M": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "MaxConcurrency": 0,
+                "End": True,
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "INLINE"},
+                    "StartAt": "T",
+                    "States": {"T": task(fn, None)},
+                },
+            }
+        },
+    }
+    map_machine = sfn.create_state_machine(
+        name=f"bench-map-{suffix}", definition=json.dumps(mapped), roleArn=role
+    )["stateMachineArn"]
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        done = wait(
+            sfn,
+            sfn.start_execution(stateMachineArn=map_machine, input=json.dumps({"items": list(range(100))}))[
+                "executionArn"
+            ],
+        )
+        times.append(time.perf_counter() - t0)
+        assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == list(range(100)), done
+    print(
+        f"Map over 100 items (n=3): median {statistics.median(times):.2f} s  "
+        f"(runs: {', '.join(f'{t:.2f}' for t in times)})   target <= 3 s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+import pytest
+
+from scones import settings
+
+
+def test_default_target_is_local(monkeypatch):
+    monkeypatch.delenv(settings.TARGET, raising=False)
+    assert settings.target() == "local"
+
+
+def test_unknown_target_is_a_named_error(monkeypatch):
+    monkeypatch.setenv(settings.TARGET, "azure")
+    with pytest.raises(settings.SettingsError, match="azure"):
+        settings.target()
+
+
+def test_bad_port_is_a_named_error(monkeypatch):
+    monkeypatch.setenv(settings.LOCALCLOUD_PORT, "http")
+    with pytest.raises(settings.SettingsError, match="not a port"):
+        settings.localcloud_port()
+    monkeypatch.setenv(settings.LOCALCLOUD_PORT, "70000")
+    with pytest.raises(settings.SettingsError, match="outside"):
+        settings.localcloud_port()
+
+
+def test_env_beats_default(monkeypatch):
+    monkeypatch.setenv(settings.BUCKET, "my-bucket")
+    monkeypatch.setenv(settings.PREFIX, "/staged/")
+    assert settings.bucket() == "my-bucket"
+    assert settings.prefix() == "staged"
+
+
+def test_apply_target_env_keeps_what_the_user_set(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
+    monkeypatch.setenv(settings.TARGET, "local")
+    monkeypatch.setenv(settings.AWS_ENDPOINT_URL, "http://127.0.0.1:9999")
+    settings.apply_target_env()
+    import os
+
+    assert os.environ[settings.AWS_ENDPOINT_URL] == "http://127.0.0.1:9999"
+
+
+def test_apply_target_env_uses_the_running_cloud_record(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
+    monkeypatch.delenv(settings.AWS_ENDPOINT_URL, raising=False)
+    (tmp_path / "localcloud.json").write_text('{"url": "http://127.0.0.1:5123", "pid": 1}')
+    settings.apply_target_env()
+    import os
+
+    assert os.environ[settings.AWS_ENDPOINT_URL] == "http://127.0.0.1:5123"
+
+
+def test_export_lines_never_echo_real_credentials(monkeypatch):
+    monkeypatch.setenv(settings.TARGET, "aws")
+    monkeypatch.setenv(settings.AWS_SECRET_ACCESS_KEY, "real-secret")
+    lines = "\n".join(settings.export_lines())
+    assert "real-secret" not in lines
+    assert "export SCONES_TARGET='aws'" in lines
+
+
+def test_export_lines_for_local_quote_values(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
+    monkeypatch.setenv(settings.TARGET, "local")
+    monkeypatch.setenv(settings.BUCKET, "it's")
+    lines = settings.export_lines()
+    assert """export SCONES_BUCKET='it'"'"'s'""" in lines
+    assert any(line.startswith("export AWS_ENDPOINT_URL=") for line in lines)
