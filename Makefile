@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= local
+SOURCE ?= synthetic
+CLASSES ?= bicycle,motorcycle
 EXTRAS ?= localcloud,dev
 PYTEST_ARGS ?=
 
@@ -32,6 +34,13 @@ down: venv ## stop the local cloud and its Lambda workers (STACK=localstack: doc
 status: venv ## say what runs
 	$(BIN)/scones status
 
+stage: up ## stage SOURCE (synthetic|cifar100|path) CLASSES (bicycle,motorcycle|vehicles|…) to S3
+	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
+
+demo: venv ## run the main job end to end on the local cloud (what exists so far: up, self-test, stage)
+	$(BIN)/scones up --check
+	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
+
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -43,7 +52,13 @@ format: venv ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I .
 	$(BIN)/ruff format .
 
-bench: venv ## benchmarks of the local cloud (prints measured figures)
+bench: venv ## benchmarks (each starts its own local cloud and prints what it measured)
 	$(BIN)/python bench/bench_localcloud.py
+	$(BIN)/python bench/bench_staging.py
 
-.PHONY: help venv up check down status test lint format bench
+clean: ## stop the local cloud and remove everything the project created (.venv, .scones, data, caches)
+	@if [ -x $(BIN)/scones ]; then $(BIN)/scones down || true; fi
+	rm -rf $(VENV) .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: help venv up check down status stage demo test lint format bench clean

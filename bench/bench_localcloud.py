@@ -15,7 +15,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -23,7 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scones import aws, localcloud, settings
+from _cloud import local_cloud
+
+from scones import aws, settings
 from services.localcloud.selftest import ensure_role, make_zip
 
 CODE = "def handler(event, context):\n    return event\n"
@@ -62,23 +63,8 @@ def main() -> int:
     parser.add_argument("--use-running", action="store_true", help="use the local cloud `make up` started")
     args = parser.parse_args()
 
-    started_here = False
-    if args.use_running:
-        running = localcloud.status()
-        if not running.running:
-            print("no local cloud runs: `make up` first or drop --use-running", file=sys.stderr)
-            return 2
-    else:
-        os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix="scones-bench-")
-        running = localcloud.up(port=0, log=lambda _m: None)
-        started_here = True
-    os.environ[settings.AWS_ENDPOINT_URL] = running.url
-    aws.reset()
-    try:
+    with local_cloud(args.use_running):
         return run(args)
-    finally:
-        if started_here:
-            localcloud.down(log=lambda _m: None)
 
 
 def run(args: argparse.Namespace) -> int:

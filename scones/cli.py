@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 
 from scones import settings
@@ -61,6 +62,54 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stage(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scones.data import staging
+    from scones.data.classes import parse_classes
+
+    classes = parse_classes(args.classes)
+    if args.train_per_class is not None and args.train_per_class < 1:
+        raise UsageError("--train-per-class must be at least 1")
+    if args.test_per_class is not None and args.test_per_class < 1:
+        raise UsageError("--test-per-class must be at least 1")
+    started = time.perf_counter()
+    source = staging.resolve_source(
+        args.source, classes, args.seed, args.train_per_class, args.test_per_class
+    )
+    workdir = Path(args.workdir).resolve() if args.workdir else staging.default_workdir(source, classes)
+    manifest = staging.build(source, classes, workdir)
+    print(f"staged {source.kind} ({source.tarball.name}, md5 {source.md5}) in {workdir}")
+    print(staging.describe(manifest))
+    if args.explore:
+        from scones.data import probe
+
+        sheet = staging.contact_sheet(workdir, manifest)
+        print(f"contact sheet: {sheet}")
+        x_train, y_train = probe.load_split(workdir, "train")
+        x_test, y_test = probe.load_split(workdir, "test")
+        accuracy = probe.logistic_regression_accuracy(x_train, y_train, x_test, y_test)
+        print(
+            f"logistic regression on raw pixels: test accuracy {accuracy:.3f} "
+            f"(chance {1 / len(classes):.3f}; a linear model should not solve it)"
+        )
+    if args.no_upload:
+        print(f"not uploaded (--no-upload); {time.perf_counter() - started:.1f} s")
+        return 0
+    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    report = staging.upload(workdir, manifest, bucket, prefix)
+    what = (
+        "nothing changed, 0 objects uploaded"
+        if report.uploaded == 0 and report.deleted == 0
+        else (f"uploaded {report.uploaded}, unchanged {report.unchanged}, deleted {report.deleted} stale")
+    )
+    print(
+        f"s3://{bucket}/{prefix}/: {what} ({report.seconds:.1f} s upload, "
+        f"{time.perf_counter() - started:.1f} s total)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scones", description="Scones Unlimited's ML workflow, local-first."
@@ -80,20 +129,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", choices=["local", "localstack"], default="local")
     add("status", cmd_status, "say whether the local cloud runs (exit 3 when not)")
     add("env", cmd_env, 'print export lines: eval "$(scones env)"')
+
+    p = add("stage", cmd_stage, "stage CIFAR-100 (or the synthetic set) as PNG + .lst + manifest to S3")
+    p.add_argument(
+        "--source",
+        default="synthetic",
+        help="cifar100 (download), synthetic (offline, default) or a path to a CIFAR-100 python tarball",
+    )
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated fine label names, or vehicles / vehicles_1 / vehicles_2 "
+        "(default bicycle,motorcycle)",
+    )
+    p.add_argument("--bucket", default=None, help=f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}")
+    p.add_argument("--prefix", default=None, help=f"default ${settings.PREFIX} or {settings.DEFAULT_PREFIX}")
+    p.add_argument("--workdir", default=None, help="local output folder (default under data/staged/)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic source: the seed (same seed, same images)")
+    p.add_argument("--train-per-class", type=int, default=None, help="synthetic source: default 500")
+    p.add_argument("--test-per-class", type=int, default=None, help="synthetic source: default 100")
+    p.add_argument(
+        "--explore",
+        action="store_true",
+        help="also write a contact sheet and report a raw-pixel logistic regression's accuracy",
+    )
+    p.add_argument("--no-upload", action="store_true", help="build the local folder only")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from scones.data.cifar import DataError
+    from scones.data.classes import EmptySelectionError, UnknownClassError
+    from scones.data.staging import StagingError
     from scones.localcloud import LocalCloudError
     from services.localcloud.selftest import SelfTestError
 
     try:
         return args.func(args)
-    except (UsageError, settings.SettingsError) as exc:
+    except (UsageError, settings.SettingsError, UnknownClassError, EmptySelectionError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (LocalCloudError, SelfTestError) as exc:
+    except (LocalCloudError, SelfTestError, DataError, StagingError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ TARGET = "SCONES_TARGET"  # local | localstack | aws
 STATE_DIR = "SCONES_STATE_DIR"  # pid files, logs, unpacked lambda code
 BUCKET = "SCONES_BUCKET"  # the project's default bucket
 PREFIX = "SCONES_PREFIX"  # key prefix of staged data
+DATA_DIR = "SCONES_DATA_DIR"  # download cache and staged data
+CIFAR100_URL = "SCONES_CIFAR100_URL"  # where `scones stage --source cifar100` downloads from
 LOCALCLOUD_HOST = "SCONES_LOCALCLOUD_HOST"
 LOCALCLOUD_PORT = "SCONES_LOCALCLOUD_PORT"
 LAMBDA_CONCURRENCY = "SCONES_LAMBDA_CONCURRENCY"  # per-function cap in the local cloud (queued beyond)
@@ -61,6 +63,16 @@ def target() -> str:
 
 def state_dir() -> Path:
     return Path(_get(STATE_DIR, ".scones")).resolve()
+
+
+def data_dir() -> Path:
+    return Path(_get(DATA_DIR, "data")).resolve()
+
+
+def cifar100_url() -> str:
+    from scones.data.cifar import CIFAR100_URL as OFFICIAL
+
+    return _get(CIFAR100_URL, OFFICIAL)
 
 
 def bucket() -> str:

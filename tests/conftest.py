@@ -69,3 +69,33 @@ def unique() -> str:
     import uuid
 
     return uuid.uuid4().hex[:8]
+
+
+def make_cifar_tarball(path: Path, per_class_train: int = 6, per_class_test: int = 2, seed: int = 0) -> Path:
+    """A small tarball in the exact CIFAR-100 python format, with random pixels and CIFAR-style names."""
+    import numpy as np
+
+    from scones.data import cifar
+    from scones.data.classes import COARSE_LABELS, FINE_LABELS
+
+    rng = np.random.default_rng(seed)
+    chosen = {"bicycle": 18, "motorcycle": 18, "apple": 4}
+
+    def split(n: int, offset: int) -> cifar.Split:
+        names, fine, coarse = [], [], []
+        for name, coarse_label in chosen.items():
+            for i in range(n):
+                names.append(f"{name}_s_{offset + i:06d}.png")
+                fine.append(FINE_LABELS.index(name))
+                coarse.append(coarse_label)
+        images = rng.integers(0, 256, (len(names), 32, 32, 3), dtype=np.uint8)
+        return cifar.Split(images, np.array(fine), np.array(coarse), names)
+
+    return cifar.write(
+        path, split(per_class_train, 0), split(per_class_test, 1000), list(FINE_LABELS), list(COARSE_LABELS)
+    )
+
+
+@pytest.fixture(scope="session")
+def cifar_tarball(tmp_path_factory) -> Path:
+    return make_cifar_tarball(tmp_path_factory.mktemp("cifar") / "cifar-100-python.tar.gz")

@@ -1,0 +1,34 @@
+"""A local cloud for a benchmark: the running one (`--use-running`) or a fresh one on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scones import aws, localcloud, settings
+
+
+@contextlib.contextmanager
+def local_cloud(use_running: bool = False) -> Iterator[str]:
+    if use_running:
+        running = localcloud.status()
+        if not running.running:
+            raise SystemExit("no local cloud runs: `make up` first or drop --use-running")
+        started_here = False
+    else:
+        os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix="scones-bench-")
+        running = localcloud.up(port=0, log=lambda _m: None)
+        started_here = True
+    os.environ[settings.AWS_ENDPOINT_URL] = running.url
+    aws.reset()
+    try:
+        yield running.url
+    finally:
+        if started_here:
+            localcloud.down(log=lambda _m: None)

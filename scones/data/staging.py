@@ -1,0 +1,266 @@
+"""Stage a class selection of CIFAR-100 (or the synthetic stand-in) to S3.
+
+Local layout, written to `<workdir>.partial` and renamed into place only when complete (manifest last):
+    train/<cifar file name>.png   test/<cifar file name>.png
+    train.lst  test.lst           index<TAB>label<TAB>path, path relative to the split's folder
+    manifest.json                 source, classes, CIFAR label indices, counts, md5 of every file
+S3 layout: the same under s3://<bucket>/<prefix>/. An upload sends only files whose md5 differs from the
+object's ETag, deletes staged images that are no longer selected, and writes manifest.json last, so a
+prefix with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from scones import settings
+from scones.data import cifar, synthetic
+from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
+from scones.progress import Progress
+
+SPLITS = ("train", "test")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class StagingError(Exception):
+    """Staging could not finish; the message names the problem and what to do."""
+
+
+@dataclass
+class Source:
+    kind: str  # cifar100 | synthetic | tarball
+    tarball: Path
+    md5: str
+    detail: dict
+
+
+@dataclass
+class UploadReport:
+    uploaded: int
+    unchanged: int
+    deleted: int
+    seconds: float
+
+
+def resolve_source(spec: str, classes: list[str], seed: int = 0, train_per_class: int | None = None,
+                   test_per_class: int | None = None, cache_dir: Path | None = None) -> Source:
+    """`cifar100` (download), `synthetic` (draw), or a path to a CIFAR-100 python tarball."""
+    cache_dir = cache_dir or settings.data_dir() / "cache"
+    if spec == "cifar100":
+        url = settings.cifar100_url()
+        path = cifar.download(url, cache_dir / cifar.CIFAR100_FILENAME, md5=cifar.CIFAR100_MD5,
+                              progress=Progress("downloading CIFAR-100", unit="B"))
+        return Source("cifar100", path, cifar.CIFAR100_MD5, {"url": url})
+    if spec == "synthetic":
+        n_train = synthetic.DEFAULT_TRAIN_PER_CLASS if train_per_class is None else train_per_class
+        n_test = synthetic.DEFAULT_TEST_PER_CLASS if test_per_class is None else test_per_class
+        tag = hashlib.md5(",".join(classes).encode()).hexdigest()[:8]
+        path = cache_dir / f"synthetic-cifar-100-seed{seed}-{n_train}x{n_test}-{tag}.tar.gz"
+        if not path.exists():
+            try:
+                synthetic.write_tarball(path, classes, seed, n_train, n_test)
+            except ValueError as exc:
+                raise UnknownClassError(str(exc)) from None
+        detail = {"seed": seed, "train_per_class": n_train, "test_per_class": n_test}
+        return Source("synthetic", path, cifar.md5_of(path), detail)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise StagingError(f"--source {spec!r}: not cifar100, synthetic, or an existing tarball file")
+    md5 = cifar.md5_of(path)
+    return Source("tarball", path.resolve(), md5, {"path": str(path.resolve()), "official": md5 == cifar.CIFAR100_MD5})
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _manifest_matches(workdir: Path, source: Source, classes: list[str]) -> dict | None:
+    try:
+        manifest = json.loads((workdir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    same = manifest.get("source", {}).get("md5") == source.md5 and manifest.get("classes") == classes
+    return manifest if same and manifest.get("format") == FORMAT_VERSION else None
+
+
+def build(source: Source, classes: list[str], workdir: Path) -> dict:
+    """Write PNGs, .lst files and the manifest for `classes`; reuses a complete identical workdir."""
+    existing = _manifest_matches(workdir, source, classes)
+    if existing is not None:
+        return existing
+    data = cifar.load(source.tarball)
+    unknown = [c for c in classes if c not in data.fine_label_names]
+    if unknown:
+        raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))}; valid names: vehicles, "
+                                + ", ".join(data.fine_label_names))
+    label_of = {name: data.fine_label_names.index(name) for name in classes}
+    partial = workdir.with_name(workdir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    files: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    total = sum(int(np.isin(getattr(data, s).fine_labels, list(label_of.values())).sum()) for s in SPLITS)
+    if total == 0:
+        raise EmptySelectionError(f"the tarball has no image of {', '.join(classes)}")
+    progress = Progress("writing PNGs").start(total)
+    for split_name in SPLITS:
+        split = getattr(data, split_name)
+        (partial / split_name).mkdir(parents=True)
+        lines, used = [], set()
+        counts[split_name] = {name: 0 for name in classes}
+        for row in np.flatnonzero(np.isin(split.fine_labels, list(label_of.values()))):
+            name = classes[list(label_of.values()).index(int(split.fine_labels[row]))]
+            file_name = split.filenames[row]
+            if file_name in used:  # CIFAR has a few repeated names: keep them apart
+                file_name = f"{Path(file_name).stem}_{row}.png"
+            used.add(file_name)
+            blob = _png_bytes(split.images[row])
+            (partial / split_name / file_name).write_bytes(blob)
+            files[f"{split_name}/{file_name}"] = hashlib.md5(blob).hexdigest()
+            lines.append(f"{len(lines)}\t{classes.index(name)}\t{file_name}")
+            counts[split_name][name] += 1
+            progress.advance()
+        lst = ("\n".join(lines) + "\n").encode()
+        (partial / f"{split_name}.lst").write_bytes(lst)
+        files[f"{split_name}.lst"] = hashlib.md5(lst).hexdigest()
+    progress.finish()
+    empty = [f"{s}/{c}" for s in SPLITS for c, n in counts[s].items() if n == 0]
+    if empty:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise EmptySelectionError(f"no image for {', '.join(empty)} in the tarball")
+    manifest = {
+        "format": FORMAT_VERSION,
+        "source": {"kind": source.kind, "md5": source.md5, **source.detail},
+        "classes": classes,
+        "cifar_fine_labels": label_of,
+        "counts": counts,
+        "image": {"height": 32, "width": 32, "channels": 3, "format": "png"},
+        "lst": "index<TAB>label<TAB>path relative to the split's folder; label indexes `classes`",
+        "files": files,
+    }
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(workdir, ignore_errors=True)
+    partial.rename(workdir)
+    return manifest
+
+
+def default_workdir(source: Source, classes: list[str]) -> Path:
+    tag = hashlib.md5(f"{source.md5}:{','.join(classes)}".encode()).hexdigest()[:8]
+    return settings.data_dir() / "staged" / f"{source.kind}-{tag}"
+
+
+def _client_error(exc: Exception, bucket: str, prefix: str) -> StagingError:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    if isinstance(exc, EndpointConnectionError):
+        return StagingError(f"cannot reach S3 at {exc.kwargs.get('endpoint_url')}: is the local cloud running? "
+                            f"(`make up`)")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket", "404"):
+            return StagingError(f"bucket {bucket!r} does not exist: `scones up` creates {settings.bucket()!r}, "
+                                f"or pass --bucket")
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            return StagingError(f"access denied to s3://{bucket}/{prefix}: check the credentials' S3 permissions")
+    return StagingError(f"S3 failed for s3://{bucket}/{prefix}: {exc}")
+
+
+def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int = 16) -> UploadReport:
+    """Make s3://bucket/prefix/ hold exactly the staged files; send only what changed; manifest last."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from scones import aws
+
+    started = time.perf_counter()
+    s3 = aws.client("s3", max_pool_connections=threads * 2)
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    try:
+        remote: dict[str, str] = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                remote[obj["Key"][len(base):]] = obj["ETag"].strip('"')
+        wanted = dict(manifest["files"])
+        wanted_manifest_md5 = hashlib.md5((workdir / MANIFEST).read_bytes()).hexdigest()
+        to_send = [rel for rel, md5 in wanted.items() if remote.get(rel) != md5]
+        stale = [rel for rel in remote if rel.split("/")[0] in SPLITS and "/" in rel and rel not in wanted]
+        manifest_changed = remote.get(MANIFEST) != wanted_manifest_md5
+        if not to_send and not stale and not manifest_changed:
+            return UploadReport(0, len(wanted), 0, time.perf_counter() - started)
+        if MANIFEST in remote:  # the prefix is incomplete until the new manifest lands
+            s3.delete_object(Bucket=bucket, Key=base + MANIFEST)
+        progress = Progress(f"uploading to s3://{bucket}/{base}").start(len(to_send))
+
+        def send(rel: str) -> None:
+            body = (workdir / rel).read_bytes()
+            content_type = "image/png" if rel.endswith(".png") else "text/plain"
+            s3.put_object(Bucket=bucket, Key=base + rel, Body=body, ContentType=content_type)
+            progress.advance()
+
+        pool = ThreadPoolExecutor(max_workers=threads)
+        try:
+            for future in as_completed([pool.submit(send, rel) for rel in to_send]):
+                future.result()  # the first failure stops the upload
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        progress.finish()
+        for start in range(0, len(stale), 1000):
+            batch = [{"Key": base + rel} for rel in stale[start:start + 1000]]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        s3.put_object(Bucket=bucket, Key=base + MANIFEST, Body=(workdir / MANIFEST).read_bytes(),
+                      ContentType="application/json")
+    except (ClientError, BotoCoreError) as exc:
+        raise _client_error(exc, bucket, prefix) from exc
+    return UploadReport(len(to_send), len(wanted) - len(to_send), len(stale), time.perf_counter() - started)
+
+
+def contact_sheet(workdir: Path, manifest: dict, per_class: int = 10, zoom: int = 3) -> Path:
+    """A grid of the first `per_class` training images of each class, one row per class, named on the left."""
+    from PIL import ImageDraw
+
+    classes = manifest["classes"]
+    lines = (workdir / "train.lst").read_text().splitlines()
+    picks: dict[int, list[str]] = {i: [] for i in range(len(classes))}
+    for line in lines:
+        _, label, path = line.split("\t")
+        if len(picks[int(label)]) < per_class:
+            picks[int(label)].append(path)
+    cell, margin = 32 * zoom, 110
+    sheet = Image.new("RGB", (margin + per_class * (cell + 2), len(classes) * (cell + 2)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, name in enumerate(classes):
+        y = row * (cell + 2)
+        draw.text((4, y + cell // 2 - 6), name, fill="black")
+        for col, path in enumerate(picks[row]):
+            image = Image.open(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(image, (margin + col * (cell + 2), y))
+    out = workdir / "contact_sheet.png"
+    sheet.save(out)
+    return out
+
+
+def describe(manifest: dict) -> str:
+    classes = manifest["classes"]
+    width = max(len(c) for c in [*classes, "class"])
+    rows = [f"{'class':<{width}}  {'label':>5}  {'cifar':>5}  {'train':>6}  {'test':>5}"]
+    for i, name in enumerate(classes):
+        rows.append(f"{name:<{width}}  {i:>5}  {manifest['cifar_fine_labels'][name]:>5}  "
+                    f"{manifest['counts']['train'][name]:>6}  {manifest['counts']['test'][name]:>5}")
+    total_train = sum(manifest["counts"]["train"].values())
+    total_test = sum(manifest["counts"]["test"].values())
+    rows.append(f"{'total':<{width}}  {'':>5}  {'':>5}  {total_train:>6}  {total_test:>5}")
+    return "\n".join(rows)
+
+
+__all__ = ["DEFAULT_CLASSES", "StagingError", "build", "contact_sheet", "describe", "resolve_source", "upload"]
