@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
-EXTRAS ?= localcloud,dev
+EXTRAS ?= localcloud,ml,dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -37,9 +37,15 @@ status: venv ## say what runs
 stage: up ## stage SOURCE (synthetic|cifar100|path) CLASSES (bicycle,motorcycle|vehicles|…) to S3
 	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
 
-demo: venv ## run the main job end to end on the local cloud (what exists so far: up, self-test, stage)
+train: up ## train on the staged data like a SageMaker job, upload model.tar.gz, then evaluate it
+	$(BIN)/scones train
+	$(BIN)/scones evaluate
+
+demo: venv ## run the main job end to end on the local cloud (so far: up, self-test, stage, train, evaluate)
 	$(BIN)/scones up --check
 	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
+	$(BIN)/scones train
+	$(BIN)/scones evaluate
 
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -55,10 +61,11 @@ format: venv ## apply ruff's formatting and import order
 bench: venv ## benchmarks (each starts its own local cloud and prints what it measured)
 	$(BIN)/python bench/bench_localcloud.py
 	$(BIN)/python bench/bench_staging.py
+	$(BIN)/python bench/bench_training.py
 
 clean: ## stop the local cloud and remove everything the project created (.venv, .scones, data, caches)
 	@if [ -x $(BIN)/scones ]; then $(BIN)/scones down || true; fi
 	rm -rf $(VENV) .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help venv up check down status stage demo test lint format bench clean
+.PHONY: help venv up check down status stage train demo test lint format bench clean

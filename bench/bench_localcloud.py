@@ -55,9 +55,7 @@ def task(fn_arn: str, next_state: str | None) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of sustained load (default 30)")
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients for the sustained run")
     parser.add_argument("--use-running", action="store_true", help="use the local cloud `make up` started")
@@ -157,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
             }
         },
     }
-    map_machine = sfn.create_state_machine(
-        name=f"bench-map-{suffix}", definition=json.dumps(mapped), roleArn=role
-    )["stateMachineArn"]
+    map_machine = sfn.create_state_machine(name=f"bench-map-{suffix}", definition=json.dumps(mapped), roleArn=role)[
+        "stateMachineArn"
+    ]
     times = []
     for _ in range(3):
         t0 = time.perf_counter()

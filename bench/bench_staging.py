@@ -26,9 +26,7 @@ from scones.data.classes import parse_classes
 
 def stage(env: dict, *args: str) -> float:
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "scones.cli", "stage", *args], env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "scones.cli", "stage", *args], env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr)
     print("   " + out.stdout.strip().splitlines()[-1])
@@ -36,9 +34,7 @@ def stage(env: dict, *args: str) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--use-running", action="store_true")
     args = parser.parse_args()
     data_dir = tempfile.mkdtemp(prefix="scones-bench-data-")

@@ -74,9 +74,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if args.test_per_class is not None and args.test_per_class < 1:
         raise UsageError("--test-per-class must be at least 1")
     started = time.perf_counter()
-    source = staging.resolve_source(
-        args.source, classes, args.seed, args.train_per_class, args.test_per_class
-    )
+    source = staging.resolve_source(args.source, classes, args.seed, args.train_per_class, args.test_per_class)
     workdir = Path(args.workdir).resolve() if args.workdir else staging.default_workdir(source, classes)
     manifest = staging.build(source, classes, workdir)
     print(f"staged {source.kind} ({source.tarball.name}, md5 {source.md5}) in {workdir}")
@@ -104,16 +102,63 @@ def cmd_stage(args: argparse.Namespace) -> int:
         else (f"uploaded {report.uploaded}, unchanged {report.unchanged}, deleted {report.deleted} stale")
     )
     print(
-        f"s3://{bucket}/{prefix}/: {what} ({report.seconds:.1f} s upload, "
-        f"{time.perf_counter() - started:.1f} s total)"
+        f"s3://{bucket}/{prefix}/: {what} ({report.seconds:.1f} s upload, {time.perf_counter() - started:.1f} s total)"
     )
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scones", description="Scones Unlimited's ML workflow, local-first."
+def cmd_train(args: argparse.Namespace) -> int:
+    from scones import training_job
+    from scones.data.classes import parse_classes
+
+    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    classes = parse_classes(args.classes) if args.classes else None
+    hyperparameters = {}
+    for item in args.hyperparameter or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--hp {item!r}: expected NAME=VALUE, e.g. --hp lr=0.05")
+        hyperparameters[key.replace("-", "_")] = value
+    result = training_job.run(bucket, prefix, args.job_name, args.epochs, classes, hyperparameters)
+    print(training_job.metrics_table(result.metrics, list(result.metrics["per_class"])))
+    print(f"model: {result.model_uri}  ({result.seconds:.1f} s for the whole job)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from scones import training_job
+    from training import evaluate
+
+    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    uri = args.model or training_job.latest_model_uri(bucket)
+    with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
+        model_dir = training_job.fetch_model(uri, Path(tmp) / "model")
+        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        images, labels = evaluate.load_images(channels["test"], channels["test_lst"] / "test.lst")
+        metrics = evaluate.evaluate(model_dir, images, labels)
+    out = Path(args.out) if args.out else settings.data_dir() / "reports" / uri.rstrip("/").split("/")[-3]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    confusion = evaluate.plot_confusion(metrics, out / "confusion_matrix.png")
+    diagram = evaluate.plot_reliability(metrics, out / "reliability.png")
+    print(f"model {uri} on s3://{bucket}/{prefix}/test ({metrics['n']} images)")
+    print(
+        f"accuracy {metrics['accuracy']:.4f}   ECE {metrics['ece']:.4f}   "
+        f"confident (>= 0.93): {metrics['share_confident_0.93']:.1%} of images, "
+        f"accuracy among them {metrics['accuracy_when_confident_0.93'] or 0:.4f}"
     )
+    for name, row in metrics["per_class"].items():
+        print(f"  {name:<14} precision {row['precision']:.3f}  recall {row['recall']:.3f}  n={row['support']}")
+    print(f"wrote {confusion}, {diagram}, {out / 'metrics.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
@@ -139,8 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--classes",
         default=None,
-        help="comma-separated fine label names, or vehicles / vehicles_1 / vehicles_2 "
-        "(default bicycle,motorcycle)",
+        help="comma-separated fine label names, or vehicles / vehicles_1 / vehicles_2 (default bicycle,motorcycle)",
     )
     p.add_argument("--bucket", default=None, help=f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}")
     p.add_argument("--prefix", default=None, help=f"default ${settings.PREFIX} or {settings.DEFAULT_PREFIX}")
@@ -154,6 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a contact sheet and report a raw-pixel logistic regression's accuracy",
     )
     p.add_argument("--no-upload", action="store_true", help="build the local folder only")
+
+    p = add("train", cmd_train, "train on the staged data as a SageMaker script-mode job would, locally")
+    p.add_argument("--bucket", default=None, help=f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}")
+    p.add_argument("--prefix", default=None, help="the staged data's prefix (default $SCONES_PREFIX or data)")
+    p.add_argument("--epochs", type=int, default=None, help="default: train.py's (18)")
+    p.add_argument("--job-name", default=None, help="default scones-YYYYmmdd-HHMMSS")
+    p.add_argument("--classes", default=None, help="must match the staged classes (checked)")
+    p.add_argument(
+        "--hp",
+        dest="hyperparameter",
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other hyperparameter of training/train.py, e.g. --hp lr=0.05 (repeatable)",
+    )
+
+    p = add("evaluate", cmd_evaluate, "metrics, confusion matrix and reliability diagram on the staged test split")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the newest model in the bucket)",
+    )
+    p.add_argument("--bucket", default=None)
+    p.add_argument("--prefix", default=None)
+    p.add_argument("--out", default=None, help="folder for the report (default data/reports/<job>/)")
     return parser
 
 
@@ -163,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     from scones.data.classes import EmptySelectionError, UnknownClassError
     from scones.data.staging import StagingError
     from scones.localcloud import LocalCloudError
+    from scones.training_job import TrainingJobError
     from services.localcloud.selftest import SelfTestError
 
     try:
@@ -170,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, settings.SettingsError, UnknownClassError, EmptySelectionError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (LocalCloudError, SelfTestError, DataError, StagingError) as exc:
+    except (LocalCloudError, SelfTestError, DataError, StagingError, TrainingJobError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

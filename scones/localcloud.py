@@ -131,9 +131,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            raise LocalCloudError(
-                f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail)
-            )
+            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail))
         record = _record()
         if record and record.get("pid") == proc.pid and health(record["url"]):
             _ensure_bucket(record["url"])

@@ -17,9 +17,7 @@ def _human(n: float, unit: str) -> str:
 
 
 class Progress:
-    def __init__(
-        self, label: str, unit: str = "", stream: TextIO | None = None, every_s: float = 5.0
-    ) -> None:
+    def __init__(self, label: str, unit: str = "", stream: TextIO | None = None, every_s: float = 5.0) -> None:
         self.label, self.unit = label, unit
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()

@@ -255,8 +255,8 @@ def draw_image(class_name: str, seed: int, index: int) -> np.ndarray:
         mirror=bool(rng.random() < 0.5),
     )
     DRAWERS[class_name](canvas, rng)
-    if rng.random() < 0.3:
-        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(1, 4)))
+    if rng.random() < 0.25:  # out of focus, at most ~0.6 px at 32×32
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 2.5)))
     small = np.asarray(image.resize((SIZE, SIZE), Image.Resampling.LANCZOS), dtype=np.float32)
     small = small * rng.uniform(0.6, 1.3) + rng.uniform(-40, 40)  # exposure
     small += rng.normal(0, rng.uniform(2, 14), small.shape)

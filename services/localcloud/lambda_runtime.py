@@ -143,9 +143,7 @@ class FunctionPool:
                 reply = worker.call(request, self.spec.timeout_s)
             except TimeoutError:
                 self._discard(worker)
-                message = (
-                    f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
-                )
+                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
                 return InvokeResult(_error("Sandbox.Timedout", message), True, message)
             except WorkerGone as exc:
                 self._discard(worker)

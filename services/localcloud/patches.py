@@ -243,9 +243,7 @@ def _patch_execution_name() -> None:
 
     original = StepFunctionsParserBackend.start_execution
 
-    def start_execution(
-        self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
-    ) -> Any:
+    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
 
     StepFunctionsParserBackend.start_execution = start_execution

@@ -141,9 +141,7 @@ def check_stepfunctions(function_name: str, suffix: str) -> None:
     jsonata = {
         "QueryLanguage": "JSONata",
         "StartAt": "Sum",
-        "States": {
-            "Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"}, "End": True}
-        },
+        "States": {"Sum": {"Type": "Pass", "Output": {"total": "{% $sum($states.input.values) %}"}, "End": True}},
     }
     for kind, definition, payload, expected in (
         ("execution (JSONPath)", jsonpath, {"n": 1}, {"n": 2, "greeting": "scones"}),

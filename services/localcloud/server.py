@@ -37,9 +37,7 @@ def _health_app(app, runtime, started: float):
                     "uptime_s": round(time.time() - started, 1),
                 }
             ).encode()
-            start_response(
-                "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            )
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         return app(environ, start_response)
 

@@ -80,9 +80,7 @@ def test_env_prints_exports_for_eval(tmp_path):
     out = scones("env", env=env)
     assert out.returncode == 0
     assert "export SCONES_BUCKET='b1'" in out.stdout
-    check = subprocess.run(
-        ["bash", "-c", f'{out.stdout}\necho "$AWS_ENDPOINT_URL"'], capture_output=True, text=True
-    )
+    check = subprocess.run(["bash", "-c", f'{out.stdout}\necho "$AWS_ENDPOINT_URL"'], capture_output=True, text=True)
     assert check.stdout.strip().startswith("http://127.0.0.1:")
 
 

@@ -20,9 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 def env(local_cloud, tmp_path, unique):
     bucket = f"e2e-stage-{unique}"
     aws.client("s3").create_bucket(Bucket=bucket)
-    return dict(
-        os.environ, AWS_ENDPOINT_URL=local_cloud, SCONES_DATA_DIR=str(tmp_path / "data"), SCONES_BUCKET=bucket
-    )
+    return dict(os.environ, AWS_ENDPOINT_URL=local_cloud, SCONES_DATA_DIR=str(tmp_path / "data"), SCONES_BUCKET=bucket)
 
 
 def scones(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -57,9 +55,7 @@ def test_stage_cifar100_download_with_wrong_checksum_is_rejected(env, cifar_tarb
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        env = dict(
-            env, SCONES_CIFAR100_URL=f"http://127.0.0.1:{httpd.server_address[1]}/{cifar_tarball.name}"
-        )
+        env = dict(env, SCONES_CIFAR100_URL=f"http://127.0.0.1:{httpd.server_address[1]}/{cifar_tarball.name}")
         out = scones("stage", "--source", "cifar100", env=env)
     finally:
         httpd.shutdown()

@@ -48,9 +48,7 @@ def receive(url: str, timeout_s: float = 10) -> list[dict]:
     sqs = aws.client("sqs")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
-            "Messages"
-        )
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages")
         if messages:
             return [json.loads(m["Body"]) for m in messages]
     return []
@@ -128,9 +126,7 @@ def test_lambda_event_invoke_is_asynchronous(local_cloud, unique):
     aws.client("s3").create_bucket(Bucket=bucket)
     create_function(f"async-{unique}", "toolbox.put_s3")
     payload = json.dumps({"bucket": bucket, "key": "later.txt"})
-    response = aws.client("lambda").invoke(
-        FunctionName=f"async-{unique}", InvocationType="Event", Payload=payload
-    )
+    response = aws.client("lambda").invoke(FunctionName=f"async-{unique}", InvocationType="Event", Payload=payload)
     assert response["StatusCode"] == 202
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -250,9 +246,7 @@ JSONATA_FLOW = {
             "Resource": "arn:aws:states:::lambda:invoke",
             "Arguments": {"FunctionName": "{% $flaky %}", "Payload": {"key": "img.png"}},
             "Retry": [{"ErrorEquals": ["TransientError"], "IntervalSeconds": 1, "MaxAttempts": 1}],
-            "Catch": [
-                {"ErrorEquals": ["States.ALL"], "Output": "{% $states.errorOutput %}", "Next": "Alert"}
-            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Output": "{% $states.errorOutput %}", "Next": "Alert"}],
             "Next": "Done",
         },
         "Alert": {
@@ -288,9 +282,7 @@ def run(machine_arn: str, payload: dict) -> dict:
 
 
 def history_types(execution_arn: str) -> list[str]:
-    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)[
-        "events"
-    ]
+    events = aws.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
     return [e["type"] for e in events]
 
 

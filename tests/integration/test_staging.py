@@ -26,9 +26,7 @@ def bucket(local_cloud, unique):
 
 def keys(bucket: str, prefix: str) -> dict[str, str]:
     found = {}
-    for page in (
-        aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
-    ):
+    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
         for obj in page.get("Contents", []):
             found[obj["Key"][len(prefix) + 1 :]] = obj["ETag"].strip('"')
     return found
@@ -40,9 +38,7 @@ def test_upload_layout_and_idempotent_rerun(staged, bucket):
     assert report.uploaded == 18 and report.deleted == 0
     remote = keys(bucket, "data")
     assert set(remote) == set(manifest["files"]) | {"manifest.json"}
-    assert (
-        sum(k.startswith("train/") for k in remote) == 12 and sum(k.startswith("test/") for k in remote) == 4
-    )
+    assert sum(k.startswith("train/") for k in remote) == 12 and sum(k.startswith("test/") for k in remote) == 4
     assert all(remote[k] == md5 for k, md5 in manifest["files"].items())
     lst = aws.client("s3").get_object(Bucket=bucket, Key="data/train.lst")["Body"].read().decode()
     assert lst.splitlines()[0] == "0\t0\tbicycle_s_000000.png"

@@ -28,9 +28,7 @@ def flaky(event, context):
 
 
 def put_s3(event, context):
-    boto3.client("s3").put_object(
-        Bucket=event["bucket"], Key=event["key"], Body=event.get("body", "x").encode()
-    )
+    boto3.client("s3").put_object(Bucket=event["bucket"], Key=event["key"], Body=event.get("body", "x").encode())
     return {"written": f"s3://{event['bucket']}/{event['key']}"}
 
 

@@ -110,10 +110,7 @@ def test_changed_code_retires_the_old_pool(runtime):
 
 
 def test_handler_printing_does_not_break_the_protocol(runtime):
-    files = {
-        "app.py": "import sys\ndef h(e, c):\n    print('{not json')\n"
-        "    sys.stderr.write('x\\n')\n    return 7\n"
-    }
+    files = {"app.py": "import sys\ndef h(e, c):\n    print('{not json')\n    sys.stderr.write('x\\n')\n    return 7\n"}
     result = runtime.invoke(spec("app.h", files=files), "{}")
     assert json.loads(result.payload) == 7
     assert "{not json" in result.log

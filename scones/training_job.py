@@ -1,0 +1,248 @@
+"""`scones train`: run training/train.py exactly as a SageMaker training job would, without Docker.
+
+The job gets an /opt/ml-like tree under the state dir (`jobs/<job>/input/data/<channel>`, `model/`, `output/`),
+the channels are downloaded from the staged prefix in S3, SM_* variables are set, the script runs in a
+subprocess, and `model/` is packed into `s3://<bucket>/models/<job>/output/model.tar.gz` as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scones import settings
+from scones.progress import Progress
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_SCRIPT = ROOT / "training" / "train.py"
+METRICS_LINE = re.compile(r"^METRICS (.*)$")
+
+
+class TrainingJobError(RuntimeError):
+    """The job could not start or the training script failed (its failure reason is in the message)."""
+
+
+@dataclass
+class TrainingResult:
+    job_name: str
+    model_uri: str
+    model_dir: Path
+    metrics: dict
+    seconds: float
+
+
+def default_job_name() -> str:
+    return "scones-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def model_uri(bucket: str, job_name: str) -> str:
+    return f"s3://{bucket}/models/{job_name}/output/model.tar.gz"
+
+
+def read_manifest(bucket: str, prefix: str) -> dict:
+    from botocore.exceptions import ClientError
+
+    from scones import aws
+
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404"):
+            raise TrainingJobError(
+                f"nothing staged at s3://{bucket}/{prefix}/ (no manifest.json): run `scones stage`"
+            ) from None
+        if code == "NoSuchBucket":
+            raise TrainingJobError(f"bucket {bucket!r} does not exist: run `scones up` or pass --bucket") from None
+        raise
+    return json.loads(body)
+
+
+def download_channels(
+    bucket: str, prefix: str, data_dir: Path, splits: tuple[str, ...] = ("train", "test")
+) -> dict[str, Path]:
+    from scones import aws
+
+    s3 = aws.client("s3", max_pool_connections=32)
+    jobs: list[tuple[str, Path]] = []
+    channels = {}
+    for split in splits:
+        channels[split] = data_dir / split
+        channels[split].mkdir(parents=True, exist_ok=True)
+        channels[f"{split}_lst"] = data_dir / f"{split}_lst"
+        channels[f"{split}_lst"].mkdir(parents=True, exist_ok=True)
+        jobs.append((f"{prefix}/{split}.lst", channels[f"{split}_lst"] / f"{split}.lst"))
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{split}/"):
+            for obj in page.get("Contents", []):
+                jobs.append((obj["Key"], channels[split] / obj["Key"][len(prefix) + len(split) + 2 :]))
+    progress = Progress(f"downloading channels from s3://{bucket}/{prefix}/").start(len(jobs))
+
+    def fetch(job: tuple[str, Path]) -> None:
+        key, dest = job
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        progress.advance()
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(fetch, jobs))
+    progress.finish()
+    return channels
+
+
+def _format_metrics(fields: dict[str, str], epochs: object) -> str:
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
+    parts = [f"{k}={fields[k]}" for k in keys if k in fields]
+    return f"epoch {fields.get('epoch', '?')}/{epochs}  " + "  ".join(parts)
+
+
+def run(
+    bucket: str,
+    prefix: str,
+    job_name: str | None = None,
+    epochs: int | None = None,
+    classes: list[str] | None = None,
+    hyperparameters: dict | None = None,
+    log=print,
+) -> TrainingResult:
+    started = time.perf_counter()
+    job_name = job_name or default_job_name()
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
+        raise TrainingJobError(f"job name {job_name!r}: use 1-63 letters, digits and hyphens (SageMaker's rule)")
+    manifest = read_manifest(bucket, prefix)
+    staged = manifest["classes"]
+    if classes and classes != staged:
+        raise TrainingJobError(
+            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
+            f"({','.join(staged)}): re-run `scones stage --classes {','.join(classes)}`"
+        )
+    job_dir = settings.state_dir() / "jobs" / job_name
+    if job_dir.exists():
+        raise TrainingJobError(f"job {job_name!r} already exists ({job_dir}); pick another --job-name")
+    ml = job_dir / "opt_ml"
+    channels = download_channels(bucket, prefix, ml / "input" / "data")
+    model_dir, output_dir = ml / "model", ml / "output"
+    model_dir.mkdir(parents=True)
+    (output_dir / "data").mkdir(parents=True)
+
+    hps = {"classes": ",".join(staged), **(hyperparameters or {})}
+    if epochs is not None:
+        hps["epochs"] = epochs
+    env = dict(os.environ)
+    env.update({f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()})
+    env.update(
+        {
+            "SM_MODEL_DIR": str(model_dir),
+            "SM_OUTPUT_DIR": str(output_dir),
+            "SM_OUTPUT_DATA_DIR": str(output_dir / "data"),
+            "SM_CHANNELS": json.dumps(sorted(channels)),
+            "SM_HPS": json.dumps(hps),
+            "SM_CURRENT_HOST": "algo-1",
+            "SM_HOSTS": json.dumps(["algo-1"]),
+            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_NUM_GPUS": "0",
+            "SM_TRAINING_ENV": json.dumps({"job_name": job_name, "hyperparameters": hps}),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    argv = [sys.executable, str(TRAIN_SCRIPT)]
+    for key, value in hps.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    log(f"training job {job_name}: {' '.join(argv[1:])}")
+    total_epochs = hps.get("epochs", "?")  # train.py announces its default in its first line
+    with open(job_dir / "train.log", "w") as job_log:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            job_log.write(line)
+            match = METRICS_LINE.match(line.strip())
+            if match:
+                fields = dict(part.split("=", 1) for part in match.group(1).split())
+                log("  " + _format_metrics(fields, total_epochs))
+            elif line.startswith(("training on", "RESULT", "error:", "ignoring")):
+                announced = re.search(r"epochs=(\d+)", line)
+                if announced:
+                    total_epochs = announced.group(1)
+                log("  " + line.rstrip())
+        code = proc.wait()
+    if code != 0:
+        failure = output_dir / "failure"
+        reason = failure.read_text() if failure.exists() else f"exit status {code}"
+        raise TrainingJobError(f"training job {job_name} failed: {reason} (log: {job_dir / 'train.log'})")
+
+    archive = job_dir / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    from scones import aws
+
+    uri = model_uri(bucket, job_name)
+    aws.client("s3").upload_file(str(archive), bucket, uri.split("/", 3)[3])
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    return TrainingResult(job_name, uri, model_dir, metrics, time.perf_counter() - started)
+
+
+def latest_model_uri(bucket: str) -> str:
+    """The newest `models/<job>/output/model.tar.gz` in the bucket."""
+    from scones import aws
+
+    newest = None
+    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="models/"):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith("/output/model.tar.gz") and (newest is None or obj["LastModified"] > newest[1]):
+                newest = (obj["Key"], obj["LastModified"])
+    if newest is None:
+        raise TrainingJobError(f"no trained model in s3://{bucket}/models/: run `scones train`")
+    return f"s3://{bucket}/{newest[0]}"
+
+
+def fetch_model(uri: str, dest: Path) -> Path:
+    """Unpack a model.tar.gz (s3:// URI or local file) or take a model folder as it is."""
+    local = Path(uri)
+    if local.is_dir():
+        return local
+    dest.mkdir(parents=True, exist_ok=True)
+    if uri.startswith("s3://"):
+        from scones import aws
+
+        bucket, key = uri[5:].split("/", 1)
+        archive = dest / "model.tar.gz"
+        try:
+            aws.client("s3").download_file(bucket, key, str(archive))
+        except Exception as exc:
+            raise TrainingJobError(f"cannot download {uri}: {exc}") from exc
+    elif local.is_file():
+        archive = local
+    else:
+        raise TrainingJobError(f"--model {uri!r}: not an s3:// URI, a model.tar.gz or a model folder")
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def metrics_table(metrics: dict, classes: list[str]) -> str:
+    lines = [
+        f"test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} images "
+        f"(trained on {metrics['n_train']}, {metrics['n_calibration']} held out for calibration)",
+        f"ECE {metrics['ece_before']:.4f} before → {metrics['ece_after']:.4f} after temperature scaling "
+        f"(T = {metrics['temperature']:.3f}); NLL {metrics['nll_before']:.4f} → {metrics['nll_after']:.4f}",
+        f"{metrics['epochs']} epochs on {metrics['device']}: {metrics['train_seconds']:.1f} s training, "
+        f"{metrics['wall_seconds']:.1f} s in the script",
+    ]
+    width = max(len(c) for c in [*classes, "class"])
+    lines.append(f"{'class':<{width}}  precision  recall  support")
+    for name in classes:
+        row = metrics["per_class"][name]
+        lines.append(f"{name:<{width}}  {row['precision']:>9.3f}  {row['recall']:>6.3f}  {row['support']:>7}")
+    lines.append("confusion matrix (rows: true, columns: predicted)")
+    for name, row in zip(classes, metrics["confusion_matrix"], strict=True):
+        lines.append(f"{name:<{width}}  " + " ".join(f"{n:>5}" for n in row))
+    return "\n".join(lines)

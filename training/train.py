@@ -1,0 +1,421 @@
+"""Train the vehicle classifier: SageMaker script mode, identical on a laptop CPU and a SageMaker GPU job.
+
+Run it as SageMaker does (`scones train` sets all of this up from S3 for you):
+
+    SM_CHANNEL_TRAIN=data/staged/x/train SM_CHANNEL_TRAIN_LST=data/staged/x \
+    SM_CHANNEL_TEST=data/staged/x/test SM_CHANNEL_TEST_LST=data/staged/x SM_MODEL_DIR=/tmp/model \
+    python training/train.py --classes bicycle,motorcycle --epochs 12
+
+Channels: `train` and `test` hold the PNGs; `train_lst` and `test_lst` hold `train.lst` / `test.lst`
+(index<TAB>label<TAB>path relative to the image channel; label indexes --classes). The lst channels may be
+left out when the .lst sits in the image channel or in its parent folder.
+Artifacts in SM_MODEL_DIR: model.onnx (calibrated probabilities, dynamic batch), model.pt, labels.json,
+config.json (model config and the exact preprocessing), metrics.json, training_code/.
+Each epoch prints one parseable line: `METRICS epoch=3 train_loss=0.2 ... epoch_s=4.1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration import expected_calibration_error, fit_temperature, reliability, softmax
+from model import Calibrated, ModelConfig, ResNet, count_parameters
+
+IMAGE_SIZE = 32
+
+
+class TrainingInputError(ValueError):
+    """The channels or hyperparameters cannot be trained on; raised before any epoch runs."""
+
+
+# --- hyperparameters ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Train the scones vehicle classifier (SageMaker script mode).")
+    p.add_argument("--classes", required=True, help="comma-separated class names; .lst labels index this list")
+    p.add_argument("--epochs", type=int, default=18)  # full passes over the training split
+    p.add_argument("--batch-size", type=int, default=64)  # images per SGD step
+    p.add_argument("--lr", type=float, default=0.08)  # peak learning rate of the one-cycle schedule
+    p.add_argument("--momentum", type=float, default=0.9)  # Nesterov momentum
+    p.add_argument("--weight-decay", type=float, default=5e-4)  # L2 on all weights
+    p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
+    p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
+    p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)  # CPU threads; 0 = all cores
+    args, unknown = p.parse_known_args(argv)
+    if unknown:  # SageMaker may pass extra hyperparameters of its own; say so rather than fail
+        print(f"ignoring unknown hyperparameters: {' '.join(unknown)}", flush=True)
+    problems = []
+    if args.epochs < 1:
+        problems.append(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        problems.append(f"--lr must be a positive number, got {args.lr}")
+    if not 0 <= args.momentum < 1:
+        problems.append(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.weight_decay < 0:
+        problems.append(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not 0.02 <= args.val_fraction <= 0.5:
+        problems.append(f"--val-fraction must be in [0.02, 0.5], got {args.val_fraction}")
+    try:
+        args.widths = [int(w) for w in str(args.widths).split(",")]
+        args.blocks = [int(b) for b in str(args.blocks).split(",")]
+        if len(args.widths) != len(args.blocks) or min(args.widths + args.blocks) < 1:
+            raise ValueError
+    except ValueError:
+        problems.append(f"--widths {args.widths} and --blocks {args.blocks} must be equal-length lists of ints >= 1")
+    args.classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if len(args.classes) < 2 or len(set(args.classes)) != len(args.classes):
+        problems.append(f"--classes needs at least two distinct names, got {args.classes}")
+    if problems:
+        raise TrainingInputError("; ".join(problems))
+    return args
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def channel(name: str, required: bool = True) -> Path | None:
+    value = os.environ.get(f"SM_CHANNEL_{name.upper()}")
+    if value is None:
+        if required:
+            raise TrainingInputError(f"channel {name!r} is not set (SM_CHANNEL_{name.upper()})")
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise TrainingInputError(f"channel {name!r}: {path} is not a folder")
+    return path
+
+
+def find_lst(split: str, images: Path) -> Path:
+    candidates = [images / f"{split}.lst", images.parent / f"{split}.lst"]
+    lst_channel = channel(f"{split}_lst", required=False)
+    if lst_channel is not None:
+        candidates.insert(0, lst_channel / f"{split}.lst")
+        candidates[1:1] = sorted(lst_channel.glob("*.lst"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise TrainingInputError(
+        f"no {split}.lst found for channel {split!r} (looked in {', '.join(map(str, candidates))})"
+    )
+
+
+def load_split(split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """All images of a split as N×32×32×3 uint8 plus labels; every problem found is reported at once."""
+    images_dir = channel(split)
+    lst = find_lst(split, images_dir)
+    images, labels, problems = [], [], []
+    lines = [line for line in lst.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise TrainingInputError(f"{lst} is empty: channel {split!r} has nothing to train on")
+    for number, line in enumerate(lines, 1):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            problems.append(f"{lst.name}:{number}: expected index<TAB>label<TAB>path, got {line!r}")
+            continue
+        try:
+            label = int(float(fields[1]))
+        except ValueError:
+            problems.append(f"{lst.name}:{number}: label {fields[1]!r} is not a number")
+            continue
+        if not 0 <= label < num_classes:
+            problems.append(f"{lst.name}:{number}: label {label} is outside the {num_classes} classes")
+            continue
+        path = images_dir / fields[2]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                images.append(np.asarray(image, dtype=np.uint8))
+                labels.append(label)
+        except FileNotFoundError:
+            problems.append(f"{lst.name}:{number}: {fields[2]} is missing from channel {split!r}")
+        except OSError as exc:
+            problems.append(f"{lst.name}:{number}: {fields[2]} is not a readable image ({exc})")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise TrainingInputError(f"channel {split!r}: " + "; ".join(problems[:5]) + more)
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        rng.shuffle(idx)
+        held.extend(idx[: max(1, round(len(idx) * fraction))])
+    held_mask = np.zeros(len(labels), bool)
+    held_mask[held] = True
+    return np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
+
+
+def to_tensor(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(images).float().div_(255).permute(0, 3, 1, 2)
+    return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)).contiguous()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random 32×32 crop of the 4-pixel reflect-padded image, and a horizontal flip half the time."""
+    n = x.shape[0]
+    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        crop = padded[i, :, dy[i] : dy[i] + IMAGE_SIZE, dx[i] : dx[i] + IMAGE_SIZE]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 256) -> np.ndarray:
+    model.eval()
+    return torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]).numpy()
+
+
+def train(model, x, y, args, device, x_val, y_val) -> list[dict]:
+    generator = torch.Generator().manual_seed(args.seed)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True, weight_decay=args.weight_decay
+    )
+    batch_size = min(args.batch_size, len(x))
+    steps_per_epoch = len(x) // batch_size  # the ragged last batch is dropped: a tiny batch upsets BatchNorm
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
+    )
+    history = []
+    for epoch in range(1, args.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        total_loss, correct = 0.0, 0
+        seen = 0
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            inputs, targets = augment(x[idx], generator).to(device), y[idx].to(device)
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == targets).sum())
+            seen += len(idx)
+        val_logits = predict_logits(model, x_val, device)
+        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), y_val))
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss / seen,
+            "train_acc": correct / seen,
+            "val_loss": val_loss,
+            "val_acc": float((val_logits.argmax(1) == y_val.numpy()).mean()),
+            "lr": schedule.get_last_lr()[0],
+            "epoch_s": time.perf_counter() - started,
+        }
+        history.append(row)
+        print(
+            "METRICS " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+            flush=True,
+        )
+    return history
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    predicted = probs.argmax(1)
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=int)  # rows: true class, columns: predicted
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {}
+    for i, name in enumerate(classes):
+        tp = confusion[i, i]
+        per_class[name] = {
+            "precision": float(tp / confusion[:, i].sum()) if confusion[:, i].sum() else 0.0,
+            "recall": float(tp / confusion[i].sum()) if confusion[i].sum() else 0.0,
+            "support": int(confusion[i].sum()),
+        }
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+# --- artifacts ---------------------------------------------------------------------------------------
+
+
+def export_onnx(calibrated: torch.nn.Module, path: Path) -> None:
+    calibrated = calibrated.cpu().eval()
+    example = torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        calibrated,
+        (example,),
+        str(path),
+        input_names=["input"],
+        output_names=["probabilities"],
+        dynamic_shapes={"x": {0: batch}},
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
+
+
+def write_artifacts(
+    model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std, metrics: dict
+) -> None:
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    torch.save(
+        {"state_dict": model.state_dict(), "config": config.to_dict(), "temperature": temperature},
+        model_dir / "model.pt",
+    )
+    export_onnx(Calibrated(model, temperature), model_dir / "model.onnx")
+    (model_dir / "labels.json").write_text(json.dumps(args.classes))
+    preprocessing = {
+        "input_size": [IMAGE_SIZE, IMAGE_SIZE],
+        "layout": "NCHW",
+        "channel_order": "RGB",
+        "dtype": "float32",
+        "resize": "bilinear to 32×32 when the input is another size",
+        "color_mode": "convert any mode to RGB",
+        "scale": 1 / 255,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "formula": "x = (pixel / 255 - mean[c]) / std[c]",
+    }
+    hyperparameters = {k: v for k, v in vars(args).items()}
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "model": config.to_dict(),
+                "preprocessing": preprocessing,
+                "hyperparameters": hyperparameters,
+                "temperature": temperature,
+                "outputs": "probabilities (calibrated softmax) in labels.json order",
+                "onnx": {"input": "input", "output": "probabilities"},
+            },
+            indent=2,
+        )
+    )
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    code_dir = model_dir / "training_code"
+    code_dir.mkdir(exist_ok=True)
+    here = Path(__file__).resolve().parent
+    for path in [*here.glob("*.py"), here / "requirements.txt"]:
+        if path.is_file():
+            shutil.copy2(path, code_dir / path.name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    started = time.perf_counter()
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+
+    train_images, train_labels = load_split("train", len(args.classes))
+    test_images, test_labels = load_split("test", len(args.classes))
+    fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
+    mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
+    std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
+    x_fit, y_fit = to_tensor(train_images[fit_idx], mean, std), torch.from_numpy(train_labels[fit_idx])
+    x_val, y_val = to_tensor(train_images[val_idx], mean, std), torch.from_numpy(train_labels[val_idx])
+    x_test = to_tensor(test_images, mean, std)
+
+    config = ModelConfig(num_classes=len(args.classes), widths=args.widths, blocks=args.blocks)
+    model = ResNet(config).to(device)
+    print(
+        f"training on {device} ({torch.get_num_threads()} CPU threads) for epochs={args.epochs}: "
+        f"{len(x_fit)} images, {len(x_val)} held out for calibration, {len(x_test)} test; "
+        f"classes {args.classes}; {count_parameters(model):,} parameters",
+        flush=True,
+    )
+    train_started = time.perf_counter()
+    history = train(model, x_fit, y_fit, args, device, x_val, y_val)
+    train_seconds = time.perf_counter() - train_started
+
+    val_logits = predict_logits(model, x_val, device)
+    temperature = fit_temperature(val_logits, y_val.numpy())
+    test_logits = predict_logits(model, x_test, device)
+    raw, calibrated = softmax(test_logits), softmax(test_logits, temperature)
+    metrics = classification_metrics(calibrated, test_labels, args.classes)
+    metrics.update(
+        {
+            "split": "test",
+            "n_test": len(test_labels),
+            "n_train": len(x_fit),
+            "n_calibration": len(x_val),
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(raw, test_labels),
+            "ece_after": expected_calibration_error(calibrated, test_labels),
+            "ece_calibration_split_before": expected_calibration_error(softmax(val_logits), y_val.numpy()),
+            "ece_calibration_split_after": expected_calibration_error(softmax(val_logits, temperature), y_val.numpy()),
+            "nll_before": float(F.cross_entropy(torch.from_numpy(test_logits), torch.from_numpy(test_labels))),
+            "nll_after": float(
+                F.cross_entropy(torch.from_numpy(test_logits / temperature), torch.from_numpy(test_labels))
+            ),
+            "reliability_after": reliability(calibrated, test_labels),
+            "epochs": args.epochs,
+            "history": history,
+            "device": str(device),
+            "train_seconds": train_seconds,
+        }
+    )
+    write_artifacts(model_dir, model, config, temperature, args, mean, std, metrics)
+    metrics["wall_seconds"] = time.perf_counter() - started
+    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(
+        f"RESULT test_acc={metrics['accuracy']:.4f} ece_before={metrics['ece_before']:.4f} "
+        f"ece_after={metrics['ece_after']:.4f} temperature={temperature:.3f} train_s={train_seconds:.1f} "
+        f"wall_s={metrics['wall_seconds']:.1f}",
+        flush=True,
+    )
+
+
+def _report_failure(exc: BaseException) -> None:
+    """SageMaker shows /opt/ml/output/failure as the job's failure reason."""
+    output = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    if output.is_dir():
+        (output / "failure").write_text(f"{type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TrainingInputError as exc:
+        _report_failure(exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception as exc:
+        _report_failure(exc)
+        raise
