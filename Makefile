@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
-EXTRAS ?= localcloud,ml,dev
+EXTRAS ?= localcloud,ml,serve,dev
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -130,13 +131,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from scones import training_job
+    from scones import models, training_job
     from training import evaluate
 
     bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
-    uri = args.model or training_job.latest_model_uri(bucket)
+    uri = args.model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
-        model_dir = training_job.fetch_model(uri, Path(tmp) / "model")
+        model_dir = models.fetch_model(uri, Path(tmp) / "model")
         channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
         images, labels = evaluate.load_images(channels["test"], channels["test_lst"] / "test.lst")
         metrics = evaluate.evaluate(model_dir, images, labels)
@@ -154,6 +155,71 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for name, row in metrics["per_class"].items():
         print(f"  {name:<14} precision {row['precision']:.3f}  recall {row['recall']:.3f}  n={row['support']}")
     print(f"wrote {confusion}, {diagram}, {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_endpoint(args: argparse.Namespace) -> int:
+    from scones import endpoint
+
+    name = args.name or settings.endpoint_name()
+    if args.action == "serve":
+        from services.endpoint import server
+
+        uri, model_dir = endpoint.prepare_model(args.model, name)
+        print(f"serving {uri} as {name} (Ctrl-C stops; capture is flushed)")
+        server.main(endpoint.server_args(model_dir, name, args.port, settings.endpoint_record_path(name)))
+        return 0
+    if args.action == "start":
+        found = endpoint.start(args.model, name, args.port)
+        print(f"clients: export {settings.SAGEMAKER_RUNTIME_URL}={found.url}   (`scones env` prints it too)")
+        return 0
+    if args.action == "stop":
+        endpoint.stop(name)
+        return 0
+    if args.action == "status":
+        found = endpoint.status(name)
+        if not found.running:
+            print(f"endpoint {name}: not running ({found.detail})")
+            return 3
+        print(f"endpoint {name}: running at {found.url} (pid {found.pid}); {json.dumps(found.stats)}")
+        return 0
+    return invoke_image(args, name)
+
+
+def invoke_image(args: argparse.Namespace, name: str) -> int:
+    from pathlib import Path
+
+    from scones import aws, endpoint
+
+    if not args.image:
+        raise UsageError("scones endpoint invoke needs an image file")
+    path = Path(args.image)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    content_type = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}.get(
+        path.suffix.lower(), "application/x-image"
+    )
+    settings.apply_target_env()
+    runtime = aws.client("sagemaker-runtime")
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=name, ContentType=content_type, Accept="application/json", Body=path.read_bytes()
+        )
+    except runtime.exceptions.ModelError as exc:
+        raise UsageError(f"the model refused {path.name}: {exc.response.get('OriginalMessage') or exc}") from None
+    probabilities = json.loads(response["Body"].read())
+    labels = None
+    record = endpoint.status(name)
+    if record.running:
+        model_dir = json.loads(settings.endpoint_record_path(name).read_text()).get("model_dir")
+        labels_file = Path(model_dir or "") / "labels.json"
+        labels = json.loads(labels_file.read_text()) if labels_file.is_file() else None
+    labels = labels or [f"class_{i}" for i in range(len(probabilities))]
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    print(
+        f"{path.name}: {labels[best]} ({probabilities[best]:.4f})   "
+        + "  ".join(f"{label}={p:.4f}" for label, p in zip(labels, probabilities, strict=True))
+    )
     return 0
 
 
@@ -213,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other hyperparameter of training/train.py, e.g. --hp lr=0.05 (repeatable)",
     )
 
+    p = add("endpoint", cmd_endpoint, "the local SageMaker-style endpoint: serve | start | stop | status | invoke")
+    p.add_argument("action", choices=["serve", "start", "stop", "status", "invoke"])
+    p.add_argument("image", nargs="?", help="invoke: an image file (png, jpeg)")
+    p.add_argument("--model", default=None, help="s3://…/model.tar.gz, a local tarball or folder (default: newest)")
+    p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
+    p.add_argument("--port", type=int, default=None, help=f"default ${settings.ENDPOINT_PORT} or 8080 (0: any free)")
+
     p = add("evaluate", cmd_evaluate, "metrics, confusion matrix and reliability diagram on the staged test split")
     p.add_argument(
         "--model",
@@ -230,7 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     from scones.data.cifar import DataError
     from scones.data.classes import EmptySelectionError, UnknownClassError
     from scones.data.staging import StagingError
+    from scones.endpoint import EndpointError
     from scones.localcloud import LocalCloudError
+    from scones.models import ModelNotFoundError
     from scones.training_job import TrainingJobError
     from services.localcloud.selftest import SelfTestError
 
@@ -239,7 +314,15 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, settings.SettingsError, UnknownClassError, EmptySelectionError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (LocalCloudError, SelfTestError, DataError, StagingError, TrainingJobError) as exc:
+    except (
+        LocalCloudError,
+        SelfTestError,
+        DataError,
+        StagingError,
+        TrainingJobError,
+        ModelNotFoundError,
+        EndpointError,
+    ) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

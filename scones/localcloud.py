@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import settings
+from scones import processes, settings
 
 HEALTH_PATH = "/_scones/health"
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,32 +40,7 @@ def health(url: str, timeout_s: float = 1.0) -> dict | None:
 
 
 def _record() -> dict | None:
-    try:
-        return json.loads(settings.localcloud_record_path().read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _is_ours(pid: int) -> bool:
-    """Guards against a stale record whose pid now belongs to another program."""
-    try:
-        return b"services.localcloud" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    return processes.read_record(settings.localcloud_record_path())
 
 
 def status() -> Status:
@@ -77,7 +49,7 @@ def status() -> Status:
         return Status(False, detail="not started (no record in the state dir)")
     found = health(record["url"])
     if found is None:
-        alive = _alive(record["pid"])
+        alive = processes.alive(record["pid"])
         return Status(
             False,
             record["url"],
@@ -94,7 +66,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     if current.running:
         log(f"local cloud already running at {current.url} (pid {current.pid})")
         return current
-    if current.pid and _alive(current.pid):
+    if current.pid and processes.alive(current.pid):
         raise LocalCloudError(
             f"a local cloud process (pid {current.pid}) exists but does not answer; run `scones down` first"
         )
@@ -106,32 +78,15 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     log_path = state / "localcloud.log"
     env = dict(os.environ, **{settings.STATE_DIR: str(state)})
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.localcloud",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--state-dir",
-                str(state),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the CLI; `scones down` stops the whole group
-        )
+    proc = processes.spawn(
+        "services.localcloud", ["--host", host, "--port", str(port), "--state-dir", str(state)], log_path, env
+    )
     log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  " + "\n  ".join(tail))
+            tail = processes.log_tail(log_path)
+            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  {tail}")
         record = _record()
         if record and record.get("pid") == proc.pid and health(record["url"]):
             _ensure_bucket(record["url"])
@@ -162,21 +117,11 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
         log("local cloud is not running")
         return False
     pid = record["pid"]
-    if not _is_ours(pid):
+    if not processes.runs_module(pid, "services.localcloud"):
         settings.localcloud_record_path().unlink(missing_ok=True)
         log("local cloud was not running (removed a stale record)")
         return False
-    try:
-        os.killpg(pid, signal.SIGTERM)  # the server and its Lambda workers share a process group
-    except ProcessLookupError:
-        settings.localcloud_record_path().unlink(missing_ok=True)
-        log("local cloud was not running (removed a stale record)")
-        return False
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)  # whatever is left of the group
+    processes.stop(pid, timeout_s)
     settings.localcloud_record_path().unlink(missing_ok=True)
     log(f"local cloud stopped (pid {pid})")
     return True

@@ -23,6 +23,15 @@ LOCALCLOUD_PORT = "SCONES_LOCALCLOUD_PORT"
 LAMBDA_CONCURRENCY = "SCONES_LAMBDA_CONCURRENCY"  # per-function cap in the local cloud (queued beyond)
 LAMBDA_WORKDIR = "SCONES_LAMBDA_WORKDIR"  # where the local cloud unpacks function zips
 ENDPOINT_NAME = "ENDPOINT_NAME"  # read by the classify lambda
+SCONES_ENDPOINT_NAME = "SCONES_ENDPOINT_NAME"  # the local endpoint's name (default scones-endpoint)
+ENDPOINT_PORT = "SCONES_ENDPOINT_PORT"
+CAPTURE_BUCKET = "SCONES_CAPTURE_BUCKET"  # data capture destination (default: SCONES_BUCKET)
+CAPTURE_PREFIX = "SCONES_CAPTURE_PREFIX"
+CAPTURE_PERCENT = "SCONES_CAPTURE_PERCENT"  # sampling percentage, 0..100
+MAX_BATCH_SIZE = "SCONES_MAX_BATCH_SIZE"  # dynamic batching: images per model call
+MAX_WAIT_MS = "SCONES_MAX_WAIT_MS"  # dynamic batching: how long a batch waits to fill
+MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refused (413)
+ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -31,6 +40,7 @@ AWS_ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
 # Service-specific endpoints (AWS_ENDPOINT_URL_<SERVICE>) that the local cloud passes on to lambdas.
 SERVICE_ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"
+SAGEMAKER_RUNTIME_URL = "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"  # where invoke_endpoint goes (local endpoint)
 
 # --- defaults ----------------------------------------------------------------------------------------
 TARGETS = ("local", "localstack", "aws")
@@ -73,6 +83,53 @@ def cifar100_url() -> str:
     from scones.data.cifar import CIFAR100_URL as OFFICIAL
 
     return _get(CIFAR100_URL, OFFICIAL)
+
+
+def _number(name: str, default: float, lo: float, hi: float, kind=float):
+    raw = _get(name, str(default))
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
+    return value
+
+
+def endpoint_name() -> str:
+    return _get(SCONES_ENDPOINT_NAME, "scones-endpoint")
+
+
+def endpoint_port() -> int:
+    return _number(ENDPOINT_PORT, 8080, 0, 65535, int)
+
+
+def capture_bucket() -> str:
+    return _get(CAPTURE_BUCKET, bucket())
+
+
+def capture_prefix() -> str:
+    return _get(CAPTURE_PREFIX, "datacapture").strip("/")
+
+
+def capture_percent() -> float:
+    return _number(CAPTURE_PERCENT, 100.0, 0.0, 100.0)
+
+
+def max_batch_size() -> int:
+    return _number(MAX_BATCH_SIZE, 32, 1, 4096, int)
+
+
+def max_wait_ms() -> float:
+    return _number(MAX_WAIT_MS, 2.0, 0.0, 1000.0)
+
+
+def max_payload_bytes() -> int:
+    return int(_number(MAX_PAYLOAD_MB, 6.0, 0.001, 1024.0) * 1024 * 1024)
+
+
+def endpoint_record_path(name: str) -> Path:
+    return state_dir() / f"endpoint-{name}.json"
 
 
 def bucket() -> str:
@@ -127,13 +184,16 @@ def localcloud_record_path() -> Path:
     return state_dir() / "localcloud.json"
 
 
+def _recorded_url(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("url")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def running_localcloud_url() -> str | None:
     """The URL recorded by `scones up` in the state dir, if any."""
-    try:
-        record = json.loads(localcloud_record_path().read_text())
-    except (OSError, ValueError):
-        return None
-    return record.get("url")
+    return _recorded_url(localcloud_record_path())
 
 
 def apply_target_env() -> None:
@@ -151,6 +211,9 @@ def apply_target_env() -> None:
     os.environ.setdefault(AWS_ENDPOINT_URL, url)
     for name, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(name, value)
+    endpoint_url = _recorded_url(endpoint_record_path(endpoint_name()))
+    if endpoint_url:  # a local endpoint runs: invoke_endpoint goes there (LocalStack's SageMaker is Pro-only)
+        os.environ.setdefault(SAGEMAKER_RUNTIME_URL, endpoint_url)
 
 
 def export_lines() -> list[str]:
@@ -158,7 +221,7 @@ def export_lines() -> list[str]:
     apply_target_env()
     names = [TARGET, AWS_REGION, BUCKET, PREFIX]
     if target() != "aws":  # never echo real credentials
-        names += [AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
+        names += [AWS_ENDPOINT_URL, SAGEMAKER_RUNTIME_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
     values = {TARGET: target(), BUCKET: bucket(), PREFIX: prefix(), AWS_REGION: region()}
     lines = []
     for name in names:

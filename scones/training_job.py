@@ -178,6 +178,9 @@ def run(
         reason = failure.read_text() if failure.exists() else f"exit status {code}"
         raise TrainingJobError(f"training job {job_name} failed: {reason} (log: {job_dir / 'train.log'})")
 
+    from scones.models import add_serving_code
+
+    add_serving_code(model_dir)
     archive = job_dir / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
@@ -188,44 +191,6 @@ def run(
     aws.client("s3").upload_file(str(archive), bucket, uri.split("/", 3)[3])
     metrics = json.loads((model_dir / "metrics.json").read_text())
     return TrainingResult(job_name, uri, model_dir, metrics, time.perf_counter() - started)
-
-
-def latest_model_uri(bucket: str) -> str:
-    """The newest `models/<job>/output/model.tar.gz` in the bucket."""
-    from scones import aws
-
-    newest = None
-    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="models/"):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith("/output/model.tar.gz") and (newest is None or obj["LastModified"] > newest[1]):
-                newest = (obj["Key"], obj["LastModified"])
-    if newest is None:
-        raise TrainingJobError(f"no trained model in s3://{bucket}/models/: run `scones train`")
-    return f"s3://{bucket}/{newest[0]}"
-
-
-def fetch_model(uri: str, dest: Path) -> Path:
-    """Unpack a model.tar.gz (s3:// URI or local file) or take a model folder as it is."""
-    local = Path(uri)
-    if local.is_dir():
-        return local
-    dest.mkdir(parents=True, exist_ok=True)
-    if uri.startswith("s3://"):
-        from scones import aws
-
-        bucket, key = uri[5:].split("/", 1)
-        archive = dest / "model.tar.gz"
-        try:
-            aws.client("s3").download_file(bucket, key, str(archive))
-        except Exception as exc:
-            raise TrainingJobError(f"cannot download {uri}: {exc}") from exc
-    elif local.is_file():
-        archive = local
-    else:
-        raise TrainingJobError(f"--model {uri!r}: not an s3:// URI, a model.tar.gz or a model folder")
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
 
 
 def metrics_table(metrics: dict, classes: list[str]) -> str:

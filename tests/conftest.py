@@ -99,3 +99,32 @@ def make_cifar_tarball(path: Path, per_class_train: int = 6, per_class_test: int
 @pytest.fixture(scope="session")
 def cifar_tarball(tmp_path_factory) -> Path:
     return make_cifar_tarball(tmp_path_factory.mktemp("cifar") / "cifar-100-python.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_staged(tmp_path_factory) -> Path:
+    """A small synthetic bicycle/motorcycle set in the staged layout (30 train + 10 test per class)."""
+    from scones.data import staging
+
+    root = tmp_path_factory.mktemp("tiny")
+    classes = ["bicycle", "motorcycle"]
+    source = staging.resolve_source(
+        "synthetic", classes, seed=1, train_per_class=30, test_per_class=10, cache_dir=root / "cache"
+    )
+    workdir = root / "staged"
+    staging.build(source, classes, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_staged, tmp_path_factory) -> Path:
+    """A model folder from a 1-epoch run of training/train.py on the tiny set (with its serving code)."""
+    from helpers import TINY, run_train
+
+    from scones.models import add_serving_code
+
+    model_dir = tmp_path_factory.mktemp("tiny-model") / "model"
+    out = run_train(tiny_staged, model_dir, "--classes", "bicycle,motorcycle", "--epochs", "1", *TINY)
+    assert out.returncode == 0, out.stderr[-3000:]
+    add_serving_code(model_dir)
+    return model_dir

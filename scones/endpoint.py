@@ -1,0 +1,125 @@
+"""`scones endpoint serve|start|stop|status|invoke`: the local model server, like `scones up` for the cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from scones import models, processes, settings
+
+MODULE = "services.endpoint"
+
+
+class EndpointError(RuntimeError):
+    """The endpoint could not be started, reached or stopped."""
+
+
+@dataclass
+class EndpointStatus:
+    running: bool
+    name: str
+    url: str | None = None
+    pid: int | None = None
+    stats: dict | None = None
+    detail: str = ""
+
+
+def _get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body = response.read()
+            return response.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def status(name: str) -> EndpointStatus:
+    record = processes.read_record(settings.endpoint_record_path(name))
+    if record is None:
+        return EndpointStatus(False, name, detail="not started")
+    code, _ = _get_json(record["url"] + "/ping")
+    if code != 200:
+        alive = processes.alive(record["pid"])
+        detail = ("loading the model" if code == 503 else "not answering") if alive else "stale record: process gone"
+        return EndpointStatus(False, name, record["url"], record["pid"], detail=detail)
+    _, stats = _get_json(record["url"] + "/_scones/stats")
+    return EndpointStatus(True, name, record["url"], record["pid"], stats)
+
+
+def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
+    """Resolve --model (default: the newest trained model in the bucket) into an unpacked folder."""
+    uri = model or models.latest_model_uri(settings.bucket())
+    if Path(uri).is_dir():
+        return uri, Path(uri).resolve()
+    target = settings.state_dir() / "endpoints" / name / f"model-{int(time.time() * 1000)}"
+    return uri, models.fetch_model(uri, target)
+
+
+def server_args(model_dir: Path, name: str, port: int | None, record: Path | None) -> list[str]:
+    port = settings.endpoint_port() if port is None else port
+    args = ["--model", str(model_dir), "--name", name, "--port", str(port)]
+    return args + (["--record", str(record)] if record else [])
+
+
+def start(model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print) -> EndpointStatus:
+    current = status(name)
+    if current.running:
+        log(
+            f"endpoint {name} already running at {current.url} (pid {current.pid}); `scones endpoint stop` first "
+            f"to serve another model"
+        )
+        return current
+    if current.pid and processes.alive(current.pid):
+        raise EndpointError(f"endpoint {name} (pid {current.pid}) exists but does not answer; stop it first")
+    uri, model_dir = prepare_model(model, name)
+    record = settings.endpoint_record_path(name)
+    record.unlink(missing_ok=True)
+    log_path = settings.state_dir() / f"endpoint-{name}.log"
+    env = dict(os.environ)
+    settings.apply_target_env()  # capture goes to the same cloud as everything else
+    for key in (
+        settings.AWS_ENDPOINT_URL,
+        settings.AWS_ACCESS_KEY_ID,
+        settings.AWS_SECRET_ACCESS_KEY,
+        settings.AWS_REGION,
+    ):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record), log_path, env)
+    log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EndpointError(f"endpoint exited with status {proc.returncode}:\n  {processes.log_tail(log_path)}")
+        found = status(name)
+        if found.running and found.pid == proc.pid:
+            log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
+            return found
+        time.sleep(0.1)
+    processes.stop(proc.pid)
+    raise EndpointError(f"endpoint {name} did not answer /ping within {timeout_s:.0f} s (log: {log_path})")
+
+
+def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
+    record = processes.read_record(settings.endpoint_record_path(name))
+    if record is None or not processes.runs_module(record["pid"], MODULE):
+        settings.endpoint_record_path(name).unlink(missing_ok=True)
+        log(f"endpoint {name} is not running")
+        return False
+    processes.stop(record["pid"], timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
+    settings.endpoint_record_path(name).unlink(missing_ok=True)
+    log(f"endpoint {name} stopped (pid {record['pid']})")
+    return True
+
+
+def runtime_url(name: str) -> str | None:
+    """What AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME should be for clients of a running local endpoint."""
+    found = status(name)
+    return found.url if found.running else None

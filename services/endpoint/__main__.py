@@ -1,0 +1,3 @@
+from services.endpoint.server import main
+
+main()

@@ -1,0 +1,141 @@
+"""Data capture in SageMaker's format, written to S3.
+
+Each captured invocation is one JSON line:
+  {"captureData": {"endpointInput": {"observedContentType", "mode": "INPUT", "data": <base64>, "encoding": "BASE64"},
+                   "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "data": <json text>,
+                                      "encoding": "JSON"}},
+   "eventMetadata": {"eventId": <uuid>, "inferenceTime": "2024-11-25T23:21:43Z"}, "eventVersion": "0"}
+Lines are buffered and flushed (by count, by age, and on shutdown) to
+  s3://{bucket}/{prefix}/{endpoint}/{variant}/YYYY/MM/DD/HH/{mm-ss-fff}-{uuid}.jsonl
+one file per hour of the first record it holds, as SageMaker lays them out. A failed upload keeps its
+records for the next flush; at shutdown, what still cannot be uploaded is written to a local file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+def record(body: bytes, content_type: str, output: bytes, when: datetime | None = None) -> dict:
+    when = when or datetime.now(UTC)
+    return {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": content_type,
+                "mode": "INPUT",
+                "data": base64.b64encode(body).decode(),
+                "encoding": "BASE64",
+            },
+            "endpointOutput": {
+                "observedContentType": "application/json",
+                "mode": "OUTPUT",
+                "data": output.decode(),
+                "encoding": "JSON",
+            },
+        },
+        "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "eventVersion": "0",
+    }
+
+
+def object_key(prefix: str, endpoint: str, variant: str, when: datetime) -> str:
+    stamp = when.strftime("%Y/%m/%d/%H")
+    name = f"{when.strftime('%M-%S')}-{when.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+    return "/".join(p for p in (prefix.strip("/"), endpoint, variant, stamp, name) if p)
+
+
+def parse_lines(text: str) -> list[dict]:
+    """Every record of a capture file (a file holds many lines; read them all)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class CaptureWriter:
+    def __init__(
+        self,
+        put: Callable[[str, bytes], None],
+        endpoint: str,
+        prefix: str = "datacapture",
+        variant: str = "AllTraffic",
+        percent: float = 100.0,
+        max_records: int = 500,
+        max_age_s: float = 5.0,
+        fallback_dir: Path | None = None,
+    ) -> None:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"sampling percentage must be in 0..100, got {percent}")
+        self.put, self.endpoint, self.prefix, self.variant = put, endpoint, prefix, variant
+        self.percent, self.max_records, self.max_age_s = percent, max_records, max_age_s
+        self.fallback_dir = fallback_dir
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._buffer: list[tuple[datetime, str]] = []
+        self._oldest = 0.0
+        self.captured = 0
+        self.written = 0
+        self.files = 0
+        self.failures = 0
+
+    def sampled(self) -> bool:
+        return self.percent >= 100 or random.random() * 100 < self.percent
+
+    def add(self, body: bytes, content_type: str, output: bytes) -> bool:
+        """Buffer one record; returns whether a flush is due (the caller schedules it off the event loop)."""
+        when = datetime.now(UTC)
+        line = json.dumps(record(body, content_type, output, when), separators=(",", ":"))
+        with self._lock:
+            if not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.append((when, line))
+            self.captured += 1
+            return len(self._buffer) >= self.max_records
+
+    def due(self) -> bool:
+        with self._lock:
+            return bool(self._buffer) and time.monotonic() - self._oldest >= self.max_age_s
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def flush(self, final: bool = False) -> int:
+        """Upload what is buffered, one file per hour; returns the number of records written."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            groups: dict[str, list[tuple[datetime, str]]] = {}
+            for when, line in batch:
+                groups.setdefault(when.strftime("%Y%m%d%H"), []).append((when, line))
+            written, failed = 0, []
+            for items in groups.values():
+                key = object_key(self.prefix, self.endpoint, self.variant, items[0][0])
+                body = ("\n".join(line for _, line in items) + "\n").encode()
+                try:
+                    self.put(key, body)
+                    written += len(items)
+                    self.files += 1
+                except Exception as exc:  # keep the records: nothing captured is dropped
+                    self.failures += 1
+                    failed.extend(items)
+                    print(f"capture: upload of {len(items)} records to {key} failed: {exc}", flush=True)
+            if failed:
+                if final and self.fallback_dir is not None:
+                    self.fallback_dir.mkdir(parents=True, exist_ok=True)
+                    path = self.fallback_dir / f"capture-unsent-{uuid.uuid4()}.jsonl"
+                    path.write_text("\n".join(line for _, line in failed) + "\n")
+                    print(f"capture: {len(failed)} records could not be uploaded; kept in {path}", flush=True)
+                else:
+                    with self._lock:
+                        self._buffer[:0] = failed
+                        self._oldest = time.monotonic()
+            self.written += written
+            return written

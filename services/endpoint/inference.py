@@ -1,0 +1,178 @@
+"""SageMaker inference handlers for the scones classifier: model_fn, input_fn, predict_fn, output_fn.
+
+The same file serves three ways: imported by our local model server (services/endpoint/server.py), packed
+as `code/inference.py` into model.tar.gz for the SageMaker PyTorch inference container, and called by
+tests with plain bytes. Dependencies: numpy, Pillow, onnxruntime (code/requirements.txt).
+
+Wire format (the built-in image-classification algorithm's): the request body is the image bytes
+(image/png, image/jpeg, application/x-image); the response is a JSON list of probabilities in labels.json
+order, e.g. [0.998, 0.0013].
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/x-image", "image/x-image")
+JSON = "application/json"
+MAX_PIXELS = 4096 * 4096  # larger images are refused before decoding (decompression bombs)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+try:  # inside the SageMaker inference toolkit, its error class carries the HTTP status to the client
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _Base  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - the toolkit exists only in SageMaker's containers
+
+    class _Base(Exception):  # type: ignore[no-redef]
+        def __init__(self, status_code: int, message: str, phrase: str | None = None) -> None:
+            super().__init__(message)
+            self.status_code, self.message, self.phrase = status_code, message, phrase
+
+
+class InferenceError(_Base):
+    """An error answered to the client with `status_code`; the server stays up."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(type(self).status_code, message)
+        self.status_code = type(self).status_code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidImageError(InferenceError):
+    status_code = 400
+
+
+class EmptyBodyError(InferenceError):
+    status_code = 400
+
+
+class ImageTooLargeError(InferenceError):
+    status_code = 413
+
+
+class UnsupportedContentTypeError(InferenceError):
+    status_code = 415
+
+
+class UnsupportedAcceptError(InferenceError):
+    status_code = 406
+
+
+class ModelLoadError(RuntimeError):
+    """The model folder cannot be served (named file missing or unreadable)."""
+
+
+@dataclass
+class Model:
+    session: object  # onnxruntime.InferenceSession
+    labels: list[str]
+    mean: np.ndarray  # per channel, after scaling
+    std: np.ndarray
+    scale: float
+    size: tuple[int, int]  # (width, height)
+    input_name: str
+
+
+def model_fn(model_dir: str | os.PathLike) -> Model:
+    """Load model.onnx, labels.json and config.json once."""
+    import onnxruntime as ort
+
+    model_dir = Path(model_dir)
+    missing = [n for n in ("model.onnx", "labels.json", "config.json") if not (model_dir / n).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"model folder {model_dir} lacks {', '.join(missing)} (a scones training artifact has all three)"
+        )
+    try:
+        labels = json.loads((model_dir / "labels.json").read_text())
+        pre = json.loads((model_dir / "config.json").read_text())["preprocessing"]
+    except (ValueError, KeyError) as exc:
+        raise ModelLoadError(f"model folder {model_dir}: unreadable labels.json or config.json ({exc})") from exc
+    options = ort.SessionOptions()
+    threads = int(os.environ.get("SCONES_ORT_THREADS", "0"))  # 0: onnxruntime's default (all cores)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle onnxruntime threads spin by default; in a server they would burn the cores the HTTP layer needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    width, height = pre["input_size"][1], pre["input_size"][0]
+    return Model(
+        session=session,
+        labels=list(labels),
+        mean=np.array(pre["mean"], np.float32),
+        std=np.array(pre["std"], np.float32),
+        scale=float(pre["scale"]),
+        size=(width, height),
+        input_name=session.get_inputs()[0].name,
+    )
+
+
+def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] = (32, 32)) -> np.ndarray:
+    """Image bytes → uint8 H×W×3 RGB at the model's size. Any mode (RGBA, L, P, CMYK) becomes RGB."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type not in IMAGE_CONTENT_TYPES:
+        raise UnsupportedContentTypeError(
+            f"content type {content_type!r} is not supported; send image bytes as {', '.join(IMAGE_CONTENT_TYPES[:3])}"
+        )
+    if not request_body:
+        raise EmptyBodyError("the request body is empty: send the image bytes")
+    try:
+        image = Image.open(io.BytesIO(request_body))
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise ImageTooLargeError(f"image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)  # transparent pixels become white, not black
+        image = image.convert("RGB")
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+    except InferenceError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image refused: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError(f"the body is not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def preprocess(images: np.ndarray, model: Model) -> np.ndarray:
+    """uint8 N×H×W×3 → float32 N×3×H×W, exactly as config.json's `preprocessing` says."""
+    x = images.astype(np.float32) * np.float32(model.scale)
+    x = (x - model.mean) / model.std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def input_fn(request_body: bytes, request_content_type: str) -> np.ndarray:
+    """SageMaker's input_fn: the decoded image as a 1×32×32×3 uint8 batch (normalised in predict_fn)."""
+    return decode(request_body, request_content_type)[None]
+
+
+def predict_fn(input_data: np.ndarray, model: Model) -> np.ndarray:
+    """A batch of decoded images (N×H×W×3 uint8) → N×classes calibrated probabilities."""
+    return model.session.run(None, {model.input_name: preprocess(input_data, model)})[0]
+
+
+def check_accept(accept: str | None) -> None:
+    media_types = [part.split(";")[0].strip().lower() for part in (accept or JSON).split(",")]
+    if not any(m in (JSON, "*/*", "application/*", "") for m in media_types):
+        raise UnsupportedAcceptError(f"accept {accept!r} is not supported; the endpoint answers {JSON}")
+
+
+def output_fn(prediction: np.ndarray, accept: str | None = JSON) -> bytes:
+    """One image's probabilities as a JSON list (the built-in algorithm's format)."""
+    check_accept(accept)
+    row = prediction[0] if prediction.ndim == 2 else prediction
+    return json.dumps([round(float(p), 6) for p in row]).encode()

@@ -1,0 +1,218 @@
+"""The model server as a client sees it: boto3's sagemaker-runtime, raw HTTP, capture files in S3."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from helpers import png_bomb
+from PIL import Image
+
+from scones import aws, endpoint, settings
+from services.endpoint.capture import parse_lines
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def png(seed: int = 0, mode: str = "RGB", size=(32, 32), fmt: str = "PNG") -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").convert(mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def capture_bucket(local_cloud):
+    import uuid
+
+    name = f"capture-{uuid.uuid4().hex[:8]}"
+    aws.client("s3").create_bucket(Bucket=name)
+    os.environ[settings.CAPTURE_BUCKET] = name
+    yield name
+    os.environ.pop(settings.CAPTURE_BUCKET, None)
+
+
+@pytest.fixture
+def serve(capture_bucket, tiny_model, unique):
+    """Start endpoints (stopped at the end); returns (name, url)."""
+    names = []
+
+    def start(model=tiny_model, **env):
+        name = f"ep-{unique}-{len(names)}"
+        names.append(name)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            found = endpoint.start(str(model), name, port=0, log=lambda _m: None)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return name, found.url
+
+    yield start
+    for name in names:
+        endpoint.stop(name, log=lambda _m: None)
+
+
+def runtime_client(url: str):
+    os.environ[settings.SAGEMAKER_RUNTIME_URL] = url
+    aws.reset()
+    return aws.client("sagemaker-runtime", max_attempts=1)
+
+
+def captured(bucket: str, name: str) -> list[dict]:
+    s3 = aws.client("s3")
+    records = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"datacapture/{name}/"):
+        for obj in page.get("Contents", []):
+            records += parse_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode())
+    return records
+
+
+def test_boto3_invoke_endpoint_and_capture(serve, capture_bucket):
+    name, url = serve()
+    runtime = runtime_client(url)
+    body = png(1)
+    response = runtime.invoke_endpoint(EndpointName=name, ContentType="image/png", Body=body)
+    probs = json.loads(response["Body"].read())
+    assert len(probs) == 2 and abs(sum(probs) - 1) < 1e-4
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    endpoint.stop(name, log=lambda _m: None)  # flushes the capture buffer
+    (rec,) = captured(capture_bucket, name)
+    assert base64.b64decode(rec["captureData"]["endpointInput"]["data"]) == body
+    assert json.loads(rec["captureData"]["endpointOutput"]["data"]) == probs
+    keys = aws.client("s3").list_objects_v2(Bucket=capture_bucket, Prefix=f"datacapture/{name}/")["Contents"]
+    assert keys[0]["Key"].startswith(f"datacapture/{name}/AllTraffic/{time.strftime('%Y/%m/%d', time.gmtime())}/")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (png(2, "RGBA"), "image/png"),
+        (png(3, "L"), "image/png"),
+        (png(4, "P"), "application/x-image"),
+        (png(5, fmt="JPEG"), "image/jpeg"),
+        (png(6, size=(100, 60)), "image/png"),
+    ],
+)
+def test_modes_formats_and_sizes(serve, body, content_type):
+    name, url = serve()
+    probs = json.loads(
+        runtime_client(url).invoke_endpoint(EndpointName=name, ContentType=content_type, Body=body)["Body"].read()
+    )
+    assert len(probs) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"\x89PNG\r\n\x1a\n corrupt", "image/png", 400),
+        (b"", "image/png", 400),
+        (b"\0" * (50 * 1024 * 1024), "image/png", 413),
+        (png_bomb(), "image/png", 413),
+        (b"a,b\n1,2\n", "text/csv", 415),
+    ],
+    ids=["corrupt", "empty", "50MB", "decompression-bomb", "csv"],
+)
+def test_bad_inputs_are_model_errors_and_the_server_keeps_serving(serve, body, content_type, status):
+    name, url = serve()
+    runtime = runtime_client(url)
+    with pytest.raises(runtime.exceptions.ModelError) as raised:
+        runtime.invoke_endpoint(EndpointName=name, ContentType=content_type, Body=body)
+    assert raised.value.response["OriginalStatusCode"] == status
+    assert raised.value.response["OriginalMessage"]
+    after = runtime.invoke_endpoint(EndpointName=name, ContentType="image/png", Body=png(9))
+    assert len(json.loads(after["Body"].read())) == 2
+
+
+def test_ping_direct_invocations_and_unknown_endpoint(serve):
+    _name, url = serve()
+    with urllib.request.urlopen(url + "/ping") as response:
+        assert response.status == 200
+    request = urllib.request.Request(url + "/invocations", data=png(7), headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(request) as response:
+        assert len(json.loads(response.read())) == 2
+    runtime = runtime_client(url)
+    with pytest.raises(runtime.exceptions.ClientError) as raised:
+        runtime.invoke_endpoint(EndpointName="nope", ContentType="image/png", Body=png(7))
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_model_folder_without_labels_is_a_clear_startup_error(serve, tiny_model, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "labels.json").unlink()
+    with pytest.raises(endpoint.EndpointError, match=r"lacks labels\.json"):
+        serve(broken)
+
+
+def post(url: str, body: bytes, connection: http.client.HTTPConnection | None = None) -> int:
+    host, port = url.split("//")[1].split(":")
+    conn = connection or http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", "/invocations", body=body, headers={"Content-Type": "image/png"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def test_1000_concurrent_requests_give_1000_capture_records(serve, capture_bucket):
+    name, url = serve()
+    bodies = [png(i % 50) for i in range(1000)]
+
+    def worker(chunk: list[bytes]) -> list[int]:
+        host, port = url.split("//")[1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        return [post(url, body, conn) for body in chunk]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = [s for chunk in pool.map(worker, [bodies[i::16] for i in range(16)]) for s in chunk]
+    assert statuses.count(200) == 1000
+    with urllib.request.urlopen(url + "/_scones/stats") as response:
+        stats = json.loads(response.read())
+    assert stats["captured"] == 1000 and stats["mean_batch_size"] > 1  # concurrent requests were batched
+    endpoint.stop(name, log=lambda _m: None)
+    records = captured(capture_bucket, name)
+    assert len(records) == 1000
+    sent = sorted(bodies)
+    assert sorted(base64.b64decode(r["captureData"]["endpointInput"]["data"]) for r in records) == sent
+
+
+def test_sigterm_mid_load_loses_no_record(serve, capture_bucket):
+    name, url = serve(SCONES_MAX_WAIT_MS="5")
+    ok = []
+    stop = threading.Event()
+
+    def client(seed: int) -> None:
+        host, port = url.split("//")[1].split(":")
+        while not stop.is_set():
+            try:
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                if post(url, png(seed), conn) == 200:
+                    ok.append(seed)
+            except OSError:
+                return  # the server has gone: nothing more can be answered (or captured)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    assert len(ok) > 20
+    endpoint.stop(name, log=lambda _m: None)  # SIGTERM while clients are still sending
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(captured(capture_bucket, name)) == len(ok)

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from services.endpoint.batching import DynamicBatcher
+from services.endpoint.capture import CaptureWriter, object_key, parse_lines, record
+
+KEY = re.compile(r"^datacapture/ep/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
+
+
+def test_record_has_sagemakers_shape():
+    when = datetime(2024, 11, 25, 23, 21, 43, tzinfo=UTC)
+    rec = record(b"\x89PNG", "image/png", b"[0.9, 0.1]", when)
+    assert rec["captureData"]["endpointInput"] == {
+        "observedContentType": "image/png",
+        "mode": "INPUT",
+        "data": base64.b64encode(b"\x89PNG").decode(),
+        "encoding": "BASE64",
+    }
+    assert rec["captureData"]["endpointOutput"] == {
+        "observedContentType": "application/json",
+        "mode": "OUTPUT",
+        "data": "[0.9, 0.1]",
+        "encoding": "JSON",
+    }
+    assert rec["eventMetadata"]["inferenceTime"] == "2024-11-25T23:21:43Z" and rec["eventVersion"] == "0"
+
+
+def test_key_layout():
+    when = datetime(2024, 11, 25, 23, 21, 43, 123456, tzinfo=UTC)
+    key = object_key("datacapture", "ep", "AllTraffic", when)
+    assert KEY.match(key) and key.startswith("datacapture/ep/AllTraffic/2024/11/25/23/21-43-123-")
+
+
+def test_writer_flushes_by_count_and_reads_back_every_line():
+    files: dict[str, bytes] = {}
+    writer = CaptureWriter(lambda k, b: files.__setitem__(k, b), "ep", max_records=3)
+    due = []
+    for i in range(7):
+        due.append(writer.add(b"x%d" % i, "image/png", b"[1.0]"))
+        if due[-1]:
+            writer.flush()  # as the server does, off its event loop
+    assert due == [False, False, True, False, False, True, False]
+    assert (writer.files, writer.pending()) == (2, 1)
+    writer.flush(final=True)
+    assert writer.written == 7 and writer.pending() == 0
+    lines = [line for body in files.values() for line in parse_lines(body.decode())]
+    assert sorted(base64.b64decode(r["captureData"]["endpointInput"]["data"]) for r in lines) == sorted(
+        b"x%d" % i for i in range(7)
+    )
+    assert all(KEY.match(k) for k in files)
+
+
+def test_failed_upload_keeps_records_and_final_flush_writes_them_locally(tmp_path):
+    def broken(key, body):
+        raise ConnectionError("S3 is down")
+
+    writer = CaptureWriter(broken, "ep", fallback_dir=tmp_path)
+    for i in range(4):
+        writer.add(b"%d" % i, "image/png", b"[1.0]")
+    assert writer.flush() == 0 and writer.pending() == 4
+    writer.flush(final=True)
+    (kept,) = tmp_path.glob("capture-unsent-*.jsonl")
+    assert len(parse_lines(kept.read_text())) == 4
+
+
+def test_sampling_percentage():
+    writer = CaptureWriter(lambda k, b: None, "ep", percent=25)
+    share = sum(writer.sampled() for _ in range(20000)) / 20000
+    assert 0.22 < share < 0.28
+    with pytest.raises(ValueError):
+        CaptureWriter(lambda k, b: None, "ep", percent=120)
+
+
+def test_batcher_groups_concurrent_requests_and_routes_results():
+    calls = []
+
+    def predict(images):
+        calls.append(len(images))
+        return images.reshape(len(images), -1).mean(axis=1, keepdims=True)
+
+    async def main():
+        batcher = DynamicBatcher(predict, max_batch_size=8, max_wait_ms=20)
+        await batcher.start()
+        images = [np.full((2, 2, 3), i, np.float32) for i in range(20)]
+        results = await asyncio.gather(*(batcher.submit(im) for im in images))
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(main())
+    assert [float(r[0]) for r in results] == [float(i) for i in range(20)]
+    assert max(calls) == 8 and sum(calls) == 20 and len(calls) < 20
+
+
+def test_batcher_failure_fails_requests_not_the_loop():
+    def predict(images):
+        raise RuntimeError("model exploded")
+
+    async def main():
+        batcher = DynamicBatcher(predict, max_batch_size=4, max_wait_ms=1)
+        await batcher.start()
+        with pytest.raises(RuntimeError, match="exploded"):
+            await batcher.submit(np.zeros((2, 2, 3)))
+        assert not batcher.task.done()
+        await batcher.stop()
+
+    asyncio.run(main())
