@@ -223,6 +223,116 @@ def invoke_image(args: argparse.Namespace, name: str) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from scones import aws, endpoint, localcloud, models
+    from scones.deploy import stack
+
+    if args.target:
+        os.environ[settings.TARGET] = args.target
+    target = settings.target()
+    settings.apply_target_env()
+    aws.reset()
+    if target == "local" and not localcloud.status().running:
+        raise UsageError("the local cloud is not running: `scones up` first (or pass --target aws|localstack)")
+    bucket = args.bucket or settings.bucket()
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        print(f"creating bucket {bucket}")
+        s3.create_bucket(Bucket=bucket)
+    name = settings.endpoint_name()
+    if target == "aws":
+        uri = args.model or models.latest_model_uri(bucket)
+        model_dir = models.fetch_model(uri, Path(tempfile.mkdtemp(prefix="scones-deploy-")))
+        runtime_url = ""
+        print(f"target aws: the classify Lambda calls the SageMaker endpoint {name} (model {uri})")
+    else:
+        current = endpoint.status(name)
+        wanted = args.model
+        if current.running and wanted and endpoint.record(name).get("model_uri") != wanted:
+            endpoint.stop(name)
+            current = endpoint.status(name)
+        if not current.running:
+            current = endpoint.start(wanted, name)
+        model_dir = Path(endpoint.record(name)["model_dir"])
+        runtime_url = current.url
+        if target == "localstack":  # Lambda containers reach the host through this name
+            runtime_url = runtime_url.replace("127.0.0.1", "host.docker.internal")
+        print(f"endpoint {name} serves {endpoint.record(name).get('model_uri')} at {current.url}")
+    threshold = settings.threshold() if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    parameters = {
+        "NamePrefix": settings.stack_name().removesuffix("-workflow"),
+        "CodeBucket": bucket,
+        "DataBucket": bucket,
+        "EndpointName": name,
+        "Labels": ",".join(stack.labels_of(model_dir)),
+        "Threshold": str(threshold),
+        "SageMakerRuntimeUrl": runtime_url,
+        "AlertEmail": args.alert_email or "",
+    }
+    result = stack.deploy(parameters)
+    print(f"stack {result.stack}: {result.action} in {result.seconds:.1f} s ({result.uploaded} artifacts uploaded)")
+    for key, value in sorted(result.outputs.items()):
+        print(f"  {key:<30} {value}")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from scones import aws, workflow
+    from scones.deploy import stack
+
+    settings.apply_target_env()
+    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+    sfn = aws.client("stepfunctions", max_pool_connections=32)
+    if args.key:
+        keys = args.key
+    elif args.batch:
+        if args.batch < 1:
+            raise UsageError("--batch must be at least 1")
+        keys = workflow.staged_test_keys(bucket, prefix, args.batch)
+        if not keys:
+            raise UsageError(f"no staged test images under s3://{bucket}/{prefix}/test/: run `scones stage`")
+    else:
+        raise UsageError("pass --key KEY (repeatable) or --batch N")
+    started = time.perf_counter()
+    if args.batch and not args.single:
+        print(f"one Map execution over {len(keys)} images ...")
+        _, rows = workflow.run_batch(sfn, outputs["ClassifyBatchStateMachineArn"], bucket, keys)
+    else:
+        print(f"{len(keys)} single-image execution(s) ...")
+        rows = workflow.run_single(sfn, outputs["ClassifyImageStateMachineArn"], bucket, keys)
+    print(workflow.table(rows))
+    print(f"({time.perf_counter() - started:.2f} s)")
+    return 0 if all(r.status == "SUCCEEDED" for r in rows) or args.batch else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scones import aws
+    from scones.deploy import stack
+
+    settings.apply_target_env()
+    outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sfn = aws.client("stepfunctions")
+    for key in ("ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"):
+        described = sfn.describe_state_machine(stateMachineArn=outputs[key])
+        path = out / f"{described['name']}.json"
+        path.write_text(json.dumps(json.loads(described["definition"]), indent=2) + "\n")
+        print(f"wrote {path} ({described['stateMachineArn']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -286,6 +396,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
     p.add_argument("--port", type=int, default=None, help=f"default ${settings.ENDPOINT_PORT} or 8080 (0: any free)")
 
+    p = add("deploy", cmd_deploy, "package the Lambdas and deploy template.yaml's stack (idempotent)")
+    p.add_argument("--target", choices=settings.TARGETS, default=None, help="default $SCONES_TARGET or local")
+    p.add_argument("--model", default=None, help="model the local endpoint serves (default: running one, else newest)")
+    p.add_argument("--bucket", default=None)
+    p.add_argument("--threshold", type=float, default=None, help="confidence threshold (default $THRESHOLD or 0.93)")
+    p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
+
+    p = add("invoke", cmd_invoke, "run the workflow on staged test images and print a result table")
+    p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
+    p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
+    p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
+    p.add_argument("--bucket", default=None)
+    p.add_argument("--prefix", default=None)
+
+    p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
+    p.add_argument("--out-dir", default="statemachine_export")
+
     p = add("evaluate", cmd_evaluate, "metrics, confusion matrix and reliability diagram on the staged test split")
     p.add_argument(
         "--model",
@@ -303,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     from scones.data.cifar import DataError
     from scones.data.classes import EmptySelectionError, UnknownClassError
     from scones.data.staging import StagingError
+    from scones.deploy.stack import DeployError
     from scones.endpoint import EndpointError
     from scones.localcloud import LocalCloudError
     from scones.models import ModelNotFoundError
@@ -322,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
         TrainingJobError,
         ModelNotFoundError,
         EndpointError,
+        DeployError,
     ) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 1

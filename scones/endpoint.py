@@ -62,10 +62,12 @@ def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
     return uri, models.fetch_model(uri, target)
 
 
-def server_args(model_dir: Path, name: str, port: int | None, record: Path | None) -> list[str]:
+def server_args(
+    model_dir: Path, name: str, port: int | None, record: Path | None, source: str | None = None
+) -> list[str]:
     port = settings.endpoint_port() if port is None else port
     args = ["--model", str(model_dir), "--name", name, "--port", str(port)]
-    return args + (["--record", str(record)] if record else [])
+    return args + (["--record", str(record)] if record else []) + (["--source", source] if source else [])
 
 
 def start(model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print) -> EndpointStatus:
@@ -92,7 +94,7 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
     ):
         if key in os.environ:
             env[key] = os.environ[key]
-    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record), log_path, env)
+    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, env)
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -117,6 +119,10 @@ def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
     settings.endpoint_record_path(name).unlink(missing_ok=True)
     log(f"endpoint {name} stopped (pid {record['pid']})")
     return True
+
+
+def record(name: str) -> dict:
+    return processes.read_record(settings.endpoint_record_path(name)) or {}
 
 
 def runtime_url(name: str) -> str | None:

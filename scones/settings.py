@@ -31,6 +31,7 @@ CAPTURE_PERCENT = "SCONES_CAPTURE_PERCENT"  # sampling percentage, 0..100
 MAX_BATCH_SIZE = "SCONES_MAX_BATCH_SIZE"  # dynamic batching: images per model call
 MAX_WAIT_MS = "SCONES_MAX_WAIT_MS"  # dynamic batching: how long a batch waits to fill
 MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refused (413)
+STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
 
@@ -126,6 +127,14 @@ def max_wait_ms() -> float:
 
 def max_payload_bytes() -> int:
     return int(_number(MAX_PAYLOAD_MB, 6.0, 0.001, 1024.0) * 1024 * 1024)
+
+
+def stack_name() -> str:
+    return _get(STACK_NAME, "scones-workflow")
+
+
+def threshold() -> float:
+    return _number(THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
 
 
 def endpoint_record_path(name: str) -> Path:

@@ -41,3 +41,38 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
         + chunk(b"IEND", b"")
     )
+
+
+def make_brightness_model(model_dir: Path, sharpness: float = 30.0) -> Path:
+    """A model folder in the scones artifact format whose answer is known in advance: bright images are
+    'bicycle', dark ones 'motorcycle', both with confidence ~1; mid-grey ones are a coin toss (~0.5)."""
+    import json
+
+    import torch
+
+    class Brightness(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3)).unsqueeze(1)
+            return torch.softmax(torch.cat([sharpness * (m - 0.5), torch.zeros_like(m)], dim=1), dim=1)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(Brightness(), (torch.zeros(2, 3, 32, 32),), str(model_dir / "model.onnx"), input_names=["input"],
+                      output_names=["probabilities"], dynamic_shapes={"x": {0: batch}}, dynamo=True,
+                      external_data=False, verbose=False)
+    (model_dir / "labels.json").write_text(json.dumps(["bicycle", "motorcycle"]))
+    pre = {"input_size": [32, 32], "layout": "NCHW", "channel_order": "RGB", "scale": 1 / 255, "mean": [0, 0, 0],
+           "std": [1, 1, 1]}
+    (model_dir / "config.json").write_text(json.dumps({"preprocessing": pre}))
+    return model_dir
+
+
+def solid_png(value: int, size: int = 32) -> bytes:
+    """A one-colour PNG: value 230 is confidently 'bicycle' to the brightness model, 25 'motorcycle', 128 unsure."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -242,7 +242,7 @@ def s3_put(bucket: str):
     return put
 
 
-def serve(app: EndpointApp, host: str, port: int, record_path: Path | None = None) -> None:
+def serve(app: EndpointApp, host: str, port: int, record_path: Path | None = None, source: str | None = None) -> None:
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -261,6 +261,7 @@ def serve(app: EndpointApp, host: str, port: int, record_path: Path | None = Non
                     "port": port,
                     "name": app.name,
                     "model_dir": str(app.model_dir),
+                    "model_uri": source or str(app.model_dir),
                     "started": time.time(),
                 }
             )
@@ -300,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=settings.endpoint_port())
     p.add_argument("--record", type=Path, default=None, help="write pid and url here once listening")
+    p.add_argument("--source", default=None, help="where the model came from (an s3:// URI), for the record")
     p.add_argument("--no-capture", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
             settings.max_wait_ms(),
             settings.max_payload_bytes(),
         )
-        serve(app, args.host, args.port, args.record)
+        serve(app, args.host, args.port, args.record, args.source)
     except (inference.ModelLoadError, settings.SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -122,10 +122,18 @@ def _patch_lambda(runtime: Any) -> None:
 # --- 2. Step Functions under CloudFormation ---------------------------------------------------------
 
 
-def _definition_from(properties: dict[str, Any]) -> str | None:
+def _definition_from(properties: dict[str, Any], account_id: str) -> str | None:
     definition = properties.get("DefinitionString")
     if definition is None and "Definition" in properties:
         definition = json.dumps(properties["Definition"])
+    if definition is None and "DefinitionS3Location" in properties:
+        from moto.s3.models import s3_backends
+
+        location = properties["DefinitionS3Location"]
+        key = s3_backends[account_id]["aws"].get_object(location["Bucket"], location["Key"])
+        if key is None:
+            raise ValueError(f"DefinitionS3Location s3://{location['Bucket']}/{location['Key']} does not exist")
+        definition = key.value.decode()
     if definition is None:
         return None
     for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
@@ -158,7 +166,7 @@ def _patch_stepfunctions_cfn() -> None:
         tags = cfn_to_api_tags(properties.get("Tags", []))
         return backend.create_state_machine(
             name,
-            _definition_from(properties) or "",
+            _definition_from(properties, account_id) or "",
             properties.get("RoleArn", ""),
             tags=tags,
             sm_type=properties.get("StateMachineType"),
@@ -180,7 +188,9 @@ def _patch_stepfunctions_cfn() -> None:
             backend.delete_state_machine(original_resource.arn)
             return new
         return backend.update_state_machine(
-            original_resource.arn, definition=_definition_from(properties), role_arn=properties.get("RoleArn")
+            original_resource.arn,
+            definition=_definition_from(properties, account_id),
+            role_arn=properties.get("RoleArn"),
         )
 
     machine.create_from_cloudformation_json = classmethod(create)

@@ -1,0 +1,178 @@
+"""Run the deployed workflow and read it back: start/wait executions, result rows, graph, export."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from scones import aws
+
+
+@dataclass
+class Row:
+    key: str
+    status: str  # as Step Functions names it: SUCCEEDED | FAILED | TIMED_OUT | ABORTED
+    label: str = ""
+    confidence: float | None = None
+    error: str = ""
+    cause: str = ""
+    alerted: bool = False
+    execution: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def wait(sfn, arn: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def history(sfn, arn: str) -> list[dict]:
+    events, token = [], None
+    while True:
+        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def _best(inferences: list[float], labels: list[str]) -> tuple[str, float]:
+    best = max(range(len(inferences)), key=inferences.__getitem__)
+    label = labels[best] if best < len(labels) else f"class_{best}"
+    return label, float(inferences[best])
+
+
+def _inferences_from_history(events: list[dict]) -> tuple[list[float], list[str]] | None:
+    """The classify step's output, found in a successful lambda task's result (for failed executions)."""
+    for event in reversed(events):
+        details = event.get("taskSucceededEventDetails") or event.get("lambdaFunctionSucceededEventDetails")
+        if not details or "output" not in details:
+            continue
+        try:
+            output = json.loads(details["output"])
+        except ValueError:
+            continue
+        payload = output.get("Payload", output) if isinstance(output, dict) else None
+        if isinstance(payload, dict) and payload.get("inferences"):
+            return payload["inferences"], payload.get("labels") or []
+    return None
+
+
+def _alerted(events: list[dict]) -> bool:
+    return any(
+        e["type"] == "TaskSucceeded" and e.get("taskSucceededEventDetails", {}).get("resourceType") == "sns"
+        for e in events
+    )
+
+
+def row_for_execution(sfn, described: dict, key: str) -> Row:
+    row = Row(key, described["status"], execution=described["executionArn"])
+    if described["status"] == "SUCCEEDED":
+        output = json.loads(described.get("output") or "{}")
+        if output.get("inferences"):
+            row.label, row.confidence = _best(output["inferences"], output.get("labels") or [])
+        return row
+    row.error, row.cause = described.get("error", ""), described.get("cause", "")
+    events = history(sfn, described["executionArn"])
+    found = _inferences_from_history(events)
+    if found:
+        row.label, row.confidence = _best(*found)
+    row.alerted = _alerted(events)
+    return row
+
+
+def run_single(sfn, machine_arn: str, bucket: str, keys: list[str], concurrency: int = 8) -> list[Row]:
+    """One execution of the single-image machine per key, `concurrency` at a time."""
+
+    def one(key: str) -> Row:
+        name = f"scones-{uuid.uuid4().hex[:12]}"
+        arn = sfn.start_execution(
+            stateMachineArn=machine_arn, name=name, input=json.dumps({"s3_bucket": bucket, "s3_key": key})
+        )["executionArn"]
+        return row_for_execution(sfn, wait(sfn, arn), key)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, keys))
+
+
+def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict, list[Row]]:
+    """One execution of the Map machine over all keys; a row per item from its summary."""
+    name = f"scones-batch-{uuid.uuid4().hex[:12]}"
+    arn = sfn.start_execution(
+        stateMachineArn=machine_arn, name=name, input=json.dumps({"s3_bucket": bucket, "keys": keys})
+    )["executionArn"]
+    described = wait(sfn, arn)
+    if described["status"] != "SUCCEEDED":
+        return described, [
+            Row(
+                k,
+                described["status"],
+                error=described.get("error", ""),
+                cause=described.get("cause", ""),
+                execution=arn,
+            )
+            for k in keys
+        ]
+    output = json.loads(described["output"])
+    failed = set(output.get("failed") or [])
+    rows = []
+    for item in output["results"]:
+        row = Row(
+            item["s3_key"],
+            item["status"],
+            error=item.get("error", ""),
+            cause=item.get("cause", ""),
+            alerted=item["s3_key"] in failed,
+            execution=arn,
+        )
+        if item.get("inferences"):
+            row.label, row.confidence = _best(item["inferences"], item.get("labels") or [])
+        rows.append(row)
+    return described, rows
+
+
+def readable_cause(cause: str) -> str:
+    """A Lambda error's cause is its JSON error object: show the message."""
+    try:
+        parsed = json.loads(cause)
+    except (ValueError, TypeError):
+        return cause
+    return parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+
+
+def table(rows: list[Row]) -> str:
+    width = max([len(r.key) for r in rows] + [3])
+    lines = [f"{'key':<{width}}  {'class':<12} {'confidence':>10}  {'status':<9}  error"]
+    for r in rows:
+        confidence = f"{r.confidence:.4f}" if r.confidence is not None else "-"
+        error = f"{r.error}: {readable_cause(r.cause)[:100]}" if r.error else ""
+        if r.alerted:
+            error += "  [SNS alert sent]"
+        lines.append(f"{r.key:<{width}}  {r.label or '-':<12} {confidence:>10}  {r.status:<9}  {error}")
+    succeeded = sum(r.status == "SUCCEEDED" for r in rows)
+    lines.append(f"total {len(rows)}: {succeeded} SUCCEEDED, {len(rows) - succeeded} FAILED")
+    return "\n".join(lines)
+
+
+def staged_test_keys(bucket: str, prefix: str, n: int) -> list[str]:
+    """The first n staged test images, alternating classes so that a small batch shows both."""
+    s3 = aws.client("s3")
+    by_class: dict[str, list[str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/test/"):
+        for obj in page.get("Contents", []):
+            name = obj["Key"].rsplit("/", 1)[-1]
+            by_class.setdefault(name.split("_s_")[0], []).append(obj["Key"])
+    columns = [sorted(keys) for _, keys in sorted(by_class.items())]
+    keys = [k for group in zip(*columns, strict=False) for k in group]
+    return keys[:n]
