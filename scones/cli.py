@@ -333,6 +333,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graph(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scones import aws, graph, workflow
+    from scones.deploy import stack
+
+    settings.apply_target_env()
+    sfn = aws.client("stepfunctions")
+    if args.execution:
+        arn = args.execution
+    else:
+        outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+        machine = outputs["ClassifyBatchStateMachineArn" if args.batch else "ClassifyImageStateMachineArn"]
+        executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
+        if args.status:
+            executions = [e for e in executions if e["status"] == args.status]
+        if not executions:
+            raise UsageError("no execution to draw: run `scones invoke` first (or pass --execution ARN)")
+        arn = max(executions, key=lambda e: e["startDate"])["executionArn"]
+    described = sfn.describe_execution(executionArn=arn)
+    definition = json.loads(sfn.describe_state_machine_for_execution(executionArn=arn)["definition"])
+    found = graph.statuses(workflow.history(sfn, arn), described["status"])
+    title = f"{arn.split(':')[-2]} / {described['name']}: {described['status']}"
+    if described.get("error"):
+        title += f" ({described['error']})"
+    out = graph.render(definition, found, Path(args.out), title)
+    print(f"wrote {out} for execution {arn} ({described['status']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -409,6 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
     p.add_argument("--bucket", default=None)
     p.add_argument("--prefix", default=None)
+
+    p = add("graph", cmd_graph, "draw the state machine with each state's status in an execution (png or svg)")
+    p.add_argument("--execution", default=None, help="an execution ARN (default: the newest of the machine)")
+    p.add_argument("--batch", action="store_true", help="the Map state machine instead of the single-image one")
+    p.add_argument("--status", choices=["SUCCEEDED", "FAILED"], default=None, help="newest execution with this status")
+    p.add_argument("--out", default="graph.png", help="output file; .svg or .png")
 
     p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
     p.add_argument("--out-dir", default="statemachine_export")

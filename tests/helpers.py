@@ -57,12 +57,26 @@ def make_brightness_model(model_dir: Path, sharpness: float = 30.0) -> Path:
 
     model_dir.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(Brightness(), (torch.zeros(2, 3, 32, 32),), str(model_dir / "model.onnx"), input_names=["input"],
-                      output_names=["probabilities"], dynamic_shapes={"x": {0: batch}}, dynamo=True,
-                      external_data=False, verbose=False)
+    torch.onnx.export(
+        Brightness(),
+        (torch.zeros(2, 3, 32, 32),),
+        str(model_dir / "model.onnx"),
+        input_names=["input"],
+        output_names=["probabilities"],
+        dynamic_shapes={"x": {0: batch}},
+        dynamo=True,
+        external_data=False,
+        verbose=False,
+    )
     (model_dir / "labels.json").write_text(json.dumps(["bicycle", "motorcycle"]))
-    pre = {"input_size": [32, 32], "layout": "NCHW", "channel_order": "RGB", "scale": 1 / 255, "mean": [0, 0, 0],
-           "std": [1, 1, 1]}
+    pre = {
+        "input_size": [32, 32],
+        "layout": "NCHW",
+        "channel_order": "RGB",
+        "scale": 1 / 255,
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+    }
     (model_dir / "config.json").write_text(json.dumps({"preprocessing": pre}))
     return model_dir
 
