@@ -125,15 +125,14 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
             for k in keys
         ]
     output = json.loads(described["output"])
-    failed = set(output.get("failed") or [])
     rows = []
-    for item in output["results"]:
+    for item in output["results"]:  # every failed item published its own alert
         row = Row(
             item["s3_key"],
             item["status"],
             error=item.get("error", ""),
             cause=item.get("cause", ""),
-            alerted=item["s3_key"] in failed,
+            alerted=item["status"] == "FAILED",
             execution=arn,
         )
         if item.get("inferences"):

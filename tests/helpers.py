@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import struct
 import subprocess
@@ -90,3 +91,24 @@ def solid_png(value: int, size: int = 32) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), (value, value, value)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def load_lambda(folder: str):
+    """Import lambdas/<folder>/lambda.py as its own module, with the shared event module beside it, as in its zip."""
+    shared = str(ROOT / "lambdas" / "shared")
+    if shared not in sys.path:
+        sys.path.insert(0, shared)
+    spec = importlib.util.spec_from_file_location(f"lambda_{folder}", ROOT / "lambdas" / folder / "lambda.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeContext:
+    function_name = "test-function"
+    memory_limit_in_mb = 128
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:test-function"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 3000
