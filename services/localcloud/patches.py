@@ -10,6 +10,8 @@ tests) exercises each one: an upgrade that breaks a patch fails loudly there, no
 3. JSONata state machines evaluate with the pure-Python jsonata-python package.
 4. Executions started without a name get a uuid, as on AWS.
 5. The interpreter's own boto3 clients are cached and talk to 127.0.0.1 (one client per call cost ~30 ms).
+6. The request dispatcher remembers which backend serves a host: moto lists its ~200 package folders on
+   disk and tries every URL pattern for each request, under a global lock.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def apply_all(runtime: Any, port: int) -> list[str]:
     _patch_jsonata()
     _patch_execution_name()
     _patch_interpreter_clients(port)
-    APPLIED.extend(["lambda-subprocess", "sfn-cloudformation", "jsonata", "execution-name", "sfn-clients"])
+    _patch_dispatch_cache()
+    APPLIED.extend(
+        ["lambda-subprocess", "sfn-cloudformation", "jsonata", "execution-name", "sfn-clients", "dispatch-cache"]
+    )
     return APPLIED
 
 
@@ -302,3 +307,24 @@ def _patch_interpreter_clients(port: int) -> None:
         if "boto_client_for" in path.read_text():
             name = ".".join(("moto", *path.relative_to(root).with_suffix("").parts))
             importlib.import_module(name).boto_client_for = boto_client_for
+
+
+# --- 6. request dispatch --------------------------------------------------------------------------------
+
+
+def _patch_dispatch_cache() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.get_backend_for_host
+    cache: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        try:
+            return cache[host]
+        except KeyError:
+            found = original(self, host)
+            if found is not None:  # a miss may be answered otherwise later (it is inferred from the body)
+                cache[host] = found
+            return found
+
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
