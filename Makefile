@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
+DEMO_OUT ?= data/demo
 EXTRAS ?= localcloud,ml,serve,dev
 PYTEST_ARGS ?=
 
@@ -41,11 +42,24 @@ train: up ## train on the staged data like a SageMaker job, upload model.tar.gz,
 	$(BIN)/scones train
 	$(BIN)/scones evaluate
 
-demo: venv ## run the main job end to end on the local cloud (so far: up, self-test, stage, train, evaluate)
+deploy: up ## deploy the workflow stack (Lambdas, state machines, SNS) and the endpoint to the local cloud
+	$(BIN)/scones deploy --target local
+
+invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
+	$(BIN)/scones invoke --batch 20
+
+demo: venv ## the main job end to end on the local cloud: stage, train, evaluate, deploy, invoke, graph
 	$(BIN)/scones up --check
 	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
 	$(BIN)/scones train
-	$(BIN)/scones evaluate
+	$(BIN)/scones evaluate --out $(DEMO_OUT)
+	$(BIN)/scones deploy --target local
+	$(BIN)/scones invoke --batch 20
+	$(BIN)/scones invoke --key data/test/no-such-image.png
+	$(BIN)/scones graph --out $(DEMO_OUT)/graph-single.png
+	$(BIN)/scones graph --batch --out $(DEMO_OUT)/graph-batch.png
+	$(BIN)/scones export --out-dir $(DEMO_OUT)/statemachine
+	@echo "demo done: figures and exported definitions in $(DEMO_OUT)/; \`make down\` stops everything"
 
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -62,10 +76,12 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_localcloud.py
 	$(BIN)/python bench/bench_staging.py
 	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_endpoint.py
+	$(BIN)/python bench/bench_workflow.py
 
-clean: ## stop the local cloud and remove everything the project created (.venv, .scones, data, caches)
-	@if [ -x $(BIN)/scones ]; then $(BIN)/scones down || true; fi
+clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
+	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; fi
 	rm -rf $(VENV) .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help venv up check down status stage train demo test lint format bench clean
+.PHONY: help venv up check down status stage train deploy invoke demo test lint format bench clean

@@ -33,8 +33,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from scones import localcloud
+    from scones import endpoint, localcloud
 
+    for record in sorted(settings.state_dir().glob("endpoint-*.json")):  # the endpoints this state dir started
+        endpoint.stop(record.stem.removeprefix("endpoint-"))
     if args.stack == "localstack":
         localcloud.compose("down", "-v")
         return 0
@@ -311,7 +313,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         rows = workflow.run_single(sfn, outputs["ClassifyImageStateMachineArn"], bucket, keys)
     print(workflow.table(rows))
     print(f"({time.perf_counter() - started:.2f} s)")
-    return 0 if all(r.status == "SUCCEEDED" for r in rows) or args.batch else 1
+    if args.strict and any(r.status != "SUCCEEDED" for r in rows):
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -363,6 +367,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    import os
+
+    from scones import cleanup
+
+    if args.target:
+        os.environ[settings.TARGET] = args.target
+    for line in cleanup.clean(delete_bucket=args.delete_bucket):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -376,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", choices=["local", "localstack"], default="local")
     p.add_argument("--port", type=int, default=None, help=f"default {settings.LOCALCLOUD_PORT} or 4566")
     p.add_argument("--check", action="store_true", help="run the self-test of the local cloud's patches")
-    p = add("down", cmd_down, "stop the local cloud and every Lambda worker it started")
+    p = add("down", cmd_down, "stop the local endpoints, the local cloud and every Lambda worker it started")
     p.add_argument("--stack", choices=["local", "localstack"], default="local")
     add("status", cmd_status, "say whether the local cloud runs (exit 3 when not)")
     add("env", cmd_env, 'print export lines: eval "$(scones env)"')
@@ -437,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
     p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any image FAILED (default: exit 0 once run)")
     p.add_argument("--bucket", default=None)
     p.add_argument("--prefix", default=None)
 
@@ -445,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", action="store_true", help="the Map state machine instead of the single-image one")
     p.add_argument("--status", choices=["SUCCEEDED", "FAILED"], default=None, help="newest execution with this status")
     p.add_argument("--out", default="graph.png", help="output file; .svg or .png")
+
+    p = add("clean", cmd_clean, "remove what the project created on the target (stack, objects, endpoints, cloud)")
+    p.add_argument("--target", choices=settings.TARGETS, default=None)
+    p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
 
     p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
     p.add_argument("--out-dir", default="statemachine_export")
