@@ -14,16 +14,16 @@ from scones.deploy import package, stack
 
 
 @pytest.mark.localstack
-def test_workflow_on_localstack(local_cloud, tmp_path):
+def test_workflow_on_localstack(local_cloud, tmp_path, monkeypatch):
     """LocalStack runs the Lambdas in Docker; they reach our model server through host.docker.internal."""
     suffix = uuid.uuid4().hex[:8]
-    os.environ.update(
-        {
-            settings.BUCKET: f"ls-{suffix}",
-            settings.STACK_NAME: f"ls{suffix}-workflow",
-            settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
-        }
-    )
+    env = {
+        settings.BUCKET: f"ls-{suffix}",
+        settings.STACK_NAME: f"ls{suffix}-workflow",
+        settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     model = make_brightness_model(tmp_path / "model")
     aws.client("s3").create_bucket(Bucket=f"ls-{suffix}")
     aws.client("s3").put_object(Bucket=f"ls-{suffix}", Key="img/bright.png", Body=solid_png(230))
