@@ -98,6 +98,19 @@ def test_batcher_groups_concurrent_requests_and_routes_results():
     assert max(calls) == 8 and sum(calls) == 20 and len(calls) < 20
 
 
+def test_batcher_lone_request_does_not_wait_when_nothing_else_is_expected():
+    async def main():
+        batcher = DynamicBatcher(lambda images: images, max_batch_size=8, max_wait_ms=500, expected=lambda: 1)
+        await batcher.start()
+        started = asyncio.get_running_loop().time()
+        await batcher.submit(np.zeros((2, 2, 3)))
+        elapsed = asyncio.get_running_loop().time() - started
+        await batcher.stop()
+        return elapsed
+
+    assert asyncio.run(main()) < 0.25
+
+
 def test_batcher_failure_fails_requests_not_the_loop():
     def predict(images):
         raise RuntimeError("model exploded")
