@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,15 +19,10 @@ def local_cloud(use_running: bool = False) -> Iterator[str]:
         running = localcloud.status()
         if not running.running:
             raise SystemExit("no local cloud runs: `make up` first or drop --use-running")
-        started_here = False
+        context = contextlib.nullcontext(running)
     else:
-        os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix="scones-bench-")
-        running = localcloud.up(port=0, log=lambda _m: None)
-        started_here = True
-    os.environ[settings.AWS_ENDPOINT_URL] = running.url
-    aws.reset()
-    try:
+        context = localcloud.ephemeral("scones-bench-")
+    with context as running:
+        os.environ[settings.AWS_ENDPOINT_URL] = running.url
+        aws.reset()
         yield running.url
-    finally:
-        if started_here:
-            localcloud.down(log=lambda _m: None)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +128,21 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
     settings.localcloud_record_path().unlink(missing_ok=True)
     log(f"local cloud stopped (pid {pid})")
     return True
+
+
+@contextlib.contextmanager
+def ephemeral(prefix: str = "scones-") -> Iterator[Status]:
+    """A local cloud of its own on a free port, in a fresh state dir, stopped afterwards (tests, benchmarks)."""
+    saved = os.environ.get(settings.STATE_DIR)
+    os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield up(port=0, log=lambda _m: None)
+    finally:
+        down(log=lambda _m: None)
+        if saved is None:
+            os.environ.pop(settings.STATE_DIR, None)
+        else:
+            os.environ[settings.STATE_DIR] = saved
 
 
 def docker_engine_answers() -> bool:

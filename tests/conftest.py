@@ -3,8 +3,8 @@ can reach a real account by accident; SCONES_TARGET=localstack|aws switches the 
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,23 +44,11 @@ def local_cloud() -> Iterator[str]:
         yield url
         return
     running = localcloud.status()
-    started_here = False
-    saved_state = os.environ.get(settings.STATE_DIR)
-    if not running.running:
-        os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix="scones-test-")
-        running = localcloud.up(port=0, log=lambda _msg: None)
-        started_here = True
-    os.environ[settings.AWS_ENDPOINT_URL] = running.url
-    aws.reset()
-    try:
-        yield running.url
-    finally:
-        if started_here:
-            localcloud.down(log=lambda _msg: None)
-            if saved_state is None:
-                os.environ.pop(settings.STATE_DIR, None)
-            else:
-                os.environ[settings.STATE_DIR] = saved_state
+    context = contextlib.nullcontext(running) if running.running else localcloud.ephemeral("scones-test-")
+    with context as cloud:
+        os.environ[settings.AWS_ENDPOINT_URL] = cloud.url
+        aws.reset()
+        yield cloud.url
 
 
 @pytest.fixture

@@ -56,19 +56,10 @@ def make_brightness_model(model_dir: Path, sharpness: float = 30.0) -> Path:
             m = x.mean(dim=(1, 2, 3)).unsqueeze(1)
             return torch.softmax(torch.cat([sharpness * (m - 0.5), torch.zeros_like(m)], dim=1), dim=1)
 
+    from training.train import export_onnx
+
     model_dir.mkdir(parents=True, exist_ok=True)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        Brightness(),
-        (torch.zeros(2, 3, 32, 32),),
-        str(model_dir / "model.onnx"),
-        input_names=["input"],
-        output_names=["probabilities"],
-        dynamic_shapes={"x": {0: batch}},
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
+    export_onnx(Brightness(), model_dir / "model.onnx")
     (model_dir / "labels.json").write_text(json.dumps(["bicycle", "motorcycle"]))
     pre = {
         "input_size": [32, 32],
@@ -112,3 +103,14 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 3000
+
+
+def subscribe_queue(topic_arn: str, name: str) -> str:
+    """An SQS queue subscribed to an SNS topic, to read what the topic publishes."""
+    from scones import aws
+
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
+    return url

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Callable
 
 from scones import aws
+from scones.workflow import wait
 
 ROLE_NAME = "scones-selftest"
 TRUST = {
@@ -54,17 +55,6 @@ def make_zip(files: dict[str, str]) -> bytes:
         for name, text in files.items():
             archive.writestr(name, text)
     return buffer.getvalue()
-
-
-def wait_execution(sfn, arn: str, timeout_s: float = 30) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            return described
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"execution {arn} still RUNNING after {timeout_s} s")
-        time.sleep(0.02)
 
 
 def ensure_role(name: str = ROLE_NAME) -> str:
@@ -154,7 +144,7 @@ def check_stepfunctions(function_name: str, suffix: str) -> None:
         )["stateMachineArn"]
         started = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))
         _check("execution-name", not started["executionArn"].endswith(":None"), started["executionArn"])
-        done = wait_execution(sfn, started["executionArn"])
+        done = wait(sfn, started["executionArn"])
         output = json.loads(done.get("output") or "null")
         _check(kind, done["status"] == "SUCCEEDED" and output == expected, done)
         sfn.delete_state_machine(stateMachineArn=machine)
@@ -191,7 +181,7 @@ def check_cloudformation(suffix: str) -> None:
     cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
     outputs = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
     arn = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "Arn")
-    done = wait_execution(sfn, sfn.start_execution(stateMachineArn=arn, name="selftest")["executionArn"])
+    done = wait(sfn, sfn.start_execution(stateMachineArn=arn, name="selftest")["executionArn"])
     _check(
         "sfn-cloudformation",
         done["status"] == "SUCCEEDED" and json.loads(done["output"]) == {"r": {"word": "substituted"}},

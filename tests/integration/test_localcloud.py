@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import subscribe_queue
 
 from scones import aws
+from scones.workflow import wait
 from services.localcloud import selftest
-from services.localcloud.selftest import ensure_role, make_zip, wait_execution
+from services.localcloud.selftest import ensure_role, make_zip
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +36,6 @@ def create_function(name: str, handler: str, *, timeout: int = 5, env: dict | No
         Environment={"Variables": env or {}},
     )
     return fn["FunctionArn"]
-
-
-def subscribe_queue(topic_arn: str, name: str) -> str:
-    sqs = aws.client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
-    return url
 
 
 def receive(url: str, timeout_s: float = 10) -> list[dict]:
@@ -278,7 +272,7 @@ def flow_parts(local_cloud):
 def run(machine_arn: str, payload: dict) -> dict:
     sfn = aws.client("stepfunctions")
     started = sfn.start_execution(stateMachineArn=machine_arn, input=json.dumps(payload))
-    return wait_execution(sfn, started["executionArn"])
+    return wait(sfn, started["executionArn"])
 
 
 def history_types(execution_arn: str) -> list[str]:

@@ -11,7 +11,7 @@ import os
 import uuid
 
 import pytest
-from helpers import make_brightness_model, solid_png
+from helpers import make_brightness_model, solid_png, subscribe_queue
 
 from scones import aws, cli, endpoint, settings, workflow
 from scones.deploy import stack
@@ -41,7 +41,7 @@ def deployed(local_cloud, tmp_path_factory):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
     assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
     outputs = stack.outputs(aws.client("cloudformation"), env[settings.STACK_NAME])
-    queue = subscribe(outputs["AlertTopicArn"], f"alerts-{suffix}")
+    queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
     yield {
         "bucket": env[settings.BUCKET],
         "outputs": outputs,
@@ -57,14 +57,6 @@ def deployed(local_cloud, tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-
-
-def subscribe(topic: str, name: str) -> str:
-    sqs = aws.client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    return url
 
 
 def alerts(url: str) -> list[dict]:
