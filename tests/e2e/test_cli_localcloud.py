@@ -39,6 +39,13 @@ def alive(pid: int) -> bool:
 def test_up_twice_then_down_leaves_no_process(tmp_path):
     env = dict(os.environ, SCONES_STATE_DIR=str(tmp_path), SCONES_LOCALCLOUD_PORT="0")
     env.pop("AWS_ENDPOINT_URL", None)
+    try:
+        check_up_twice_then_down(tmp_path, env)
+    finally:
+        scones("down", env=env)  # whatever happened above, leave no process behind
+
+
+def check_up_twice_then_down(tmp_path, env):
     first = scones("up", env=env)
     assert first.returncode == 0, first.stderr
     record = json.loads((tmp_path / "localcloud.json").read_text())
