@@ -45,8 +45,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from scones import localcloud
+    from scones import endpoint, localcloud
 
+    for record in sorted(settings.state_dir().glob("endpoint-*.json")):
+        ep = endpoint.status(record.stem.removeprefix("endpoint-"))
+        state = f"running at {ep.url} (pid {ep.pid})" if ep.running else f"not running ({ep.detail})"
+        print(f"endpoint {ep.name}: {state}")
     found = localcloud.status()
     if not found.running:
         print(f"local cloud: not running ({found.detail})")
