@@ -330,7 +330,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     settings.apply_target_env()
     outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
-    out = Path(args.out_dir)
+    out = Path(args.out_dir) if args.out_dir else settings.data_dir() / "statemachine"
     out.mkdir(parents=True, exist_ok=True)
     sfn = aws.client("stepfunctions")
     for key in ("ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"):
@@ -366,7 +366,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     title = f"{arn.split(':')[-2]} / {described['name']}: {described['status']}"
     if described.get("error"):
         title += f" ({described['error']})"
-    out = graph.render(definition, found, Path(args.out), title)
+    out = graph.render(definition, found, Path(args.out) if args.out else settings.data_dir() / "graph.png", title)
     print(f"wrote {out} for execution {arn} ({described['status']})")
     return 0
 
@@ -465,14 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execution", default=None, help="an execution ARN (default: the newest of the machine)")
     p.add_argument("--batch", action="store_true", help="the Map state machine instead of the single-image one")
     p.add_argument("--status", choices=["SUCCEEDED", "FAILED"], default=None, help="newest execution with this status")
-    p.add_argument("--out", default="graph.png", help="output file; .svg or .png")
+    p.add_argument("--out", default=None, help="output file, .png or .svg (default: data/graph.png)")
 
     p = add("clean", cmd_clean, "remove what the project created on the target (stack, objects, endpoints, cloud)")
     p.add_argument("--target", choices=settings.TARGETS, default=None)
     p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
 
     p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
-    p.add_argument("--out-dir", default="statemachine_export")
+    p.add_argument("--out-dir", default=None, help="default: data/statemachine ($SCONES_DATA_DIR)")
 
     p = add("evaluate", cmd_evaluate, "metrics, confusion matrix and reliability diagram on the staged test split")
     p.add_argument(
