@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,27 +26,16 @@ class EndpointStatus:
     detail: str = ""
 
 
-def _get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict | None]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            body = response.read()
-            return response.status, json.loads(body) if body else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except (OSError, ValueError):
-        return 0, None
-
-
 def status(name: str) -> EndpointStatus:
     record = processes.read_record(settings.endpoint_record_path(name))
     if record is None:
         return EndpointStatus(False, name, detail="not started")
-    code, _ = _get_json(record["url"] + "/ping")
+    code, _ = processes.get_json(record["url"] + "/ping")
     if code != 200:
         alive = processes.alive(record["pid"])
         detail = ("loading the model" if code == 503 else "not answering") if alive else "stale record: process gone"
         return EndpointStatus(False, name, record["url"], record["pid"], detail=detail)
-    _, stats = _get_json(record["url"] + "/_scones/stats")
+    _, stats = processes.get_json(record["url"] + "/_scones/stats")
     return EndpointStatus(True, name, record["url"], record["pid"], stats)
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +32,8 @@ class Status:
 
 
 def health(url: str, timeout_s: float = 1.0) -> dict | None:
-    try:
-        with urllib.request.urlopen(url + HEALTH_PATH, timeout=timeout_s) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
+    status, body = processes.get_json(url + HEALTH_PATH, timeout_s)
+    return body if status == 200 else None
 
 
 def _record() -> dict | None:
