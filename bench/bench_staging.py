@@ -51,13 +51,11 @@ def main() -> int:
         os.environ["SCONES_DATA_DIR"] = data_dir
         source = staging.resolve_source("synthetic", classes)
         workdir = staging.default_workdir(source, classes)
-        staging.build(source, classes, workdir)
-        x_train, y_train = probe.load_split(workdir, "train")
-        x_test, y_test = probe.load_split(workdir, "test")
-        accuracy = probe.logistic_regression_accuracy(x_train, y_train, x_test, y_test)
+        manifest = staging.build(source, classes, workdir)
+        accuracy = probe.staged_accuracy(workdir)
         print(
             f"logistic regression on raw pixels, {len(classes)} classes: test accuracy {accuracy:.3f} "
-            f"(chance {1 / len(classes):.2f}; n_test={len(y_test)})"
+            f"(chance {1 / len(classes):.2f}; n_test={sum(manifest['counts']['test'].values())})"
         )
     return 0
 

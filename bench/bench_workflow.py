@@ -62,7 +62,7 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, bucket: str) -> int:
-    outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+    outputs = stack.outputs()
     single, batch = outputs["ClassifyImageStateMachineArn"], outputs["ClassifyBatchStateMachineArn"]
     sfn = aws.client("stepfunctions", max_pool_connections=64)
     keys = workflow.staged_test_keys(bucket, settings.prefix(), 200)

@@ -34,8 +34,7 @@ def clean(delete_bucket: bool = False) -> list[str]:
     done: list[str] = []
     target = settings.target()
     if target != "aws":
-        for record in sorted(settings.state_dir().glob("endpoint-*.json")):
-            name = record.stem.removeprefix("endpoint-")
+        for name in endpoint.recorded_names():
             if endpoint.stop(name, log=lambda _m: None):
                 done.append(f"stopped endpoint {name}")
         if target == "local" and not localcloud.status().running:

@@ -15,6 +15,11 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
+def bucket_and_prefix(args: argparse.Namespace) -> tuple[str, str]:
+    """--bucket and --prefix, else the settings' defaults."""
+    return args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from scones import localcloud
 
@@ -35,8 +40,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from scones import endpoint, localcloud
 
-    for record in sorted(settings.state_dir().glob("endpoint-*.json")):  # the endpoints this state dir started
-        endpoint.stop(record.stem.removeprefix("endpoint-"))
+    for name in endpoint.recorded_names():
+        endpoint.stop(name)
     if args.stack == "localstack":
         localcloud.compose("down", "-v")
         return 0
@@ -47,8 +52,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from scones import endpoint, localcloud
 
-    for record in sorted(settings.state_dir().glob("endpoint-*.json")):
-        ep = endpoint.status(record.stem.removeprefix("endpoint-"))
+    for name in endpoint.recorded_names():
+        ep = endpoint.status(name)
         state = f"running at {ep.url} (pid {ep.pid})" if ep.running else f"not running ({ep.detail})"
         print(f"endpoint {ep.name}: {state}")
     found = localcloud.status()
@@ -91,9 +96,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
         sheet = staging.contact_sheet(workdir, manifest)
         print(f"contact sheet: {sheet}")
-        x_train, y_train = probe.load_split(workdir, "train")
-        x_test, y_test = probe.load_split(workdir, "test")
-        accuracy = probe.logistic_regression_accuracy(x_train, y_train, x_test, y_test)
+        accuracy = probe.staged_accuracy(workdir)
         print(
             f"logistic regression on raw pixels: test accuracy {accuracy:.3f} "
             f"(chance {1 / len(classes):.3f}; a linear model should not solve it)"
@@ -101,7 +104,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if args.no_upload:
         print(f"not uploaded (--no-upload); {time.perf_counter() - started:.1f} s")
         return 0
-    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    bucket, prefix = bucket_and_prefix(args)
     report = staging.upload(workdir, manifest, bucket, prefix)
     what = (
         "nothing changed, 0 objects uploaded"
@@ -118,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scones import training_job
     from scones.data.classes import parse_classes
 
-    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    bucket, prefix = bucket_and_prefix(args)
     classes = parse_classes(args.classes) if args.classes else None
     hyperparameters = {}
     for item in args.hyperparameter or []:
@@ -133,14 +136,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import json
     import tempfile
     from pathlib import Path
 
     from scones import models, training_job
     from training import evaluate
 
-    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
+    bucket, prefix = bucket_and_prefix(args)
     uri = args.model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")
@@ -195,7 +197,7 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 def invoke_image(args: argparse.Namespace, name: str) -> int:
     from pathlib import Path
 
-    from scones import aws, endpoint
+    from scones import aws, endpoint, models, workflow
 
     if not args.image:
         raise UsageError("scones endpoint invoke needs an image file")
@@ -214,17 +216,13 @@ def invoke_image(args: argparse.Namespace, name: str) -> int:
     except runtime.exceptions.ModelError as exc:
         raise UsageError(f"the model refused {path.name}: {exc.response.get('OriginalMessage') or exc}") from None
     probabilities = json.loads(response["Body"].read())
-    labels = None
-    record = endpoint.status(name)
-    if record.running:
-        model_dir = json.loads(settings.endpoint_record_path(name).read_text()).get("model_dir")
-        labels_file = Path(model_dir or "") / "labels.json"
-        labels = json.loads(labels_file.read_text()) if labels_file.is_file() else None
-    labels = labels or [f"class_{i}" for i in range(len(probabilities))]
-    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    model_dir = endpoint.record(name).get("model_dir")  # a local endpoint knows its labels
+    labels = models.labels_of(Path(model_dir)) if model_dir else []
+    label, confidence = workflow.best(probabilities, labels)
+    names = labels if len(labels) == len(probabilities) else [f"class_{i}" for i in range(len(probabilities))]
     print(
-        f"{path.name}: {labels[best]} ({probabilities[best]:.4f})   "
-        + "  ".join(f"{label}={p:.4f}" for label, p in zip(labels, probabilities, strict=True))
+        f"{path.name}: {label} ({confidence:.4f})   "
+        + "  ".join(f"{n}={p:.4f}" for n, p in zip(names, probabilities, strict=True))
     )
     return 0
 
@@ -265,11 +263,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             current = endpoint.status(name)
         if not current.running:
             current = endpoint.start(wanted, name)
-        model_dir = Path(endpoint.record(name)["model_dir"])
+        served = endpoint.record(name)
+        model_dir = Path(served["model_dir"])
         runtime_url = current.url
         if target == "localstack":  # Lambda containers reach the host through this name
             runtime_url = runtime_url.replace("127.0.0.1", "host.docker.internal")
-        print(f"endpoint {name} serves {endpoint.record(name).get('model_uri')} at {current.url}")
+        print(f"endpoint {name} serves {served.get('model_uri')} at {current.url}")
     threshold = settings.threshold() if args.threshold is None else args.threshold
     if not 0 <= threshold <= 1:
         raise UsageError(f"--threshold {threshold} is outside 0..1")
@@ -278,7 +277,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         "CodeBucket": bucket,
         "DataBucket": bucket,
         "EndpointName": name,
-        "Labels": ",".join(stack.labels_of(model_dir)),
+        "Labels": ",".join(models.labels_of(model_dir)),
         "Threshold": str(threshold),
         "SageMakerRuntimeUrl": runtime_url,
         "AlertEmail": args.alert_email or "",
@@ -295,8 +294,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     from scones.deploy import stack
 
     settings.apply_target_env()
-    bucket, prefix = args.bucket or settings.bucket(), (args.prefix or settings.prefix()).strip("/")
-    outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+    bucket, prefix = bucket_and_prefix(args)
+    outputs = stack.outputs()
     sfn = aws.client("stepfunctions", max_pool_connections=32)
     if args.key:
         keys = args.key
@@ -329,7 +328,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from scones.deploy import stack
 
     settings.apply_target_env()
-    outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+    outputs = stack.outputs()
     out = Path(args.out_dir) if args.out_dir else settings.data_dir() / "statemachine"
     out.mkdir(parents=True, exist_ok=True)
     sfn = aws.client("stepfunctions")
@@ -352,7 +351,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     if args.execution:
         arn = args.execution
     else:
-        outputs = stack.outputs(aws.client("cloudformation"), settings.stack_name())
+        outputs = stack.outputs()
         machine = outputs["ClassifyBatchStateMachineArn" if args.batch else "ClassifyImageStateMachineArn"]
         executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
         if args.status:

@@ -42,10 +42,8 @@ def status(name: str) -> EndpointStatus:
 def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
     """Resolve --model (default: the newest trained model in the bucket) into an unpacked folder."""
     uri = model or models.latest_model_uri(settings.bucket())
-    if Path(uri).is_dir():
-        return uri, Path(uri).resolve()
     target = settings.state_dir() / "endpoints" / name / f"model-{int(time.time() * 1000)}"
-    return uri, models.fetch_model(uri, target)
+    return uri, models.fetch_model(uri, target).resolve()  # a folder is served where it is
 
 
 def server_args(
@@ -70,29 +68,17 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
     record = settings.endpoint_record_path(name)
     record.unlink(missing_ok=True)
     log_path = settings.state_dir() / f"endpoint-{name}.log"
-    env = dict(os.environ)
     settings.apply_target_env()  # capture goes to the same cloud as everything else
-    for key in (
-        settings.AWS_ENDPOINT_URL,
-        settings.AWS_ACCESS_KEY_ID,
-        settings.AWS_SECRET_ACCESS_KEY,
-        settings.AWS_REGION,
-    ):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, env)
+    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise EndpointError(f"endpoint exited with status {proc.returncode}:\n  {processes.log_tail(log_path)}")
+
+    def ready() -> EndpointStatus | None:
         found = status(name)
-        if found.running and found.pid == proc.pid:
-            log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
-            return found
-        time.sleep(0.1)
-    processes.stop(proc.pid)
-    raise EndpointError(f"endpoint {name} did not answer /ping within {timeout_s:.0f} s (log: {log_path})")
+        return found if found.running and found.pid == proc.pid else None
+
+    found = processes.wait_ready(proc, ready, log_path, f"endpoint {name}", timeout_s, EndpointError)
+    log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
+    return found
 
 
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
@@ -111,7 +97,6 @@ def record(name: str) -> dict:
     return processes.read_record(settings.endpoint_record_path(name)) or {}
 
 
-def runtime_url(name: str) -> str | None:
-    """What AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME should be for clients of a running local endpoint."""
-    found = status(name)
-    return found.url if found.running else None
+def recorded_names() -> list[str]:
+    """The endpoints this state dir started (running or not)."""
+    return [p.stem.removeprefix("endpoint-") for p in sorted(settings.state_dir().glob("endpoint-*.json"))]

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,19 +78,15 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
         "services.localcloud", ["--host", host, "--port", str(port), "--state-dir", str(state)], log_path, env
     )
     log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = processes.log_tail(log_path)
-            raise LocalCloudError(f"local cloud exited with status {proc.returncode}:\n  {tail}")
+
+    def ready() -> dict | None:
         record = _record()
-        if record and record.get("pid") == proc.pid and health(record["url"]):
-            _ensure_bucket(record["url"])
-            log(f"local cloud ready at {record['url']} (pid {proc.pid})")
-            return status()
-        time.sleep(0.1)
-    proc.kill()
-    raise LocalCloudError(f"local cloud did not answer within {timeout_s:.0f} s (log: {log_path})")
+        return record if record and record.get("pid") == proc.pid and health(record["url"]) else None
+
+    record = processes.wait_ready(proc, ready, log_path, "local cloud", timeout_s, LocalCloudError)
+    _ensure_bucket(record["url"])
+    log(f"local cloud ready at {record['url']} (pid {proc.pid})")
+    return status()
 
 
 def _ensure_bucket(url: str) -> None:

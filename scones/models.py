@@ -48,6 +48,16 @@ def fetch_model(uri: str, dest: Path) -> Path:
     return dest
 
 
+def labels_of(model_dir: Path) -> list[str]:
+    """The class names of a model folder, in output order."""
+    import json
+
+    labels_file = model_dir / "labels.json"
+    if not labels_file.is_file():
+        raise ModelNotFoundError(f"{model_dir} has no labels.json: is it a scones model?")
+    return json.loads(labels_file.read_text())
+
+
 SERVING_REQUIREMENTS = "numpy\nPillow\nonnxruntime\n"
 
 

@@ -11,16 +11,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_record(path: Path) -> dict | None:
+    """A service's JSON record (pid, url, …), or None when absent or unreadable."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def alive(pid: int) -> bool:
@@ -64,6 +67,27 @@ def log_tail(log_path: Path, lines: int = 5) -> str:
         return "\n  ".join(log_path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def wait_ready(
+    proc: subprocess.Popen,
+    ready: Callable[[], object],
+    log_path: Path,
+    what: str,
+    timeout_s: float,
+    error: type[Exception] = RuntimeError,
+) -> object:
+    """Poll `ready()` until it returns something truthy; raise `error` if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise error(f"{what} exited with status {proc.returncode}:\n  {log_tail(log_path)}")
+        found = ready()
+        if found:
+            return found
+        time.sleep(0.1)
+    stop(proc.pid)
+    raise error(f"{what} did not answer within {timeout_s:.0f} s (log: {log_path})")
 
 
 def stop(pid: int, timeout_s: float = 10.0) -> None:

@@ -7,7 +7,6 @@ this module (they are zipped alone with boto3 and the standard library), so the 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -86,12 +85,12 @@ def cifar100_url() -> str:
     return _get(CIFAR100_URL, OFFICIAL)
 
 
-def _number(name: str, default: float, lo: float, hi: float, kind=float):
+def _number(name: str, default: float, lo: float, hi: float, kind=float, what: str = "a number"):
     raw = _get(name, str(default))
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
+        raise SettingsError(f"{name}={raw!r} is not {what}") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
     return value
@@ -158,25 +157,11 @@ def localcloud_host() -> str:
 
 
 def localcloud_port() -> int:
-    raw = _get(LOCALCLOUD_PORT, str(DEFAULT_PORT))
-    try:
-        port = int(raw)
-    except ValueError:
-        raise SettingsError(f"{LOCALCLOUD_PORT}={raw!r} is not a port number") from None
-    if not 0 <= port < 65536:  # 0: any free port
-        raise SettingsError(f"{LOCALCLOUD_PORT}={port} is outside 0..65535")
-    return port
+    return _number(LOCALCLOUD_PORT, DEFAULT_PORT, 0, 65535, int, "a port number")  # 0: any free port
 
 
 def lambda_concurrency() -> int:
-    raw = _get(LAMBDA_CONCURRENCY, str(DEFAULT_LAMBDA_CONCURRENCY))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{LAMBDA_CONCURRENCY}={raw!r} is not an integer") from None
-    if value < 1:
-        raise SettingsError(f"{LAMBDA_CONCURRENCY} must be at least 1, got {value}")
-    return value
+    return _number(LAMBDA_CONCURRENCY, DEFAULT_LAMBDA_CONCURRENCY, 1, 1024, int, "an integer")
 
 
 def lambda_workdir() -> Path:
@@ -194,10 +179,9 @@ def localcloud_record_path() -> Path:
 
 
 def _recorded_url(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text()).get("url")
-    except (OSError, ValueError, AttributeError):
-        return None
+    from scones.processes import read_record  # standard library only: settings stays a leaf
+
+    return (read_record(path) or {}).get("url")
 
 
 def running_localcloud_url() -> str | None:

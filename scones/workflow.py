@@ -47,7 +47,7 @@ def history(sfn, arn: str) -> list[dict]:
             return events
 
 
-def _best(inferences: list[float], labels: list[str]) -> tuple[str, float]:
+def best(inferences: list[float], labels: list[str]) -> tuple[str, float]:
     best = max(range(len(inferences)), key=inferences.__getitem__)
     label = labels[best] if best < len(labels) else f"class_{best}"
     return label, float(inferences[best])
@@ -81,13 +81,13 @@ def row_for_execution(sfn, described: dict, key: str) -> Row:
     if described["status"] == "SUCCEEDED":
         output = json.loads(described.get("output") or "{}")
         if output.get("inferences"):
-            row.label, row.confidence = _best(output["inferences"], output.get("labels") or [])
+            row.label, row.confidence = best(output["inferences"], output.get("labels") or [])
         return row
     row.error, row.cause = described.get("error", ""), described.get("cause", "")
     events = history(sfn, described["executionArn"])
     found = _inferences_from_history(events)
     if found:
-        row.label, row.confidence = _best(*found)
+        row.label, row.confidence = best(*found)
     row.alerted = _alerted(events)
     return row
 
@@ -136,7 +136,7 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
             execution=arn,
         )
         if item.get("inferences"):
-            row.label, row.confidence = _best(item["inferences"], item.get("labels") or [])
+            row.label, row.confidence = best(item["inferences"], item.get("labels") or [])
         rows.append(row)
     return described, rows
 

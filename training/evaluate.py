@@ -28,20 +28,12 @@ def load_images(images_dir: Path, lst: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels)
 
 
-def preprocess(images: np.ndarray, preprocessing: dict) -> np.ndarray:
-    """uint8 N×H×W×3 RGB → float32 N×3×H×W, exactly as config.json's `preprocessing` says."""
-    x = images.astype(np.float32) * np.float32(preprocessing["scale"])
-    x = (x - np.array(preprocessing["mean"], np.float32)) / np.array(preprocessing["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def predict(model_dir: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    import onnxruntime as ort
+    """Probabilities from the serving handlers themselves, so evaluation measures what the endpoint answers."""
+    from services.endpoint import inference
 
-    config = json.loads((model_dir / "config.json").read_text())
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    x = preprocess(images, config["preprocessing"])
-    return np.concatenate([session.run(None, {"input": x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    model = inference.model_fn(model_dir)
+    return np.concatenate([inference.predict_fn(images[i : i + batch], model) for i in range(0, len(images), batch)])
 
 
 def evaluate(model_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:

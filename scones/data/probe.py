@@ -51,3 +51,10 @@ def logistic_regression_accuracy(
             v += 0.001 * grad * grad
             param -= lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
     return float(((x_test @ w + b).argmax(1) == y_test).mean())
+
+
+def staged_accuracy(workdir: Path) -> float:
+    """The logistic regression's test accuracy on a staged folder (train on train.lst, score on test.lst)."""
+    x_train, y_train = load_split(workdir, "train")
+    x_test, y_test = load_split(workdir, "test")
+    return logistic_regression_accuracy(x_train, y_train, x_test, y_test)

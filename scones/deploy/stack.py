@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from scones import settings
 from scones.deploy import package
@@ -34,7 +33,13 @@ def stack_name() -> str:
     return settings.stack_name()
 
 
-def outputs(cfn, name: str) -> dict[str, str]:
+def outputs(name: str | None = None, cfn=None) -> dict[str, str]:
+    """The deployed stack's outputs (state machine ARNs, topic, functions)."""
+    if cfn is None:
+        from scones import aws
+
+        cfn = aws.client("cloudformation")
+    name = name or stack_name()
     try:
         stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
     except cfn.exceptions.ClientError as exc:
@@ -116,14 +121,7 @@ def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> De
                 if "No updates are to be performed" not in str(exc):
                     raise DeployError(f"stack {name} update failed: {exc}") from None
                 action = "unchanged"
-    return DeployResult(name, action, outputs(cfn, name), uploaded, time.perf_counter() - started)
-
-
-def labels_of(model_dir: Path) -> list[str]:
-    labels_file = model_dir / "labels.json"
-    if not labels_file.is_file():
-        raise DeployError(f"{model_dir} has no labels.json: is it a scones model?")
-    return json.loads(labels_file.read_text())
+    return DeployResult(name, action, outputs(name, cfn), uploaded, time.perf_counter() - started)
 
 
 def delete(name: str | None = None, log=print) -> bool:

@@ -84,16 +84,21 @@ class Model:
     input_name: str
 
 
-def model_fn(model_dir: str | os.PathLike) -> Model:
-    """Load model.onnx, labels.json and config.json once."""
-    import onnxruntime as ort
-
-    model_dir = Path(model_dir)
+def check_model_dir(model_dir: Path) -> None:
+    """A clear error before anything loads when a file the server needs is missing."""
     missing = [n for n in ("model.onnx", "labels.json", "config.json") if not (model_dir / n).is_file()]
     if missing:
         raise ModelLoadError(
             f"model folder {model_dir} lacks {', '.join(missing)} (a scones training artifact has all three)"
         )
+
+
+def model_fn(model_dir: str | os.PathLike) -> Model:
+    """Load model.onnx, labels.json and config.json once."""
+    import onnxruntime as ort
+
+    model_dir = Path(model_dir)
+    check_model_dir(model_dir)
     try:
         labels = json.loads((model_dir / "labels.json").read_text())
         pre = json.loads((model_dir / "config.json").read_text())["preprocessing"]

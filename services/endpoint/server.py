@@ -305,9 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-capture", action="store_true")
     args = p.parse_args(argv)
     try:
-        missing = [n for n in ("model.onnx", "labels.json", "config.json") if not (args.model / n).is_file()]
-        if missing:
-            raise inference.ModelLoadError(f"model folder {args.model} lacks {', '.join(missing)}")
+        inference.check_model_dir(args.model)
         capture = None
         if not args.no_capture:
             capture = CaptureWriter(

@@ -29,7 +29,7 @@ def test_workflow_on_localstack(local_cloud, tmp_path, monkeypatch):
     aws.client("s3").put_object(Bucket=f"ls-{suffix}", Key="img/bright.png", Body=solid_png(230))
     try:
         assert cli.main(["deploy", "--target", "localstack", "--model", str(model)]) == 0
-        outputs = stack.outputs(aws.client("cloudformation"), f"ls{suffix}-workflow")
+        outputs = stack.outputs(f"ls{suffix}-workflow")
         (row,) = workflow.run_single(
             aws.client("stepfunctions"), outputs["ClassifyImageStateMachineArn"], f"ls-{suffix}", ["img/bright.png"]
         )

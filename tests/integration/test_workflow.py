@@ -40,7 +40,7 @@ def deployed(local_cloud, tmp_path_factory):
     for i in range(4):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
     assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
-    outputs = stack.outputs(aws.client("cloudformation"), env[settings.STACK_NAME])
+    outputs = stack.outputs(env[settings.STACK_NAME])
     queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
     yield {
         "bucket": env[settings.BUCKET],

@@ -52,15 +52,18 @@ def test_transparent_pixels_become_white():
     assert (inference.decode(encode(clear), "image/png") == 255).all()
 
 
-def test_same_pixels_same_answer_as_training_preprocessing(model, tiny_staged):
-    from training.evaluate import load_images, preprocess
+def test_serving_preprocesses_exactly_as_training_did(model, tiny_staged):
+    import torch
+
+    from training.evaluate import load_images
+    from training.train import to_tensor
 
     images, _ = load_images(tiny_staged / "test", tiny_staged / "test.lst")
     body = (tiny_staged / "test" / "bicycle_s_000030.png").read_bytes()
     ours = inference.preprocess(inference.input_fn(body, "image/png"), model)
-    pre = {"scale": model.scale, "mean": model.mean.tolist(), "std": model.std.tolist()}
-    theirs = preprocess(images[:1], pre)
-    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    theirs = to_tensor(images[:1], model.mean, model.std)
+    assert isinstance(theirs, torch.Tensor)
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-6)
 
 
 @pytest.mark.parametrize(
