@@ -10,7 +10,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scones import aws, localcloud, settings
+from scones import localcloud
+from scones.core import aws, settings
 
 
 @contextlib.contextmanager

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _cloud import local_cloud
 from bench_endpoint import quick_model
 
-from scones import aws, cli, endpoint, settings, workflow
+from scones import cli, endpoint, workflow
+from scones.core import aws, settings
 from scones.deploy import stack
 
 

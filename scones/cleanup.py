@@ -7,13 +7,13 @@ the bucket too with --delete-bucket. Files on disk are `make clean`'s business.
 
 from __future__ import annotations
 
-from scones import settings
+from scones.core import settings
 
 PREFIXES = ("data/", "models/", "deploy/", "datacapture/")
 
 
 def _delete_prefixes(bucket: str, prefixes: tuple[str, ...]) -> int:
-    from scones import aws
+    from scones.core import aws
 
     s3, removed = aws.client("s3"), 0
     for prefix in prefixes:
@@ -48,7 +48,7 @@ def clean(delete_bucket: bool = False) -> list[str]:
         removed = _delete_prefixes(bucket, PREFIXES)
         done.append(f"deleted {removed} objects under s3://{bucket}/{{{','.join(PREFIXES)}}}")
         if delete_bucket:
-            from scones import aws
+            from scones.core import aws
 
             aws.client("s3").delete_bucket(Bucket=bucket)
             done.append(f"deleted bucket {bucket}")

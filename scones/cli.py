@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from scones import settings
+from scones.core import settings
 
 
 class UsageError(Exception):
@@ -197,7 +197,8 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 def invoke_image(args: argparse.Namespace, name: str) -> int:
     from pathlib import Path
 
-    from scones import aws, endpoint, models, workflow
+    from scones import endpoint, models, workflow
+    from scones.core import aws
 
     if not args.image:
         raise UsageError("scones endpoint invoke needs an image file")
@@ -232,7 +233,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from scones import aws, endpoint, localcloud, models
+    from scones import endpoint, localcloud, models
+    from scones.core import aws
     from scones.deploy import stack
 
     if args.target:
@@ -290,7 +292,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
-    from scones import aws, workflow
+    from scones import workflow
+    from scones.core import aws
     from scones.deploy import stack
 
     settings.apply_target_env()
@@ -324,7 +327,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scones import aws
+    from scones.core import aws
     from scones.deploy import stack
 
     settings.apply_target_env()
@@ -343,7 +346,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from scones import aws, graph, workflow
+    from scones import graph, workflow
+    from scones.core import aws
     from scones.deploy import stack
 
     settings.apply_target_env()

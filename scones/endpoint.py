@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import models, processes, settings
+from scones import models
+from scones.core import service, settings
 
 MODULE = "services.endpoint"
 
@@ -27,15 +28,15 @@ class EndpointStatus:
 
 
 def status(name: str) -> EndpointStatus:
-    record = processes.read_record(settings.endpoint_record_path(name))
+    record = service.read_record(settings.endpoint_record_path(name))
     if record is None:
         return EndpointStatus(False, name, detail="not started")
-    code, _ = processes.get_json(record["url"] + "/ping")
+    code, _ = service.get_json(record["url"] + "/ping")
     if code != 200:
-        alive = processes.alive(record["pid"])
+        alive = service.alive(record["pid"])
         detail = ("loading the model" if code == 503 else "not answering") if alive else "stale record: process gone"
         return EndpointStatus(False, name, record["url"], record["pid"], detail=detail)
-    _, stats = processes.get_json(record["url"] + "/_scones/stats")
+    _, stats = service.get_json(record["url"] + "/_scones/stats")
     return EndpointStatus(True, name, record["url"], record["pid"], stats)
 
 
@@ -62,39 +63,39 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
             f"to serve another model"
         )
         return current
-    if current.pid and processes.alive(current.pid):
+    if current.pid and service.alive(current.pid):
         raise EndpointError(f"endpoint {name} (pid {current.pid}) exists but does not answer; stop it first")
     uri, model_dir = prepare_model(model, name)
     record = settings.endpoint_record_path(name)
     record.unlink(missing_ok=True)
     log_path = settings.state_dir() / f"endpoint-{name}.log"
     settings.apply_target_env()  # capture goes to the same cloud as everything else
-    proc = processes.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
+    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
 
     def ready() -> EndpointStatus | None:
         found = status(name)
         return found if found.running and found.pid == proc.pid else None
 
-    found = processes.wait_ready(proc, ready, log_path, f"endpoint {name}", timeout_s, EndpointError)
+    found = service.wait_ready(proc, ready, log_path, f"endpoint {name}", timeout_s, EndpointError)
     log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
     return found
 
 
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
-    record = processes.read_record(settings.endpoint_record_path(name))
-    if record is None or not processes.runs_module(record["pid"], MODULE):
+    record = service.read_record(settings.endpoint_record_path(name))
+    if record is None or not service.runs_module(record["pid"], MODULE):
         settings.endpoint_record_path(name).unlink(missing_ok=True)
         log(f"endpoint {name} is not running")
         return False
-    processes.stop(record["pid"], timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
+    service.stop(record["pid"], timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
     settings.endpoint_record_path(name).unlink(missing_ok=True)
     log(f"endpoint {name} stopped (pid {record['pid']})")
     return True
 
 
 def record(name: str) -> dict:
-    return processes.read_record(settings.endpoint_record_path(name)) or {}
+    return service.read_record(settings.endpoint_record_path(name)) or {}
 
 
 def recorded_names() -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import processes, settings
+from scones.core import service, settings
 
 HEALTH_PATH = "/_scones/health"
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,12 +31,12 @@ class Status:
 
 
 def health(url: str, timeout_s: float = 1.0) -> dict | None:
-    status, body = processes.get_json(url + HEALTH_PATH, timeout_s)
+    status, body = service.get_json(url + HEALTH_PATH, timeout_s)
     return body if status == 200 else None
 
 
 def _record() -> dict | None:
-    return processes.read_record(settings.localcloud_record_path())
+    return service.read_record(settings.localcloud_record_path())
 
 
 def status() -> Status:
@@ -45,7 +45,7 @@ def status() -> Status:
         return Status(False, detail="not started (no record in the state dir)")
     found = health(record["url"])
     if found is None:
-        alive = processes.alive(record["pid"])
+        alive = service.alive(record["pid"])
         return Status(
             False,
             record["url"],
@@ -62,7 +62,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     if current.running:
         log(f"local cloud already running at {current.url} (pid {current.pid})")
         return current
-    if current.pid and processes.alive(current.pid):
+    if current.pid and service.alive(current.pid):
         raise LocalCloudError(
             f"a local cloud process (pid {current.pid}) exists but does not answer; run `scones down` first"
         )
@@ -74,7 +74,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     log_path = state / "localcloud.log"
     env = dict(os.environ, **{settings.STATE_DIR: str(state)})
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
-    proc = processes.spawn(
+    proc = service.spawn(
         "services.localcloud", ["--host", host, "--port", str(port), "--state-dir", str(state)], log_path, env
     )
     log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
@@ -83,7 +83,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
         record = _record()
         return record if record and record.get("pid") == proc.pid and health(record["url"]) else None
 
-    record = processes.wait_ready(proc, ready, log_path, "local cloud", timeout_s, LocalCloudError)
+    record = service.wait_ready(proc, ready, log_path, "local cloud", timeout_s, LocalCloudError)
     _ensure_bucket(record["url"])
     log(f"local cloud ready at {record['url']} (pid {proc.pid})")
     return status()
@@ -92,7 +92,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
 def _ensure_bucket(url: str) -> None:
     """Create the project's default bucket (`SCONES_BUCKET`) in the fresh cloud."""
     os.environ[settings.AWS_ENDPOINT_URL] = url
-    from scones import aws
+    from scones.core import aws
 
     aws.reset()
     s3 = aws.client("s3")
@@ -109,11 +109,11 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
         log("local cloud is not running")
         return False
     pid = record["pid"]
-    if not processes.runs_module(pid, "services.localcloud"):
+    if not service.runs_module(pid, "services.localcloud"):
         settings.localcloud_record_path().unlink(missing_ok=True)
         log("local cloud was not running (removed a stale record)")
         return False
-    processes.stop(pid, timeout_s)
+    service.stop(pid, timeout_s)
     settings.localcloud_record_path().unlink(missing_ok=True)
     log(f"local cloud stopped (pid {pid})")
     return True

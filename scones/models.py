@@ -12,7 +12,7 @@ class ModelNotFoundError(RuntimeError):
 
 def latest_model_uri(bucket: str) -> str:
     """The newest `models/<job>/output/model.tar.gz` in the bucket."""
-    from scones import aws
+    from scones.core import aws
 
     newest = None
     for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="models/"):
@@ -31,7 +31,7 @@ def fetch_model(uri: str, dest: Path) -> Path:
         return local
     dest.mkdir(parents=True, exist_ok=True)
     if uri.startswith("s3://"):
-        from scones import aws
+        from scones.core import aws
 
         bucket, key = uri[5:].split("/", 1)
         archive = dest / "model.tar.gz"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scones import settings
-from scones.progress import Progress
+from scones.core import settings
+from scones.core.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "training" / "train.py"
@@ -51,7 +51,7 @@ def model_uri(bucket: str, job_name: str) -> str:
 def read_manifest(bucket: str, prefix: str) -> dict:
     from botocore.exceptions import ClientError
 
-    from scones import aws
+    from scones.core import aws
 
     try:
         body = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
@@ -70,7 +70,7 @@ def read_manifest(bucket: str, prefix: str) -> dict:
 def download_channels(
     bucket: str, prefix: str, data_dir: Path, splits: tuple[str, ...] = ("train", "test")
 ) -> dict[str, Path]:
-    from scones import aws
+    from scones.core import aws
 
     s3 = aws.client("s3", max_pool_connections=32)
     jobs: list[tuple[str, Path]] = []
@@ -185,7 +185,7 @@ def run(
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    from scones import aws
+    from scones.core import aws
 
     uri = model_uri(bucket, job_name)
     aws.client("s3").upload_file(str(archive), bucket, uri.split("/", 3)[3])

@@ -8,7 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from scones import aws
+from scones.core import aws
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scones import settings
+from scones.core import settings
 
 TARGET = os.environ.get(settings.TARGET, settings.DEFAULT_TARGET)
 if TARGET != "aws":
@@ -35,7 +35,8 @@ def local_cloud() -> Iterator[str]:
 
     Under SCONES_TARGET=localstack the same tests run against LocalStack on :4566.
     """
-    from scones import aws, localcloud
+    from scones import localcloud
+    from scones.core import aws
 
     if TARGET == "localstack":
         url = f"http://{settings.localcloud_host()}:4566"

@@ -107,7 +107,7 @@ class FakeContext:
 
 def subscribe_queue(topic_arn: str, name: str) -> str:
     """An SQS queue subscribed to an SNS topic, to read what the topic publishes."""
-    from scones import aws
+    from scones.core import aws
 
     sqs = aws.client("sqs")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]

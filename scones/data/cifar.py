@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scones.progress import Progress
+from scones.core import settings
+from scones.core.progress import Progress
 
-CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_URL = settings.DEFAULT_CIFAR100_URL
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 CIFAR100_FILENAME = "cifar-100-python.tar.gz"
 ROOT_DIR = "cifar-100-python"

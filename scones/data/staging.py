@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scones import settings
+from scones.core import settings
 from scones.data import cifar, synthetic
 from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
-from scones.progress import Progress
+from scones.core.progress import Progress
 
 SPLITS = ("train", "test")
 MANIFEST = "manifest.json"
@@ -181,7 +181,7 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
     """Make s3://bucket/prefix/ hold exactly the staged files; send only what changed; manifest last."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from scones import aws
+    from scones.core import aws
 
     started = time.perf_counter()
     s3 = aws.client("s3", max_pool_connections=threads * 2)

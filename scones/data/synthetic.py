@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from scones.data import cifar
 from scones.data.classes import COARSE_LABELS, COARSE_OF, FINE_LABELS, VEHICLES
-from scones.progress import Progress
+from scones.core.progress import Progress
 
 SIZE = 32
 SCALE = 4  # drawn at 128×128, then downsampled

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from scones import settings
+from scones.core import settings
 from scones.deploy import package
 
 TEMPLATE = package.ROOT / "template.yaml"
@@ -36,7 +36,7 @@ def stack_name() -> str:
 def outputs(name: str | None = None, cfn=None) -> dict[str, str]:
     """The deployed stack's outputs (state machine ARNs, topic, functions)."""
     if cfn is None:
-        from scones import aws
+        from scones.core import aws
 
         cfn = aws.client("cloudformation")
     name = name or stack_name()
@@ -65,7 +65,7 @@ def _wait(cfn, name: str, action: str) -> None:
 
 def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> DeployResult:
     """Package, upload and create or update the stack; a deploy with nothing changed changes nothing."""
-    from scones import aws
+    from scones.core import aws
 
     started = time.perf_counter()
     name = name or stack_name()
@@ -125,7 +125,7 @@ def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> De
 
 
 def delete(name: str | None = None, log=print) -> bool:
-    from scones import aws
+    from scones.core import aws
 
     name = name or stack_name()
     cfn = aws.client("cloudformation")

@@ -232,7 +232,7 @@ class EndpointApp:
 
 def s3_put(bucket: str):
     """The capture writer's uploader: through the project's client factory (AWS_ENDPOINT_URL picks the cloud)."""
-    from scones import aws
+    from scones.core import aws
 
     s3 = aws.client("s3")
 
@@ -291,7 +291,7 @@ def serve(app: EndpointApp, host: str, port: int, record_path: Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    from scones import settings
+    from scones.core import settings
 
     p = argparse.ArgumentParser(
         prog="python -m services.endpoint", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

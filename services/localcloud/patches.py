@@ -78,7 +78,7 @@ def _spec_for(fn: Any, concurrency: int):
 def _patch_lambda(runtime: Any) -> None:
     from moto.awslambda.models import LambdaBackend, LambdaFunction
 
-    from scones import settings
+    from scones.core import settings
 
     concurrency = settings.lambda_concurrency()
 

@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from collections.abc import Callable
 
-from scones import aws
+from scones.core import aws
 from scones.workflow import wait
 
 ROLE_NAME = "scones-selftest"

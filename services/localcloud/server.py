@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from scones import settings
+from scones.core import settings
 
 HEALTH_PATH = "/_scones/health"
 

@@ -21,7 +21,7 @@ def scones(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 WARM = """
-from scones import aws
+from scones.core import aws
 from services.localcloud import selftest
 name = selftest._lambda("e2e")
 assert "FunctionError" not in aws.client("lambda").invoke(FunctionName=name, Payload=b"{}")

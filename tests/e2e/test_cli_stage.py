@@ -11,7 +11,7 @@ from functools import partial
 
 import pytest
 
-from scones import aws
+from scones.core import aws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from scones import aws
+from scones.core import aws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 

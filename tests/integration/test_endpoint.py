@@ -18,7 +18,8 @@ import pytest
 from helpers import png_bomb
 from PIL import Image
 
-from scones import aws, endpoint, settings
+from scones import endpoint
+from scones.core import aws, settings
 from services.endpoint.capture import parse_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import subscribe_queue
 
-from scones import aws
+from scones.core import aws
 from scones.workflow import wait
 from services.localcloud import selftest
 from services.localcloud.selftest import ensure_role, make_zip

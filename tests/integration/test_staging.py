@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scones import aws
+from scones.core import aws
 from scones.data import staging
 
 pytestmark = pytest.mark.integration

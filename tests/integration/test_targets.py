@@ -9,7 +9,8 @@ import uuid
 import pytest
 from helpers import make_brightness_model, solid_png
 
-from scones import aws, cli, endpoint, settings, workflow
+from scones import cli, endpoint, workflow
+from scones.core import aws, settings
 from scones.deploy import package, stack
 
 

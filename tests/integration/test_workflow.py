@@ -13,7 +13,8 @@ import uuid
 import pytest
 from helpers import make_brightness_model, solid_png, subscribe_queue
 
-from scones import aws, cli, endpoint, settings, workflow
+from scones import cli, endpoint, workflow
+from scones.core import aws, settings
 from scones.deploy import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

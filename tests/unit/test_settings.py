@@ -1,6 +1,6 @@
 import pytest
 
-from scones import settings
+from scones.core import settings
 
 
 def test_default_target_is_local(monkeypatch):

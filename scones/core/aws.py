@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from scones import settings
+from scones.core import settings
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}

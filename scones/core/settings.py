@@ -52,6 +52,7 @@ DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 DEFAULT_LAMBDA_CONCURRENCY = 4
 DEFAULT_THRESHOLD = 0.93
+DEFAULT_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 FAKE_CREDENTIALS = {AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing"}
 
 
@@ -80,9 +81,7 @@ def data_dir() -> Path:
 
 
 def cifar100_url() -> str:
-    from scones.data.cifar import CIFAR100_URL as OFFICIAL
-
-    return _get(CIFAR100_URL, OFFICIAL)
+    return _get(CIFAR100_URL, DEFAULT_CIFAR100_URL)
 
 
 def _number(name: str, default: float, lo: float, hi: float, kind=float, what: str = "a number"):
@@ -179,7 +178,7 @@ def localcloud_record_path() -> Path:
 
 
 def _recorded_url(path: Path) -> str | None:
-    from scones.processes import read_record  # standard library only: settings stays a leaf
+    from scones.core.service import read_record  # standard library only: settings stays a leaf
 
     return (read_record(path) or {}).get("url")
 
