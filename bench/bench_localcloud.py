@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _cloud import local_cloud
 
 from scones.core import aws, settings
-from services.localcloud.selftest import ensure_role, make_zip
+from scones.selftest import ensure_role, make_zip
 
 CODE = "def handler(event, context):\n    return event\n"
 

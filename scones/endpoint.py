@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones import models
-from scones.core import service, settings
+from scones.core import aws, service, settings, target
+from scones.core.errors import SconesError, UsageError
 
 MODULE = "services.endpoint"
 
 
-class EndpointError(RuntimeError):
+class EndpointError(SconesError):
     """The endpoint could not be started, reached or stopped."""
 
 
@@ -69,7 +70,7 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
     record = settings.endpoint_record_path(name)
     record.unlink(missing_ok=True)
     log_path = settings.state_dir() / f"endpoint-{name}.log"
-    settings.apply_target_env()  # capture goes to the same cloud as everything else
+    target.current()  # capture goes to the same cloud as everything else: the server inherits this environment
     proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
 
@@ -101,3 +102,54 @@ def record(name: str) -> dict:
 def recorded_names() -> list[str]:
     """The endpoints this state dir started (running or not)."""
     return [p.stem.removeprefix("endpoint-") for p in sorted(settings.state_dir().glob("endpoint-*.json"))]
+
+
+def serve(model: str | None, name: str, port: int | None) -> None:
+    """Run the model server in the foreground, in place of this process (Ctrl-C stops it; capture is flushed)."""
+    import sys
+
+    uri, model_dir = prepare_model(model, name)
+    target.current()
+    print(f"serving {uri} as {name} (Ctrl-C stops; capture is flushed)", flush=True)
+    args = server_args(model_dir, name, port, settings.endpoint_record_path(name), uri)
+    os.execv(sys.executable, [sys.executable, "-m", MODULE, *args])
+
+
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+@dataclass
+class Answer:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+def invoke_file(path: Path, name: str) -> Answer:
+    """Send an image file to the endpoint through boto3's sagemaker-runtime, as any client would."""
+    import json
+
+    from scones import workflow
+
+    if not path.exists():
+        raise UsageError(f"{path}: no such file", "pass the path of a PNG or JPEG image")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file", "pass the path of a PNG or JPEG image")
+    runtime = aws.client("sagemaker-runtime")
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=name,
+            ContentType=CONTENT_TYPES.get(path.suffix.lower(), "application/x-image"),
+            Accept="application/json",
+            Body=path.read_bytes(),
+        )
+    except runtime.exceptions.ModelError as exc:
+        message = exc.response.get("OriginalMessage") or exc.response.get("Error", {}).get("Message") or str(exc)
+        raise UsageError(f"the model refused {path.name}: {message}", "send a PNG or JPEG image") from None
+    probabilities = json.loads(response["Body"].read())
+    model_dir = record(name).get("model_dir")  # a local endpoint knows its labels
+    labels = models.labels_of(Path(model_dir)) if model_dir else []
+    if len(labels) != len(probabilities):
+        labels = [f"class_{i}" for i in range(len(probabilities))]
+    label, confidence = workflow.best(probabilities, labels)
+    return Answer(label, confidence, dict(zip(labels, probabilities, strict=True)))

@@ -6,6 +6,7 @@ grey not run. A Map state's iteration is drawn in a frame beside it, with per-st
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,3 +250,31 @@ def render(definition: dict, found: dict[str, StateStatus], out: Path, title: st
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def draw(
+    out: Path, execution: str | None = None, batch: bool = False, status: str | None = None
+) -> tuple[Path, str, str]:
+    """Render an execution (default: the newest of the deployed machine); returns (file, execution ARN, status)."""
+    from scones import workflow
+    from scones.core import aws
+    from scones.core.errors import NotReadyError
+    from scones.deploy import stack
+    from scones.invoke import BATCH, SINGLE
+
+    sfn = aws.client("stepfunctions")
+    arn = execution
+    if arn is None:
+        machine = stack.outputs()[BATCH if batch else SINGLE]
+        executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
+        executions = [e for e in executions if status in (None, e["status"])]
+        if not executions:
+            raise NotReadyError("no execution to draw", "scones invoke (or pass --execution ARN)")
+        arn = max(executions, key=lambda e: e["startDate"])["executionArn"]
+    described = sfn.describe_execution(executionArn=arn)
+    definition = json.loads(sfn.describe_state_machine_for_execution(executionArn=arn)["definition"])
+    found = statuses(workflow.history(sfn, arn), described["status"])
+    title = f"{arn.split(':')[-2]} / {described['name']}: {described['status']}"
+    if described.get("error"):
+        title += f" ({described['error']})"
+    return render(definition, found, out, title), arn, described["status"]

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones.core import service, settings
+from scones.core.errors import SconesError
 
 HEALTH_PATH = "/_scones/health"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class LocalCloudError(RuntimeError):
+class LocalCloudError(SconesError):
     """The local cloud could not be started, reached or stopped."""
 
 

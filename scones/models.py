@@ -5,22 +5,27 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
+from scones.core.errors import NotReadyError
 
-class ModelNotFoundError(RuntimeError):
+
+class ModelNotFoundError(NotReadyError):
     """No usable model at the given place."""
 
 
 def latest_model_uri(bucket: str) -> str:
     """The newest `models/<job>/output/model.tar.gz` in the bucket."""
-    from scones.core import aws
+    from scones.core import aws, settings
 
     newest = None
-    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="models/"):
+    pages = (
+        aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{settings.MODELS_PREFIX}/")
+    )
+    for page in pages:
         for obj in page.get("Contents", []):
             if obj["Key"].endswith("/output/model.tar.gz") and (newest is None or obj["LastModified"] > newest[1]):
                 newest = (obj["Key"], obj["LastModified"])
     if newest is None:
-        raise ModelNotFoundError(f"no trained model in s3://{bucket}/models/: run `scones train`")
+        raise ModelNotFoundError(f"no trained model in s3://{bucket}/{settings.MODELS_PREFIX}/", "scones train")
     return f"s3://{bucket}/{newest[0]}"
 
 

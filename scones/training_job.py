@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from scones.core import settings
+from scones.core.errors import SconesError
 from scones.core.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ TRAIN_SCRIPT = ROOT / "training" / "train.py"
 METRICS_LINE = re.compile(r"^METRICS (.*)$")
 
 
-class TrainingJobError(RuntimeError):
+class TrainingJobError(SconesError):
     """The job could not start or the training script failed (its failure reason is in the message)."""
 
 
@@ -45,7 +46,7 @@ def default_job_name() -> str:
 
 
 def model_uri(bucket: str, job_name: str) -> str:
-    return f"s3://{bucket}/models/{job_name}/output/model.tar.gz"
+    return f"s3://{bucket}/{settings.MODELS_PREFIX}/{job_name}/output/model.tar.gz"
 
 
 def read_manifest(bucket: str, prefix: str) -> dict:

@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scones.core import aws
 
@@ -21,7 +21,6 @@ class Row:
     cause: str = ""
     alerted: bool = False
     execution: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def wait(sfn, arn: str, timeout_s: float = 300) -> dict:
@@ -38,13 +37,8 @@ def wait(sfn, arn: str, timeout_s: float = 300) -> dict:
 
 
 def history(sfn, arn: str) -> list[dict]:
-    events, token = [], None
-    while True:
-        page = sfn.get_execution_history(executionArn=arn, maxResults=1000, **({"nextToken": token} if token else {}))
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            return events
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    return [event for page in pages for event in page["events"]]
 
 
 def best(inferences: list[float], labels: list[str]) -> tuple[str, float]:

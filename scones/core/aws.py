@@ -14,15 +14,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from scones.core import settings
+from scones.core import settings, target
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
 
 
 def client(service: str, *, region: str | None = None, max_attempts: int = 3, **config: Any) -> Any:
-    settings.apply_target_env()
-    region = region or settings.region()
+    region = region or target.current().region
     endpoints = dict(settings.service_endpoints())
     endpoints[settings.AWS_ENDPOINT_URL] = os.environ.get(settings.AWS_ENDPOINT_URL, "")
     env_key = tuple(sorted(endpoints.items()))
@@ -37,6 +36,7 @@ def client(service: str, *, region: str | None = None, max_attempts: int = 3, **
 
 
 def reset() -> None:
-    """Forget cached clients (tests that change the environment call this)."""
+    """Forget cached clients and the activated target (tests that change the environment call this)."""
     with _lock:
         _clients.clear()
+    target.forget()

@@ -1,7 +1,8 @@
 """Every environment-variable name the project reads, with its default.
 
-Rule: an explicit argument beats the environment, which beats the default here. Lambdas cannot import
-this module (they are zipped alone with boto3 and the standard library), so the few names they read
+Rule: an explicit argument beats the environment, which beats the default here. Reading a setting has no
+side effect: what the target needs in the environment is computed once in `scones.core.target`. Lambdas
+cannot import this module (they are zipped alone with boto3 and the standard library), so the few names they read
 (ENDPOINT_NAME, THRESHOLD) are repeated there and listed here as the source of truth.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from scones.core.errors import UsageError
 
 # --- names -------------------------------------------------------------------------------------------
 TARGET = "SCONES_TARGET"  # local | localstack | aws
@@ -33,6 +36,7 @@ MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refuse
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
+DEBUG = "SCONES_DEBUG"  # 1: commands show tracebacks (as --debug does)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"
@@ -47,6 +51,8 @@ TARGETS = ("local", "localstack", "aws")
 DEFAULT_TARGET = "local"
 DEFAULT_BUCKET = "scones-unlimited"
 DEFAULT_PREFIX = "data"
+MODELS_PREFIX = "models"  # s3://<bucket>/models/<job>/output/model.tar.gz, as SageMaker lays it out
+DEPLOY_PREFIX = "deploy"  # Lambda zips and state machine definitions, per stack
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -56,7 +62,7 @@ DEFAULT_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz
 FAKE_CREDENTIALS = {AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing"}
 
 
-class SettingsError(ValueError):
+class SettingsError(UsageError):
     """A setting has a value the project cannot use."""
 
 
@@ -68,7 +74,7 @@ def _get(name: str, default: str) -> str:
 def target() -> str:
     value = _get(TARGET, DEFAULT_TARGET)
     if value not in TARGETS:
-        raise SettingsError(f"{TARGET}={value!r} is not one of {', '.join(TARGETS)}")
+        raise SettingsError(f"{TARGET}={value!r} is not one of {', '.join(TARGETS)}", f"unset {TARGET} or fix it")
     return value
 
 
@@ -89,9 +95,9 @@ def _number(name: str, default: float, lo: float, hi: float, kind=float, what: s
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not {what}") from None
+        raise SettingsError(f"{name}={raw!r} is not {what}", f"unset {name} or fix it") from None
     if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is outside {lo}..{hi}")
+        raise SettingsError(f"{name}={value} is outside {lo}..{hi}", f"unset {name} or fix it")
     return value
 
 
@@ -177,51 +183,14 @@ def localcloud_record_path() -> Path:
     return state_dir() / "localcloud.json"
 
 
-def _recorded_url(path: Path) -> str | None:
-    from scones.core.service import read_record  # standard library only: settings stays a leaf
-
-    return (read_record(path) or {}).get("url")
+def localstack_record_path() -> Path:
+    return state_dir() / "localstack.json"
 
 
-def running_localcloud_url() -> str | None:
-    """The URL recorded by `scones up` in the state dir, if any."""
-    return _recorded_url(localcloud_record_path())
+def debug() -> bool:
+    return _get(DEBUG, "0").lower() in ("1", "true", "yes")
 
 
-def apply_target_env() -> None:
-    """Fill in what boto3 needs for the current target, without overriding anything the user set.
-
-    For the local target this points AWS_ENDPOINT_URL at the running local cloud and sets fake
-    credentials; for localstack at :4566; for aws nothing is touched. Code never passes endpoint_url.
-    """
-    tgt = target()
-    os.environ.setdefault(AWS_REGION, region())
-    if tgt == "aws":
-        return
-    default_url = f"http://{localcloud_host()}:{localcloud_port()}"
-    url = (running_localcloud_url() if tgt == "local" else None) or default_url
-    os.environ.setdefault(AWS_ENDPOINT_URL, url)
-    for name, value in FAKE_CREDENTIALS.items():
-        os.environ.setdefault(name, value)
-    endpoint_url = _recorded_url(endpoint_record_path(endpoint_name()))
-    if endpoint_url:  # a local endpoint runs: invoke_endpoint goes there (LocalStack's SageMaker is Pro-only)
-        os.environ.setdefault(SAGEMAKER_RUNTIME_URL, endpoint_url)
-
-
-def export_lines() -> list[str]:
-    """`export` lines for `eval "$(scones env)"`."""
-    apply_target_env()
-    names = [TARGET, AWS_REGION, BUCKET, PREFIX]
-    if target() != "aws":  # never echo real credentials
-        names += [AWS_ENDPOINT_URL, SAGEMAKER_RUNTIME_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY]
-    values = {TARGET: target(), BUCKET: bucket(), PREFIX: prefix(), AWS_REGION: region()}
-    lines = []
-    for name in names:
-        value = values.get(name, os.environ.get(name))
-        if value:
-            lines.append(f"export {name}={_shell_quote(value)}")
-    return lines
-
-
-def _shell_quote(value: str) -> str:
-    return "'" + value.replace("'", "'\"'\"'") + "'"
+def error_log_path() -> Path:
+    """Where unexpected errors' tracebacks go (the one line on screen names it)."""
+    return state_dir() / "errors.log"

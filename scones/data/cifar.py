@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from scones.core import settings
+from scones.core.errors import SconesError
 from scones.core.progress import Progress
 
 CIFAR100_URL = settings.DEFAULT_CIFAR100_URL
@@ -31,7 +32,7 @@ CIFAR100_FILENAME = "cifar-100-python.tar.gz"
 ROOT_DIR = "cifar-100-python"
 
 
-class DataError(Exception):
+class DataError(SconesError):
     """Base of the data errors; each names what is wrong."""
 
 

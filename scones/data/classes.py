@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scones.core.errors import UsageError
+
 FINE_LABELS = (
     "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel "
     "can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur "
@@ -31,11 +33,11 @@ COARSE_OF = {name: COARSE_LABELS.index("vehicles_1") for name in VEHICLES_1} | {
 assert len(FINE_LABELS) == 100 and FINE_LABELS[8] == "bicycle" and FINE_LABELS[48] == "motorcycle"
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(UsageError):
     """A class name that CIFAR-100 does not have; the message lists the valid names."""
 
 
-class EmptySelectionError(ValueError):
+class EmptySelectionError(UsageError):
     """No class was selected."""
 
 

@@ -24,16 +24,17 @@ import numpy as np
 from PIL import Image
 
 from scones.core import settings
+from scones.core.errors import SconesError
+from scones.core.progress import Progress
 from scones.data import cifar, synthetic
 from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
-from scones.core.progress import Progress
 
 SPLITS = ("train", "test")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class StagingError(Exception):
+class StagingError(SconesError):
     """Staging could not finish; the message names the problem and what to do."""
 
 

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass
 
 from scones.core import settings
+from scones.core.errors import NotReadyError, SconesError
 from scones.deploy import package
 
 TEMPLATE = package.ROOT / "template.yaml"
 
 
-class DeployError(RuntimeError):
+class DeployError(SconesError):
     """The stack could not be created or updated (the message carries CloudFormation's reason)."""
 
 
@@ -29,22 +30,18 @@ class DeployResult:
     seconds: float
 
 
-def stack_name() -> str:
-    return settings.stack_name()
-
-
 def outputs(name: str | None = None, cfn=None) -> dict[str, str]:
     """The deployed stack's outputs (state machine ARNs, topic, functions)."""
     if cfn is None:
         from scones.core import aws
 
         cfn = aws.client("cloudformation")
-    name = name or stack_name()
+    name = name or settings.stack_name()
     try:
         stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
     except cfn.exceptions.ClientError as exc:
         if "does not exist" in str(exc):
-            raise DeployError(f"stack {name} is not deployed: run `scones deploy`") from None
+            raise NotReadyError(f"stack {name} is not deployed", "scones deploy") from None
         raise
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
@@ -68,10 +65,10 @@ def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> De
     from scones.core import aws
 
     started = time.perf_counter()
-    name = name or stack_name()
+    name = name or settings.stack_name()
     bucket = parameters["CodeBucket"]
     s3, cfn = aws.client("s3"), aws.client("cloudformation")
-    items = package.artifacts(f"deploy/{name}")
+    items = package.artifacts(f"{settings.DEPLOY_PREFIX}/{name}")
     uploaded = package.upload(s3, bucket, items)
     params = {**parameters, **{param: artifact.key for param, artifact in items.items()}}
     body = TEMPLATE.read_text()
@@ -127,7 +124,7 @@ def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> De
 def delete(name: str | None = None, log=print) -> bool:
     from scones.core import aws
 
-    name = name or stack_name()
+    name = name or settings.stack_name()
     cfn = aws.client("cloudformation")
     try:
         cfn.describe_stacks(StackName=name)

@@ -22,6 +22,7 @@ HEALTH_PATH = "/_scones/health"
 
 def _health_app(app, runtime, started: float):
     from . import patches
+    from .patches import dispatch_cache, sfn_clients
 
     def wrapped(environ, start_response):
         if environ.get("PATH_INFO") == HEALTH_PATH:
@@ -33,6 +34,8 @@ def _health_app(app, runtime, started: float):
                     "pid": os.getpid(),
                     "moto": moto.__version__,
                     "patches": patches.APPLIED,
+                    "dispatch_cache": dict(dispatch_cache.STATS, hosts=len(dispatch_cache.CACHE)),
+                    "sfn_clients": dict(sfn_clients.STATS),
                     "lambda_workers": runtime.worker_pids(),
                     "uptime_s": round(time.time() - started, 1),
                 }
@@ -62,6 +65,7 @@ def serve(host: str, port: int, state_dir: Path) -> None:
     from . import patches
     from .lambda_runtime import LambdaRuntime
 
+    patches.check()  # refuse to start, naming the patch and the name, when moto moved something
     started = time.time()
     holder: dict = {}
     # Bind first so that port 0 (any free port) is known before the patches need it.
@@ -79,7 +83,7 @@ def serve(host: str, port: int, state_dir: Path) -> None:
         **settings.service_endpoints(),  # e.g. AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME for the model server
     }
     runtime = LambdaRuntime(settings.lambda_workdir(), base_env)
-    applied = patches.apply_all(runtime, port)
+    applied = patches.apply_all(patches.Context(runtime, port, settings.lambda_concurrency()))
     holder["app"] = _health_app(DomainDispatcherApplication(create_backend_app), runtime, started)
 
     record_path = state_dir / "localcloud.json"
@@ -119,8 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, default=settings.state_dir())
     args = parser.parse_args(argv)
     os.environ[settings.STATE_DIR] = str(args.state_dir.resolve())
+    from .patches import PatchError
+
     try:
         serve(args.host, args.port, args.state_dir.resolve())
+    except PatchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -22,7 +22,7 @@ def scones(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 WARM = """
 from scones.core import aws
-from services.localcloud import selftest
+from scones import selftest
 name = selftest._lambda("e2e")
 assert "FunctionError" not in aws.client("lambda").invoke(FunctionName=name, Payload=b"{}")
 """
@@ -86,9 +86,11 @@ def test_env_prints_exports_for_eval(tmp_path):
     env.pop("AWS_ENDPOINT_URL", None)
     out = scones("env", env=env)
     assert out.returncode == 0
-    assert "export SCONES_BUCKET='b1'" in out.stdout
-    check = subprocess.run(["bash", "-c", f'{out.stdout}\necho "$AWS_ENDPOINT_URL"'], capture_output=True, text=True)
-    assert check.stdout.strip().startswith("http://127.0.0.1:")
+    assert "export SCONES_BUCKET=b1" in out.stdout.splitlines()
+    script = f'{out.stdout}\necho "$AWS_ENDPOINT_URL $SCONES_BUCKET"'
+    check = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    url, bucket = check.stdout.split()
+    assert url.startswith("http://127.0.0.1:") and bucket == "b1"
 
 
 def test_bad_setting_is_a_one_line_error(tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from helpers import subscribe_queue
 
+from scones import selftest
 from scones.core import aws
+from scones.selftest import ensure_role, make_zip
 from scones.workflow import wait
-from services.localcloud import selftest
-from services.localcloud.selftest import ensure_role, make_zip
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def receive(url: str, timeout_s: float = 10) -> list[dict]:
 
 def test_self_test_passes(local_cloud):
     lines: list[str] = []
-    selftest.run(report=lines.append)
+    selftest.run(local_cloud, report=lines.append)
     assert lines[-1].startswith("self-test passed")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scones.selftest import make_zip
 from services.localcloud.lambda_runtime import FunctionSpec, LambdaRuntime
-from services.localcloud.selftest import make_zip
 
 LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
 

@@ -1,6 +1,8 @@
+import os
+
 import pytest
 
-from scones.core import settings
+from scones.core import settings, target
 
 
 def test_default_target_is_local(monkeypatch):
@@ -30,38 +32,54 @@ def test_env_beats_default(monkeypatch):
     assert settings.prefix() == "staged"
 
 
-def test_apply_target_env_keeps_what_the_user_set(monkeypatch, tmp_path):
+def test_activate_keeps_what_the_user_set(monkeypatch, tmp_path):
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
     monkeypatch.setenv(settings.TARGET, "local")
     monkeypatch.setenv(settings.AWS_ENDPOINT_URL, "http://127.0.0.1:9999")
-    settings.apply_target_env()
-    import os
-
+    target.activate()
     assert os.environ[settings.AWS_ENDPOINT_URL] == "http://127.0.0.1:9999"
 
 
-def test_apply_target_env_uses_the_running_cloud_record(monkeypatch, tmp_path):
+def test_resolve_uses_the_running_cloud_record_and_changes_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
     monkeypatch.delenv(settings.AWS_ENDPOINT_URL, raising=False)
     (tmp_path / "localcloud.json").write_text('{"url": "http://127.0.0.1:5123", "pid": 1}')
-    settings.apply_target_env()
-    import os
-
+    found = target.resolve("local")
+    assert found.endpoint_url == "http://127.0.0.1:5123"
+    assert settings.AWS_ENDPOINT_URL not in os.environ  # resolving is pure; activate() applies it
+    target.activate("local")
     assert os.environ[settings.AWS_ENDPOINT_URL] == "http://127.0.0.1:5123"
 
 
+def test_the_explicit_target_beats_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
+    monkeypatch.setenv(settings.TARGET, "local")
+    found = target.resolve("aws")
+    assert found.name == "aws" and found.endpoint_url is None and not found.credentials
+    with pytest.raises(settings.SettingsError, match="azure"):
+        target.resolve("azure")
+
+
 def test_export_lines_never_echo_real_credentials(monkeypatch):
-    monkeypatch.setenv(settings.TARGET, "aws")
     monkeypatch.setenv(settings.AWS_SECRET_ACCESS_KEY, "real-secret")
-    lines = "\n".join(settings.export_lines())
+    lines = "\n".join(target.export_lines(target.resolve("aws")))
     assert "real-secret" not in lines
-    assert "export SCONES_TARGET='aws'" in lines
+    assert "export SCONES_TARGET=aws" in lines
 
 
 def test_export_lines_for_local_quote_values(monkeypatch, tmp_path):
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
-    monkeypatch.setenv(settings.TARGET, "local")
     monkeypatch.setenv(settings.BUCKET, "it's")
-    lines = settings.export_lines()
+    lines = target.export_lines(target.resolve("local"))
     assert """export SCONES_BUCKET='it'"'"'s'""" in lines
     assert any(line.startswith("export AWS_ENDPOINT_URL=") for line in lines)
+
+
+@pytest.fixture(autouse=True)
+def _forget_target():
+    """Each test resolves its own target; none leaks the activated one into the next."""
+    from scones.core import aws
+
+    aws.reset()
+    yield
+    aws.reset()

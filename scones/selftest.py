@@ -1,7 +1,7 @@
 """Self-test of the local cloud's patches against a running instance (`scones up --check`).
 
-Each check exercises one patch end to end through boto3. If a moto upgrade breaks a patch, the check
-names it and fails loudly.
+A client of the cloud: each check exercises one patch (services/localcloud/patches/) end to end through
+boto3 and the health route. If a moto upgrade breaks a patch, the check names it and fails loudly.
 """
 
 from __future__ import annotations
@@ -14,10 +14,25 @@ import uuid
 import zipfile
 from collections.abc import Callable
 
-from scones.core import aws
+from scones.core import aws, service
+from scones.core.errors import SconesError
 from scones.workflow import wait
 
+HEALTH_PATH = "/_scones/health"
+
 ROLE_NAME = "scones-selftest"
+# The patches this self-test exercises (services/localcloud/patches/*.NAME); a patch added there and not
+# here fails the "patches applied" check the other way round only if it is missing, so the unit test
+# tests/unit/localcloud/test_patches.py compares both lists.
+PATCHES = (
+    "sfn-execution",
+    "lambda-subprocess",
+    "sfn-cloudformation",
+    "jsonata",
+    "execution-name",
+    "sfn-clients",
+    "dispatch-cache",
+)
 TRUST = {
     "Version": "2012-10-17",
     "Statement": [
@@ -45,8 +60,18 @@ def handler(event, context):
 """
 
 
-class SelfTestError(RuntimeError):
+class SelfTestError(SconesError):
     """A patch of the local cloud does not work (named in the message)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "reinstall the pinned moto with `make venv`, then `scones down && scones up --check`")
+
+
+def health(url: str) -> dict:
+    status, body = service.get_json(url + HEALTH_PATH, 5.0)
+    if status != 200 or body is None:
+        raise SelfTestError(f"the local cloud at {url} does not answer its health route")
+    return body
 
 
 def make_zip(files: dict[str, str]) -> bytes:
@@ -192,17 +217,32 @@ def check_cloudformation(suffix: str) -> None:
     _check("sfn-cloudformation (delete)", not left, left)
 
 
-def run(report: Callable[[str], None] = print) -> None:
-    """Runs every check against the cloud that AWS_ENDPOINT_URL points at; raises SelfTestError."""
+def check_caches(before: dict, after: dict) -> None:
+    """sfn-clients: the executions above made Task calls without a client each; dispatch-cache: hosts hit."""
+    calls = after["sfn_clients"]["calls"] - before["sfn_clients"]["calls"]
+    created = after["sfn_clients"]["created"] - before["sfn_clients"]["created"]
+    _check("sfn-clients", calls >= 2 and created < calls, f"{calls} interpreter calls made {created} new clients")
+    hits = after["dispatch_cache"]["hits"] - before["dispatch_cache"]["hits"]
+    _check("dispatch-cache", hits > 0 and after["dispatch_cache"]["hosts"] > 0, after["dispatch_cache"])
+
+
+def run(url: str, report: Callable[[str], None] = print) -> None:
+    """Runs every check against the local cloud at `url` (boto3 must point there); raises SelfTestError."""
     suffix = uuid.uuid4().hex[:8]
     started = time.perf_counter()
+    before = health(url)
+    missing = sorted(set(PATCHES) - set(before.get("patches", [])))
+    _check("patches applied", not missing, f"not applied: {missing}")
     name = check_lambda(suffix)
     report("ok  lambda-subprocess: success, env vars, Unhandled errors, Sandbox.Timedout, LogType=Tail")
     try:
         check_stepfunctions(name, suffix)
-        report("ok  Step Functions execution (JSONPath), JSONata, execution names")
+        check_stepfunctions(name, suffix + "b")  # a second round must reuse the interpreter's clients
+        report("ok  sfn-execution (JSONPath), jsonata, execution-name")
     finally:
         aws.client("lambda").delete_function(FunctionName=name)
     check_cloudformation(suffix)
-    report("ok  CloudFormation state machine with DefinitionSubstitutions: create, execute, delete")
+    report("ok  sfn-cloudformation: Definition, DefinitionSubstitutions, ResultPath null; create, execute, delete")
+    check_caches(before, health(url))
+    report("ok  sfn-clients (one client per service), dispatch-cache (hits)")
     report(f"self-test passed in {time.perf_counter() - started:.1f} s")

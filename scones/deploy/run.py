@@ -1,0 +1,106 @@
+"""`scones deploy`: make sure a model serves, then create or update the workflow stack on a target.
+
+The stack (template.yaml) is the same on every target; only its parameters differ: on the local targets
+the classify Lambda is told where our model server listens (SageMakerRuntimeUrl), on AWS that parameter
+is empty and the SageMaker endpoint of the same name answers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from scones import endpoint, localcloud, models
+from scones.core import aws, settings
+from scones.core.errors import NotReadyError, UsageError
+from scones.core.target import Target
+from scones.deploy import stack
+
+
+@dataclass
+class Serving:
+    """What the classify Lambda will call: the endpoint's name, its model, and (locally) its URL."""
+
+    name: str
+    model_uri: str
+    model_dir: Path
+    runtime_url: str  # "" on AWS: boto3's own SageMaker runtime endpoint
+
+
+def ensure_bucket(bucket: str, log: Callable[[str], None] = print) -> None:
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except s3.exceptions.ClientError:
+        log(f"creating bucket {bucket}")
+        s3.create_bucket(Bucket=bucket)
+
+
+def local_serving(name: str, model: str | None, log: Callable[[str], None] = print) -> Serving:
+    """The local endpoint, started (or restarted when --model names another model)."""
+    current = endpoint.status(name)
+    if current.running and model and endpoint.record(name).get("model_uri") != model:
+        endpoint.stop(name, log=log)
+        current = endpoint.status(name)
+    if not current.running:
+        current = endpoint.start(model, name, log=log)
+    served = endpoint.record(name)
+    log(f"endpoint {name} serves {served.get('model_uri')} at {current.url}")
+    return Serving(name, served.get("model_uri", ""), Path(served["model_dir"]), current.url or "")
+
+
+def aws_serving(name: str, bucket: str, model: str | None, log: Callable[[str], None] = print) -> Serving:
+    """On AWS the endpoint is SageMaker's; the model's labels come from its artifact."""
+    uri = model or models.latest_model_uri(bucket)
+    model_dir = models.fetch_model(uri, Path(tempfile.mkdtemp(prefix="scones-deploy-")))
+    log(f"target aws: the classify Lambda calls the SageMaker endpoint {name} (model {uri})")
+    return Serving(name, uri, model_dir, "")
+
+
+def stack_parameters(serving: Serving, bucket: str, threshold: float, alert_email: str | None) -> dict[str, str]:
+    return {
+        "NamePrefix": settings.stack_name().removesuffix("-workflow"),
+        "CodeBucket": bucket,
+        "DataBucket": bucket,
+        "EndpointName": serving.name,
+        "Labels": ",".join(models.labels_of(serving.model_dir)),
+        "Threshold": str(threshold),
+        "SageMakerRuntimeUrl": serving.runtime_url,
+        "AlertEmail": alert_email or "",
+    }
+
+
+def deploy(
+    target: Target,
+    bucket: str,
+    model: str | None = None,
+    threshold: float | None = None,
+    alert_email: str | None = None,
+    log: Callable[[str], None] = print,
+) -> stack.DeployResult:
+    threshold = settings.threshold() if threshold is None else threshold
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    if target.name == "local" and not localcloud.status().running:
+        raise NotReadyError("the local cloud is not running", "scones up (or pass --target aws|localstack)")
+    ensure_bucket(bucket, log)
+    name = settings.endpoint_name()
+    serving = aws_serving(name, bucket, model, log) if target.name == "aws" else local_serving(name, model, log)
+    if target.name == "localstack" and serving.runtime_url:  # Lambda containers reach the host by this name
+        serving.runtime_url = serving.runtime_url.replace("127.0.0.1", "host.docker.internal")
+    return stack.deploy(stack_parameters(serving, bucket, threshold, alert_email), log=log)
+
+
+def deployed_threshold(default: float | None = None) -> float:
+    """The threshold the deployed stack's filter uses, else `default` (else the setting)."""
+    try:
+        cfn = aws.client("cloudformation")
+        found = cfn.describe_stacks(StackName=settings.stack_name())["Stacks"][0]
+        for parameter in found.get("Parameters", []):
+            if parameter["ParameterKey"] == "Threshold":
+                return float(parameter["ParameterValue"])
+    except Exception:  # no stack, no cloud: the given or configured threshold applies
+        pass
+    return settings.threshold() if default is None else default

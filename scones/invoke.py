@@ -1,0 +1,56 @@
+"""`scones invoke` and `scones export`: run the deployed workflow on staged images, write its definitions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from scones import workflow
+from scones.core import aws
+from scones.core.errors import NotReadyError, UsageError
+from scones.deploy import stack
+
+SINGLE, BATCH = "ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"
+
+
+def invoke(
+    bucket: str,
+    prefix: str,
+    keys: list[str] | None = None,
+    batch: int | None = None,
+    single: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[workflow.Row]:
+    """Run the workflow on `keys`, or on `batch` staged test images (one Map execution unless `single`)."""
+    if not keys and not batch:
+        raise UsageError("nothing to classify", "pass --key KEY (repeatable) or --batch N")
+    if batch is not None and batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    outputs = stack.outputs()
+    sfn = aws.client("stepfunctions", max_pool_connections=32)
+    if not keys:
+        keys = workflow.staged_test_keys(bucket, prefix, batch)
+        if not keys:
+            raise NotReadyError(f"no staged test images under s3://{bucket}/{prefix}/test/", "scones stage")
+    if batch and not single:
+        log(f"one Map execution over {len(keys)} images ...")
+        _, rows = workflow.run_batch(sfn, outputs[BATCH], bucket, keys)
+    else:
+        log(f"{len(keys)} single-image execution(s) ...")
+        rows = workflow.run_single(sfn, outputs[SINGLE], bucket, keys)
+    return rows
+
+
+def export(out_dir: Path) -> list[tuple[Path, str]]:
+    """Write each deployed state machine's definition as JSON; returns (file, state machine ARN) pairs."""
+    outputs = stack.outputs()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sfn = aws.client("stepfunctions")
+    written = []
+    for key in (SINGLE, BATCH):
+        described = sfn.describe_state_machine(stateMachineArn=outputs[key])
+        path = out_dir / f"{described['name']}.json"
+        path.write_text(json.dumps(json.loads(described["definition"]), indent=2) + "\n")
+        written.append((path, described["stateMachineArn"]))
+    return written
