@@ -28,17 +28,24 @@ class EndpointStatus:
     detail: str = ""
 
 
-def status(name: str) -> EndpointStatus:
-    record = service.read_record(settings.endpoint_record_path(name))
-    if record is None:
-        return EndpointStatus(False, name, detail="not started")
-    code, _ = service.get_json(record["url"] + "/ping")
+def _probe(url: str) -> tuple[bool, dict | None, str]:
+    code, _ = service.get_json(url + "/ping")
     if code != 200:
-        alive = service.alive(record["pid"])
-        detail = ("loading the model" if code == 503 else "not answering") if alive else "stale record: process gone"
-        return EndpointStatus(False, name, record["url"], record["pid"], detail=detail)
-    _, stats = service.get_json(record["url"] + "/_scones/stats")
-    return EndpointStatus(True, name, record["url"], record["pid"], stats)
+        return False, None, "loading the model" if code == 503 else "not answering"
+    _, stats = service.get_json(url + "/_scones/stats")
+    return True, stats, ""
+
+
+def _service(name: str) -> service.Service:
+    log_path = settings.state_dir() / f"endpoint-{name}.log"
+    return service.Service(
+        f"endpoint {name}", MODULE, settings.endpoint_record_path(name), log_path, _probe, EndpointError
+    )
+
+
+def status(name: str) -> EndpointStatus:
+    found = _service(name).status()
+    return EndpointStatus(found.running, name, found.url, found.pid, found.info, found.detail)
 
 
 def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
@@ -64,35 +71,19 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
             f"to serve another model"
         )
         return current
-    if current.pid and service.alive(current.pid):
-        raise EndpointError(f"endpoint {name} (pid {current.pid}) exists but does not answer; stop it first")
     uri, model_dir = prepare_model(model, name)
-    record = settings.endpoint_record_path(name)
-    record.unlink(missing_ok=True)
-    log_path = settings.state_dir() / f"endpoint-{name}.log"
+    server = _service(name)
     target.current()  # capture goes to the same cloud as everything else: the server inherits this environment
-    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
-    log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
-
-    def ready() -> EndpointStatus | None:
-        found = status(name)
-        return found if found.running and found.pid == proc.pid else None
-
-    found = service.wait_ready(proc, ready, log_path, f"endpoint {name}", timeout_s, EndpointError)
-    log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
-    return found
+    log(f"starting endpoint {name} with {uri} (log: {server.log_path}) ...")
+    found = server.start(server_args(model_dir, name, port, server.record_path, uri), dict(os.environ), timeout_s)
+    log(f"endpoint {name} ready at {found.url} (pid {found.pid})")
+    return status(name)
 
 
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
-    record = service.read_record(settings.endpoint_record_path(name))
-    if record is None or not service.runs_module(record["pid"], MODULE):
-        settings.endpoint_record_path(name).unlink(missing_ok=True)
-        log(f"endpoint {name} is not running")
-        return False
-    service.stop(record["pid"], timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
-    settings.endpoint_record_path(name).unlink(missing_ok=True)
-    log(f"endpoint {name} stopped (pid {record['pid']})")
-    return True
+    pid = _service(name).stop(timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
+    log(f"endpoint {name} stopped (pid {pid})" if pid else f"endpoint {name} is not running")
+    return pid is not None
 
 
 def record(name: str) -> dict:

@@ -8,27 +8,19 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from scones.core import service, settings
 from scones.core.errors import SconesError
 
 HEALTH_PATH = "/_scones/health"
-ROOT = Path(__file__).resolve().parent.parent
+MODULE = "services.localcloud"
 
 
 class LocalCloudError(SconesError):
     """The local cloud could not be started, reached or stopped."""
 
 
-@dataclass
-class Status:
-    running: bool
-    url: str | None = None
-    pid: int | None = None
-    health: dict | None = None
-    detail: str = ""
+Status = service.Status
 
 
 def health(url: str, timeout_s: float = 1.0) -> dict | None:
@@ -36,58 +28,40 @@ def health(url: str, timeout_s: float = 1.0) -> dict | None:
     return body if status == 200 else None
 
 
-def _record() -> dict | None:
-    return service.read_record(settings.localcloud_record_path())
+def _probe(url: str) -> tuple[bool, dict | None, str]:
+    found = health(url)
+    return found is not None, found, "" if found else "process alive but not answering"
+
+
+def _service() -> service.Service:
+    state = settings.state_dir()
+    return service.Service(
+        "local cloud", MODULE, settings.localcloud_record_path(), state / "localcloud.log", _probe, LocalCloudError
+    )
 
 
 def status() -> Status:
-    record = _record()
-    if record is None:
-        return Status(False, detail="not started (no record in the state dir)")
-    found = health(record["url"])
-    if found is None:
-        alive = service.alive(record["pid"])
-        return Status(
-            False,
-            record["url"],
-            record["pid"],
-            None,
-            "process alive but not answering" if alive else "stale record: process gone",
-        )
-    return Status(True, record["url"], record["pid"], found)
+    return _service().status()
 
 
 def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0, log=print) -> Status:
     """Start the local cloud in the background unless one already answers; idempotent."""
-    current = status()
+    cloud = _service()
+    current = cloud.status()
     if current.running:
         log(f"local cloud already running at {current.url} (pid {current.pid})")
         return current
-    if current.pid and service.alive(current.pid):
-        raise LocalCloudError(
-            f"a local cloud process (pid {current.pid}) exists but does not answer; run `scones down` first"
-        )
     host = host or settings.localcloud_host()
     port = settings.localcloud_port() if port is None else port
     state = settings.state_dir()
     state.mkdir(parents=True, exist_ok=True)
-    settings.localcloud_record_path().unlink(missing_ok=True)
-    log_path = state / "localcloud.log"
     env = dict(os.environ, **{settings.STATE_DIR: str(state)})
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
-    proc = service.spawn(
-        "services.localcloud", ["--host", host, "--port", str(port), "--state-dir", str(state)], log_path, env
-    )
-    log(f"starting local cloud on {host}:{port} (log: {log_path}) ...")
-
-    def ready() -> dict | None:
-        record = _record()
-        return record if record and record.get("pid") == proc.pid and health(record["url"]) else None
-
-    record = service.wait_ready(proc, ready, log_path, "local cloud", timeout_s, LocalCloudError)
-    _ensure_bucket(record["url"])
-    log(f"local cloud ready at {record['url']} (pid {proc.pid})")
-    return status()
+    log(f"starting local cloud on {host}:{port} (log: {cloud.log_path}) ...")
+    found = cloud.start(["--host", host, "--port", str(port), "--state-dir", str(state)], env, timeout_s)
+    _ensure_bucket(found.url)
+    log(f"local cloud ready at {found.url} (pid {found.pid})")
+    return found
 
 
 def _ensure_bucket(url: str) -> None:
@@ -105,17 +79,12 @@ def _ensure_bucket(url: str) -> None:
 
 def down(timeout_s: float = 10.0, log=print) -> bool:
     """Stop the local cloud and every Lambda worker it started. Returns whether anything was running."""
-    record = _record()
-    if record is None:
-        log("local cloud is not running")
+    cloud = _service()
+    had_record = cloud.record() is not None
+    pid = cloud.stop(timeout_s)
+    if pid is None:
+        log("local cloud was not running (removed a stale record)" if had_record else "local cloud is not running")
         return False
-    pid = record["pid"]
-    if not service.runs_module(pid, "services.localcloud"):
-        settings.localcloud_record_path().unlink(missing_ok=True)
-        log("local cloud was not running (removed a stale record)")
-        return False
-    service.stop(pid, timeout_s)
-    settings.localcloud_record_path().unlink(missing_ok=True)
     log(f"local cloud stopped (pid {pid})")
     return True
 
@@ -151,4 +120,4 @@ def compose(*args: str) -> None:
             "STACK=localstack needs a running Docker engine and none answers "
             "(`docker info` failed); use the default docker-free local cloud: `make up`"
         )
-    subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), *args], check=True)
+    subprocess.run(["docker", "compose", "-f", str(service.ROOT / "docker-compose.yml"), *args], check=True)

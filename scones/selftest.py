@@ -14,11 +14,10 @@ import uuid
 import zipfile
 from collections.abc import Callable
 
-from scones.core import aws, service
+from scones import localcloud
+from scones.core import aws
 from scones.core.errors import SconesError
 from scones.workflow import wait
-
-HEALTH_PATH = "/_scones/health"
 
 ROLE_NAME = "scones-selftest"
 # The patches this self-test exercises (services/localcloud/patches/*.NAME); a patch added there and not
@@ -68,8 +67,8 @@ class SelfTestError(SconesError):
 
 
 def health(url: str) -> dict:
-    status, body = service.get_json(url + HEALTH_PATH, 5.0)
-    if status != 200 or body is None:
+    body = localcloud.health(url, 5.0)
+    if body is None:
         raise SelfTestError(f"the local cloud at {url} does not answer its health route")
     return body
 

@@ -28,10 +28,22 @@ def load_images(images_dir: Path, lst: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array(labels)
 
 
-def predict(model_dir: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Probabilities from the serving handlers themselves, so evaluation measures what the endpoint answers."""
-    from services.endpoint import inference
+def serving_handlers(model_dir: Path):
+    """The artifact's own `code/inference.py`, loaded as SageMaker's container loads it."""
+    import importlib.util
 
+    source = model_dir / "code" / "inference.py"
+    if not source.is_file():
+        raise FileNotFoundError(f"{model_dir} has no code/inference.py: is it a model.tar.gz from `scones train`?")
+    spec = importlib.util.spec_from_file_location(f"scones_serving_{abs(hash(source))}", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def predict(model_dir: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Probabilities from the artifact's serving handlers, so evaluation measures what the endpoint answers."""
+    inference = serving_handlers(model_dir)
     model = inference.model_fn(model_dir)
     return np.concatenate([inference.predict_fn(images[i : i + batch], model) for i in range(0, len(images), batch)])
 

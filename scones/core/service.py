@@ -1,4 +1,9 @@
-"""Background services (the local cloud, endpoints): start detached, check, stop with their children."""
+"""Background services (the local cloud, endpoints): start detached, check, stop with their children.
+
+`Service` is the one start/stop/status/record helper: a server started with `python -m <module>` writes a
+JSON record (pid, url, …) into the state dir once it listens, answers a health probe, and stops with its
+whole process group on SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
@@ -27,23 +33,24 @@ def read_record(path: Path) -> dict | None:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, exited but not yet reaped, does not count). Portable through psutil."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) still answers kill(0)
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
+    except psutil.AccessDenied:
         return True
 
 
 def runs_module(pid: int, module: str) -> bool:
     """Guards against a stale record whose pid now belongs to another program."""
+    import psutil
+
     try:
-        return module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return module in " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
 
 
@@ -111,3 +118,65 @@ def get_json(url: str, timeout_s: float = 1.0) -> tuple[int, dict | None]:
         return exc.code, None
     except (OSError, ValueError):
         return 0, None
+
+
+@dataclass
+class Status:
+    running: bool
+    url: str | None = None
+    pid: int | None = None
+    info: dict | None = None  # what the health probe returned
+    detail: str = ""
+
+
+@dataclass
+class Service:
+    what: str  # "local cloud", "endpoint scones-endpoint": how messages name it
+    module: str  # started as `python -m module`
+    record_path: Path
+    log_path: Path
+    probe: Callable[[str], tuple[bool, dict | None, str]]  # url → (healthy, info, detail when not)
+    error: type[Exception] = RuntimeError
+
+    def record(self) -> dict | None:
+        return read_record(self.record_path)
+
+    def status(self) -> Status:
+        record = self.record()
+        if record is None:
+            return Status(False, detail="not started (no record in the state dir)")
+        healthy, info, detail = self.probe(record["url"])
+        if healthy:
+            return Status(True, record["url"], record["pid"], info)
+        if not alive(record["pid"]):
+            detail = "stale record: process gone"
+        return Status(False, record["url"], record["pid"], info, detail)
+
+    def start(self, args: list[str], env: dict[str, str], timeout_s: float = 60.0) -> Status:
+        """Spawn the server and wait until its record names the new process and it is healthy."""
+        current = self.status()
+        if current.pid and not current.running and alive(current.pid) and runs_module(current.pid, self.module):
+            raise self.error(
+                f"{self.what} (pid {current.pid}) exists but does not answer ({current.detail}); "
+                f"stop it first (log: {self.log_path})"
+            )
+        self.record_path.unlink(missing_ok=True)
+        proc = spawn(self.module, args, self.log_path, env)
+
+        def ready() -> Status | None:
+            found = self.status()
+            return found if found.running and found.pid == proc.pid else None
+
+        return wait_ready(proc, ready, self.log_path, self.what, timeout_s, self.error)
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """Stop the recorded server; returns its pid, or None when none ran (a stale record is removed)."""
+        record = self.record()
+        if record is None:
+            return None
+        pid = record["pid"]
+        running = runs_module(pid, self.module)
+        if running:
+            stop(pid, timeout_s)
+        self.record_path.unlink(missing_ok=True)
+        return pid if running else None

@@ -63,10 +63,11 @@ def resolve(target: str) -> Any:
     return found
 
 
-def check(patches: tuple[ModuleType, ...] = PATCHES) -> None:
+def check(patches: tuple[ModuleType, ...] | None = None) -> None:
     """Resolve every name every patch touches; raise PatchError naming the first patch and name missing."""
     import moto
 
+    patches = PATCHES if patches is None else patches
     if moto.__version__ != MOTO_VERSION:
         raise PatchError(
             f"the local cloud's patches are written for moto=={MOTO_VERSION}, found {moto.__version__}; "
@@ -83,10 +84,11 @@ def check(patches: tuple[ModuleType, ...] = PATCHES) -> None:
                 ) from None
 
 
-def apply_all(context: Context, patches: tuple[ModuleType, ...] = PATCHES) -> list[str]:
+def apply_all(context: Context, patches: tuple[ModuleType, ...] | None = None) -> list[str]:
     """Check, then apply every patch once; returns the names applied (the health route reports them)."""
     if APPLIED:
         return APPLIED
+    patches = PATCHES if patches is None else patches
     check(patches)
     for patch in patches:
         patch.apply(context)
