@@ -64,9 +64,10 @@ demo: venv ## the main job end to end on the local cloud: stage, train, evaluate
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff on the whole tree
+lint: venv ## ruff on the whole tree, and the import-linter contracts (arrows point one way)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 format: venv ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I .

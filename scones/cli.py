@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from scones.core import errors, settings
+from scones.core import errors, lock, settings
 from scones.core import target as targets
 
 
@@ -61,7 +61,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not found.running:
         print(f"local cloud: not running ({found.detail})")
         return 3
-    health = found.health or {}
+    health = found.info or {}
     print(
         f"local cloud: running at {found.url} (pid {found.pid}, up {health.get('uptime_s')} s, "
         f"moto {health.get('moto')}, {len(health.get('lambda_workers', []))} warm Lambda worker(s))"
@@ -216,14 +216,25 @@ PREFIX_HELP = f"the staged data's prefix (default ${settings.PREFIX} or {setting
 TARGET_HELP = f"default ${settings.TARGET} or {settings.DEFAULT_TARGET}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
-    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also ${settings.DEBUG}=1)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line naming the next step like every other error."""
 
-    def add(name: str, func, help_text: str, *, data: bool = False, target: bool = False) -> argparse.ArgumentParser:
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (next: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
+    parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also ${settings.DEBUG}=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
+
+    def add(
+        name: str, func, help_text: str, *, data: bool = False, target: bool = False, locks: bool = False
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, locks=locks)
+        if locks:  # commands that change a target's state take its lock (scones.core.lock)
+            p.add_argument("--no-wait", action="store_true", help="fail at once when another command holds the lock")
         if data:
             p.add_argument("--bucket", default=None, help=BUCKET_HELP)
             p.add_argument("--prefix", default=None, help=PREFIX_HELP)
@@ -231,11 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--target", choices=settings.TARGETS, default=None, help=TARGET_HELP)
         return p
 
-    p = add("up", cmd_up, "start the local cloud in the background (idempotent)")
+    p = add("up", cmd_up, "start the local cloud in the background (idempotent)", locks=True)
     p.add_argument("--stack", choices=["local", "localstack"], default="local")
     p.add_argument("--port", type=int, default=None, help=f"default ${settings.LOCALCLOUD_PORT} or 4566")
     p.add_argument("--check", action="store_true", help="run the self-test of the local cloud's patches")
-    p = add("down", cmd_down, "stop the local endpoints, the local cloud and every Lambda worker it started")
+    p = add(
+        "down", cmd_down, "stop the local endpoints, the local cloud and every Lambda worker it started", locks=True
+    )
     p.add_argument("--stack", choices=["local", "localstack"], default="local")
     add("status", cmd_status, "say whether the local cloud runs (exit 3 when not)")
     add("env", cmd_env, 'print export lines: eval "$(scones env)"', target=True)
@@ -274,14 +287,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="any other hyperparameter of training/train.py, e.g. --hp lr=0.05 (repeatable)",
     )
 
-    p = add("endpoint", cmd_endpoint, "the local SageMaker-style endpoint: serve | start | stop | status | invoke")
+    p = add(
+        "endpoint",
+        cmd_endpoint,
+        "the local SageMaker-style endpoint: serve | start | stop | status | invoke",
+        locks=True,
+    )
     p.add_argument("action", choices=["serve", "start", "stop", "status", "invoke"])
     p.add_argument("image", nargs="?", help="invoke: an image file (png, jpeg)")
     p.add_argument("--model", default=None, help="s3://…/model.tar.gz, a local tarball or folder (default: newest)")
     p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
     p.add_argument("--port", type=int, default=None, help=f"default ${settings.ENDPOINT_PORT} or 8080 (0: any free)")
 
-    p = add("deploy", cmd_deploy, "package the Lambdas and deploy template.yaml's stack (idempotent)", target=True)
+    p = add(
+        "deploy",
+        cmd_deploy,
+        "package the Lambdas and deploy template.yaml's stack (idempotent)",
+        target=True,
+        locks=True,
+    )
     p.add_argument("--model", default=None, help="model the local endpoint serves (default: running one, else newest)")
     p.add_argument("--bucket", default=None, help=BUCKET_HELP)
     p.add_argument(
@@ -309,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_clean,
         "remove what the project created on the target (stack, objects, endpoints, cloud)",
         target=True,
+        locks=True,
     )
     p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
 
@@ -336,12 +361,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "target", None) is None:
             targets.activate()  # commands with --target activate the one they were given
-        return args.func(args) or 0
+        if not args.locks or (args.command == "endpoint" and args.action in ("status", "invoke")):
+            return args.func(args) or 0
+        name = getattr(args, "target", None) or getattr(args, "stack", None) or settings.target()
+        with lock.hold(name, args.command, wait=not args.no_wait, log=lambda m: print(m, file=sys.stderr)):
+            return args.func(args) or 0
     except KeyboardInterrupt:
         print(f"scones {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
+        failure.next_step = failure.next_step or f"scones {args.command} --help"
         if debug:
             import traceback
 

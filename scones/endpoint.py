@@ -17,6 +17,8 @@ MODULE = "services.endpoint"
 class EndpointError(SconesError):
     """The endpoint could not be started, reached or stopped."""
 
+    next_default = "scones endpoint status"
+
 
 @dataclass
 class EndpointStatus:
@@ -71,6 +73,10 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
             f"to serve another model"
         )
         return current
+    port = settings.endpoint_port() if port is None else port
+    holder = service.port_holder(settings.localcloud_host(), port) if port else None
+    if holder:
+        raise EndpointError(f"port {port} is taken by {holder}", "pass --port 0 (any free port) or stop that process")
     uri, model_dir = prepare_model(model, name)
     server = _service(name)
     target.current()  # capture goes to the same cloud as everything else: the server inherits this environment

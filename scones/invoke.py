@@ -23,16 +23,18 @@ def invoke(
     log: Callable[[str], None] = print,
 ) -> list[workflow.Row]:
     """Run the workflow on `keys`, or on `batch` staged test images (one Map execution unless `single`)."""
-    if not keys and not batch:
-        raise UsageError("nothing to classify", "pass --key KEY (repeatable) or --batch N")
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
+    if not keys and not batch:
+        raise UsageError("nothing to classify", "pass --key KEY (repeatable) or --batch N")
     outputs = stack.outputs()
     sfn = aws.client("stepfunctions", max_pool_connections=32)
     if not keys:
         keys = workflow.staged_test_keys(bucket, prefix, batch)
         if not keys:
             raise NotReadyError(f"no staged test images under s3://{bucket}/{prefix}/test/", "scones stage")
+        if len(keys) < batch:
+            raise UsageError(f"--batch {batch} is more than the {len(keys)} staged test images", f"--batch {len(keys)}")
     if batch and not single:
         log(f"one Map execution over {len(keys)} images ...")
         _, rows = workflow.run_batch(sfn, outputs[BATCH], bucket, keys)

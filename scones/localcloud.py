@@ -19,6 +19,8 @@ MODULE = "services.localcloud"
 class LocalCloudError(SconesError):
     """The local cloud could not be started, reached or stopped."""
 
+    next_default = "scones down, then scones up"
+
 
 Status = service.Status
 
@@ -53,6 +55,12 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
         return current
     host = host or settings.localcloud_host()
     port = settings.localcloud_port() if port is None else port
+    holder = service.port_holder(host, port) if port else None
+    if holder:
+        raise LocalCloudError(
+            f"port {port} is taken by {holder}",
+            f"scones up --port 0 (any free port), or set {settings.LOCALCLOUD_PORT}",
+        )
     state = settings.state_dir()
     state.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, **{settings.STATE_DIR: str(state)})

@@ -2,64 +2,125 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 
-from scones.core.errors import NotReadyError
+from scones.core.errors import NotReadyError, UsageError
 
 
 class ModelNotFoundError(NotReadyError):
     """No usable model at the given place."""
 
 
-def latest_model_uri(bucket: str) -> str:
-    """The newest `models/<job>/output/model.tar.gz` in the bucket."""
+def latest_model_uri(bucket: str, log=print) -> str:
+    """The newest `models/<job>/output/model.tar.gz` in the bucket; else the newest local training job's
+    model, uploaded again (a restarted local cloud forgot its objects, the state dir did not)."""
     from scones.core import aws, settings
 
     newest = None
-    pages = (
-        aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{settings.MODELS_PREFIX}/")
-    )
-    for page in pages:
+    s3 = aws.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{settings.MODELS_PREFIX}/"):
         for obj in page.get("Contents", []):
             if obj["Key"].endswith("/output/model.tar.gz") and (newest is None or obj["LastModified"] > newest[1]):
                 newest = (obj["Key"], obj["LastModified"])
-    if newest is None:
+    if newest is not None:
+        return f"s3://{bucket}/{newest[0]}"
+    jobs = sorted(settings.state_dir().glob("jobs/*/model.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not jobs:
         raise ModelNotFoundError(f"no trained model in s3://{bucket}/{settings.MODELS_PREFIX}/", "scones train")
-    return f"s3://{bucket}/{newest[0]}"
+    archive = jobs[-1]
+    key = f"{settings.MODELS_PREFIX}/{archive.parent.name}/output/model.tar.gz"
+    s3.upload_file(str(archive), bucket, key)
+    log(f"no model in s3://{bucket}/{settings.MODELS_PREFIX}/: uploaded the newest local job's, {archive}")
+    return f"s3://{bucket}/{key}"
+
+
+class InvalidModelError(UsageError):
+    """The model artifact is not a readable scones model (the message says what is wrong with it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "pass a model.tar.gz or model folder made by `scones train`")
+
+
+REQUIRED = ("model.onnx", "labels.json", "config.json")
+
+
+def validate(model_dir: Path, origin: str | None = None) -> list[str]:
+    """Check a model folder (members, labels, config agree); returns its labels."""
+    origin = origin or str(model_dir)
+    missing = [name for name in REQUIRED if not (model_dir / name).is_file()]
+    if missing:
+        raise InvalidModelError(f"{origin} lacks {', '.join(missing)}: it is not a scones model")
+    try:
+        labels = json.loads((model_dir / "labels.json").read_text())
+        config = json.loads((model_dir / "config.json").read_text())
+    except ValueError as exc:
+        raise InvalidModelError(f"{origin}: labels.json or config.json is not JSON ({exc})") from None
+    if not (isinstance(labels, list) and len(labels) >= 2 and all(isinstance(x, str) for x in labels)):
+        raise InvalidModelError(f"{origin}: labels.json must list at least two class names, found {labels!r}")
+    if len(set(labels)) != len(labels):
+        raise InvalidModelError(f"{origin}: labels.json repeats a class name: {labels}")
+    trained = (config.get("hyperparameters") or {}).get("classes") if isinstance(config, dict) else None
+    if trained is not None and list(trained) != labels:
+        raise InvalidModelError(f"{origin}: labels.json {labels} differs from the classes it was trained on {trained}")
+    return labels
+
+
+def _unpack(archive: Path, dest: Path, origin: str) -> None:
+    """Extract into a sibling folder, validate, then rename: nothing half-extracted is ever left at `dest`."""
+    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        try:
+            with tarfile.open(archive) as tar:
+                names = {Path(n).as_posix().removeprefix("./") for n in tar.getnames()}
+                missing = [name for name in REQUIRED if name not in names]
+                if missing:
+                    raise InvalidModelError(f"{origin} lacks {', '.join(missing)}: it is not a scones model.tar.gz")
+                tar.extractall(partial, filter="data")
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise InvalidModelError(f"{origin} is not a readable model.tar.gz ({exc})") from None
+        validate(partial, origin)
+        partial.rename(dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def fetch_model(uri: str, dest: Path) -> Path:
-    """Unpack a model.tar.gz (s3:// URI or local file) or take a model folder as it is."""
+    """Unpack a model.tar.gz (s3:// URI or local file) into `dest`, or take a model folder as it is; validated."""
     local = Path(uri)
     if local.is_dir():
+        validate(local)
         return local
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists: models are unpacked into a new folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if uri.startswith("s3://"):
         from scones.core import aws
 
-        bucket, key = uri[5:].split("/", 1)
-        archive = dest / "model.tar.gz"
-        try:
-            aws.client("s3").download_file(bucket, key, str(archive))
-        except Exception as exc:
-            raise ModelNotFoundError(f"cannot download {uri}: {exc}") from exc
+        bucket, _, key = uri[5:].partition("/")
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
+            archive = Path(tmp) / "model.tar.gz"
+            try:
+                aws.client("s3").download_file(bucket, key, str(archive))
+            except Exception as exc:
+                raise ModelNotFoundError(f"cannot download {uri}: {exc}", "scones train (or pass --model)") from exc
+            _unpack(archive, dest, uri)
     elif local.is_file():
-        archive = local
+        _unpack(local, dest, uri)
     else:
-        raise ModelNotFoundError(f"--model {uri!r}: not an s3:// URI, a model.tar.gz or a model folder")
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest, filter="data")
+        raise InvalidModelError(f"--model {uri!r}: not an s3:// URI, a model.tar.gz or a model folder")
     return dest
 
 
 def labels_of(model_dir: Path) -> list[str]:
     """The class names of a model folder, in output order."""
-    import json
-
     labels_file = model_dir / "labels.json"
     if not labels_file.is_file():
-        raise ModelNotFoundError(f"{model_dir} has no labels.json: is it a scones model?")
+        raise InvalidModelError(f"{model_dir} has no labels.json: is it a scones model?")
     return json.loads(labels_file.read_text())
 
 
@@ -68,8 +129,6 @@ SERVING_REQUIREMENTS = "numpy\nPillow\nonnxruntime\n"
 
 def add_serving_code(model_dir: Path) -> None:
     """code/inference.py + code/requirements.txt, as the SageMaker PyTorch inference container expects them."""
-    import shutil
-
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
     source = Path(__file__).resolve().parent.parent / "services" / "endpoint" / "inference.py"

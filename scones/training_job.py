@@ -31,6 +31,8 @@ METRICS_LINE = re.compile(r"^METRICS (.*)$")
 class TrainingJobError(SconesError):
     """The job could not start or the training script failed (its failure reason is in the message)."""
 
+    next_default = "scones train --help"
+
 
 @dataclass
 class TrainingResult:

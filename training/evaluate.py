@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,12 @@ def serving_handlers(model_dir: Path):
     source = model_dir / "code" / "inference.py"
     if not source.is_file():
         raise FileNotFoundError(f"{model_dir} has no code/inference.py: is it a model.tar.gz from `scones train`?")
-    spec = importlib.util.spec_from_file_location(f"scones_serving_{abs(hash(source))}", source)
+    name = f"scones_serving_{abs(hash(str(source)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, source)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses inside it look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -11,10 +11,11 @@ class SconesError(Exception):
     """A failure the user can act on. `next_step` names the command (or fix) to try next."""
 
     exit_code = 1
+    next_default: str | None = None  # a subclass's usual next step, when the raise site names none
 
     def __init__(self, message: str, next_step: str | None = None) -> None:
         super().__init__(message)
-        self.next_step = next_step
+        self.next_step = next_step or self.next_default
 
     def line(self) -> str:
         """The one line shown to the user."""
@@ -113,6 +114,8 @@ def explain(exc: BaseException, target: str) -> SconesError:
     translated = from_aws(exc, target)
     if translated is not None:
         return translated
+    if isinstance(exc, OSError) and exc.filename:  # an unwritable --out, a missing folder, a full disk
+        return UsageError(f"cannot use {exc.filename}: {exc.strerror}", "pass a path you can write to")
     return SconesError(
         f"unexpected {type(exc).__name__}: {exc}", f"details in {_log_traceback(exc)}, or rerun with --debug"
     )

@@ -180,3 +180,25 @@ class Service:
             stop(pid, timeout_s)
         self.record_path.unlink(missing_ok=True)
         return pid if running else None
+
+
+def port_holder(host: str, port: int) -> str | None:
+    """None when host:port can be bound; else who holds it ("python (pid 123)" when known)."""
+    import socket
+
+    import psutil
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            return None
+        except OSError:
+            pass
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return f"{psutil.Process(conn.pid).name()} (pid {conn.pid})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return "another process"

@@ -12,7 +12,7 @@ import os
 import shlex
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scones.core import settings
@@ -75,6 +75,12 @@ def activate(name: str | None = None) -> Target:
         found = resolve(name)
         for key, value in found.environ().items():
             os.environ.setdefault(key, value)
+        if found.is_local:  # what the user set won: say so
+            found = replace(
+                found,
+                endpoint_url=os.environ.get(settings.AWS_ENDPOINT_URL) or found.endpoint_url,
+                runtime_url=os.environ.get(settings.SAGEMAKER_RUNTIME_URL) or found.runtime_url,
+            )
         _active = found
         return found
 

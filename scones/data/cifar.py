@@ -35,6 +35,8 @@ ROOT_DIR = "cifar-100-python"
 class DataError(SconesError):
     """Base of the data errors; each names what is wrong."""
 
+    next_default = "scones stage --source synthetic (offline), or pass a CIFAR-100 python tarball"
+
 
 class ChecksumError(DataError):
     """The file's md5 is not the expected one."""

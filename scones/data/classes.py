@@ -36,9 +36,13 @@ assert len(FINE_LABELS) == 100 and FINE_LABELS[8] == "bicycle" and FINE_LABELS[4
 class UnknownClassError(UsageError):
     """A class name that CIFAR-100 does not have; the message lists the valid names."""
 
+    next_default = "scones stage --classes bicycle,motorcycle (or vehicles)"
+
 
 class EmptySelectionError(UsageError):
     """No class was selected."""
+
+    next_default = "scones stage --classes bicycle,motorcycle (or vehicles)"
 
 
 def parse_classes(spec: str | None, valid: tuple[str, ...] | list[str] = FINE_LABELS) -> list[str]:

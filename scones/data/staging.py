@@ -37,6 +37,8 @@ FORMAT_VERSION = 1
 class StagingError(SconesError):
     """Staging could not finish; the message names the problem and what to do."""
 
+    next_default = "scones stage --help"
+
 
 @dataclass
 class Source:

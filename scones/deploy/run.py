@@ -54,7 +54,7 @@ def local_serving(name: str, model: str | None, log: Callable[[str], None] = pri
 def aws_serving(name: str, bucket: str, model: str | None, log: Callable[[str], None] = print) -> Serving:
     """On AWS the endpoint is SageMaker's; the model's labels come from its artifact."""
     uri = model or models.latest_model_uri(bucket)
-    model_dir = models.fetch_model(uri, Path(tempfile.mkdtemp(prefix="scones-deploy-")))
+    model_dir = models.fetch_model(uri, Path(tempfile.mkdtemp(prefix="scones-deploy-")) / "model")
     log(f"target aws: the classify Lambda calls the SageMaker endpoint {name} (model {uri})")
     return Serving(name, uri, model_dir, "")
 
@@ -83,7 +83,7 @@ def deploy(
     threshold = settings.threshold() if threshold is None else threshold
     if not 0 <= threshold <= 1:
         raise UsageError(f"--threshold {threshold} is outside 0..1")
-    if target.name == "local" and not localcloud.status().running:
+    if target.name == "local" and not (target.endpoint_url and localcloud.health(target.endpoint_url)):
         raise NotReadyError("the local cloud is not running", "scones up (or pass --target aws|localstack)")
     ensure_bucket(bucket, log)
     name = settings.endpoint_name()

@@ -20,6 +20,8 @@ TEMPLATE = package.ROOT / "template.yaml"
 class DeployError(SconesError):
     """The stack could not be created or updated (the message carries CloudFormation's reason)."""
 
+    next_default = "scones status, then scones deploy again"
+
 
 @dataclass
 class DeployResult:

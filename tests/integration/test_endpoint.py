@@ -18,7 +18,7 @@ import pytest
 from helpers import png_bomb
 from PIL import Image
 
-from scones import endpoint
+from scones import endpoint, models
 from scones.core import aws, settings
 from services.endpoint.capture import parse_lines
 
@@ -157,7 +157,7 @@ def test_model_folder_without_labels_is_a_clear_startup_error(serve, tiny_model,
     broken = tmp_path / "model"
     shutil.copytree(tiny_model, broken)
     (broken / "labels.json").unlink()
-    with pytest.raises(endpoint.EndpointError, match=r"lacks labels\.json"):
+    with pytest.raises(models.InvalidModelError, match=r"lacks labels\.json"):  # refused before any server starts
         serve(broken)
 
 
