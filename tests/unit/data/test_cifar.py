@@ -15,7 +15,11 @@ from scones.data.classes import FINE_LABELS
 
 def test_written_tarball_has_the_exact_cifar_layout(cifar_tarball):
     with tarfile.open(cifar_tarball) as archive:
-        assert sorted(archive.getnames()) == ["cifar-100-python/meta", "cifar-100-python/test", "cifar-100-python/train"]
+        assert sorted(archive.getnames()) == [
+            "cifar-100-python/meta",
+            "cifar-100-python/test",
+            "cifar-100-python/train",
+        ]
         train = pickle.loads(archive.extractfile("cifar-100-python/train").read(), encoding="bytes")
         meta = pickle.loads(archive.extractfile("cifar-100-python/meta").read(), encoding="bytes")
     assert set(train) == {b"filenames", b"batch_label", b"fine_labels", b"coarse_labels", b"data"}
