@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import uuid
 import zipfile
 
@@ -75,16 +76,22 @@ def noisy_png(low: int, high: int, size: int = 128, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def alerts(url: str) -> list[dict]:
+def alerts(url: str, expect: int = 0, wait_s: float = 5.0) -> list[dict]:
+    """The alerts on the queue (deleted as read): waits up to wait_s for `expect` of them, then takes any
+    extras; with expect=0 it listens for wait_s (0: just drain what is there)."""
     sqs, found = aws.client("sqs"), []
-    for _ in range(5):
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    deadline = time.monotonic() + wait_s
+    while True:
+        remaining = deadline - time.monotonic()
+        need_more = remaining > 0 and (len(found) < expect if expect else True)
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1 if need_more else 0).get(
+            "Messages", []
+        )
         for message in batch:
             found.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        if found and not batch:
-            break
-    return found
+        if not batch and not need_more:
+            return found
 
 
 def single(deployed, key: str) -> workflow.Row:
@@ -101,11 +108,11 @@ def test_a_confident_image_succeeds_with_inferences(deployed):
 
 
 def test_a_low_confidence_image_fails_and_alerts(deployed):
-    alerts(deployed["queue"])  # drain
+    alerts(deployed["queue"], wait_s=0)  # drain
     row = single(deployed, "img/grey-0.png")
     assert row.status == "FAILED" and row.error == "LowConfidenceError"
     assert row.confidence is not None and row.confidence < 0.93 and row.alerted
-    (alert,) = alerts(deployed["queue"])
+    (alert,) = alerts(deployed["queue"], expect=1)
     message = json.loads(alert["Message"])
     assert message["error"] == "LowConfidenceError"
     assert message["execution"] == row.execution
@@ -119,7 +126,7 @@ def test_a_missing_key_fails_with_image_not_found(deployed):
 
 
 def test_map_over_20_keys_gives_per_item_outcomes(deployed):
-    alerts(deployed["queue"])
+    alerts(deployed["queue"], wait_s=0)
     keys = [f"img/big-bright-{i}.png" for i in range(8)] + [f"img/dark-{i}.png" for i in range(6)]
     keys += [f"img/grey-{i}.png" for i in range(4)] + ["img/missing-1.png", "img/missing-2.png"]
     sfn = aws.client("stepfunctions")
@@ -133,7 +140,7 @@ def test_map_over_20_keys_gives_per_item_outcomes(deployed):
     assert all(outcome[f"img/dark-{i}.png"] == ("SUCCEEDED", "motorcycle", "") for i in range(6))
     assert all(outcome[f"img/grey-{i}.png"][::2] == ("FAILED", "LowConfidenceError") for i in range(4))
     assert outcome["img/missing-1.png"] == ("FAILED", "", "ImageNotFoundError")
-    alerted = sorted(json.loads(a["Message"])["s3_key"] for a in alerts(deployed["queue"]))
+    alerted = sorted(json.loads(a["Message"])["s3_key"] for a in alerts(deployed["queue"], expect=6))
     assert alerted == sorted(k for k in keys if "grey" in k or "missing" in k)  # one alert per failed item
     assert sorted(r.key for r in rows if r.alerted) == alerted  # the table's column, read from the history
     sizes = []
@@ -145,13 +152,13 @@ def test_map_over_20_keys_gives_per_item_outcomes(deployed):
 
 
 def test_map_where_every_item_succeeds_sends_no_alert(deployed):
-    alerts(deployed["queue"])
+    alerts(deployed["queue"], wait_s=0)
     keys = [f"img/bright-{i}.png" for i in range(3)] + [f"img/dark-{i}.png" for i in range(3)]
     described, rows = workflow.run_batch(
         aws.client("stepfunctions"), deployed["outputs"]["ClassifyBatchStateMachineArn"], deployed["bucket"], keys
     )
     assert described["status"] == "SUCCEEDED" and all(r.status == "SUCCEEDED" for r in rows)
-    assert alerts(deployed["queue"]) == []
+    assert alerts(deployed["queue"], wait_s=2) == []
 
 
 def task_targets(states: dict) -> list[tuple[str, str]]:
@@ -300,7 +307,7 @@ def test_redeploy_with_changed_lambda_code_runs_the_new_code_in_fresh_workers(
 
 def test_endpoint_down_is_retried_then_fails_with_an_alert(deployed):
     """Last in this module: it stops the endpoint."""
-    alerts(deployed["queue"])
+    alerts(deployed["queue"], wait_s=0)
     endpoint.stop(deployed["endpoint"], log=lambda _m: None)
     row = single(deployed, "img/bright-1.png")
     assert row.status == "FAILED" and row.error == "EndpointUnavailableError" and row.alerted
@@ -313,5 +320,5 @@ def test_endpoint_down_is_retried_then_fails_with_an_alert(deployed):
         and json.loads(d["parameters"])["FunctionName"] == deployed["outputs"]["ClassifyFunctionArn"]
     ]
     assert len(classify_tries) == 3  # the first try and two retries
-    (alert,) = alerts(deployed["queue"])
+    (alert,) = alerts(deployed["queue"], expect=1)
     assert json.loads(alert["Message"])["error"] == "EndpointUnavailableError"
