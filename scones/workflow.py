@@ -155,8 +155,14 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
         stateMachineArn=machine_arn, name=name, input=json.dumps({"s3_bucket": bucket, "keys": keys})
     )["executionArn"]
     described = wait(sfn, arn)
+    return described, batch_rows(sfn, described, keys)
+
+
+def batch_rows(sfn, described: dict, keys: list[str]) -> list[Row]:
+    """A row per item of a finished Map execution, its alert column read from the history."""
+    arn = described["executionArn"]
     if described["status"] != "SUCCEEDED":
-        return described, [
+        return [
             Row(
                 k,
                 described["status"],
@@ -181,7 +187,7 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
         if item.get("inferences"):
             row.label, row.confidence = best(item["inferences"], item.get("labels") or [])
         rows.append(row)
-    return described, rows
+    return rows
 
 
 def readable_cause(cause: str) -> str:
