@@ -61,7 +61,10 @@ def own_cloud(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     try:
         with localcloud.ephemeral("scones-clean-") as cloud:  # points AWS_ENDPOINT_URL at it, creates the bucket
-            yield cloud, suffix
+            try:
+                yield cloud, suffix
+            finally:
+                endpoint.stop(f"ep-clean-{suffix}", log=lambda _m: None)  # when clean did not
     finally:
         aws.reset()
 
