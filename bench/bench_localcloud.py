@@ -3,7 +3,8 @@
 Measures, against a local cloud it starts on a free port (or the running one with --use-running):
   - warm Lambda invoke latency through boto3 (p50/p99)
   - a 3-Lambda sequential Step Functions execution, start to SUCCEEDED (p50/p99)
-  - sustained executions/s of that machine for --duration seconds, with the count of lost executions
+  - sustained executions/s of that machine for --duration seconds with --threads clients: every final status
+    counted, lost executions (started, never final or never listed) and client threads that died
   - a Map state over 100 trivial items
 Targets (issue #2): invoke p50 <= 15 ms, 3-step p50 <= 150 ms, >= 10 exec/s, Map-100 <= 3 s.
 """
@@ -57,7 +58,7 @@ def task(fn_arn: str, next_state: str | None) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of sustained load (default 30)")
-    parser.add_argument("--threads", type=int, default=8, help="concurrent clients for the sustained run")
+    parser.add_argument("--threads", type=int, default=8, help="concurrent clients for the sustained run (default 8)")
     parser.add_argument("--use-running", action="store_true", help="use the local cloud `make up` started")
     args = parser.parse_args()
 
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         Code={"ZipFile": make_zip({"app.py": CODE})},
     )["FunctionArn"]
     print(
-        f"local cloud: {os.environ[settings.AWS_ENDPOINT_URL]} (2 cores; Lambda concurrency cap "
-        f"{settings.lambda_concurrency()} per function)"
+        f"local cloud: {os.environ[settings.AWS_ENDPOINT_URL]} ({os.cpu_count()} CPUs; Lambda concurrency cap "
+        f"{settings.lambda_concurrency()} per function); sustained: {args.threads} clients × {args.duration:.0f} s"
     )
 
     for _ in range(10):
@@ -111,16 +112,32 @@ def run(args: argparse.Namespace) -> int:
         f"p99 {pct(times, 0.99):.0f} ms   target p50 <= 150 ms"
     )
 
-    counts = {"SUCCEEDED": 0, "other": 0}
+    before = {
+        e["executionArn"]
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
+        for e in page["executions"]
+    }
+    started: list[str] = []
+    finished: list[str] = []
+    statuses: dict[str, int] = {}
+    deaths: list[str] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + args.duration
 
     def client_loop() -> None:
-        while time.monotonic() < stop_at:
-            arn = sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"]
-            status = wait(sfn, arn)["status"]
+        try:
+            while time.monotonic() < stop_at:
+                arn = sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"]
+                with lock:
+                    started.append(arn)
+                status = wait(sfn, arn)["status"]
+                with lock:
+                    if status != "RUNNING":
+                        finished.append(arn)
+                    statuses[status] = statuses.get(status, 0) + 1
+        except Exception as exc:  # a client that dies is counted, not silently missing from the rate
             with lock:
-                counts["SUCCEEDED" if status == "SUCCEEDED" else "other"] += 1
+                deaths.append(f"{type(exc).__name__}: {str(exc)[:120]}")
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=client_loop) for _ in range(args.threads)]
@@ -129,14 +146,18 @@ def run(args: argparse.Namespace) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
-    listed = 0
-    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
-        listed += len(page["executions"])
-    total = counts["SUCCEEDED"] + counts["other"]
+    listed = {
+        e["executionArn"]
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
+        for e in page["executions"]
+    } - before
+    lost = len(set(started) - set(finished)) + len(set(started) - listed)
+    succeeded = statuses.get("SUCCEEDED", 0)
     print(
-        f"sustained ({args.threads} clients, {elapsed:.0f} s): {counts['SUCCEEDED'] / elapsed:.1f} exec/s, "
-        f"{counts['SUCCEEDED']} succeeded, {counts['other']} not succeeded, "
-        f"{listed - 33 - total} lost (listed {listed})   target >= 10 exec/s, 0 lost"
+        f"sustained ({args.threads} clients, {elapsed:.0f} s): {succeeded / elapsed:.1f} SUCCEEDED/s; "
+        f"{len(started)} started, final statuses {dict(sorted(statuses.items()))}, {lost} lost; "
+        f"client threads died {len(deaths)}/{args.threads}{': ' + '; '.join(deaths) if deaths else ''}"
+        f"   target >= 10 exec/s, 0 lost"
     )
 
     mapped = {

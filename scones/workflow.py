@@ -63,11 +63,53 @@ def _inferences_from_history(events: list[dict]) -> tuple[list[float], list[str]
     return None
 
 
-def _alerted(events: list[dict]) -> bool:
-    return any(
-        e["type"] == "TaskSucceeded" and e.get("taskSucceededEventDetails", {}).get("resourceType") == "sns"
-        for e in events
-    )
+@dataclass
+class Alert:
+    """An SNS publish that succeeded, as the execution history records it."""
+
+    message_id: str
+    s3_key: str | None  # from the published message
+    item: int | None  # the Map iteration that sent it (None outside a Map)
+
+
+def alerts_sent(events: list[dict]) -> list[Alert]:
+    """Every sns:publish task that succeeded, traced back through previousEventId to the message it sent
+    and, inside a Map, to the iteration (item index) that sent it: the alert column is observed, not inferred."""
+    by_id = {e["id"]: e for e in events}
+    found = []
+    for event in events:
+        details = event.get("taskSucceededEventDetails") or {}
+        if event["type"] != "TaskSucceeded" or details.get("resourceType") != "sns":
+            continue
+        try:
+            message_id = json.loads(details.get("output") or "{}").get("MessageId", "")
+        except ValueError:
+            message_id = ""
+        key, item, previous, seen = None, None, event.get("previousEventId"), set()
+        while previous and previous in by_id and previous not in seen:
+            seen.add(previous)
+            before = by_id[previous]
+            scheduled = before.get("taskScheduledEventDetails") or {}
+            if key is None and before["type"] == "TaskScheduled" and scheduled.get("resourceType") == "sns":
+                key = _alert_key(scheduled.get("parameters", ""))
+            if before["type"] == "MapIterationStarted":
+                item = before["mapIterationStartedEventDetails"]["index"]
+                break
+            previous = before.get("previousEventId")
+        found.append(Alert(message_id, key, item))
+    return found
+
+
+def _alert_key(parameters: str) -> str | None:
+    """The S3 key an alert names: the batch's item alert is the item; the single alert carries the input."""
+    try:
+        message = json.loads(json.loads(parameters).get("Message", ""))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    nested = message.get("input") if isinstance(message.get("input"), dict) else {}
+    return message.get("s3_key") or nested.get("s3_key")
 
 
 def row_for_execution(sfn, described: dict, key: str) -> Row:
@@ -82,7 +124,7 @@ def row_for_execution(sfn, described: dict, key: str) -> Row:
     found = _inferences_from_history(events)
     if found:
         row.label, row.confidence = best(*found)
-    row.alerted = _alerted(events)
+    row.alerted = bool(alerts_sent(events))
     return row
 
 
@@ -107,8 +149,14 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
         stateMachineArn=machine_arn, name=name, input=json.dumps({"s3_bucket": bucket, "keys": keys})
     )["executionArn"]
     described = wait(sfn, arn)
+    return described, batch_rows(sfn, described, keys)
+
+
+def batch_rows(sfn, described: dict, keys: list[str]) -> list[Row]:
+    """A row per item of a finished Map execution, its alert column read from the history."""
+    arn = described["executionArn"]
     if described["status"] != "SUCCEEDED":
-        return described, [
+        return [
             Row(
                 k,
                 described["status"],
@@ -119,20 +167,21 @@ def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict
             for k in keys
         ]
     output = json.loads(described["output"])
+    alerted = {a.item for a in alerts_sent(history(sfn, arn)) if a.item is not None}
     rows = []
-    for item in output["results"]:  # every failed item published its own alert
+    for index, item in enumerate(output["results"]):  # results are in input order, like the iterations
         row = Row(
             item["s3_key"],
             item["status"],
             error=item.get("error", ""),
             cause=item.get("cause", ""),
-            alerted=item["status"] == "FAILED",
+            alerted=index in alerted,
             execution=arn,
         )
         if item.get("inferences"):
             row.label, row.confidence = best(item["inferences"], item.get("labels") or [])
         rows.append(row)
-    return described, rows
+    return rows
 
 
 def readable_cause(cause: str) -> str:

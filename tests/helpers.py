@@ -114,3 +114,46 @@ def subscribe_queue(topic_arn: str, name: str) -> str:
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     aws.client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn)
     return url
+
+
+def toolbox_zip() -> bytes:
+    """tests/lambdas/*.py as one function zip."""
+    from scones.selftest import make_zip
+
+    return make_zip({p.name: p.read_text() for p in (ROOT / "tests" / "lambdas").glob("*.py")})
+
+
+def create_function(name: str, handler: str, *, timeout: int = 5, env: dict | None = None) -> str:
+    """A python3.12 function running a handler of tests/lambdas/ in the current cloud; returns its ARN."""
+    from scones.core import aws
+    from scones.selftest import ensure_role
+
+    fn = aws.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ensure_role(),
+        Handler=handler,
+        Timeout=timeout,
+        Code={"ZipFile": toolbox_zip()},
+        Environment={"Variables": env or {}},
+    )
+    return fn["FunctionArn"]
+
+
+def receive(url: str, timeout_s: float = 10) -> list[dict]:
+    """The message bodies waiting on a queue (deleted as they are read), or [] after timeout_s."""
+    import json
+    import time
+
+    from scones.core import aws
+
+    sqs = aws.client("sqs")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        wait = max(0, min(1, int(deadline - time.monotonic())))
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait).get("Messages")
+        if messages:
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return [json.loads(m["Body"]) for m in messages]
+    return []

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from scones.core import aws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scones(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -48,6 +50,7 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
     aws.client("s3").download_file(env["SCONES_BUCKET"], "models/e2e-job/output/model.tar.gz", str(archive))
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
+        serving = tar.extractfile("code/inference.py").read()  # what SageMaker's PyTorch container imports
     assert {
         "model.onnx",
         "model.pt",
@@ -55,7 +58,10 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
         "config.json",
         "metrics.json",
         "training_code/train.py",
+        "code/inference.py",
+        "code/requirements.txt",
     } <= names
+    assert serving == (ROOT / "services" / "endpoint" / "inference.py").read_bytes()
 
     report = tmp_path / "report"
     evaluated = scones("evaluate", "--out", str(report), env=env)

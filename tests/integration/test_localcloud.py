@@ -5,47 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 
 import pytest
-from helpers import subscribe_queue
+from helpers import create_function, receive, subscribe_queue, toolbox_zip
 
 from scones import selftest
 from scones.core import aws
-from scones.selftest import ensure_role, make_zip
+from scones.selftest import ensure_role
 from scones.workflow import wait
 
 pytestmark = pytest.mark.integration
-
-LAMBDAS = Path(__file__).resolve().parent.parent / "lambdas"
-
-
-def toolbox_zip() -> bytes:
-    return make_zip({p.name: p.read_text() for p in LAMBDAS.glob("*.py")})
-
-
-def create_function(name: str, handler: str, *, timeout: int = 5, env: dict | None = None) -> str:
-    lam = aws.client("lambda")
-    fn = lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ensure_role(),
-        Handler=handler,
-        Timeout=timeout,
-        Code={"ZipFile": toolbox_zip()},
-        Environment={"Variables": env or {}},
-    )
-    return fn["FunctionArn"]
-
-
-def receive(url: str, timeout_s: float = 10) -> list[dict]:
-    sqs = aws.client("sqs")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages")
-        if messages:
-            return [json.loads(m["Body"]) for m in messages]
-    return []
 
 
 def test_self_test_passes(local_cloud):
@@ -255,18 +224,23 @@ JSONATA_FLOW = {
 
 
 @pytest.fixture(scope="module")
-def flow_parts(local_cloud):
+def flow_functions(local_cloud):
     import uuid
 
     suffix = uuid.uuid4().hex[:8]
-    arns = {
+    return {
         "ok": create_function(f"flow-ok-{suffix}", "toolbox.ok"),
         "double": create_function(f"flow-double-{suffix}", "toolbox.double"),
         "flaky": create_function(f"flow-flaky-{suffix}", "toolbox.flaky"),
     }
-    topic = aws.client("sns").create_topic(Name=f"flow-alerts-{suffix}")["TopicArn"]
-    queue = subscribe_queue(topic, f"flow-alerts-{suffix}")
-    return suffix, arns, topic, queue
+
+
+@pytest.fixture
+def flow_parts(flow_functions, unique):
+    """The shared functions, and a topic and queue of this test's own: no test reads another's alert."""
+    topic = aws.client("sns").create_topic(Name=f"flow-alerts-{unique}")["TopicArn"]
+    queue = subscribe_queue(topic, f"flow-alerts-{unique}")
+    return unique, flow_functions, topic, queue
 
 
 def run(machine_arn: str, payload: dict) -> dict:
@@ -298,8 +272,9 @@ def test_jsonpath_flow_map_retry_catch_sns_fail(flow_parts):
     types = history_types(bad["executionArn"])
     assert types.count("TaskFailed") + types.count("LambdaFunctionFailed") == 3  # first try + 2 retries
     assert "FailStateEntered" in types
-    alert = json.loads(receive(queue)[0]["Message"])
-    assert alert["Error"] == "TransientError"
+    (message,) = receive(queue)
+    assert json.loads(message["Message"])["Error"] == "TransientError"
+    assert message["TopicArn"] == topic
 
 
 def test_jsonata_flow(flow_parts):
@@ -322,7 +297,8 @@ def test_jsonata_flow(flow_parts):
 
     bad = run(machine, {"mode": "fail", "items": []})
     assert bad["status"] == "FAILED" and bad["error"] == "FlowFailed"
-    assert "TransientError" in receive(queue)[0]["Message"]
+    (message,) = receive(queue)
+    assert "TransientError" in message["Message"] and message["TopicArn"] == topic
 
 
 CFN_TEMPLATE = {

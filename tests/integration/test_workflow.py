@@ -6,16 +6,19 @@ images are confidently 'bicycle', dark ones 'motorcycle', grey ones a coin toss 
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import time
 import uuid
+import zipfile
 
 import pytest
 from helpers import make_brightness_model, solid_png, subscribe_queue
 
-from scones import cli, endpoint, workflow
+from scones import cli, endpoint, localcloud, workflow
 from scones.core import aws, settings
-from scones.deploy import stack
+from scones.deploy import package, stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,6 +43,8 @@ def deployed(local_cloud, tmp_path_factory):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/dark-{i}.png", Body=solid_png(25))
     for i in range(4):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
+    for i in range(8):  # ~36 KB each: 8 of them leaking into the Map's output would pass 256 KiB
+        s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/big-bright-{i}.png", Body=noisy_png(200, 256, seed=i))
     assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
     outputs = stack.outputs(env[settings.STACK_NAME])
     queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
@@ -60,16 +65,33 @@ def deployed(local_cloud, tmp_path_factory):
             os.environ[k] = v
 
 
-def alerts(url: str) -> list[dict]:
+def noisy_png(low: int, high: int, size: int = 128, seed: int = 0) -> bytes:
+    """Random pixels in [low, high): incompressible, so the PNG is large (~36 KB at 128×128 for 200..255)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(low, high, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def alerts(url: str, expect: int = 0, wait_s: float = 5.0) -> list[dict]:
+    """The alerts on the queue (deleted as read): waits up to wait_s for `expect` of them, then takes any
+    extras; with expect=0 it listens for wait_s (0: just drain what is there)."""
     sqs, found = aws.client("sqs"), []
-    for _ in range(5):
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    deadline = time.monotonic() + wait_s
+    while True:
+        remaining = deadline - time.monotonic()
+        need_more = remaining > 0 and (len(found) < expect if expect else True)
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1 if need_more else 0).get(
+            "Messages", []
+        )
         for message in batch:
             found.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        if found and not batch:
-            break
-    return found
+        if not batch and not need_more:
+            return found
 
 
 def single(deployed, key: str) -> workflow.Row:
@@ -86,11 +108,11 @@ def test_a_confident_image_succeeds_with_inferences(deployed):
 
 
 def test_a_low_confidence_image_fails_and_alerts(deployed):
-    alerts(deployed["queue"])  # drain
+    alerts(deployed["queue"], wait_s=0)  # drain
     row = single(deployed, "img/grey-0.png")
     assert row.status == "FAILED" and row.error == "LowConfidenceError"
     assert row.confidence is not None and row.confidence < 0.93 and row.alerted
-    (alert,) = alerts(deployed["queue"])
+    (alert,) = alerts(deployed["queue"], expect=1)
     message = json.loads(alert["Message"])
     assert message["error"] == "LowConfidenceError"
     assert message["execution"] == row.execution
@@ -104,45 +126,66 @@ def test_a_missing_key_fails_with_image_not_found(deployed):
 
 
 def test_map_over_20_keys_gives_per_item_outcomes(deployed):
-    alerts(deployed["queue"])
-    keys = [f"img/bright-{i}.png" for i in range(8)] + [f"img/dark-{i}.png" for i in range(6)]
+    alerts(deployed["queue"], wait_s=0)
+    keys = [f"img/big-bright-{i}.png" for i in range(8)] + [f"img/dark-{i}.png" for i in range(6)]
     keys += [f"img/grey-{i}.png" for i in range(4)] + ["img/missing-1.png", "img/missing-2.png"]
     sfn = aws.client("stepfunctions")
     described, rows = workflow.run_batch(
         sfn, deployed["outputs"]["ClassifyBatchStateMachineArn"], deployed["bucket"], keys
     )
-    assert described["status"] == "SUCCEEDED" and [r.key for r in rows] == keys
+    assert described["status"] == "SUCCEEDED", described.get("error")  # States.DataLimitExceeded if images pile up
+    assert [r.key for r in rows] == keys
     outcome = {r.key: (r.status, r.label, r.error) for r in rows}
-    assert all(outcome[f"img/bright-{i}.png"] == ("SUCCEEDED", "bicycle", "") for i in range(8))
+    assert all(outcome[f"img/big-bright-{i}.png"] == ("SUCCEEDED", "bicycle", "") for i in range(8))
     assert all(outcome[f"img/dark-{i}.png"] == ("SUCCEEDED", "motorcycle", "") for i in range(6))
     assert all(outcome[f"img/grey-{i}.png"][::2] == ("FAILED", "LowConfidenceError") for i in range(4))
     assert outcome["img/missing-1.png"] == ("FAILED", "", "ImageNotFoundError")
-    alerted = sorted(json.loads(a["Message"])["s3_key"] for a in alerts(deployed["queue"]))
+    alerted = sorted(json.loads(a["Message"])["s3_key"] for a in alerts(deployed["queue"], expect=6))
     assert alerted == sorted(k for k in keys if "grey" in k or "missing" in k)  # one alert per failed item
+    assert sorted(r.key for r in rows if r.alerted) == alerted  # the table's column, read from the history
+    sizes = []
     for event in workflow.history(sfn, described["executionArn"]):  # every payload under 256 KiB
         details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
-        for field in ("input", "output"):
-            assert len(details.get(field, "")) < 256 * 1024
+        sizes += [len(details.get(field) or "") for field in ("input", "output")]
+    assert 32 * 1024 < max(sizes) < 256 * 1024  # big images went through the items; none piled up in the Map
     assert "image_data" not in described["output"]
 
 
 def test_map_where_every_item_succeeds_sends_no_alert(deployed):
-    alerts(deployed["queue"])
+    alerts(deployed["queue"], wait_s=0)
     keys = [f"img/bright-{i}.png" for i in range(3)] + [f"img/dark-{i}.png" for i in range(3)]
     described, rows = workflow.run_batch(
         aws.client("stepfunctions"), deployed["outputs"]["ClassifyBatchStateMachineArn"], deployed["bucket"], keys
     )
     assert described["status"] == "SUCCEEDED" and all(r.status == "SUCCEEDED" for r in rows)
-    assert alerts(deployed["queue"]) == []
+    assert alerts(deployed["queue"], wait_s=2) == []
+
+
+def task_targets(states: dict) -> list[tuple[str, str]]:
+    """(resource, function or topic) of every Task, Map iterations included, read from the parsed definition."""
+    found = []
+    for state in states.values():
+        if state["Type"] == "Task":
+            params = state.get("Parameters") or state.get("Arguments") or {}
+            found.append((state["Resource"], params.get("FunctionName") or params.get("TopicArn")))
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found += task_targets(processor["States"])
+    return found
 
 
 def test_deployed_definitions_resolve_every_placeholder(deployed):
-    sfn, lam = aws.client("stepfunctions"), aws.client("lambda")
+    sfn, lam, out = aws.client("stepfunctions"), aws.client("lambda"), deployed["outputs"]
+    functions = {out["SerializeFunctionArn"], out["ClassifyFunctionArn"], out["FilterFunctionArn"]}
     for key in ("ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"):
-        definition = sfn.describe_state_machine(stateMachineArn=deployed["outputs"][key])["definition"]
-        assert "${" not in definition
-        for arn in set(json.loads(json.dumps(definition)).split('"FunctionName": "')[1:]):
-            lam.get_function(FunctionName=arn.split('"')[0])  # exists
+        text = sfn.describe_state_machine(stateMachineArn=out[key])["definition"]
+        assert "${" not in text
+        targets = task_targets(json.loads(text)["States"])  # parsed: minified or not makes no difference
+        invoked = {name for resource, name in targets if resource == "arn:aws:states:::lambda:invoke"}
+        topics = {name for resource, name in targets if resource == "arn:aws:states:::sns:publish"}
+        assert invoked == functions and topics == {out["AlertTopicArn"]}, targets
+        for arn in invoked:
+            lam.get_function(FunctionName=arn)  # exists
 
 
 def test_second_deploy_changes_nothing(deployed, capsys):
@@ -167,9 +210,108 @@ def test_graph_and_export(deployed, tmp_path, capsys):
     )
 
 
+def deploy(capsys, *args: str) -> str:
+    assert cli.main(["deploy", "--target", "local", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_redeploy_with_a_lower_threshold_lets_a_grey_image_through(deployed, capsys):
+    filter_arn = deployed["outputs"]["FilterFunctionArn"]
+    assert single(deployed, "img/grey-2.png").status == "FAILED"  # given: the default 0.93; warms the filter
+    try:
+        assert f"stack {deployed['stack']}: updated" in deploy(capsys, "--threshold", "0.4")
+        variables = aws.client("lambda").get_function_configuration(FunctionName=filter_arn)["Environment"]
+        assert variables["Variables"]["THRESHOLD"] == "0.4"
+        row = single(deployed, "img/grey-2.png")
+        assert row.status == "SUCCEEDED" and row.label == "bicycle" and 0.4 <= row.confidence < 0.93
+    finally:
+        deploy(capsys, "--threshold", str(settings.DEFAULT_THRESHOLD))
+    assert single(deployed, "img/grey-2.png").status == "FAILED"  # and back
+
+
+def test_redeploy_with_a_new_model_replaces_the_running_one(deployed, capsys, tmp_path):
+    name, original = deployed["endpoint"], str(deployed["model"])
+    before = endpoint.record(name)
+    inverted = make_brightness_model(tmp_path / "inverted", sharpness=-30.0)  # bright is now 'motorcycle'
+    try:
+        out = deploy(capsys, "--model", str(inverted))
+        assert f"serves {inverted}" in out
+        after = endpoint.record(name)
+        assert after["model_uri"] == str(inverted) and after["pid"] != before["pid"]
+        assert endpoint.status(name).running
+        row = single(deployed, "img/bright-3.png")
+        assert (row.status, row.label) == ("SUCCEEDED", "motorcycle")
+    finally:
+        deploy(capsys, "--model", original)
+    assert endpoint.record(name)["model_uri"] == original
+    assert single(deployed, "img/bright-3.png").label == "bicycle"
+
+
+MARKER = "redeployed-" + uuid.uuid4().hex[:8]
+WRAPPER = f"""
+
+_scones_test_original = lambda_handler
+
+
+def lambda_handler(event, context):  # added by the redeploy test: the new code names itself and its worker
+    import os
+
+    return dict(_scones_test_original(event, context), redeploy={{"marker": "{MARKER}", "pid": os.getpid()}})
+"""
+
+
+def changed_filter_zip(original):
+    def lambda_zip(folder: str) -> bytes:
+        body = original(folder)
+        if folder != "filter_inferences":
+            return body
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(body)) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+            for info in source.infolist():
+                data = source.read(info)
+                out.writestr(info, data + WRAPPER.encode() if info.filename == "lambda.py" else data)
+        return buffer.getvalue()
+
+    return lambda_zip
+
+
+def filter_outputs(execution: str) -> list[dict]:
+    events = workflow.history(aws.client("stepfunctions"), execution)
+    outputs = [json.loads(e["taskSucceededEventDetails"]["output"]) for e in events if e["type"] == "TaskSucceeded"]
+    return [o["Payload"] for o in outputs if "Payload" in o and "inferences" in o["Payload"]]
+
+
+@pytest.mark.skipif(
+    os.environ.get(settings.TARGET, settings.DEFAULT_TARGET) != "local",
+    reason="reads the Lambda worker pids that only the embedded local cloud reports (/_scones/health)",
+)
+def test_redeploy_with_changed_lambda_code_runs_the_new_code_in_fresh_workers(
+    deployed, capsys, monkeypatch, local_cloud
+):
+    lam, filter_arn = aws.client("lambda"), deployed["outputs"]["FilterFunctionArn"]
+    assert single(deployed, "img/bright-4.png").status == "SUCCEEDED"  # warm workers with the old code
+    old_sha = lam.get_function(FunctionName=filter_arn)["Configuration"]["CodeSha256"]
+    old_workers = set(localcloud.health(local_cloud)["lambda_workers"])
+    assert old_workers
+    monkeypatch.setattr(package, "lambda_zip", changed_filter_zip(package.lambda_zip))
+    try:
+        assert f"stack {deployed['stack']}: updated" in deploy(capsys)
+        assert lam.get_function(FunctionName=filter_arn)["Configuration"]["CodeSha256"] != old_sha
+        row = single(deployed, "img/bright-4.png")
+        assert row.status == "SUCCEEDED"
+        (payload,) = [p for p in filter_outputs(row.execution) if "redeploy" in p]
+        assert payload["redeploy"]["marker"] == MARKER  # the new code ran ...
+        assert payload["redeploy"]["pid"] not in old_workers  # ... in a worker started after the update
+        assert old_workers - set(localcloud.health(local_cloud)["lambda_workers"])  # the old filter worker is gone
+    finally:
+        monkeypatch.undo()
+        deploy(capsys)
+    assert lam.get_function(FunctionName=filter_arn)["Configuration"]["CodeSha256"] == old_sha
+
+
 def test_endpoint_down_is_retried_then_fails_with_an_alert(deployed):
     """Last in this module: it stops the endpoint."""
-    alerts(deployed["queue"])
+    alerts(deployed["queue"], wait_s=0)
     endpoint.stop(deployed["endpoint"], log=lambda _m: None)
     row = single(deployed, "img/bright-1.png")
     assert row.status == "FAILED" and row.error == "EndpointUnavailableError" and row.alerted
@@ -182,5 +324,5 @@ def test_endpoint_down_is_retried_then_fails_with_an_alert(deployed):
         and json.loads(d["parameters"])["FunctionName"] == deployed["outputs"]["ClassifyFunctionArn"]
     ]
     assert len(classify_tries) == 3  # the first try and two retries
-    (alert,) = alerts(deployed["queue"])
+    (alert,) = alerts(deployed["queue"], expect=1)
     assert json.loads(alert["Message"])["error"] == "EndpointUnavailableError"

@@ -33,9 +33,30 @@ def put_s3(event, context):
 
 
 def sleepy(event, context):
+    started = time.time()
     time.sleep(event.get("sleep", 0))
     return {
         "slept": event.get("sleep", 0),
         "pid": os.getpid(),
         "remaining_ms": context.get_remaining_time_in_millis(),
+        "started": started,
+        "ended": time.time(),
     }
+
+
+def passthrough(event, context):
+    return event
+
+
+def transient(event, context):
+    """Fail with the error named `event["error"]` (e.g. Lambda.ServiceException) on the first
+    `event["fail_times"]` calls for this key, then succeed with inferences. Attempts are counted in S3."""
+    s3, bucket, counter = boto3.client("s3"), event["s3_bucket"], f"attempts/{event['s3_key']}"
+    try:
+        attempts = int(s3.get_object(Bucket=bucket, Key=counter)["Body"].read()) + 1
+    except s3.exceptions.NoSuchKey:
+        attempts = 1
+    s3.put_object(Bucket=bucket, Key=counter, Body=str(attempts).encode())
+    if attempts <= event.get("fail_times", 0):
+        raise type(event["error"], (Exception,), {})(f"attempt {attempts} failed on purpose")
+    return dict(event, inferences=[0.99, 0.01], labels=["bicycle", "motorcycle"], attempts=attempts)

@@ -49,12 +49,45 @@ def test_only_placeholders_no_arns_and_a_retry_on_every_task(path):
                 assert state.get("Retry"), f"{path.name}: task {name} has no Retry"
 
 
+SNS_PUBLISH = "arn:aws:states:::sns:publish"
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+
+
+def path_from(states: dict, name: str) -> list[dict]:
+    """The states visited from `name` by following Next until End or a Fail (no Choice in these paths)."""
+    path = []
+    while True:
+        state = states[name]
+        path.append(state)
+        if state["Type"] in ("Fail", "Succeed") or state.get("End"):
+            return path
+        name = state["Next"]
+
+
 def test_lambda_tasks_catch_into_an_alert_and_the_single_flow_fails():
     single = json.loads((ROOT / "statemachine" / "classify_image.asl.json").read_text())
-    for name in ("SerializeImageData", "ClassifyImage", "FilterInferences"):
-        assert single["States"][name]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
-    assert single["States"]["Alert"]["Resource"] == "arn:aws:states:::sns:publish"
-    assert single["States"]["Failed"]["Type"] == "Fail"
+    lambda_tasks = [n for n, s in single["States"].items() if s.get("Resource") == LAMBDA_INVOKE]
+    assert lambda_tasks == ["SerializeImageData", "ClassifyImage", "FilterInferences"]
+    for name in lambda_tasks:
+        (catch,) = single["States"][name]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        after = path_from(single["States"], catch["Next"])
+        assert [s.get("Resource") for s in after].count(SNS_PUBLISH) == 1, name  # the catch leads to one alert
+        assert after[-1]["Type"] == "Fail" and after[-1]["ErrorPath"] == "$.error.Error"  # then fails as the step
+
+
+def test_every_item_failure_in_the_batch_publishes_its_own_alert():
+    batch = json.loads((ROOT / "statemachine" / "classify_batch.asl.json").read_text())
+    states = batch["States"]["ClassifyEach"]["ItemProcessor"]["States"]
+    lambda_tasks = [n for n, s in states.items() if s.get("Resource") == LAMBDA_INVOKE]
+    assert len(lambda_tasks) == 3
+    for name in lambda_tasks:
+        (catch,) = states[name]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        after = path_from(states, catch["Next"])
+        assert [s.get("Resource") for s in after].count(SNS_PUBLISH) == 1, name
+        assert after[-1].get("End") and "Fail" not in [s["Type"] for s in after]  # the item ends, the batch goes on
+    assert SNS_PUBLISH not in [s.get("Resource") for s in path_from(states, "SerializeImageData")]  # success: none
 
 
 def test_iam_policies_name_no_wildcard_action():

@@ -101,6 +101,29 @@ def test_classify_model_refusal_is_invalid_image(runtime, event, context):
         classify.lambda_handler(event("classify_input"), context)
 
 
+def test_classify_model_error_5xx_is_retryable_not_invalid_image(runtime, event, context):
+    """A ModelError from the model's own 5xx (a crash, not the image's fault) is worth retrying."""
+    runtime.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        http_status_code=424,
+        response_meta={},
+        modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "predict crashed"},
+    )
+    with pytest.raises(classify.EndpointUnavailableError, match="ModelError"):
+        classify.lambda_handler(event("classify_input"), context)
+
+
+def test_classify_labels_that_do_not_match_the_output_are_not_used(runtime, event, context):
+    body = json.dumps([0.2, 0.3, 0.5]).encode()  # three outputs, two LABELS: naming them would mislabel
+    runtime.add_response(
+        "invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"}
+    )
+    out = classify.lambda_handler(event("classify_input"), context)
+    assert out["inferences"] == [0.2, 0.3, 0.5]
+    assert out["labels"] == ["class_0", "class_1", "class_2"]
+
+
 def test_classify_unavailable_endpoint_is_retryable(runtime, event, context):
     runtime.add_client_error("invoke_endpoint", service_error_code="ServiceUnavailable", http_status_code=503)
     with pytest.raises(classify.EndpointUnavailableError):
