@@ -24,8 +24,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from scones import localcloud
 
     if args.stack == "localstack":
-        localcloud.compose("up", "-d", "--wait")
-        print("LocalStack is up on 127.0.0.1:4566; run: export SCONES_TARGET=localstack")
+        from scones import localstack
+
+        found = localstack.up(port=args.port)
+        print(f"{localstack.describe(found)}\nuse it: export {settings.TARGET}=localstack")
         return 0
     current = localcloud.up(port=args.port)
     if args.check:
@@ -43,7 +45,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     for name in endpoint.recorded_names():
         endpoint.stop(name)
     if args.stack == "localstack":
-        localcloud.compose("down", "-v")
+        from scones import localstack
+
+        localstack.down()
         return 0
     localcloud.down()
     return 0
@@ -56,10 +60,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         ep = endpoint.status(name)
         state = f"running at {ep.url} (pid {ep.pid})" if ep.running else f"not running ({ep.detail})"
         print(f"endpoint {ep.name}: {state}")
+    from scones import localstack
+
+    stack = localstack.status()
+    if stack.running or stack.url:
+        print(localstack.describe(stack))
     found = localcloud.status()
     if not found.running:
         print(f"local cloud: not running ({found.detail})")
-        return 3
+        return 0 if stack.running else 3
     health = found.health or {}
     workers = health.get("lambda_workers", [])
     print(
@@ -258,18 +267,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         runtime_url = ""
         print(f"target aws: the classify Lambda calls the SageMaker endpoint {name} (model {uri})")
     else:
+        from scones import localstack
+
         current = endpoint.status(name)
         wanted = args.model
-        if current.running and wanted and endpoint.record(name).get("model_uri") != wanted:
+        host = localstack.endpoint_host() if target == "localstack" else None  # Docker mode: the bridge address
+        moved = current.running and host is not None and f"//{host}:" not in (current.url or "")
+        if current.running and (moved or (wanted and endpoint.record(name).get("model_uri") != wanted)):
             endpoint.stop(name)
             current = endpoint.status(name)
         if not current.running:
-            current = endpoint.start(wanted, name)
+            current = endpoint.start(wanted, name, host=host)
         served = endpoint.record(name)
         model_dir = Path(served["model_dir"])
-        runtime_url = current.url
-        if target == "localstack":  # Lambda containers reach the host through this name
-            runtime_url = runtime_url.replace("127.0.0.1", "host.docker.internal")
+        runtime_url = localstack.url_for_lambdas(current.url) if target == "localstack" else current.url
         print(f"endpoint {name} serves {served.get('model_uri')} at {current.url}")
     threshold = settings.threshold() if args.threshold is None else args.threshold
     if not 0 <= threshold <= 1:
@@ -491,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from scones.core.errors import SconesError
     from scones.data.cifar import DataError
     from scones.data.classes import EmptySelectionError, UnknownClassError
     from scones.data.staging import StagingError
@@ -503,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except SconesError as exc:
+        print(f"scones {args.command}: error: {exc.line()}", file=sys.stderr)
+        return exc.exit_code
     except (UsageError, settings.SettingsError, UnknownClassError, EmptySelectionError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 2

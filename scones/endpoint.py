@@ -48,14 +48,22 @@ def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
 
 
 def server_args(
-    model_dir: Path, name: str, port: int | None, record: Path | None, source: str | None = None
+    model_dir: Path,
+    name: str,
+    port: int | None,
+    record: Path | None,
+    source: str | None = None,
+    host: str | None = None,
 ) -> list[str]:
     port = settings.endpoint_port() if port is None else port
-    args = ["--model", str(model_dir), "--name", name, "--port", str(port)]
+    args = ["--model", str(model_dir), "--name", name, "--port", str(port)] + (["--host", host] if host else [])
     return args + (["--record", str(record)] if record else []) + (["--source", source] if source else [])
 
 
-def start(model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print) -> EndpointStatus:
+def start(
+    model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print, host: str | None = None
+) -> EndpointStatus:
+    """`host`: the bind address (default 127.0.0.1); LocalStack in Docker passes the Docker bridge address."""
     current = status(name)
     if current.running:
         log(
@@ -70,7 +78,7 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
     record.unlink(missing_ok=True)
     log_path = settings.state_dir() / f"endpoint-{name}.log"
     settings.apply_target_env()  # capture goes to the same cloud as everything else
-    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
+    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri, host), log_path, dict(os.environ))
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
 
     def ready() -> EndpointStatus | None:

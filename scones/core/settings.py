@@ -33,6 +33,10 @@ MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refuse
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
+LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStack host mode (else python3.13, pyenv)
+LOCALSTACK_PORT = "SCONES_LOCALSTACK_PORT"  # LocalStack's gateway port (default 4566; 0: any free port)
+LOCALSTACK_MODE = "SCONES_LOCALSTACK_MODE"  # auto (Docker when an engine answers, else host) | host | docker
+LOCALSTACK_VENV = "SCONES_LOCALSTACK_VENV"  # host mode's virtual environment (default .venv-localstack)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"
@@ -173,6 +177,34 @@ def service_endpoints(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(SERVICE_ENDPOINT_PREFIX) and v}
 
 
+def localstack_port() -> int:
+    return _number(LOCALSTACK_PORT, DEFAULT_PORT, 0, 65535, int, "a port number")
+
+
+def localstack_mode() -> str:
+    value = _get(LOCALSTACK_MODE, "auto")
+    if value not in ("auto", "host", "docker"):
+        raise SettingsError(f"{LOCALSTACK_MODE}={value!r} is not one of auto, host, docker")
+    return value
+
+
+def localstack_python() -> str:
+    return _get(LOCALSTACK_PYTHON, "")
+
+
+def localstack_venv() -> Path:
+    return Path(_get(LOCALSTACK_VENV, str(Path(__file__).resolve().parents[2] / ".venv-localstack"))).resolve()
+
+
+def localstack_record_path() -> Path:
+    return state_dir() / "localstack.json"
+
+
+def running_localstack_url() -> str | None:
+    """The URL recorded by `scones up --stack localstack`, if any."""
+    return _recorded_url(localstack_record_path())
+
+
 def localcloud_record_path() -> Path:
     return state_dir() / "localcloud.json"
 
@@ -198,8 +230,10 @@ def apply_target_env() -> None:
     os.environ.setdefault(AWS_REGION, region())
     if tgt == "aws":
         return
-    default_url = f"http://{localcloud_host()}:{localcloud_port()}"
-    url = (running_localcloud_url() if tgt == "local" else None) or default_url
+    if tgt == "local":
+        url = running_localcloud_url() or f"http://{localcloud_host()}:{localcloud_port()}"
+    else:
+        url = running_localstack_url() or f"http://{DEFAULT_HOST}:{localstack_port()}"
     os.environ.setdefault(AWS_ENDPOINT_URL, url)
     for name, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(name, value)

@@ -111,6 +111,8 @@ class Worker:
         return json.loads(line)
 
     def close(self) -> None:
+        if self._fd < 0:  # closed already: never close a file descriptor number twice
+            return
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -121,6 +123,26 @@ class Worker:
         self.proc.wait()
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        self._fd = -1
+
+
+def run_on(worker: Worker, event: str, request_id: str, timeout_s: float) -> InvokeResult:
+    """One invocation on a warm worker, errors shaped as AWS shapes them. A worker that timed out or
+    crashed is closed here (its process is gone afterwards); callers reuse only a live one.
+    Shared by the embedded cloud's pools and LocalStack host mode's executor (services/localstack)."""
+    deadline_ms = int((time.time() + timeout_s) * 1000)
+    request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
+    try:
+        reply = worker.call(request, timeout_s)
+    except TimeoutError:
+        worker.close()
+        message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
+        return InvokeResult(_error("Sandbox.Timedout", message), True, message)
+    except WorkerGone as exc:
+        worker.close()
+        message = f"RequestId: {request_id} Error: Runtime exited with error: {exc}"
+        return InvokeResult(_error("Runtime.ExitError", message), True, message)
+    return InvokeResult(reply["payload"], reply["failed"], reply["log"])
 
 
 class FunctionPool:
@@ -137,20 +159,12 @@ class FunctionPool:
     def invoke(self, event: str, request_id: str) -> InvokeResult:
         with self._slots:
             worker = self._take()
-            deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
-            request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
-            try:
-                reply = worker.call(request, self.spec.timeout_s)
-            except TimeoutError:
+            result = run_on(worker, event, request_id, self.spec.timeout_s)
+            if worker.proc.poll() is None:
+                self._give_back(worker)
+            else:
                 self._discard(worker)
-                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
-                return InvokeResult(_error("Sandbox.Timedout", message), True, message)
-            except WorkerGone as exc:
-                self._discard(worker)
-                message = f"RequestId: {request_id} Error: Runtime exited with error: {exc}"
-                return InvokeResult(_error("Runtime.ExitError", message), True, message)
-            self._give_back(worker)
-            return InvokeResult(reply["payload"], reply["failed"], reply["log"])
+            return result
 
     def _take(self) -> Worker:
         with self._lock:
