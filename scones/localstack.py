@@ -219,10 +219,11 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
             f"a LocalStack process (pid {current.pid}) exists but does not answer",
             next_step="scones down --stack localstack",
         )
-    python = ensure_venv(log=log)
     port = settings.localstack_port() if port is None else port
+    if port:
+        _check_port_free(port)  # before the (slow) venv: a taken port fails at once
+    python = ensure_venv(log=log)
     port = port or _free_port()
-    _check_port_free(port)
     state = settings.state_dir()
     (state / "localstack").mkdir(parents=True, exist_ok=True)
     settings.localstack_record_path().unlink(missing_ok=True)

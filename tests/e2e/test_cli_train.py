@@ -12,7 +12,7 @@ import pytest
 
 from scones.core import aws
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 
 
 def scones(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""The deployed workflow on the local cloud: `scones deploy`, executions, SNS alerts, the Map fan-out.
+"""The deployed workflow on the cloud under test (embedded, or LocalStack with SCONES_TARGET=localstack: the same
+files, only the environment differs): `scones deploy`, executions, SNS alerts, the Map fan-out.
 
 The endpoint serves a brightness model whose answers are known in advance (tests/helpers.py): bright
 images are confidently 'bicycle', dark ones 'motorcycle', grey ones a coin toss below the threshold.
@@ -11,13 +12,13 @@ import os
 import uuid
 
 import pytest
-from helpers import make_brightness_model, solid_png, subscribe_queue
+from helpers import TARGET, make_brightness_model, solid_png, subscribe_queue
 
 from scones import cli, endpoint, workflow
 from scones.core import aws, settings
 from scones.deploy import stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def deployed(local_cloud, tmp_path_factory):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/dark-{i}.png", Body=solid_png(25))
     for i in range(4):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
-    assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
+    assert cli.main(["deploy", "--target", TARGET, "--model", str(model)]) == 0
     outputs = stack.outputs(env[settings.STACK_NAME])
     queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
     yield {
@@ -148,7 +149,7 @@ def test_deployed_definitions_resolve_every_placeholder(deployed):
 def test_second_deploy_changes_nothing(deployed, capsys):
     lam = aws.client("lambda")
     before = lam.get_function(FunctionName=deployed["outputs"]["ClassifyFunctionArn"])["Configuration"]
-    assert cli.main(["deploy", "--target", "local"]) == 0
+    assert cli.main(["deploy", "--target", TARGET]) == 0
     assert f"stack {deployed['stack']}: unchanged" in capsys.readouterr().out
     after = lam.get_function(FunctionName=deployed["outputs"]["ClassifyFunctionArn"])["Configuration"]
     assert (before["CodeSha256"], before["LastModified"]) == (after["CodeSha256"], after["LastModified"])
