@@ -86,7 +86,8 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_workflow.py
 
 clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
-	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; fi
+	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; \
+		$(BIN)/scones down --stack localstack || true; fi
 	rm -rf $(VENV) .venv-localstack .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

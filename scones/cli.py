@@ -253,6 +253,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     aws.reset()
     if target == "local" and not localcloud.status().running:
         raise UsageError("the local cloud is not running: `scones up` first (or pass --target aws|localstack)")
+    if target == "localstack":
+        from scones import localstack
+
+        localstack.require(os.environ[settings.AWS_ENDPOINT_URL])
     bucket = args.bucket or settings.bucket()
     s3 = aws.client("s3")
     try:

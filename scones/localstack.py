@@ -159,6 +159,12 @@ def status() -> Status:
     return Status(True, record.get("mode", ""), record["url"], pid, found)
 
 
+def require(url: str) -> None:
+    """Raise unless LocalStack answers at `url` (a deploy to nothing would end in a connection traceback)."""
+    if health(url) is None:
+        raise NotReadyError(f"LocalStack does not answer at {url}", next_step="scones up --stack localstack")
+
+
 def recorded_mode() -> str | None:
     """The mode of the LocalStack this state dir started (deploy binds the endpoint by it)."""
     return (service.read_record(settings.localstack_record_path()) or {}).get("mode")
@@ -209,6 +215,7 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
         url = f"http://{settings.DEFAULT_HOST}:4566"
         settings.state_dir().mkdir(parents=True, exist_ok=True)
         _write_record({"mode": "docker", "url": url, "pid": None})
+        _ensure_bucket(url)
         return status()
     current = status()
     if current.running:
@@ -238,8 +245,28 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
 
     service.wait_ready(proc, ready, log_path, "LocalStack", timeout_s, LocalStackError)
     _write_record({"mode": "host", "url": url, "pid": proc.pid, "log": str(log_path)})
+    _ensure_bucket(url)
     log(f"LocalStack ready at {url} in {time.perf_counter() - started:.1f} s (pid {proc.pid})")
     return status()
+
+
+def _ensure_bucket(url: str) -> None:
+    """The project's default bucket (`SCONES_BUCKET`), as `scones up` creates it in the embedded cloud."""
+    from scones.core import aws
+
+    saved = os.environ.get(settings.AWS_ENDPOINT_URL)
+    os.environ[settings.AWS_ENDPOINT_URL] = url  # aws.client takes the target from the environment only
+    try:
+        s3 = aws.client("s3")
+        try:
+            s3.head_bucket(Bucket=settings.bucket())
+        except s3.exceptions.ClientError:
+            s3.create_bucket(Bucket=settings.bucket())
+    finally:
+        if saved is None:
+            os.environ.pop(settings.AWS_ENDPOINT_URL, None)
+        else:
+            os.environ[settings.AWS_ENDPOINT_URL] = saved
 
 
 def _write_record(record: dict) -> None:

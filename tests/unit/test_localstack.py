@@ -85,3 +85,14 @@ def test_lambdas_reach_the_endpoint_on_loopback_in_host_mode_and_through_the_bri
     assert localstack.url_for_lambdas("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
     path.write_text(json.dumps({"mode": "docker", "url": "http://127.0.0.1:4566", "pid": None}))
     assert localstack.url_for_lambdas("http://172.17.0.1:8080") == "http://host.docker.internal:8080"
+
+
+def test_deploy_to_localstack_that_does_not_answer_names_the_command(state, monkeypatch, capsys):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again: nothing answers there
+    monkeypatch.setenv(settings.AWS_ENDPOINT_URL, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(settings.TARGET, "local")  # deploy --target sets it; monkeypatch restores it
+    assert cli.main(["deploy", "--target", "localstack"]) == 3
+    err = capsys.readouterr().err
+    assert f"LocalStack does not answer at http://127.0.0.1:{port}" in err and "scones up --stack localstack" in err
