@@ -28,6 +28,7 @@ from pathlib import Path
 WORKER_SCRIPT = str(Path(__file__).with_name("lambda_worker.py"))
 # Variables a worker inherits from the local cloud's own environment; everything else is set explicitly.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+INIT_TIMEOUT_S = 10.0  # AWS gives a function's init phase 10 s of its own, outside the invocation's timeout
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,18 @@ class Worker:
         os.close(write_fd)
         self._fd = read_fd
         self._buffer = b""
+        self._ready = False
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the handler is imported (the init phase), so that an invocation's timeout counts the
+        handler's own time only, as on AWS. False if init takes longer (the invocation then waits for it)."""
+        if self._ready:
+            return True
+        try:
+            self._ready = self._read(time.monotonic() + timeout_s).get("ready", False)
+        except (TimeoutError, WorkerGone):
+            return False
+        return self._ready
 
     def call(self, request: dict, timeout_s: float) -> dict:
         assert self.proc.stdin is not None
@@ -96,6 +109,13 @@ class Worker:
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from exc
         deadline = time.monotonic() + timeout_s
+        reply = self._read(deadline)
+        if reply.get("ready"):  # init finished during this call
+            self._ready = True
+            reply = self._read(deadline)
+        return reply
+
+    def _read(self, deadline: float) -> dict:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -171,6 +191,7 @@ class FunctionPool:
             worker = self._idle.pop() if self._idle else None
         if worker is None or worker.proc.poll() is not None:
             worker = Worker(self.code_dir, self.env)
+            worker.wait_ready(INIT_TIMEOUT_S)  # a cold start's import is not the handler's time
         with self._lock:
             self._busy.add(worker)
         return worker

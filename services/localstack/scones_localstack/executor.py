@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from services.localcloud.lambda_runtime import INHERITED, Worker, run_on  # noqa: E402
+from services.localcloud.lambda_runtime import INHERITED, INIT_TIMEOUT_S, Worker, run_on  # noqa: E402
 
 LOG = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # host mode: LocalStack, the workers and the model server share the loopback
@@ -50,7 +50,11 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         env["SCONES_FUNCTION_ARN"] = self.function_version.qualified_arn
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         self._env = env
-        self._worker = Worker(code_dir, env)  # imports the handler now: the next invoke finds it warm
+        self._worker = Worker(code_dir, env)
+        # Return once the handler is imported (LocalStack's contract for start()), so that the first
+        # invocation's timeout counts the handler only, as on AWS. LocalStack stops waiting at its own
+        # LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT; a slow import then finishes inside the first invocation.
+        self._worker.wait_ready(max(1.0, config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT - 1.0))
 
     def stop(self) -> None:
         with self._lock:
@@ -78,6 +82,7 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
             worker = self._worker
             if worker is None or worker.proc.poll() is not None:  # timed out or crashed before: a fresh one
                 worker = self._worker = Worker(self._code_dir(), self._env)
+                worker.wait_ready(INIT_TIMEOUT_S)
             timeout_s = float(self.function_version.config.timeout)
             result = run_on(worker, payload.get("payload") or "{}", request_id, timeout_s)
             if worker.proc.poll() is not None:
