@@ -85,10 +85,13 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_workflow.py
 
+bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios
+	$(BIN)/python bench/bench_targets.py
+
 clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
 	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; \
 		$(BIN)/scones down --stack localstack || true; fi
 	rm -rf $(VENV) .venv-localstack .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help venv up check down status stage train deploy invoke demo test test-localstack lint format bench clean
+.PHONY: help venv up check down status stage train deploy invoke demo test test-localstack bench-targets lint format bench clean
