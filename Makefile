@@ -23,13 +23,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## create .venv and install the project (every other target depends on it)
 
-up: venv ## start the local cloud in the background (STACK=localstack: docker compose)
+up: venv ## start the local cloud in the background (STACK=localstack: LocalStack, docker compose or host mode)
 	$(BIN)/scones up --stack $(STACK)
 
 check: venv ## start the local cloud and run its self-test
 	$(BIN)/scones up --check
 
-down: venv ## stop the local cloud and its Lambda workers (STACK=localstack: docker compose down)
+down: venv ## stop the local cloud and its Lambda workers (STACK=localstack: LocalStack)
 	$(BIN)/scones down --stack $(STACK)
 
 status: venv ## say what runs
@@ -64,6 +64,12 @@ demo: venv ## the main job end to end on the local cloud: stage, train, evaluate
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-localstack: venv ## start LocalStack in host mode on a free port, run the tests marked localstack on it, stop it
+	@state=$$(mktemp -d -t scones-localstack-XXXXXX); \
+	export SCONES_STATE_DIR=$$state SCONES_LOCALSTACK_PORT=0 SCONES_LOCALSTACK_MODE=host SCONES_TARGET=localstack; \
+	trap '$(BIN)/scones down --stack localstack; rm -rf "$$state"' EXIT; \
+	$(BIN)/scones up --stack localstack && $(BIN)/python -m pytest -m localstack $(PYTEST_ARGS)
+
 lint: venv ## ruff on the whole tree, and the import-linter contracts (arrows point one way)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -80,9 +86,13 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_workflow.py
 
+bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios
+	$(BIN)/python bench/bench_targets.py
+
 clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
-	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; fi
-	rm -rf $(VENV) .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
+	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; \
+		$(BIN)/scones down --stack localstack || true; fi
+	rm -rf $(VENV) .venv-localstack .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help venv up check down status stage train deploy invoke demo test lint format bench clean
+.PHONY: help venv up check down status stage train deploy invoke demo test test-localstack bench-targets lint format bench clean

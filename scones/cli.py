@@ -25,8 +25,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from scones import localcloud
 
     if args.stack == "localstack":
-        localcloud.compose("up", "-d", "--wait")
-        print("LocalStack is up on 127.0.0.1:4566; run: export SCONES_TARGET=localstack")
+        from scones import localstack
+
+        found = localstack.up(port=args.port)
+        print(f"{localstack.describe(found)}\nuse it: export {settings.TARGET}=localstack")
         return 0
     current = localcloud.up(port=args.port)
     if args.check:
@@ -44,7 +46,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     for name in endpoint.recorded_names():
         endpoint.stop(name)
     if args.stack == "localstack":
-        localcloud.compose("down", "-v")
+        from scones import localstack
+
+        localstack.down()
     else:
         localcloud.down()
     return 0
@@ -57,10 +61,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         ep = endpoint.status(name)
         state = f"running at {ep.url} (pid {ep.pid})" if ep.running else f"not running ({ep.detail})"
         print(f"endpoint {ep.name}: {state}")
+    from scones import localstack
+
+    stack = localstack.status()
+    if stack.running or stack.url:
+        print(localstack.describe(stack))
     found = localcloud.status()
     if not found.running:
         print(f"local cloud: not running ({found.detail})")
-        return 3
+        return 0 if stack.running else 3
     health = found.info or {}
     print(
         f"local cloud: running at {found.url} (pid {found.pid}, up {health.get('uptime_s')} s, "

@@ -58,14 +58,22 @@ def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
 
 
 def server_args(
-    model_dir: Path, name: str, port: int | None, record: Path | None, source: str | None = None
+    model_dir: Path,
+    name: str,
+    port: int | None,
+    record: Path | None,
+    source: str | None = None,
+    host: str | None = None,
 ) -> list[str]:
     port = settings.endpoint_port() if port is None else port
-    args = ["--model", str(model_dir), "--name", name, "--port", str(port)]
+    args = ["--model", str(model_dir), "--name", name, "--port", str(port)] + (["--host", host] if host else [])
     return args + (["--record", str(record)] if record else []) + (["--source", source] if source else [])
 
 
-def start(model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print) -> EndpointStatus:
+def start(
+    model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print, host: str | None = None
+) -> EndpointStatus:
+    """`host`: the bind address (default 127.0.0.1); LocalStack in Docker passes the Docker bridge address."""
     current = status(name)
     if current.running:
         log(
@@ -74,14 +82,15 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
         )
         return current
     port = settings.endpoint_port() if port is None else port
-    holder = service.port_holder(settings.localcloud_host(), port) if port else None
+    holder = service.port_holder(host or settings.localcloud_host(), port) if port else None
     if holder:
         raise EndpointError(f"port {port} is taken by {holder}", "pass --port 0 (any free port) or stop that process")
     uri, model_dir = prepare_model(model, name)
     server = _service(name)
     target.current()  # capture goes to the same cloud as everything else: the server inherits this environment
     log(f"starting endpoint {name} with {uri} (log: {server.log_path}) ...")
-    found = server.start(server_args(model_dir, name, port, server.record_path, uri), dict(os.environ), timeout_s)
+    args = server_args(model_dir, name, port, server.record_path, uri, host)
+    found = server.start(args, dict(os.environ), timeout_s)
     log(f"endpoint {name} ready at {found.url} (pid {found.pid})")
     return status(name)
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import TARGET
 
 from scones.core import settings
 
-TARGET = os.environ.get(settings.TARGET, settings.DEFAULT_TARGET)
 if TARGET != "aws":
     for _name, _value in settings.FAKE_CREDENTIALS.items():
         os.environ.setdefault(_name, _value)
@@ -23,26 +23,41 @@ EVENTS = Path(__file__).resolve().parent / "events"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One switch, SCONES_TARGET, decides where every integration test runs (see `local_cloud`).
+
+    local (default): everything except the tests marked `aws`. localstack: only the tests marked `localstack`
+    among those that use the cloud (the others depend on the embedded cloud's internals). aws: likewise with `aws`.
+    """
     for item in items:
-        for marker, target in (("localstack", "localstack"), ("aws", "aws")):
-            if item.get_closest_marker(marker) and target != TARGET:
-                item.add_marker(pytest.mark.skip(reason=f"needs SCONES_TARGET={target}"))
+        if item.get_closest_marker("aws") and TARGET != "aws":
+            item.add_marker(pytest.mark.skip(reason="needs SCONES_TARGET=aws"))
+        elif TARGET != "local" and "local_cloud" in item.fixturenames and not item.get_closest_marker(TARGET):
+            item.add_marker(pytest.mark.skip(reason=f"runs on the embedded cloud only (not marked {TARGET})"))
 
 
 @pytest.fixture(scope="session")
 def local_cloud() -> Iterator[str]:
-    """The URL of a running local cloud: the one `make up` started, else one of our own on a free port.
+    """The URL of the cloud under test, chosen by SCONES_TARGET, with AWS_ENDPOINT_URL pointed at it.
 
-    Under SCONES_TARGET=localstack the same tests run against LocalStack on :4566.
+    local: the embedded cloud `make up` started, else one of our own on a free port. localstack: the LocalStack
+    that `make test-localstack` (or `make up STACK=localstack`) started, as recorded in the state dir; the
+    embedded cloud is never started. aws: no test that uses this fixture runs (they are skipped above).
     """
-    from scones import localcloud
+    from scones import localcloud, localstack
     from scones.core import aws
 
+    if TARGET == "aws":
+        pytest.skip("the aws target has no local cloud")
     if TARGET == "localstack":
-        url = f"http://{settings.localcloud_host()}:4566"
-        os.environ[settings.AWS_ENDPOINT_URL] = url
+        found = localstack.status()
+        if not found.running:
+            pytest.fail(
+                f"SCONES_TARGET=localstack but no LocalStack answers ({found.detail}): run `make test-localstack`",
+                pytrace=False,
+            )
+        os.environ[settings.AWS_ENDPOINT_URL] = found.url
         aws.reset()
-        yield url
+        yield found.url
         return
     running = localcloud.status()
     context = contextlib.nullcontext(running) if running.running else localcloud.ephemeral("scones-test-")

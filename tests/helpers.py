@@ -10,7 +10,11 @@ import sys
 import zlib
 from pathlib import Path
 
+from scones.core import settings
+
 ROOT = Path(__file__).resolve().parent.parent
+# Where the integration tests run (conftest.py's local_cloud): local | localstack | aws.
+TARGET = os.environ.get(settings.TARGET, settings.DEFAULT_TARGET)
 TRAIN = ROOT / "training" / "train.py"
 TINY = ["--widths", "8,16,16", "--threads", "1"]
 

@@ -54,12 +54,15 @@ def runs_module(pid: int, module: str) -> bool:
         return False
 
 
-def spawn(module: str, args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    """`python -m module args…` in its own session (it outlives the CLI; stop() ends its whole group)."""
+def spawn(
+    module: str, args: list[str], log_path: Path, env: dict[str, str], python: str | None = None
+) -> subprocess.Popen:
+    """`python -m module args…` in its own session (it outlives the CLI; stop() ends its whole group).
+    `python`: another interpreter (LocalStack host mode runs in its own virtual environment)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [python or sys.executable, "-m", module, *args],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -69,7 +72,7 @@ def spawn(module: str, args: list[str], log_path: Path, env: dict[str, str]) -> 
         )
 
 
-def log_tail(log_path: Path, lines: int = 5) -> str:
+def log_tail(log_path: Path, lines: int = 8) -> str:
     try:
         return "\n  ".join(log_path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

@@ -37,6 +37,10 @@ STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
 DEBUG = "SCONES_DEBUG"  # 1: commands show tracebacks (as --debug does)
+LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStack host mode (else python3.13, pyenv)
+LOCALSTACK_PORT = "SCONES_LOCALSTACK_PORT"  # LocalStack's gateway port (default 4566; 0: any free port)
+LOCALSTACK_MODE = "SCONES_LOCALSTACK_MODE"  # auto (Docker when an engine answers, else host) | host | docker
+LOCALSTACK_VENV = "SCONES_LOCALSTACK_VENV"  # host mode's virtual environment (default .venv-localstack)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"
@@ -179,12 +183,31 @@ def service_endpoints(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(SERVICE_ENDPOINT_PREFIX) and v}
 
 
-def localcloud_record_path() -> Path:
-    return state_dir() / "localcloud.json"
+def localstack_port() -> int:
+    return _number(LOCALSTACK_PORT, DEFAULT_PORT, 0, 65535, int, "a port number")
+
+
+def localstack_mode() -> str:
+    value = _get(LOCALSTACK_MODE, "auto")
+    if value not in ("auto", "host", "docker"):
+        raise SettingsError(f"{LOCALSTACK_MODE}={value!r} is not one of auto, host, docker")
+    return value
+
+
+def localstack_python() -> str:
+    return _get(LOCALSTACK_PYTHON, "")
+
+
+def localstack_venv() -> Path:
+    return Path(_get(LOCALSTACK_VENV, str(Path(__file__).resolve().parents[2] / ".venv-localstack"))).resolve()
 
 
 def localstack_record_path() -> Path:
     return state_dir() / "localstack.json"
+
+
+def localcloud_record_path() -> Path:
+    return state_dir() / "localcloud.json"
 
 
 def debug() -> bool:

@@ -59,7 +59,10 @@ def resolve(name: str | None = None, environ: Mapping[str, str] | None = None) -
         default = f"http://{settings.localcloud_host()}:{settings.localcloud_port()}"
         url = _recorded_url(settings.localcloud_record_path()) or default
     else:
-        url = _recorded_url(settings.localstack_record_path()) or f"http://{settings.localcloud_host()}:4566"
+        url = (
+            _recorded_url(settings.localstack_record_path())
+            or f"http://{settings.DEFAULT_HOST}:{settings.localstack_port()}"
+        )
     runtime = _recorded_url(settings.endpoint_record_path(settings.endpoint_name()))
     return Target(name, region, url, runtime, dict(settings.FAKE_CREDENTIALS))
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import endpoint, localcloud, models
+from scones import endpoint, localcloud, localstack, models
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, UsageError
 from scones.core.target import Target
@@ -38,14 +38,15 @@ def ensure_bucket(bucket: str, log: Callable[[str], None] = print) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
-def local_serving(name: str, model: str | None, log: Callable[[str], None] = print) -> Serving:
-    """The local endpoint, started (or restarted when --model names another model)."""
+def local_serving(name: str, model: str | None, host: str | None = None, log: Callable[[str], None] = print) -> Serving:
+    """The local endpoint, started (or restarted when --model names another model, or it must bind elsewhere)."""
     current = endpoint.status(name)
-    if current.running and model and endpoint.record(name).get("model_uri") != model:
+    moved = current.running and host is not None and f"//{host}:" not in (current.url or "")
+    if current.running and (moved or (model and endpoint.record(name).get("model_uri") != model)):
         endpoint.stop(name, log=log)
         current = endpoint.status(name)
     if not current.running:
-        current = endpoint.start(model, name, log=log)
+        current = endpoint.start(model, name, log=log, host=host)
     served = endpoint.record(name)
     log(f"endpoint {name} serves {served.get('model_uri')} at {current.url}")
     return Serving(name, served.get("model_uri", ""), Path(served["model_dir"]), current.url or "")
@@ -85,11 +86,17 @@ def deploy(
         raise UsageError(f"--threshold {threshold} is outside 0..1")
     if target.name == "local" and not (target.endpoint_url and localcloud.health(target.endpoint_url)):
         raise NotReadyError("the local cloud is not running", "scones up (or pass --target aws|localstack)")
+    if target.name == "localstack":
+        localstack.require(target.endpoint_url or "")
     ensure_bucket(bucket, log)
     name = settings.endpoint_name()
-    serving = aws_serving(name, bucket, model, log) if target.name == "aws" else local_serving(name, model, log)
-    if target.name == "localstack" and serving.runtime_url:  # Lambda containers reach the host by this name
-        serving.runtime_url = serving.runtime_url.replace("127.0.0.1", "host.docker.internal")
+    if target.name == "aws":
+        serving = aws_serving(name, bucket, model, log)
+    elif target.name == "localstack":  # in Docker mode the endpoint binds the bridge, Lambdas use its host name
+        serving = local_serving(name, model, localstack.endpoint_host(log), log)
+        serving.runtime_url = localstack.url_for_lambdas(serving.runtime_url)
+    else:
+        serving = local_serving(name, model, log=log)
     return stack.deploy(stack_parameters(serving, bucket, threshold, alert_email), log=log)
 
 

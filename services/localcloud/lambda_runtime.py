@@ -28,6 +28,7 @@ from pathlib import Path
 WORKER_SCRIPT = str(Path(__file__).with_name("lambda_worker.py"))
 # Variables a worker inherits from the local cloud's own environment; everything else is set explicitly.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
+INIT_TIMEOUT_S = 10.0  # AWS gives a function's init phase 10 s of its own, outside the invocation's timeout
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,18 @@ class Worker:
         os.close(write_fd)
         self._fd = read_fd
         self._buffer = b""
+        self._ready = False
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until the handler is imported (the init phase), so that an invocation's timeout counts the
+        handler's own time only, as on AWS. False if init takes longer (the invocation then waits for it)."""
+        if self._ready:
+            return True
+        try:
+            self._ready = self._read(time.monotonic() + timeout_s).get("ready", False)
+        except (TimeoutError, WorkerGone):
+            return False
+        return self._ready
 
     def call(self, request: dict, timeout_s: float) -> dict:
         assert self.proc.stdin is not None
@@ -96,6 +109,13 @@ class Worker:
         except (BrokenPipeError, OSError) as exc:
             raise WorkerGone(str(exc)) from exc
         deadline = time.monotonic() + timeout_s
+        reply = self._read(deadline)
+        if reply.get("ready"):  # init finished during this call
+            self._ready = True
+            reply = self._read(deadline)
+        return reply
+
+    def _read(self, deadline: float) -> dict:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -111,6 +131,8 @@ class Worker:
         return json.loads(line)
 
     def close(self) -> None:
+        if self._fd < 0:  # closed already: never close a file descriptor number twice
+            return
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
@@ -121,6 +143,26 @@ class Worker:
         self.proc.wait()
         with contextlib.suppress(OSError):
             os.close(self._fd)
+        self._fd = -1
+
+
+def run_on(worker: Worker, event: str, request_id: str, timeout_s: float) -> InvokeResult:
+    """One invocation on a warm worker, errors shaped as AWS shapes them. A worker that timed out or
+    crashed is closed here (its process is gone afterwards); callers reuse only a live one.
+    Shared by the embedded cloud's pools and LocalStack host mode's executor (services/localstack)."""
+    deadline_ms = int((time.time() + timeout_s) * 1000)
+    request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
+    try:
+        reply = worker.call(request, timeout_s)
+    except TimeoutError:
+        worker.close()
+        message = f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
+        return InvokeResult(_error("Sandbox.Timedout", message), True, message)
+    except WorkerGone as exc:
+        worker.close()
+        message = f"RequestId: {request_id} Error: Runtime exited with error: {exc}"
+        return InvokeResult(_error("Runtime.ExitError", message), True, message)
+    return InvokeResult(reply["payload"], reply["failed"], reply["log"])
 
 
 class FunctionPool:
@@ -137,26 +179,19 @@ class FunctionPool:
     def invoke(self, event: str, request_id: str) -> InvokeResult:
         with self._slots:
             worker = self._take()
-            deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
-            request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
-            try:
-                reply = worker.call(request, self.spec.timeout_s)
-            except TimeoutError:
+            result = run_on(worker, event, request_id, self.spec.timeout_s)
+            if worker.proc.poll() is None:
+                self._give_back(worker)
+            else:
                 self._discard(worker)
-                message = f"RequestId: {request_id} Error: Task timed out after {self.spec.timeout_s:.2f} seconds"
-                return InvokeResult(_error("Sandbox.Timedout", message), True, message)
-            except WorkerGone as exc:
-                self._discard(worker)
-                message = f"RequestId: {request_id} Error: Runtime exited with error: {exc}"
-                return InvokeResult(_error("Runtime.ExitError", message), True, message)
-            self._give_back(worker)
-            return InvokeResult(reply["payload"], reply["failed"], reply["log"])
+            return result
 
     def _take(self) -> Worker:
         with self._lock:
             worker = self._idle.pop() if self._idle else None
         if worker is None or worker.proc.poll() is not None:
             worker = Worker(self.code_dir, self.env)
+            worker.wait_ready(INIT_TIMEOUT_S)  # a cold start's import is not the handler's time
         with self._lock:
             self._busy.add(worker)
         return worker

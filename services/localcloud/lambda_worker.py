@@ -3,7 +3,7 @@
 Run as a script with the function's unpacked code as its working directory:
     python lambda_worker.py REPLY_FD  (handler from _HANDLER, e.g. "lambda.lambda_handler")
 Protocol: one JSON request per line on stdin; one JSON reply per line on the file descriptor named by
-the first argument, so that
+the first argument (first `{"ready": true}` once the handler is imported), so that
 whatever the handler prints (its log) never mixes with replies. Standard library only.
 """
 
@@ -75,6 +75,7 @@ def main() -> None:
     root.addHandler(log_handler)
 
     handler, load_error = _load_handler()
+    replies.write('{"ready": true}\n')  # init is over: what follows is each invocation's own time
     for line in sys.stdin:
         request = json.loads(line)
         log = io.StringIO()

@@ -13,7 +13,7 @@ import pytest
 
 from scones.core import aws
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.localstack]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from scones.core import aws
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 ROOT = Path(__file__).resolve().parents[2]
 
 

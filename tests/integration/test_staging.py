@@ -7,7 +7,7 @@ import pytest
 from scones.core import aws
 from scones.data import staging
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.localstack]
 
 
 @pytest.fixture

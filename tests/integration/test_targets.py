@@ -1,5 +1,6 @@
-"""The same workflow on the other targets. Skipped here (no Docker engine, no AWS account); they run with
-SCONES_TARGET=localstack after `make up STACK=localstack`, or SCONES_TARGET=aws with credentials."""
+"""What every target must agree on. Lambda errors are shaped as AWS shapes them on the embedded cloud and on
+LocalStack host mode alike (both run handlers in services/localcloud/lambda_worker.py); the `aws` test runs
+read-only against a real account with SCONES_TARGET=aws."""
 
 from __future__ import annotations
 
@@ -7,37 +8,69 @@ import json
 import uuid
 
 import pytest
-from helpers import make_brightness_model, solid_png
+from services.localcloud.selftest import ensure_role, make_zip
 
-from scones import cli, endpoint, workflow
-from scones.core import aws, settings
+from scones.core import aws
 from scones.deploy import package, stack
 
+CODE = {
+    "ok": "import os\ndef handler(event, context):\n    return {'event': event, 'mode': os.environ['MODE']}\n",
+    "unhandled": "class LowConfidenceError(Exception):\n    pass\n"
+    "def handler(event, context):\n    raise LowConfidenceError('confidence 0.51 < 0.93')\n",
+    "timeout": "import time\ndef handler(event, context):\n    time.sleep(30)\n",
+    "noimport": "import no_such_module\ndef handler(event, context):\n    return 1\n",
+}
 
-@pytest.mark.localstack
-def test_workflow_on_localstack(local_cloud, tmp_path, monkeypatch):
-    """LocalStack runs the Lambdas in Docker; they reach our model server through host.docker.internal."""
+
+@pytest.fixture(scope="module")
+def functions(local_cloud):
+    lam, role, names = aws.client("lambda"), ensure_role(), {}
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        settings.BUCKET: f"ls-{suffix}",
-        settings.STACK_NAME: f"ls{suffix}-workflow",
-        settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    model = make_brightness_model(tmp_path / "model")
-    aws.client("s3").create_bucket(Bucket=f"ls-{suffix}")
-    aws.client("s3").put_object(Bucket=f"ls-{suffix}", Key="img/bright.png", Body=solid_png(230))
-    try:
-        assert cli.main(["deploy", "--target", "localstack", "--model", str(model)]) == 0
-        outputs = stack.outputs(f"ls{suffix}-workflow")
-        (row,) = workflow.run_single(
-            aws.client("stepfunctions"), outputs["ClassifyImageStateMachineArn"], f"ls-{suffix}", ["img/bright.png"]
+    for kind, code in CODE.items():
+        name = names[kind] = f"shape-{kind}-{suffix}"
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="lambda.handler",
+            Code={"ZipFile": make_zip({"lambda.py": code})},
+            Timeout=1,
+            Environment={"Variables": {"MODE": "warm"}},
         )
-        assert row.status == "SUCCEEDED" and row.label == "bicycle"
-    finally:
-        endpoint.stop(f"ep-{suffix}", log=lambda _m: None)
-        stack.delete(f"ls{suffix}-workflow", log=lambda _m: None)
+        lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    yield names
+    for name in names.values():
+        lam.delete_function(FunctionName=name)
+
+
+def invoke(name: str, event: dict) -> tuple[str | None, dict]:
+    response = aws.client("lambda", read_timeout=60).invoke(FunctionName=name, Payload=json.dumps(event))
+    return response.get("FunctionError"), json.loads(response["Payload"].read())
+
+
+@pytest.mark.integration
+@pytest.mark.localstack
+def test_functions_become_active_and_run_warm_with_their_environment(functions):
+    state = aws.client("lambda").get_function(FunctionName=functions["ok"])["Configuration"]["State"]
+    assert state == "Active"  # LocalStack host mode: nothing downloaded, no Docker
+    for i in range(3):
+        assert invoke(functions["ok"], {"i": i}) == (None, {"event": {"i": i}, "mode": "warm"})
+
+
+@pytest.mark.integration
+@pytest.mark.localstack
+def test_unhandled_import_and_timeout_errors_are_shaped_as_aws_does(functions):
+    error, payload = invoke(functions["unhandled"], {})
+    assert error == "Unhandled"
+    assert payload["errorType"] == "LowConfidenceError" and payload["errorMessage"] == "confidence 0.51 < 0.93"
+    assert any("raise LowConfidenceError" in line for line in payload["stackTrace"])
+    error, payload = invoke(functions["noimport"], {})
+    assert error == "Unhandled" and payload["errorType"] == "Runtime.ImportModuleError"
+    assert payload["errorMessage"] == "Unable to import module 'lambda': No module named 'no_such_module'"
+    error, payload = invoke(functions["timeout"], {})
+    assert error == "Unhandled" and payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    assert invoke(functions["ok"], {"after": "errors"})[0] is None  # other functions unaffected
 
 
 @pytest.mark.aws

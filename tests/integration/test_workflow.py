@@ -1,4 +1,5 @@
-"""The deployed workflow on the local cloud: `scones deploy`, executions, SNS alerts, the Map fan-out.
+"""The deployed workflow on the cloud under test (embedded, or LocalStack with SCONES_TARGET=localstack: the same
+files, only the environment differs): `scones deploy`, executions, SNS alerts, the Map fan-out.
 
 The endpoint serves a brightness model whose answers are known in advance (tests/helpers.py): bright
 images are confidently 'bicycle', dark ones 'motorcycle', grey ones a coin toss below the threshold.
@@ -14,13 +15,13 @@ import uuid
 import zipfile
 
 import pytest
-from helpers import make_brightness_model, solid_png, subscribe_queue
+from helpers import TARGET, make_brightness_model, solid_png, subscribe_queue
 
 from scones import cli, endpoint, localcloud, workflow
 from scones.core import aws, settings
 from scones.deploy import package, stack
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def deployed(local_cloud, tmp_path_factory):
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
     for i in range(8):  # ~36 KB each: 8 of them leaking into the Map's output would pass 256 KiB
         s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/big-bright-{i}.png", Body=noisy_png(200, 256, seed=i))
-    assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
+    assert cli.main(["deploy", "--target", TARGET, "--model", str(model)]) == 0
     outputs = stack.outputs(env[settings.STACK_NAME])
     queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
     yield {
@@ -191,7 +192,7 @@ def test_deployed_definitions_resolve_every_placeholder(deployed):
 def test_second_deploy_changes_nothing(deployed, capsys):
     lam = aws.client("lambda")
     before = lam.get_function(FunctionName=deployed["outputs"]["ClassifyFunctionArn"])["Configuration"]
-    assert cli.main(["deploy", "--target", "local"]) == 0
+    assert cli.main(["deploy", "--target", TARGET]) == 0
     assert f"stack {deployed['stack']}: unchanged" in capsys.readouterr().out
     after = lam.get_function(FunctionName=deployed["outputs"]["ClassifyFunctionArn"])["Configuration"]
     assert (before["CodeSha256"], before["LastModified"]) == (after["CodeSha256"], after["LastModified"])
@@ -211,7 +212,7 @@ def test_graph_and_export(deployed, tmp_path, capsys):
 
 
 def deploy(capsys, *args: str) -> str:
-    assert cli.main(["deploy", "--target", "local", *args]) == 0
+    assert cli.main(["deploy", "--target", TARGET, *args]) == 0
     return capsys.readouterr().out
 
 

@@ -129,3 +129,11 @@ def test_crashing_worker_is_runtime_exit_error(runtime):
     body = json.loads(runtime.invoke(spec("app.h", files=files), "{}").payload)
     assert body["errorType"] == "Runtime.ExitError"
     assert "exit status 3" in body["errorMessage"]
+
+
+def test_a_slow_import_is_init_not_the_invocations_timeout(runtime):
+    """AWS gives init its own budget: a cold start that imports for 1 s does not time out a 0.5 s function."""
+    files = {"slow_init.py": "import time\ntime.sleep(1.0)\ndef handler(event, context):\n    return event\n"}
+    result = runtime.invoke(spec("slow_init.handler", timeout_s=0.5, files=files), json.dumps({"n": 1}))
+    assert not result.failed, result.payload
+    assert json.loads(result.payload) == {"n": 1}

@@ -1,0 +1,1 @@
+"""LocalStack Lambda runtime executor without Docker: see executor.py."""
