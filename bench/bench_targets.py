@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
-from services.localcloud.selftest import ensure_role, make_zip  # noqa: E402
 
 from scones import cli, endpoint, localcloud, localstack, workflow  # noqa: E402
 from scones.core import aws, settings  # noqa: E402
 from scones.deploy import stack  # noqa: E402
+from scones.selftest import ensure_role, make_zip  # noqa: E402
 
 ECHO = "def handler(event, context):\n    return event\n"
 

@@ -8,10 +8,10 @@ import json
 import uuid
 
 import pytest
-from services.localcloud.selftest import ensure_role, make_zip
 
 from scones.core import aws
 from scones.deploy import package, stack
+from scones.selftest import ensure_role, make_zip
 
 CODE = {
     "ok": "import os\ndef handler(event, context):\n    return {'event': event, 'mode': os.environ['MODE']}\n",
