@@ -121,6 +121,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scones import training_job
     from scones.data.classes import parse_classes
 
+    if args.mode == "sagemaker-local":
+        from scones.deploy import aws_command
+
+        return aws_command.train_local(args)
     bucket, prefix = bucket_and_prefix(args)
     classes = parse_classes(args.classes) if args.classes else None
     hyperparameters = {}
@@ -235,8 +239,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     from scones import endpoint, localcloud, models
     from scones.core import aws
-    from scones.deploy import stack
+    from scones.deploy import aws_command, stack
 
+    if (args.target or settings.target()) == "aws":
+        return aws_command.deploy(args)
     if args.target:
         os.environ[settings.TARGET] = args.target
     target = settings.target()
@@ -378,7 +384,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     import os
 
     from scones import cleanup
+    from scones.deploy import aws_command
 
+    if (args.target or settings.target()) == "aws":
+        return aws_command.clean(args)
     if args.target:
         os.environ[settings.TARGET] = args.target
     for line in cleanup.clean(delete_bucket=args.delete_bucket):
@@ -387,6 +396,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scones.deploy import aws_command
+
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -429,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-upload", action="store_true", help="build the local folder only")
 
     p = add("train", cmd_train, "train on the staged data as a SageMaker script-mode job would, locally")
+    p.add_argument("--mode", choices=["local", "sagemaker-local"], default="local", help="sagemaker-local: Docker")
     p.add_argument("--bucket", default=None, help=f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}")
     p.add_argument("--prefix", default=None, help="the staged data's prefix (default $SCONES_PREFIX or data)")
     p.add_argument("--epochs", type=int, default=None, help="default: train.py's (18)")
@@ -455,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default=None)
     p.add_argument("--threshold", type=float, default=None, help="confidence threshold (default $THRESHOLD or 0.93)")
     p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
+    aws_command.add_deploy_flags(p)
 
     p = add("invoke", cmd_invoke, "run the workflow on staged test images and print a result table")
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
@@ -473,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("clean", cmd_clean, "remove what the project created on the target (stack, objects, endpoints, cloud)")
     p.add_argument("--target", choices=settings.TARGETS, default=None)
     p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
+    aws_command.add_clean_flags(p)
 
     p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
     p.add_argument("--out-dir", default=None, help="default: data/statemachine ($SCONES_DATA_DIR)")

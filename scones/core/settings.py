@@ -33,6 +33,7 @@ MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refuse
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
+SAGEMAKER_ROLE = "SCONES_SAGEMAKER_ROLE"  # aws target: the SageMaker execution role (ARN or name)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"
@@ -133,6 +134,10 @@ def stack_name() -> str:
 
 def threshold() -> float:
     return _number(THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
+
+
+def sagemaker_role() -> str | None:
+    return _get(SAGEMAKER_ROLE, "") or None
 
 
 def endpoint_record_path(name: str) -> Path:
