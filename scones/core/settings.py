@@ -34,6 +34,7 @@ STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
 SAGEMAKER_ROLE = "SCONES_SAGEMAKER_ROLE"  # aws target: the SageMaker execution role (ARN or name)
+SDK_VALIDATE_ROLE = "SAGEMAKER_VALIDATE_ROLE"  # the SageMaker SDK's own role check (scones' preflight does it)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"

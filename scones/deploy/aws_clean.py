@@ -9,6 +9,7 @@ A second run finds nothing and deletes nothing. Exit status non-zero when anythi
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -61,13 +62,19 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
+def arn_of(raw: str) -> str:
+    """The ARN in a tagging API answer. moto 5.2.5 reports endpoint configurations as "('arn:…',)"."""
+    match = re.search(r"arn:[^'\"\s,()]+", raw)
+    return match.group(0) if match else raw
+
+
 def tagged(stack: str) -> list[Item]:
     """Everything the tagging API lists with scones:stack=<stack>."""
     found = []
     pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
     for page in pages.paginate(TagFilters=[{"Key": plan.TAG_STACK, "Values": [stack]}]):
         for mapping in page.get("ResourceTagMappingList", []):
-            arn = mapping["ResourceARN"]
+            arn = arn_of(mapping["ResourceARN"])
             service, rest = arn.split(":")[2], arn.split(":", 5)[5]
             kind, _, name = rest.partition("/")
             if service == "sagemaker" and kind in SAGEMAKER_KINDS:
@@ -118,8 +125,11 @@ def _named(spec: plan.Spec) -> list[Item]:
         pass
     sm = aws.client("sagemaker")
     try:
-        sm.describe_endpoint(EndpointName=spec.endpoint)
+        config = sm.describe_endpoint(EndpointName=spec.endpoint)["EndpointConfigName"]
         items.append(Item("endpoint", spec.endpoint))
+        items.append(Item("endpoint-config", config))
+        for variant in sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
+            items.append(Item("model", variant["ModelName"]))
     except sm.exceptions.ClientError:
         pass
     group = f"/aws/sagemaker/Endpoints/{spec.endpoint}"
@@ -214,6 +224,7 @@ def _delete(item: Item, spec: plan.Spec, poll_s: float) -> str | None:
 def _delete_job(item: Item) -> str | None:
     """A running job is stopped (it bills); a finished job's record is deleted, or untagged where the API is absent."""
     from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
 
     sm = aws.client("sagemaker")
     kind = "TrainingJob" if item.kind == "training-job" else "ProcessingJob"
@@ -223,9 +234,9 @@ def _delete_job(item: Item) -> str | None:
         getattr(sm, f"stop_{snake}")(**{f"{kind}Name": item.name})
         return "stopped; its record stays until it has ended (run clean again)"
     try:
-        getattr(sm, f"delete_{snake}")(**{f"{kind}Name": item.name})
-    except ClientError as exc:
-        if _code(exc) not in ("InternalFailure", "NotImplemented", "UnknownOperationException", "500"):
+        getattr(aws.client("sagemaker", max_attempts=1), f"delete_{snake}")(**{f"{kind}Name": item.name})
+    except (ClientError, ResponseParserError) as exc:
+        if isinstance(exc, ClientError) and _code(exc) not in ("InternalFailure", "NotImplemented", "500"):
             raise
         # This cloud cannot delete job records (the embedded local cloud): a finished job bills nothing, so its
         # record is only untagged, which takes it out of the project's inventory.

@@ -86,14 +86,15 @@ def role(spec: plan.Spec, account: str) -> str:
 def role_reads_bucket(role_arn: str, bucket: str) -> str | None:
     """None when the role may read and write the bucket; else a warning (or an error if clearly denied)."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
-        result = aws.client("iam").simulate_principal_policy(
+        result = aws.client("iam", max_attempts=1).simulate_principal_policy(
             PolicySourceArn=role_arn,
             ActionNames=["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
             ResourceArns=[f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
         )
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:  # not allowed to simulate, or no such API
         return f"could not check the role's access to s3://{bucket} ({_code(exc) or exc}); continuing"
     denied = sorted({r["EvalActionName"] for r in result["EvaluationResults"] if r["EvalDecision"] != "allowed"})
     if denied:
@@ -107,12 +108,17 @@ def role_reads_bucket(role_arn: str, bucket: str) -> str | None:
 def quota_hint(instance_type: str, spot: bool) -> str | None:
     """Zero quota for the training instance stops the deploy; an unreadable quota is a hint only."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     wanted = f"{instance_type} for {'spot ' if spot else ''}training job usage"
     try:
-        pages = aws.client("service-quotas").get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker")
+        pages = (
+            aws.client("service-quotas", max_attempts=1)
+            .get_paginator("list_service_quotas")
+            .paginate(ServiceCode="sagemaker")
+        )
         found = next((q for page in pages for q in page.get("Quotas", []) if q.get("QuotaName") == wanted), None)
-    except (ClientError, BotoCoreError, NotImplementedError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         return f"could not read the quota '{wanted}' ({_code(exc) or type(exc).__name__}); check it in Service Quotas"
     if found is None:
         return f"quota '{wanted}' not listed; if the job is refused, request it in Service Quotas"

@@ -9,8 +9,10 @@ only); everything else is a plain boto3 call, exactly as the dry run prints it.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import os
 import re
 import tarfile
 import tempfile
@@ -164,7 +166,17 @@ def _model_trainer(spec: plan.Spec, request: dict):
             entry_script=code["EntryScript"],
             requirements=code["Requirements"],
         )
-    trainer = ModelTrainer(**kwargs)
+    # The SDK re-checks the role with iam:SimulatePrincipalPolicy and fails where that API is absent or denied;
+    # preflight has made the same checks (reporting an unverifiable one as a note), so the SDK's is skipped.
+    saved = os.environ.get(settings.SDK_VALIDATE_ROLE)
+    os.environ[settings.SDK_VALIDATE_ROLE] = "false"
+    try:
+        trainer = ModelTrainer(**kwargs)
+    finally:
+        if saved is None:
+            os.environ.pop(settings.SDK_VALIDATE_ROLE, None)
+        else:
+            os.environ[settings.SDK_VALIDATE_ROLE] = saved
     if "MetricDefinitions" in request["AlgorithmSpecification"]:
         from sagemaker.core.training.configs import MetricDefinition
 
@@ -175,7 +187,11 @@ def _model_trainer(spec: plan.Spec, request: dict):
             ]
         )
     channels = [
-        InputData(channel_name=c["ChannelName"], data_source=c["S3Uri"], content_type=c.get("ContentType"))
+        InputData(
+            channel_name=c["ChannelName"],
+            data_source=c["S3Uri"],
+            **({"content_type": c["ContentType"]} if "ContentType" in c else {}),
+        )
         for c in request["InputDataConfig"]
     ]
     return trainer, channels
@@ -371,7 +387,10 @@ def ensure_stack(spec: plan.Spec, report: Report, log=print) -> dict[str, str]:
 def monitoring_source() -> tuple[str, bytes]:
     """The scones package as a reproducible tarball (the Processing job pip-installs it)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,  # no timestamp in the header: same bytes
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         paths = []
         for name in MONITOR_SOURCES:
             path = ROOT / name
