@@ -7,7 +7,8 @@ STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
 DEMO_OUT ?= data/demo
-EXTRAS ?= localcloud,ml,serve,dev
+EXTRAS ?= localcloud,ml,serve,dev,aws
+TARGET ?= local
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -45,6 +46,9 @@ train: up ## train on the staged data like a SageMaker job, upload model.tar.gz,
 deploy: up ## deploy the workflow stack (Lambdas, state machines, SNS) and the endpoint to the local cloud
 	$(BIN)/scones deploy --target local
 
+deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training job, endpoint (100% capture, autoscaling), stack, hourly monitoring (DRY_RUN=1: print the plan)
+	$(BIN)/scones deploy --target aws $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
@@ -64,9 +68,10 @@ demo: venv ## the main job end to end on the local cloud: stage, train, evaluate
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff on the whole tree
+lint: venv ## ruff on the whole tree, cfn-lint on template.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
 
 format: venv ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I .
@@ -79,9 +84,13 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_workflow.py
 
-clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
+clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data (TARGET=aws: only what `make deploy-aws` made on AWS, tagged; asks first)
+ifeq ($(TARGET),aws)
+	$(BIN)/scones clean --target aws $(CLEAN_ARGS)
+else
 	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; fi
 	rm -rf $(VENV) .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+endif
 
-.PHONY: help venv up check down status stage train deploy invoke demo test lint format bench clean
+.PHONY: help venv up check down status stage train deploy deploy-aws invoke demo test lint format bench clean
