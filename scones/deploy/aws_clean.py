@@ -104,6 +104,17 @@ def _scaling(spec: plan.Spec) -> list[Item]:
     return items
 
 
+def _recorded(spec: plan.Spec) -> dict[str, str]:
+    import json
+
+    from scones.deploy.sagemaker import record_path
+
+    try:
+        return json.loads(record_path(spec.stack).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _named(spec: plan.Spec) -> list[Item]:
     """What the tagging API does not list, found by the names a deploy gives it."""
     items = _scaling(spec)
@@ -124,6 +135,16 @@ def _named(spec: plan.Spec) -> list[Item]:
     except iam.exceptions.NoSuchEntityException:
         pass
     sm = aws.client("sagemaker")
+    for kind, name in _recorded(spec).items():  # what the last deploy recorded, should its tags be gone
+        try:
+            if kind == "endpoint_config":
+                sm.describe_endpoint_config(EndpointConfigName=name)
+                items.append(Item("endpoint-config", name))
+            elif kind == "model":
+                sm.describe_model(ModelName=name)
+                items.append(Item("model", name))
+        except sm.exceptions.ClientError:
+            pass
     try:
         config = sm.describe_endpoint(EndpointName=spec.endpoint)["EndpointConfigName"]
         items.append(Item("endpoint", spec.endpoint))
@@ -230,6 +251,7 @@ def _delete_job(item: Item) -> str | None:
     kind = "TrainingJob" if item.kind == "training-job" else "ProcessingJob"
     snake = "training_job" if item.kind == "training-job" else "processing_job"
     described = getattr(sm, f"describe_{snake}")(**{f"{kind}Name": item.name})
+    _delete_log_streams(f"/aws/sagemaker/{kind}s", item.name)
     if described[f"{kind}Status"] in ("InProgress", "Stopping"):
         getattr(sm, f"stop_{snake}")(**{f"{kind}Name": item.name})
         return "stopped; its record stays until it has ended (run clean again)"
@@ -242,6 +264,18 @@ def _delete_job(item: Item) -> str | None:
         # record is only untagged, which takes it out of the project's inventory.
         sm.delete_tags(ResourceArn=item.arn, TagKeys=[plan.TAG_STACK, plan.TAG_PROJECT[0]])
     return None
+
+
+def _delete_log_streams(group: str, job: str) -> None:
+    """A job's log streams in the account-wide group (/aws/sagemaker/TrainingJobs, …/ProcessingJobs)."""
+    logs = aws.client("logs")
+    try:
+        pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=group, logStreamNamePrefix=f"{job}/")
+        for page in pages:
+            for stream in page.get("logStreams", []):
+                logs.delete_log_stream(logGroupName=group, logStreamName=stream["logStreamName"])
+    except logs.exceptions.ResourceNotFoundException:
+        pass
 
 
 def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=print) -> CleanResult:

@@ -210,7 +210,7 @@ def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log
     request = plan.training_request(spec, facts, images.retrieve)
     trainer, channels = _model_trainer(spec, request)
     trainer.train(input_data_config=channels, wait=False, logs=False)
-    name = trainer._latest_training_job.training_job_name
+    name = _training_jobs(base)[0]["TrainingJobName"]  # the newest: ModelTrainer appends a timestamp to the base
     report.add("train", "created", f"{name} on {spec.instance_type}{' (spot)' if spec.spot else ''}", log)
     return name, wait_training(name, poll_s, log)
 

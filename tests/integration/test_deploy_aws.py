@@ -196,3 +196,57 @@ def test_clean_purge_data_deletes_the_objects_and_the_bucket_it_made(deployed):
     result = aws_clean.clean(spec, purge_data=True, poll_s=0.01, log=lambda _m: None)
     assert result.left == []
     assert spec.bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]
+
+
+def test_builtin_algorithm_on_a_serverless_endpoint_round_trip(local_cloud, cifar_tarball, tmp_path, monkeypatch):
+    """--algorithm builtin --serverless: the course's algorithm on the same staged .lst files; no capture/scaling."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv(settings.DATA_DIR, str(tmp_path))
+    spec = plan.Spec(
+        stack=f"b{suffix}-workflow",
+        bucket=f"b-{suffix}",
+        endpoint=f"bep-{suffix}",
+        region=settings.region(),
+        role=make_role(f"smb-{suffix}"),
+        algorithm="builtin",
+        serverless=True,
+        source=str(cifar_tarball),
+    )
+    lines: list[str] = []
+    report = sagemaker.deploy(spec, poll_s=0.01, log=lines.append)
+    sm = aws.client("sagemaker")
+    job = sm.describe_training_job(TrainingJobName=report.names["training_job"])
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/image-classification:1")
+    assert {c["ChannelName"]: c.get("ContentType") for c in job["InputDataConfig"]} == {
+        "train": "application/x-image",
+        "validation": "application/x-image",
+        "train_lst": "application/x-image",
+        "validation_lst": "application/x-image",
+    }
+    hps = job["HyperParameters"]
+    assert (hps["num_classes"], hps["num_training_samples"], hps["image_shape"]) == ("2", "12", "3,32,32")
+    config = sm.describe_endpoint_config(EndpointConfigName=report.names["endpoint_config"])
+    assert not config.get("DataCaptureConfig") and "ServerlessConfig" in config["ProductionVariants"][0]
+    model = sm.describe_model(ModelName=report.names["model"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert any("do not capture data" in line for line in lines)
+    assert (
+        aws.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[plan.scaling_resource_id(spec.endpoint)]
+        )["ScalableTargets"]
+        == []
+    )
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert result.left == [] and aws_clean.inventory(spec) == []
+
+
+@pytest.mark.e2e
+def test_scones_clean_target_aws_asks_first_and_says_when_nothing_is_there(local_cloud, monkeypatch, capsys):
+    from scones import cli
+
+    monkeypatch.setenv(settings.STACK_NAME, "nothing-here-workflow")
+    monkeypatch.setenv(settings.SCONES_ENDPOINT_NAME, "nothing-here")
+    assert cli.main(["clean", "--target", "aws", "--yes"]) == 0
+    assert "nothing to delete" in capsys.readouterr().out
