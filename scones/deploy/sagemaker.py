@@ -48,6 +48,15 @@ def _code(exc: Exception) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
+def _contains(current: object, wanted: object) -> bool:
+    """Does what the cloud describes hold everything we asked for? (It adds defaults of its own.)"""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(_contains(current.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(current, list) and len(current) == len(wanted) and all(map(_contains, current, wanted))
+    return current == wanted
+
+
 def _missing(exc: Exception) -> bool:
     text = str(exc)
     return _code(exc) in ("ValidationException", "ResourceNotFound", "ResourceNotFoundException", "404") and (
@@ -358,9 +367,7 @@ def ensure_scaling(spec: plan.Spec, account: str, report: Report, log=print) -> 
         ServiceNamespace="sagemaker", ResourceId=resource, PolicyNames=[policy.params["PolicyName"]]
     ).get("ScalingPolicies", [])
     config = policy.params["TargetTrackingScalingPolicyConfiguration"]
-    same = policies and all(
-        policies[0].get("TargetTrackingScalingPolicyConfiguration", {}).get(k) == v for k, v in config.items()
-    )
+    same = bool(policies) and _contains(policies[0].get("TargetTrackingScalingPolicyConfiguration"), config)
     if same:
         report.add("scaling", "unchanged", f"policy {policy.params['PolicyName']}", log)
     else:
@@ -457,8 +464,8 @@ def ensure_monitoring(spec: plan.Spec, account: str, report: Report, log=print) 
     if current is None:
         scheduler.create_schedule(**wanted)
         report.add("monitor", "created", f"schedule {wanted['Name']} ({spec.monitor_schedule})", log)
-    elif all(current.get(k) == v for k, v in wanted.items() if k != "Target") and all(
-        current.get("Target", {}).get(k) == v for k, v in wanted["Target"].items()
+    elif _contains(current, {**wanted, "Target": {k: v for k, v in wanted["Target"].items() if k != "Input"}}) and (
+        json.loads(current["Target"].get("Input") or "null") == json.loads(wanted["Target"]["Input"])
     ):
         report.add("monitor", "unchanged", f"schedule {wanted['Name']} ({spec.monitor_schedule})", log)
     else:

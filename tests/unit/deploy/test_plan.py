@@ -154,3 +154,17 @@ def test_dry_run_works_with_no_credentials_at_all(tmp_path):
         "tags on everything: project=scones, scones:stack=scones-workflow",
     ):
         assert expected in out.stdout, expected
+
+
+def test_a_described_resource_with_aws_defaults_still_matches_what_was_asked():
+    from scones.deploy.sagemaker import _contains
+
+    asked = {"Target": {"RetryPolicy": {"MaximumRetryAttempts": 0}}, "State": "ENABLED"}
+    described = {
+        "Target": {"RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 86400}},
+        "State": "ENABLED",
+        "Arn": "x",
+    }
+    assert _contains(described, asked)
+    assert not _contains({**described, "State": "DISABLED"}, asked)
+    assert not _contains({"Target": {}}, asked)
