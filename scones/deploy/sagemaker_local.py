@@ -24,11 +24,11 @@ def train(spec: plan.Spec, docker_answers=None, log=print) -> str:
         raise NotReadyError(NO_DOCKER, next_step="scones train")
     from sagemaker.train.model_trainer import Mode
 
-    from scones.deploy.sagemaker import _model_trainer
+    from scones.deploy.aws_training import model_trainer
 
     local = plan.Spec(**{**spec.__dict__, "instance_type": "local_cpu", "spot": False})
     request = plan.training_request(local, plan.Facts(account=plan.account_of(spec)), images.retrieve)
-    trainer, channels = _model_trainer(local, request)
+    trainer, channels = model_trainer(local, request)
     trainer.training_mode = Mode.LOCAL_CONTAINER
     log(f"training in {request['AlgorithmSpecification']['TrainingImage']} (local container) ...")
     trainer.train(input_data_config=channels, wait=True, logs=True)

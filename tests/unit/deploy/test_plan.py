@@ -157,7 +157,7 @@ def test_dry_run_works_with_no_credentials_at_all(tmp_path):
 
 
 def test_a_described_resource_with_aws_defaults_still_matches_what_was_asked():
-    from scones.deploy.sagemaker import _contains
+    from scones.deploy.checks import contains as _contains
 
     asked = {"Target": {"RetryPolicy": {"MaximumRetryAttempts": 0}}, "State": "ENABLED"}
     described = {
