@@ -69,13 +69,14 @@ def wait_training(job: str, poll_s: float, log=print) -> str:
     return described["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def model_trainer(spec: plan.Spec, request: dict):
-    """The SDK's ModelTrainer for the planned request (lazy import: the `aws` extra)."""
+def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
+    """The SDK's ModelTrainer for the planned request (lazy import: the `aws` extra); `local`: in Docker here."""
     images._sdk()
     import boto3
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.training.configs import Compute, InputData, SourceCode, StoppingCondition
     from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
 
     session = Session(
         boto_session=boto3.session.Session(region_name=spec.region),
@@ -95,7 +96,8 @@ def model_trainer(spec: plan.Spec, request: dict):
             max_runtime_in_seconds=stopping["MaxRuntimeInSeconds"],
             max_wait_time_in_seconds=stopping.get("MaxWaitTimeInSeconds"),
         ),
-        "role": request["RoleArn"],
+        "role": None if local else request["RoleArn"],  # local containers assume no role
+        "training_mode": Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
         "sagemaker_session": session,
         "base_job_name": request["TrainingJobName"].removesuffix("-<timestamp>"),
         "hyperparameters": request["HyperParameters"],

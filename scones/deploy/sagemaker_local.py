@@ -22,14 +22,13 @@ def train(spec: plan.Spec, docker_answers=None, log=print) -> str:
         from scones.localcloud import docker_engine_answers as docker_answers
     if not docker_answers():
         raise NotReadyError(NO_DOCKER, next_step="scones train")
-    from sagemaker.train.model_trainer import Mode
-
     from scones.deploy.aws_training import model_trainer
 
-    local = plan.Spec(**{**spec.__dict__, "instance_type": "local_cpu", "spot": False})
-    request = plan.training_request(local, plan.Facts(account=plan.account_of(spec)), images.retrieve)
-    trainer, channels = model_trainer(local, request)
-    trainer.training_mode = Mode.LOCAL_CONTAINER
+    # The image of a CPU instance (the SDK's table maps local_cpu to the GPU image), run as local_cpu.
+    cpu = plan.Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
+    request = plan.training_request(cpu, plan.Facts(account=plan.account_of(spec)), images.retrieve)
+    request["ResourceConfig"]["InstanceType"] = "local_cpu"
+    trainer, channels = model_trainer(cpu, request, local=True)
     log(f"training in {request['AlgorithmSpecification']['TrainingImage']} (local container) ...")
     trainer.train(input_data_config=channels, wait=True, logs=True)
     return f"{trainer.local_container_root}"

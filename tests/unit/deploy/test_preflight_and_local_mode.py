@@ -83,3 +83,20 @@ def test_scones_train_mode_sagemaker_local_prints_one_line(monkeypatch, capsys):
     assert cli.main(["train", "--mode", "sagemaker-local"]) == 3
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("scones train: error: --mode sagemaker-local") and line.endswith("(next: scones train)")
+
+
+def test_local_mode_builds_a_local_cpu_container_job_from_the_same_request(monkeypatch):
+    """With Docker answering, the SDK's local container mode gets the planned request (its run is not tested
+    here: no Docker engine on these machines)."""
+    pytest.importorskip("sagemaker", reason="local mode runs through the SDK: needs the aws extra")
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
+
+    seen = {}
+    monkeypatch.setattr(ModelTrainer, "train", lambda self, **kwargs: seen.update(trainer=self, **kwargs))
+    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None)
+    trainer = seen["trainer"]
+    assert trainer.training_mode == Mode.LOCAL_CONTAINER and trainer.compute.instance_type == "local_cpu"
+    assert "pytorch-training:2.8.0-cpu-py312" in trainer.training_image
+    assert trainer.hyperparameters == {"classes": "bicycle,motorcycle", "epochs": "2"}
+    assert [c.channel_name for c in seen["input_data_config"]] == ["train", "test", "train_lst", "test_lst"]
