@@ -109,6 +109,9 @@ def clean(args: argparse.Namespace) -> int:
 
     try:
         spec = spec_from_args(args)
+        from scones.deploy import preflight
+
+        preflight.credentials()
         items = aws_clean.inventory(spec, args.purge_data)
         if not items:
             print(f"nothing tagged {aws_clean.plan.TAG_STACK}={spec.stack} or named by it: nothing to delete")

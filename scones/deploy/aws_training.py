@@ -159,4 +159,11 @@ def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log
     trainer.train(input_data_config=channels, wait=False, logs=False)
     name = _training_jobs(base)[0]["TrainingJobName"]  # the newest: ModelTrainer appends a timestamp to the base
     report.add("train", "created", f"{name} on {spec.instance_type}{' (spot)' if spec.spot else ''}", log)
-    return name, wait_training(name, poll_s, log)
+    try:
+        return name, wait_training(name, poll_s, log)
+    except KeyboardInterrupt:
+        log(
+            f"training job {name} keeps running on SageMaker (and billing): `scones deploy --target aws` "
+            "resumes waiting for it, `scones clean --target aws` stops it"
+        )
+        raise

@@ -24,6 +24,11 @@ def _sdk():
     return image_uris
 
 
+def require() -> None:
+    """Raise NotReadyError (with the install command) when the SDK is not installed."""
+    _sdk()
+
+
 def retrieve(kind: str, region: str, instance_type: str) -> str:
     """kind: training | inference | processing (PyTorch containers) | builtin (image-classification)."""
     image_uris = _sdk()

@@ -220,6 +220,7 @@ def _source_name(uri: str) -> str:
 def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print) -> Report:
     """The whole chain; every step skips what exists and matches."""
     report = Report()
+    images.require()  # before anything is created: the training step and the image URIs need the SDK
     checked = preflight.run(spec, log)
     report.account = checked.account
     facts = plan.Facts(account=checked.account)

@@ -100,3 +100,9 @@ def test_local_mode_builds_a_local_cpu_container_job_from_the_same_request(monke
     assert "pytorch-training:2.8.0-cpu-py312" in trainer.training_image
     assert trainer.hyperparameters == {"classes": "bicycle,motorcycle", "epochs": "2"}
     assert [c.channel_name for c in seen["input_data_config"]] == ["train", "test", "train_lst", "test_lst"]
+
+
+def test_clean_without_credentials_is_one_line_too(no_credentials, capsys):
+    assert cli.main(["clean", "--target", "aws", "--yes"]) == 3
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("scones clean: error: no AWS credentials found")
