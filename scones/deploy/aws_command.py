@@ -48,8 +48,12 @@ def spec_from_args(args: argparse.Namespace):
     max_wait = getattr(args, "max_wait", None)
     if getattr(args, "spot", False) and max_wait is not None and max_wait < max_run:
         raise UsageError(f"--max-wait {max_wait} is below --max-run {max_run}: spot needs max wait >= max run")
+    if not 1 <= max_run <= 2_419_200:
+        raise UsageError(f"--max-run {max_run}: SageMaker allows 1 s to 28 days")
     if getattr(args, "max_instances", 4) < 1:
         raise UsageError("--max-instances must be at least 1")
+    if getattr(args, "invocations_per_instance", 70) < 1:
+        raise UsageError("--invocations-per-instance must be at least 1")
     threshold = settings.threshold() if getattr(args, "threshold", None) is None else args.threshold
     return plan.Spec(
         stack=settings.stack_name(),
