@@ -52,7 +52,7 @@ def wait_training(job: str, poll_s: float, log=print) -> str:
             log(f"  {job}: {status[0]} ({status[1]})")
             last = status
         for line in _log_lines(job, seen):
-            if line.startswith("METRICS") or "error" in line.lower():
+            if "METRICS " in line or "error" in line.lower():
                 log(f"  {line.strip()}")
         if status[0] in FINISHED:
             break

@@ -27,6 +27,7 @@ INFERENCE_FILE = ROOT / "services" / "endpoint" / "inference.py"
 # train.py prints `METRICS epoch=3 train_loss=0.21 …` (or the same keys as JSON): one regex per metric.
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_s")
 UNKNOWN_ACCOUNT = "<account-id>"
+UNKNOWN_HASH = "<hash of the trained artifact>"
 BUILTIN_HYPERPARAMETERS = {  # the course's built-in image-classification settings, for 32x32 CIFAR images
     "image_shape": "3,32,32",
     "num_layers": "18",
@@ -238,7 +239,6 @@ def serving_key(job_or_model: str) -> str:
 
 
 def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
-    source = spec.model_uri or training_base_name(spec)
     if spec.algorithm == "builtin":
         container = {"Image": image("builtin", spec.region, spec.endpoint_instance_type)}
         model_data = facts.model_data or f"s3://{spec.bucket}/models/<training job>/output/model.tar.gz"
@@ -256,7 +256,11 @@ def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
         model_data = facts.model_data or f"s3://{spec.bucket}/{serving_key('<training job>')}"
         serving_code = INFERENCE_FILE.read_bytes()
     container["ModelDataUrl"] = model_data
-    name = f"{spec.name_prefix}-model-{digest(source, spec.algorithm, container['Image'], serving_code)}"
+    # Models are immutable: the name hashes everything the model is, so a new artifact makes a new model.
+    # Before training (a dry run) the artifact is unknown, and so is the hash.
+    known = facts.model_data is not None
+    content = digest(model_data, spec.algorithm, container["Image"], serving_code) if known else UNKNOWN_HASH
+    name = f"{spec.name_prefix}-model-{content}"
     return {
         "ModelName": name,
         "PrimaryContainer": container,
@@ -282,7 +286,7 @@ def endpoint_config_request(spec: Spec, model_name: str) -> dict:
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
         }
-    name = f"{spec.name_prefix}-config-{digest(request)}"
+    name = f"{spec.name_prefix}-config-{UNKNOWN_HASH if UNKNOWN_HASH in model_name else digest(request)}"
     return {"EndpointConfigName": name, **request, "Tags": spec.tags()}
 
 

@@ -96,6 +96,8 @@ def test_names_change_with_what_they_describe():
     a, b = plan.Spec(role=ROLE), plan.Spec(role=ROLE, instance_type="ml.p3.2xlarge")
     assert plan.training_base_name(a) != plan.training_base_name(b)
     assert plan.training_base_name(a) == plan.training_base_name(plan.Spec(role=ROLE))
+    one, two = (plan.model_request(a, plan.Facts(model_data=f"s3://b/{n}.tar.gz"), fake_image) for n in "12")
+    assert one["ModelName"] != two["ModelName"]  # a new artifact is a new model (models are immutable)
     small = plan.endpoint_config_request(a, "m")["EndpointConfigName"]
     large = plan.endpoint_config_request(plan.Spec(endpoint_instance_type="ml.c5.xlarge"), "m")["EndpointConfigName"]
     assert small != large
