@@ -292,7 +292,7 @@ def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=p
             result.left.append((item, note))
         else:
             result.deleted.append(item)
-            log(f"deleted {item.kind} {item.name}" + (f" ({note})" if note else ""))
+            log(f"{'stopped' if note else 'deleted'} {item.kind} {item.name}" + (f" ({note})" if note else ""))
     remaining = [i for i in inventory(spec, purge_data) if i.kind != "s3-objects"]
     known = {(i.kind, i.name) for i, _ in result.left}
     result.left += [(i, "still there after deletion") for i in remaining if (i.kind, i.name) not in known]
