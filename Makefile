@@ -7,7 +7,8 @@ STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
 DEMO_OUT ?= data/demo
-EXTRAS ?= localcloud,ml,serve,dev
+EXTRAS ?= localcloud,ml,serve,dev,aws
+TARGET ?= local
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -45,6 +46,9 @@ train: up ## train on the staged data like a SageMaker job, upload model.tar.gz,
 deploy: up ## deploy the workflow stack (Lambdas, state machines, SNS) and the endpoint to the local cloud
 	$(BIN)/scones deploy --target local
 
+deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training job, endpoint (100% capture, autoscaling), stack, hourly monitoring (DRY_RUN=1: print the plan)
+	$(BIN)/scones deploy --target aws $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
+
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
@@ -70,10 +74,11 @@ test-localstack: venv ## start LocalStack in host mode on a free port, run the t
 	trap '$(BIN)/scones down --stack localstack; rm -rf "$$state"' EXIT; \
 	$(BIN)/scones up --stack localstack && $(BIN)/python -m pytest -m localstack $(PYTEST_ARGS)
 
-lint: venv ## ruff on the whole tree, and the import-linter contracts (arrows point one way)
+lint: venv ## ruff on the whole tree, the import-linter contracts (arrows point one way), cfn-lint on template.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
+	$(BIN)/cfn-lint template.yaml
 
 format: venv ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I .
@@ -89,10 +94,14 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios
 	$(BIN)/python bench/bench_targets.py
 
-clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
+clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, LocalStack, .venv, .scones, data (TARGET=aws: only what `make deploy-aws` made on AWS, tagged; asks first)
+ifeq ($(TARGET),aws)
+	$(BIN)/scones clean --target aws $(CLEAN_ARGS)
+else
 	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; \
 		$(BIN)/scones down --stack localstack || true; fi
 	rm -rf $(VENV) .venv-localstack .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+endif
 
-.PHONY: help venv up check down status stage train deploy invoke demo test test-localstack bench-targets lint format bench clean
+.PHONY: help venv up check down status stage train deploy deploy-aws invoke demo test test-localstack bench-targets lint format bench clean

@@ -117,6 +117,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scones import training_job
     from scones.data.classes import parse_classes
 
+    if args.mode == "sagemaker-local":
+        from scones.deploy import aws_command
+
+        return aws_command.train_local(args)
+    if args.mode == "sagemaker-local":  # the SDK's local container mode (needs Docker)
+        from scones.deploy import aws_command
+
+        return aws_command.train_local(args)
     bucket, prefix = bucket_and_prefix(args)
     classes = parse_classes(args.classes) if args.classes else None
     hyperparameters = parse_hyperparameters(args.hyperparameter or [])
@@ -172,11 +180,13 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from scones.deploy import aws_command
     from scones.deploy.run import deploy
 
-    found = deploy(
-        targets.activate(args.target), args.bucket or settings.bucket(), args.model, args.threshold, args.alert_email
-    )
+    target = targets.activate(args.target)
+    if target.name == "aws":  # the SageMaker chain: training job, endpoint, scaling, stack, monitoring schedule
+        return aws_command.deploy(args)
+    found = deploy(target, args.bucket or settings.bucket(), args.model, args.threshold, args.alert_email)
     print(f"stack {found.stack}: {found.action} in {found.seconds:.1f} s ({found.uploaded} artifacts uploaded)")
     for key, value in sorted(found.outputs.items()):
         print(f"  {key:<30} {value}")
@@ -214,8 +224,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_clean(args: argparse.Namespace) -> int:
     from scones import cleanup
+    from scones.deploy import aws_command
 
-    for line in cleanup.clean(targets.activate(args.target), delete_bucket=args.delete_bucket):
+    target = targets.activate(args.target)
+    if target.name == "aws":  # by the project's tags: asks first, dependency order, non-zero if anything is left
+        return aws_command.clean(args)
+    for line in cleanup.clean(target, delete_bucket=args.delete_bucket):
         print(line)
     return 0
 
@@ -233,6 +247,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scones.deploy import aws_command
+
     parser = Parser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also ${settings.DEBUG}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -285,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-upload", action="store_true", help="build the local folder only")
 
     p = add("train", cmd_train, "train on the staged data as a SageMaker script-mode job would, locally", data=True)
+    p.add_argument("--mode", choices=["local", "sagemaker-local"], default="local", help="sagemaker-local: Docker")
     p.add_argument("--epochs", type=int, default=None, help="default: train.py's")
     p.add_argument("--job-name", default=None, help="default scones-YYYYmmdd-HHMMSS")
     p.add_argument("--classes", default=None, help="must match the staged classes (checked)")
@@ -324,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"confidence threshold (default ${settings.THRESHOLD} or {settings.DEFAULT_THRESHOLD})",
     )
     p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
+    aws_command.add_deploy_flags(p)
 
     p = add("invoke", cmd_invoke, "run the workflow on staged test images and print a result table", data=True)
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
@@ -345,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         locks=True,
     )
     p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
+    aws_command.add_clean_flags(p)
 
     p = add("export", cmd_export, "write the deployed state machine definitions as JSON")
     p.add_argument("--out-dir", default=None, help=f"default: data/statemachine (${settings.DATA_DIR})")

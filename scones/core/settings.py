@@ -41,6 +41,8 @@ LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStac
 LOCALSTACK_PORT = "SCONES_LOCALSTACK_PORT"  # LocalStack's gateway port (default 4566; 0: any free port)
 LOCALSTACK_MODE = "SCONES_LOCALSTACK_MODE"  # auto (Docker when an engine answers, else host) | host | docker
 LOCALSTACK_VENV = "SCONES_LOCALSTACK_VENV"  # host mode's virtual environment (default .venv-localstack)
+SAGEMAKER_ROLE = "SCONES_SAGEMAKER_ROLE"  # aws target: the SageMaker execution role (ARN or name)
+SDK_VALIDATE_ROLE = "SAGEMAKER_VALIDATE_ROLE"  # the SageMaker SDK's own role check (scones' preflight does it)
 
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 AWS_REGION = "AWS_DEFAULT_REGION"
@@ -143,6 +145,10 @@ def stack_name() -> str:
 
 def threshold() -> float:
     return _number(THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
+
+
+def sagemaker_role() -> str | None:
+    return _get(SAGEMAKER_ROLE, "") or None
 
 
 def endpoint_record_path(name: str) -> Path:

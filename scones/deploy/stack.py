@@ -62,7 +62,9 @@ def _wait(cfn, name: str, action: str) -> None:
         raise DeployError(f"stack {name} {action} failed: {exc}; " + "; ".join(reasons)) from None
 
 
-def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> DeployResult:
+def deploy(
+    parameters: dict[str, str], name: str | None = None, log=print, tags: list[dict[str, str]] | None = None
+) -> DeployResult:
     """Package, upload and create or update the stack; a deploy with nothing changed changes nothing."""
     from scones.core import aws
 
@@ -97,7 +99,7 @@ def deploy(parameters: dict[str, str], name: str | None = None, log=print) -> De
             TemplateBody=body,
             Parameters=cfn_params,
             Capabilities=["CAPABILITY_NAMED_IAM"],
-            Tags=[{"Key": "project", "Value": "scones"}],
+            Tags=tags or [{"Key": "project", "Value": "scones"}],
         )
         _wait(cfn, name, "create")
         action = "created"

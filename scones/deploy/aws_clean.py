@@ -1,0 +1,301 @@
+"""`scones clean --target aws`: find what a deploy made, list it, delete it in dependency order, wait, verify.
+
+Resources are found by the project's tags (Resource Groups Tagging API: `scones:stack=<stack>`) plus the names
+a deploy derives and records (scaling target and policy, schedule, scheduler role, log groups: kinds the
+tagging API does not list). Order: scaling policy → scalable target → schedule → endpoint → endpoint config
+→ model → stack → scheduler role → job records → log groups → (with --purge-data) S3 objects and bucket.
+A second run finds nothing and deletes nothing. Exit status non-zero when anything is left.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from scones.core import aws
+from scones.deploy import plan
+
+PURGE_PREFIXES = ("data/", "models/", "deploy/", "datacapture/", "monitoring/")
+
+
+@dataclass
+class Item:
+    kind: str  # scaling-policy | scalable-target | schedule | schedule-group | endpoint | endpoint-config | …
+    name: str
+    arn: str = ""
+
+
+@dataclass
+class CleanResult:
+    deleted: list[Item] = field(default_factory=list)
+    left: list[tuple[Item, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+ORDER = (
+    "scaling-policy",
+    "scalable-target",
+    "schedule",
+    "schedule-group",
+    "endpoint",
+    "endpoint-config",
+    "model",
+    "stack",
+    "scheduler-role",
+    "training-job",
+    "processing-job",
+    "log-group",
+    "s3-objects",
+    "bucket",
+)
+SAGEMAKER_KINDS = {
+    "endpoint": "endpoint",
+    "endpoint-config": "endpoint-config",
+    "model": "model",
+    "training-job": "training-job",
+    "processing-job": "processing-job",
+}
+
+
+def _code(exc: Exception) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def arn_of(raw: str) -> str:
+    """The ARN in a tagging API answer. moto 5.2.5 reports endpoint configurations as "('arn:…',)"."""
+    match = re.search(r"arn:[^'\"\s,()]+", raw)
+    return match.group(0) if match else raw
+
+
+def tagged(stack: str) -> list[Item]:
+    """Everything the tagging API lists with scones:stack=<stack>."""
+    found = []
+    pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
+    for page in pages.paginate(TagFilters=[{"Key": plan.TAG_STACK, "Values": [stack]}]):
+        for mapping in page.get("ResourceTagMappingList", []):
+            arn = arn_of(mapping["ResourceARN"])
+            service, rest = arn.split(":")[2], arn.split(":", 5)[5]
+            kind, _, name = rest.partition("/")
+            if service == "sagemaker" and kind in SAGEMAKER_KINDS:
+                found.append(Item(SAGEMAKER_KINDS[kind], name, arn))
+            elif service == "cloudformation" and kind == "stack":
+                found.append(Item("stack", name.split("/")[0], arn))
+            elif service == "s3":
+                found.append(Item("bucket", rest, arn))
+            elif service == "scheduler" and kind == "schedule-group":
+                found.append(Item("schedule-group", name, arn))
+            else:
+                found.append(Item(f"{service}:{kind}", name or rest, arn))
+    return found
+
+
+def _scaling(spec: plan.Spec) -> list[Item]:
+    scaling = aws.client("application-autoscaling")
+    resource = plan.scaling_resource_id(spec.endpoint)
+    items = [
+        Item("scaling-policy", p["PolicyName"], resource)
+        for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource).get(
+            "ScalingPolicies", []
+        )
+    ]
+    if scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource]).get("ScalableTargets"):
+        items.append(Item("scalable-target", resource))
+    return items
+
+
+def _recorded(spec: plan.Spec) -> dict[str, str]:
+    import json
+
+    from scones.deploy.sagemaker import record_path
+
+    try:
+        return json.loads(record_path(spec.stack).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _named(spec: plan.Spec) -> list[Item]:
+    """What the tagging API does not list, found by the names a deploy gives it."""
+    items = _scaling(spec)
+    scheduler, iam, logs = aws.client("scheduler"), aws.client("iam"), aws.client("logs")
+    try:
+        scheduler.get_schedule(Name=plan.schedule_name(spec), GroupName=plan.schedule_group(spec))
+        items.append(Item("schedule", plan.schedule_name(spec), plan.schedule_group(spec)))
+    except scheduler.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        scheduler.get_schedule_group(Name=plan.schedule_group(spec))
+        items.append(Item("schedule-group", plan.schedule_group(spec)))
+    except scheduler.exceptions.ResourceNotFoundException:
+        pass
+    try:
+        iam.get_role(RoleName=plan.scheduler_role_name(spec))
+        items.append(Item("scheduler-role", plan.scheduler_role_name(spec)))
+    except iam.exceptions.NoSuchEntityException:
+        pass
+    sm = aws.client("sagemaker")
+    for kind, name in _recorded(spec).items():  # what the last deploy recorded, should its tags be gone
+        try:
+            if kind == "endpoint_config":
+                sm.describe_endpoint_config(EndpointConfigName=name)
+                items.append(Item("endpoint-config", name))
+            elif kind == "model":
+                sm.describe_model(ModelName=name)
+                items.append(Item("model", name))
+        except sm.exceptions.ClientError:
+            pass
+    try:
+        config = sm.describe_endpoint(EndpointName=spec.endpoint)["EndpointConfigName"]
+        items.append(Item("endpoint", spec.endpoint))
+        items.append(Item("endpoint-config", config))
+        for variant in sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]:
+            items.append(Item("model", variant["ModelName"]))
+    except sm.exceptions.ClientError:
+        pass
+    group = f"/aws/sagemaker/Endpoints/{spec.endpoint}"
+    for found in logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups", []):
+        if found["logGroupName"] == group:
+            items.append(Item("log-group", group))
+    return items
+
+
+def inventory(spec: plan.Spec, purge_data: bool = False) -> list[Item]:
+    """What a clean would delete, in deletion order, without duplicates."""
+    seen, items = set(), []
+    for item in _named(spec) + tagged(spec.stack):
+        if item.kind == "bucket" and not purge_data:
+            continue
+        if (item.kind, item.name) not in seen:
+            seen.add((item.kind, item.name))
+            items.append(item)
+    if purge_data:
+        items.append(Item("s3-objects", f"s3://{spec.bucket}/{{{','.join(PURGE_PREFIXES)}}}"))
+    rank = {kind: i for i, kind in enumerate(ORDER)}
+    return sorted(items, key=lambda i: rank.get(i.kind, len(ORDER)))
+
+
+def _wait_gone(check, timeout_s: float, poll_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not check():
+            return True
+        time.sleep(poll_s)
+    return not check()
+
+
+def _delete(item: Item, spec: plan.Spec, poll_s: float) -> str | None:
+    """Delete one item and wait until it is gone; returns a note when it stays (on purpose or not)."""
+    sm = aws.client("sagemaker")
+    if item.kind == "scaling-policy":
+        aws.client("application-autoscaling").delete_scaling_policy(
+            ServiceNamespace="sagemaker",
+            ResourceId=item.arn,
+            ScalableDimension=plan.SCALABLE_DIMENSION,
+            PolicyName=item.name,
+        )
+    elif item.kind == "scalable-target":
+        aws.client("application-autoscaling").deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=item.name, ScalableDimension=plan.SCALABLE_DIMENSION
+        )
+    elif item.kind == "schedule":
+        aws.client("scheduler").delete_schedule(Name=item.name, GroupName=item.arn)
+    elif item.kind == "schedule-group":
+        aws.client("scheduler").delete_schedule_group(Name=item.name)
+    elif item.kind == "endpoint":
+        sm.delete_endpoint(EndpointName=item.name)
+
+        def exists() -> bool:
+            try:
+                sm.describe_endpoint(EndpointName=item.name)
+                return True
+            except sm.exceptions.ClientError:
+                return False
+
+        if not _wait_gone(exists, 900, poll_s):
+            return "still deleting after 15 minutes"
+    elif item.kind == "endpoint-config":
+        sm.delete_endpoint_config(EndpointConfigName=item.name)
+    elif item.kind == "model":
+        sm.delete_model(ModelName=item.name)
+    elif item.kind == "stack":
+        from scones.deploy import stack
+
+        stack.delete(item.name, log=lambda _m: None)
+    elif item.kind == "scheduler-role":
+        iam = aws.client("iam")
+        for policy in iam.list_role_policies(RoleName=item.name).get("PolicyNames", []):
+            iam.delete_role_policy(RoleName=item.name, PolicyName=policy)
+        iam.delete_role(RoleName=item.name)
+    elif item.kind in ("training-job", "processing-job"):
+        return _delete_job(item)
+    elif item.kind == "log-group":
+        aws.client("logs").delete_log_group(logGroupName=item.name)
+    elif item.kind == "s3-objects":
+        from scones.cleanup import _delete_prefixes
+
+        _delete_prefixes(spec.bucket, PURGE_PREFIXES)
+    elif item.kind == "bucket":
+        aws.client("s3").delete_bucket(Bucket=item.name)
+    else:
+        return "not a kind scones creates: left alone"
+    return None
+
+
+def _delete_job(item: Item) -> str | None:
+    """A running job is stopped (it bills); a finished job's record is deleted, or untagged where the API is absent."""
+    from botocore.exceptions import ClientError
+    from botocore.parsers import ResponseParserError
+
+    sm = aws.client("sagemaker")
+    kind = "TrainingJob" if item.kind == "training-job" else "ProcessingJob"
+    snake = "training_job" if item.kind == "training-job" else "processing_job"
+    described = getattr(sm, f"describe_{snake}")(**{f"{kind}Name": item.name})
+    _delete_log_streams(f"/aws/sagemaker/{kind}s", item.name)
+    if described[f"{kind}Status"] in ("InProgress", "Stopping"):
+        getattr(sm, f"stop_{snake}")(**{f"{kind}Name": item.name})
+        return "stopped; its record stays until it has ended (run clean again)"
+    try:
+        getattr(aws.client("sagemaker", max_attempts=1), f"delete_{snake}")(**{f"{kind}Name": item.name})
+    except (ClientError, ResponseParserError) as exc:
+        if isinstance(exc, ClientError) and _code(exc) not in ("InternalFailure", "NotImplemented", "500"):
+            raise
+        # This cloud cannot delete job records (the embedded local cloud): a finished job bills nothing, so its
+        # record is only untagged, which takes it out of the project's inventory.
+        sm.delete_tags(ResourceArn=item.arn, TagKeys=[plan.TAG_STACK, plan.TAG_PROJECT[0]])
+    return None
+
+
+def _delete_log_streams(group: str, job: str) -> None:
+    """A job's log streams in the account-wide group (/aws/sagemaker/TrainingJobs, …/ProcessingJobs)."""
+    logs = aws.client("logs")
+    try:
+        pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=group, logStreamNamePrefix=f"{job}/")
+        for page in pages:
+            for stream in page.get("logStreams", []):
+                logs.delete_log_stream(logGroupName=group, logStreamName=stream["logStreamName"])
+    except logs.exceptions.ResourceNotFoundException:
+        pass
+
+
+def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=print) -> CleanResult:
+    """Delete everything in the inventory, in order; then look again and report what is left."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    result = CleanResult()
+    for item in inventory(spec, purge_data):
+        try:
+            note = _delete(item, spec, poll_s)
+        except (ClientError, BotoCoreError) as exc:
+            note = f"could not delete: {_code(exc) or exc}"
+        if note and not note.startswith("stopped"):
+            result.left.append((item, note))
+        else:
+            result.deleted.append(item)
+            log(f"{'stopped' if note else 'deleted'} {item.kind} {item.name}" + (f" ({note})" if note else ""))
+    remaining = [i for i in inventory(spec, purge_data) if i.kind != "s3-objects"]
+    known = {(i.kind, i.name) for i, _ in result.left}
+    result.left += [(i, "still there after deletion") for i in remaining if (i.kind, i.name) not in known]
+    if not purge_data:
+        result.notes.append(f"S3 objects in s3://{spec.bucket}/ were kept (pass --purge-data to delete them)")
+    return result

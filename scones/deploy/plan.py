@@ -1,0 +1,689 @@
+"""What `scones deploy --target aws` does, as data: every AWS call with its parameters, in order.
+
+The same plan is printed by `--dry-run` and executed by `scones.deploy.sagemaker`, so what is shown is what
+runs. Building it calls nothing: no credentials, no network. Names that depend on content carry a short
+hash of that content (training code and settings, serving code, endpoint configuration), which is what
+makes a re-run find what it made last time and change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from scones.deploy import images
+from scones.deploy.package import ROOT
+
+TAG_PROJECT = ("project", "scones")
+TAG_STACK = "scones:stack"
+VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
+SCHEDULER_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+TRAINING_FILES = ("train.py", "model.py", "calibration.py", "requirements.txt")
+INFERENCE_FILE = ROOT / "services" / "endpoint" / "inference.py"
+# train.py prints `METRICS epoch=3 train_loss=0.21 …` (or the same keys as JSON): one regex per metric.
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_s")
+UNKNOWN_ACCOUNT = "<account-id>"
+UNKNOWN_HASH = "<hash of the trained artifact>"
+BUILTIN_HYPERPARAMETERS = {  # the course's built-in image-classification settings, for 32x32 CIFAR images
+    "image_shape": "3,32,32",
+    "num_layers": "18",
+    "use_pretrained_model": "1",
+    "epochs": "30",
+    "mini_batch_size": "32",
+    "learning_rate": "0.001",
+    "optimizer": "sgd",
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything a user can choose about the AWS deployment (the CLI fills it from flags and settings)."""
+
+    stack: str = "scones-workflow"
+    bucket: str = "scones-unlimited"
+    prefix: str = "data"
+    endpoint: str = "scones-endpoint"
+    region: str = "us-east-1"
+    role: str | None = None  # the SageMaker execution role: ARN or name
+    algorithm: str = "script"  # script: training/train.py in the PyTorch container; builtin: image-classification
+    instance_type: str = "ml.g4dn.xlarge"  # training
+    spot: bool = False
+    max_run_s: int = 3600  # MaxRuntimeInSeconds, always set
+    max_wait_s: int | None = None  # spot only; default 2 x max_run_s
+    endpoint_instance_type: str = "ml.m5.large"
+    serverless: bool = False
+    serverless_memory_mb: int = 3072
+    serverless_max_concurrency: int = 5
+    max_instances: int = 4
+    invocations_per_instance: int = 70
+    source: str = "synthetic"  # what `scones stage` stages
+    classes: tuple[str, ...] = ("bicycle", "motorcycle")
+    epochs: int | None = None
+    hyperparameters: tuple[tuple[str, str], ...] = ()
+    model_uri: str | None = None  # deploy this model.tar.gz instead of training one
+    capture_prefix: str = "datacapture"
+    threshold: float = 0.93
+    alert_email: str = ""
+    monitor_instance_type: str = "ml.m5.large"
+    monitor_schedule: str = "rate(1 hour)"
+
+    @property
+    def name_prefix(self) -> str:
+        return self.stack.removesuffix("-workflow")
+
+    @property
+    def max_wait(self) -> int | None:
+        if not self.spot:
+            return None
+        return self.max_wait_s if self.max_wait_s is not None else 2 * self.max_run_s
+
+    def tags(self) -> list[dict[str, str]]:
+        return [{"Key": TAG_PROJECT[0], "Value": TAG_PROJECT[1]}, {"Key": TAG_STACK, "Value": self.stack}]
+
+
+@dataclass
+class Call:
+    """One AWS API call: boto3's service and method names and the exact keyword arguments."""
+
+    service: str
+    operation: str
+    params: dict
+    note: str = ""
+
+
+@dataclass
+class Step:
+    key: str  # preflight | stage | train | package | model | endpoint-config | endpoint | scaling | stack | monitor
+    title: str
+    calls: list[Call] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    """What only the cloud knows; placeholders in a dry run."""
+
+    account: str = UNKNOWN_ACCOUNT
+    job_name: str | None = None  # the completed training job (None: not trained yet)
+    model_data: str | None = None  # the artifact the model serves
+    num_training_samples: int | None = None  # builtin: lines of train.lst
+    stack_outputs: dict[str, str] = field(default_factory=dict)
+
+
+def digest(*parts: object, n: int = 8) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:n]
+
+
+def role_arn(spec: Spec, account: str) -> str:
+    if spec.role and spec.role.startswith("arn:"):
+        return spec.role
+    return f"arn:aws:iam::{account}:role/{spec.role or '<role: pass --role or set SCONES_SAGEMAKER_ROLE>'}"
+
+
+def account_of(spec: Spec) -> str:
+    """The account, when the role's ARN names it (a dry run calls nothing to find out)."""
+    if spec.role and spec.role.startswith("arn:") and len(spec.role.split(":")) > 4:
+        return spec.role.split(":")[4]
+    return UNKNOWN_ACCOUNT
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+def training_hyperparameters(spec: Spec, num_training_samples: int | None) -> dict[str, str]:
+    if spec.algorithm == "builtin":
+        hps = dict(BUILTIN_HYPERPARAMETERS)
+        hps["num_classes"] = str(len(spec.classes))
+        hps["num_training_samples"] = (
+            str(num_training_samples) if num_training_samples else "<lines of train.lst, read after staging>"
+        )
+    else:
+        hps = {"classes": ",".join(spec.classes)}
+    if spec.epochs is not None:
+        hps["epochs"] = str(spec.epochs)
+    hps.update(dict(spec.hyperparameters))
+    return hps
+
+
+def training_fingerprint(spec: Spec) -> str:
+    """Same code, data selection and settings → same fingerprint → the finished job is reused."""
+    code = [(ROOT / "training" / name).read_bytes() for name in TRAINING_FILES] if spec.algorithm == "script" else []
+    settings = [
+        spec.algorithm,
+        spec.instance_type,
+        spec.spot,
+        spec.max_run_s,
+        spec.max_wait,
+        spec.source,
+        list(spec.classes),
+        spec.bucket,
+        spec.prefix,
+        training_hyperparameters(spec, None),
+    ]
+    return digest(*code, settings)
+
+
+def training_base_name(spec: Spec) -> str:
+    return f"{spec.name_prefix}-train-{training_fingerprint(spec)}"
+
+
+def channels(spec: Spec) -> list[dict[str, str]]:
+    data = f"s3://{spec.bucket}/{spec.prefix}"
+    if spec.algorithm == "builtin":
+        kind = "application/x-image"
+        return [
+            {"ChannelName": "train", "S3Uri": f"{data}/train/", "ContentType": kind},
+            {"ChannelName": "validation", "S3Uri": f"{data}/test/", "ContentType": kind},
+            {"ChannelName": "train_lst", "S3Uri": f"{data}/train.lst", "ContentType": kind},
+            {"ChannelName": "validation_lst", "S3Uri": f"{data}/test.lst", "ContentType": kind},
+        ]
+    return [
+        {"ChannelName": "train", "S3Uri": f"{data}/train/"},
+        {"ChannelName": "test", "S3Uri": f"{data}/test/"},
+        {"ChannelName": "train_lst", "S3Uri": f"{data}/train.lst"},
+        {"ChannelName": "test_lst", "S3Uri": f"{data}/test.lst"},
+    ]
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    return [{"Name": name, "Regex": rf"METRICS.*?\b{name}\"?\s*[=:]\s*([-+0-9.eE]+)"} for name in METRICS]
+
+
+def training_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
+    """The CreateTrainingJob request in SageMaker's own field names (ModelTrainer sends it; see sagemaker.py)."""
+    stopping = {"MaxRuntimeInSeconds": spec.max_run_s}
+    if spec.spot:
+        stopping["MaxWaitTimeInSeconds"] = spec.max_wait
+    algorithm = {
+        "TrainingImage": image(
+            "builtin" if spec.algorithm == "builtin" else "training", spec.region, spec.instance_type
+        ),
+        "TrainingInputMode": "File",
+    }
+    request = {
+        "TrainingJobName": f"{training_base_name(spec)}-<timestamp>",
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": role_arn(spec, facts.account),
+        "HyperParameters": training_hyperparameters(spec, facts.num_training_samples),
+        "InputDataConfig": channels(spec),
+        "OutputDataConfig": {"S3OutputPath": f"s3://{spec.bucket}/models"},
+        "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": spec.spot,
+        "Tags": spec.tags(),
+    }
+    if spec.algorithm == "script":
+        algorithm["MetricDefinitions"] = metric_definitions()
+        request["SourceCode"] = {
+            "SourceDir": "training/",
+            "EntryScript": "train.py",
+            "Requirements": "requirements.txt",
+        }
+    return request
+
+
+# --- serving -----------------------------------------------------------------------------------------
+
+
+def serving_key(job_or_model: str) -> str:
+    """Where the artifact with code/inference.py is uploaded (content-addressed by the serving code)."""
+    return f"models/{job_or_model}/serving/model-{digest(INFERENCE_FILE.read_bytes())}.tar.gz"
+
+
+def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
+    if spec.algorithm == "builtin":
+        container = {"Image": image("builtin", spec.region, spec.endpoint_instance_type)}
+        model_data = facts.model_data or f"s3://{spec.bucket}/models/<training job>/output/model.tar.gz"
+        serving_code = ""
+    else:
+        container = {
+            "Image": image("inference", spec.region, spec.endpoint_instance_type),
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                "SAGEMAKER_REGION": spec.region,
+            },
+        }
+        model_data = facts.model_data or f"s3://{spec.bucket}/{serving_key('<training job>')}"
+        serving_code = INFERENCE_FILE.read_bytes()
+    container["ModelDataUrl"] = model_data
+    # Models are immutable: the name hashes everything the model is, so a new artifact makes a new model.
+    # Before training (a dry run) the artifact is unknown, and so is the hash.
+    known = facts.model_data is not None
+    content = digest(model_data, spec.algorithm, container["Image"], serving_code) if known else UNKNOWN_HASH
+    name = f"{spec.name_prefix}-model-{content}"
+    return {
+        "ModelName": name,
+        "PrimaryContainer": container,
+        "ExecutionRoleArn": role_arn(spec, facts.account),
+        "Tags": spec.tags(),
+    }
+
+
+def endpoint_config_request(spec: Spec, model_name: str) -> dict:
+    variant: dict = {"VariantName": VARIANT, "ModelName": model_name}
+    request: dict = {"ProductionVariants": [variant]}
+    if spec.serverless:
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": spec.serverless_memory_mb,
+            "MaxConcurrency": spec.serverless_max_concurrency,
+        }
+    else:
+        variant.update({"InstanceType": spec.endpoint_instance_type, "InitialInstanceCount": 1})
+        request["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{spec.bucket}/{spec.capture_prefix}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        }
+    name = f"{spec.name_prefix}-config-{UNKNOWN_HASH if UNKNOWN_HASH in model_name else digest(request)}"
+    return {"EndpointConfigName": name, **request, "Tags": spec.tags()}
+
+
+def scaling_resource_id(endpoint: str) -> str:
+    return f"endpoint/{endpoint}/variant/{VARIANT}"
+
+
+def scaling_policy_name(endpoint: str) -> str:
+    return f"{endpoint}-invocations-per-instance"
+
+
+def scaling_calls(spec: Spec, account: str) -> list[Call]:
+    resource = scaling_resource_id(spec.endpoint)
+    base = {"ServiceNamespace": "sagemaker", "ResourceId": resource, "ScalableDimension": SCALABLE_DIMENSION}
+    return [
+        Call(
+            "application-autoscaling",
+            "register_scalable_target",
+            {
+                **base,
+                "MinCapacity": 1,
+                "MaxCapacity": spec.max_instances,
+                "Tags": {t["Key"]: t["Value"] for t in spec.tags()},
+            },
+        ),
+        Call(
+            "application-autoscaling",
+            "put_scaling_policy",
+            {
+                **base,
+                "PolicyName": scaling_policy_name(spec.endpoint),
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": float(spec.invocations_per_instance),
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
+                    "ScaleInCooldown": 300,
+                    "ScaleOutCooldown": 60,
+                },
+            },
+        ),
+    ]
+
+
+# --- the workflow stack and monitoring ---------------------------------------------------------------
+
+
+def stack_parameters(spec: Spec) -> dict[str, str]:
+    return {
+        "NamePrefix": spec.name_prefix,
+        "CodeBucket": spec.bucket,
+        "DataBucket": spec.bucket,
+        "EndpointName": spec.endpoint,
+        "Labels": ",".join(spec.classes),
+        "Threshold": str(spec.threshold),
+        "SageMakerRuntimeUrl": "",
+        "AlertEmail": spec.alert_email,
+    }
+
+
+def scheduler_role_name(spec: Spec) -> str:
+    return f"{spec.name_prefix}-monitor-scheduler"
+
+
+def schedule_group(spec: Spec) -> str:
+    return f"{spec.name_prefix}-monitoring"
+
+
+def schedule_name(spec: Spec) -> str:
+    return f"{spec.name_prefix}-monitor-hourly"
+
+
+def monitor_job_prefix(spec: Spec) -> str:
+    return f"{spec.name_prefix}-monitor"
+
+
+def monitoring_source_key(spec: Spec, body_digest: str) -> str:
+    return f"deploy/{spec.stack}/monitoring/scones-src-{body_digest}.tar.gz"
+
+
+def capture_uri(spec: Spec) -> str:
+    return f"s3://{spec.bucket}/{spec.capture_prefix}/{spec.endpoint}"
+
+
+def monitor_out_uri(spec: Spec) -> str:
+    return f"s3://{spec.bucket}/monitoring/{spec.endpoint}"
+
+
+def processing_job_request(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> dict:
+    """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id."""
+    code = "/opt/ml/processing/input/code"
+    script = (
+        f"cd {code} && mkdir -p src && tar -xzf scones-src-*.tar.gz -C src && cd src"
+        " && python -m pip install --quiet . pandas matplotlib"
+        f" && python -m scones.monitoring --capture {capture_uri(spec)} --out {monitor_out_uri(spec)}"
+    )
+    return {
+        "ProcessingJobName": f"{monitor_job_prefix(spec)}-<aws.scheduler.execution-id>",
+        "RoleArn": role_arn(spec, account),
+        "AppSpecification": {
+            "ImageUri": image("processing", spec.region, spec.monitor_instance_type),
+            "ContainerEntrypoint": ["/bin/sh", "-c", script],
+        },
+        "ProcessingInputs": [
+            {
+                "InputName": "code",
+                "S3Input": {
+                    "S3Uri": f"s3://{spec.bucket}/{source_key}",
+                    "LocalPath": code,
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                },
+            }
+        ],
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": spec.monitor_instance_type, "VolumeSizeInGB": 10}
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
+        "Environment": {"AWS_DEFAULT_REGION": spec.region},
+        "Tags": spec.tags(),
+    }
+
+
+def scheduler_trust_policy() -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def scheduler_role_policy(spec: Spec, account: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["sagemaker:CreateProcessingJob", "sagemaker:AddTags"],
+                "Resource": f"arn:aws:sagemaker:{spec.region}:{account}:processing-job/{monitor_job_prefix(spec)}-*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": role_arn(spec, account),
+                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            },
+        ],
+    }
+
+
+def monitoring_calls(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> list[Call]:
+    role = f"arn:aws:iam::{account}:role/{scheduler_role_name(spec)}"
+    job = processing_job_request(spec, account, source_key, image)
+    return [
+        Call("s3", "put_object", {"Bucket": spec.bucket, "Key": source_key}, "the scones package, for the job"),
+        Call(
+            "iam",
+            "create_role",
+            {
+                "RoleName": scheduler_role_name(spec),
+                "AssumeRolePolicyDocument": scheduler_trust_policy(),
+                "Tags": spec.tags(),
+            },
+            "assumed by EventBridge Scheduler",
+        ),
+        Call(
+            "iam",
+            "put_role_policy",
+            {
+                "RoleName": scheduler_role_name(spec),
+                "PolicyName": "start-monitoring-jobs",
+                "PolicyDocument": scheduler_role_policy(spec, account),
+            },
+        ),
+        Call("scheduler", "create_schedule_group", {"Name": schedule_group(spec), "Tags": spec.tags()}),
+        Call(
+            "scheduler",
+            "create_schedule",
+            {
+                "Name": schedule_name(spec),
+                "GroupName": schedule_group(spec),
+                "ScheduleExpression": spec.monitor_schedule,
+                "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED",
+                "Target": {
+                    "Arn": SCHEDULER_TARGET,
+                    "RoleArn": role,
+                    "Input": job,
+                    "RetryPolicy": {"MaximumRetryAttempts": 0},
+                },
+            },
+            "starts `python -m scones.monitoring` as a SageMaker Processing job",
+        ),
+    ]
+
+
+def bucket_calls(spec: Spec) -> list[Call]:
+    """A bucket of the project's own: private, encrypted at rest, tagged."""
+    return [
+        Call("s3", "create_bucket", {"Bucket": spec.bucket}, "only if absent"),
+        Call(
+            "s3",
+            "put_public_access_block",
+            {
+                "Bucket": spec.bucket,
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                },
+            },
+            "only if created",
+        ),
+        Call(
+            "s3",
+            "put_bucket_encryption",
+            {
+                "Bucket": spec.bucket,
+                "ServerSideEncryptionConfiguration": {
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            },
+            "only if created",
+        ),
+        Call(
+            "s3",
+            "put_bucket_tagging",
+            {"Bucket": spec.bucket, "Tagging": {"TagSet": spec.tags()}},
+            "only if created",
+        ),
+    ]
+
+
+# --- the whole plan ----------------------------------------------------------------------------------
+
+
+def build(spec: Spec, facts: Facts | None = None, image: Callable[..., str] | None = None) -> list[Step]:
+    facts = facts or Facts(account=account_of(spec))
+    image = image or images.retrieve
+    account = facts.account
+    steps: list[Step] = []
+
+    pre = Step("preflight", "preflight: credentials, region, role, bucket, quota")
+    pre.calls = [
+        Call("sts", "get_caller_identity", {}),
+        Call(
+            "iam", "get_role", {"RoleName": role_arn(spec, account).rsplit("/", 1)[-1]}, "exists, trusted by sagemaker"
+        ),
+        Call(
+            "iam",
+            "simulate_principal_policy",
+            {
+                "PolicySourceArn": role_arn(spec, account),
+                "ActionNames": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                "ResourceArns": [f"arn:aws:s3:::{spec.bucket}", f"arn:aws:s3:::{spec.bucket}/*"],
+            },
+            "the role can read and write the bucket",
+        ),
+        Call("service-quotas", "list_service_quotas", {"ServiceCode": "sagemaker"}, f"{spec.instance_type} quota"),
+        Call("s3", "head_bucket", {"Bucket": spec.bucket}),
+        *bucket_calls(spec),
+    ]
+    steps.append(pre)
+
+    if spec.model_uri is None:
+        steps.append(
+            Step(
+                "stage",
+                f"stage: `scones stage --source {spec.source} --classes {','.join(spec.classes)}`",
+                [Call("s3", "put_object", {"Bucket": spec.bucket, "Key": f"{spec.prefix}/…"}, "only changed files")],
+            )
+        )
+        what = (
+            "built-in image-classification" if spec.algorithm == "builtin" else "training/train.py, PyTorch container"
+        )
+        train = Step("train", f"training job ({what})")
+        train.calls = [
+            Call("sagemaker", "list_training_jobs", {"NameContains": training_base_name(spec)}, "reuse a finished one"),
+            Call(
+                "sagemaker",
+                "create_training_job",
+                training_request(spec, facts, image),
+                "through sagemaker.train.ModelTrainer; then waits, streaming status and METRICS",
+            ),
+        ]
+        if spec.spot:
+            train.notes.append(f"spot: MaxWaitTimeInSeconds {spec.max_wait} >= MaxRuntimeInSeconds {spec.max_run_s}")
+        steps.append(train)
+    model = model_request(spec, facts, image)
+    if spec.algorithm == "script":
+        steps.append(
+            Step(
+                "package",
+                "serving artifact: model.tar.gz + code/inference.py (the file the local server runs)",
+                [
+                    Call(
+                        "s3",
+                        "put_object",
+                        {"Bucket": spec.bucket, "Key": model["PrimaryContainer"]["ModelDataUrl"].split("/", 3)[3]},
+                    )
+                ],
+            )
+        )
+    steps.append(Step("model", "model", [Call("sagemaker", "create_model", model, "only if absent")]))
+    config = endpoint_config_request(spec, model["ModelName"])
+    cfg = Step("endpoint-config", "endpoint configuration", [Call("sagemaker", "create_endpoint_config", config)])
+    if spec.serverless:
+        cfg.notes.append("serverless endpoints do not capture data: `scones monitor` will have nothing to read")
+    else:
+        cfg.notes.append(f"data capture: 100 % of requests, Input and Output, to {capture_uri(spec)}/")
+    steps.append(cfg)
+    steps.append(
+        Step(
+            "endpoint",
+            "endpoint (bills per hour until `scones clean --target aws`)",
+            [
+                Call(
+                    "sagemaker",
+                    "create_endpoint",
+                    {
+                        "EndpointName": spec.endpoint,
+                        "EndpointConfigName": config["EndpointConfigName"],
+                        "Tags": spec.tags(),
+                    },
+                    "update_endpoint when it exists with another config; waits until InService",
+                )
+            ],
+        )
+    )
+    if not spec.serverless:
+        steps.append(Step("scaling", "autoscaling", scaling_calls(spec, account)))
+    steps.append(
+        Step(
+            "stack",
+            f"workflow stack {spec.stack} (template.yaml: 3 Lambdas, 2 state machines, SNS alerts)",
+            [
+                Call(
+                    "cloudformation",
+                    "create_stack",
+                    {
+                        "StackName": spec.stack,
+                        "TemplateBody": "<template.yaml>",
+                        "Parameters": stack_parameters(spec),
+                        "Capabilities": ["CAPABILITY_NAMED_IAM"],
+                        "Tags": spec.tags(),
+                    },
+                    "update_stack when it differs; Lambda zips and definitions go to s3 first",
+                )
+            ],
+        )
+    )
+    source_key = monitoring_source_key(spec, "<hash>")
+    mon = Step("monitor", "monitoring: hourly `python -m scones.monitoring` as a Processing job")
+    mon.calls = monitoring_calls(spec, account, source_key, image)
+    if spec.serverless:
+        mon.notes.append("serverless: no captured data, so the hourly job will report nothing to read")
+    steps.append(mon)
+    return steps
+
+
+# --- printing ----------------------------------------------------------------------------------------
+
+
+def _flatten(value: object, path: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        if not value:
+            return [(path, "{}")]
+        out: list[tuple[str, str]] = []
+        for key, item in value.items():
+            out += _flatten(item, f"{path}.{key}" if path else str(key))
+        return out
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) and set(v) == {"Key", "Value"} for v in value):
+            return [(path, ", ".join(f"{v['Key']}={v['Value']}" for v in value))]
+        out = []
+        for i, item in enumerate(value):
+            out += _flatten(item, f"{path}[{i}]")
+        return out or [(path, "[]")]
+    return [(path, json.dumps(value) if not isinstance(value, str) else value)]
+
+
+def render(steps: list[Step], spec: Spec, account: str) -> str:
+    lines = [
+        f"scones deploy --target aws --dry-run: the calls it would make (nothing is called now); "
+        f"account {account}, region {spec.region}",
+        f"tags on everything: {TAG_PROJECT[0]}={TAG_PROJECT[1]}, {TAG_STACK}={spec.stack}",
+    ]
+    for number, step in enumerate(steps, 1):
+        lines.append("")
+        lines.append(f"{number}. {step.title}")
+        for call in step.calls:
+            lines.append(f"   {call.service}.{call.operation}" + (f"   # {call.note}" if call.note else ""))
+            for key, value in _flatten(call.params) if call.params else []:
+                if "Tags" in key.replace("[", ".").split("."):
+                    continue  # the same on every call: shown once above
+                lines.append(f"       {key} = {value}")
+        for note in step.notes:
+            lines.append(f"   note: {note}")
+    return "\n".join(lines) + "\n"

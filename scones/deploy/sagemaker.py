@@ -1,0 +1,257 @@
+"""`scones deploy --target aws`: run the plan (scones.deploy.plan) step by step, each idempotent and resumable.
+
+A step looks first: what exists and matches is left alone ("unchanged"), a training job still running is
+waited for, an endpoint on another configuration is updated. SageMaker models and endpoint configurations
+are immutable, so their names carry a hash of their content and a change makes a new one. The training job
+runs through the SageMaker Python SDK v3 (aws_training.py); the monitoring schedule is aws_monitoring.py;
+everything else is a plain boto3 call, exactly as the dry run prints it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from scones.core import aws, settings
+from scones.core.errors import NotReadyError, SconesError
+from scones.deploy import aws_monitoring, aws_training, images, plan, preflight
+from scones.deploy.checks import Report, contains, exists, missing
+
+# --- stage -------------------------------------------------------------------------------------------
+
+
+def stage(spec: plan.Spec, log=print) -> dict:
+    """`scones stage`, unchanged: build the local folder and send what differs. Returns the manifest."""
+    from scones.data import staging
+
+    source = staging.resolve_source(spec.source, list(spec.classes))
+    workdir = staging.default_workdir(source, list(spec.classes))
+    manifest = staging.build(source, list(spec.classes), workdir)
+    result = staging.upload(workdir, manifest, spec.bucket, spec.prefix)
+    log(
+        f"{'stage':<16} {'unchanged' if not result.uploaded else 'uploaded':<10} "
+        f"s3://{spec.bucket}/{spec.prefix}/ ({result.uploaded} sent, {result.unchanged} unchanged)"
+    )
+    return manifest
+
+
+# --- serve -------------------------------------------------------------------------------------------
+
+
+def package_for_serving(spec: plan.Spec, model_data: str, source: str, report: Report, log=print) -> str:
+    """The trained artifact plus code/inference.py (the same file the local server runs), content-addressed."""
+    from scones.models import add_serving_code
+
+    s3 = aws.client("s3")
+    key = plan.serving_key(source)
+    if exists(s3, spec.bucket, key):
+        report.add("package", "unchanged", f"s3://{spec.bucket}/{key}", log)
+        return f"s3://{spec.bucket}/{key}"
+    src_bucket, src_key = model_data[5:].split("/", 1)
+    if not exists(s3, src_bucket, src_key):
+        raise NotReadyError(
+            f"the model artifact {model_data} is missing",
+            next_step="check the training job's output, then `scones deploy --target aws` again",
+        )
+    with tempfile.TemporaryDirectory(prefix="scones-serving-") as tmp:
+        model_dir = Path(tmp) / "model"
+        model_dir.mkdir()
+        body = s3.get_object(Bucket=src_bucket, Key=src_key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            tar.extractall(model_dir, filter="data")
+        add_serving_code(model_dir)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path in sorted(model_dir.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    s3.put_object(Bucket=spec.bucket, Key=key, Body=buffer.getvalue())
+    report.add("package", "created", f"s3://{spec.bucket}/{key}", log)
+    return f"s3://{spec.bucket}/{key}"
+
+
+def ensure_model(request: dict, report: Report, log=print) -> None:
+    sm = aws.client("sagemaker")
+    try:
+        sm.describe_model(ModelName=request["ModelName"])
+        report.add("model", "unchanged", request["ModelName"], log)
+    except sm.exceptions.ClientError as exc:
+        if not missing(exc):
+            raise
+        sm.create_model(**request)
+        report.add("model", "created", request["ModelName"], log)
+
+
+def ensure_endpoint_config(request: dict, report: Report, log=print) -> None:
+    sm = aws.client("sagemaker")
+    name = request["EndpointConfigName"]
+    try:
+        sm.describe_endpoint_config(EndpointConfigName=name)
+        report.add("endpoint-config", "unchanged", name, log)
+    except sm.exceptions.ClientError as exc:
+        if not missing(exc):
+            raise
+        sm.create_endpoint_config(**request)
+        report.add("endpoint-config", "created", name, log)
+
+
+def _wait_in_service(name: str, poll_s: float, log=print) -> None:
+    sm = aws.client("sagemaker")
+    last = None
+    while True:
+        described = sm.describe_endpoint(EndpointName=name)
+        status = described["EndpointStatus"]
+        if status != last:
+            log(f"  endpoint {name}: {status}")
+            last = status
+        if status == "InService":
+            return
+        if status in ("Failed", "OutOfService", "Deleting"):
+            raise SconesError(
+                f"endpoint {name} is {status}: {described.get('FailureReason', 'no reason given')}",
+                next_step="`scones clean --target aws`, then `scones deploy --target aws`",
+            )
+        time.sleep(poll_s)
+
+
+def ensure_endpoint(spec: plan.Spec, config_name: str, report: Report, poll_s: float, log=print) -> None:
+    sm = aws.client("sagemaker")
+    try:
+        current = sm.describe_endpoint(EndpointName=spec.endpoint)
+    except sm.exceptions.ClientError as exc:
+        if not missing(exc):
+            raise
+        current = None
+    if current is None:
+        sm.create_endpoint(EndpointName=spec.endpoint, EndpointConfigName=config_name, Tags=spec.tags())
+        report.add("endpoint", "created", f"{spec.endpoint} ({config_name})", log)
+    elif current["EndpointConfigName"] == config_name:
+        report.add("endpoint", "unchanged", f"{spec.endpoint} ({config_name})", log)
+    else:
+        _deregister_scaling(spec.endpoint)  # an update that changes the instance type fails while scaling is on
+        sm.update_endpoint(EndpointName=spec.endpoint, EndpointConfigName=config_name)
+        report.add("endpoint", "updated", f"{spec.endpoint}: {current['EndpointConfigName']} -> {config_name}", log)
+    _wait_in_service(spec.endpoint, poll_s, log)
+
+
+def _deregister_scaling(endpoint: str) -> None:
+    scaling = aws.client("application-autoscaling")
+    resource = plan.scaling_resource_id(endpoint)
+    found = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
+    if found.get("ScalableTargets"):
+        for policy in scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource).get(
+            "ScalingPolicies", []
+        ):
+            scaling.delete_scaling_policy(
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension=plan.SCALABLE_DIMENSION,
+                PolicyName=policy["PolicyName"],
+            )
+        scaling.deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=plan.SCALABLE_DIMENSION
+        )
+
+
+def ensure_scaling(spec: plan.Spec, account: str, report: Report, log=print) -> None:
+    scaling = aws.client("application-autoscaling")
+    register, policy = plan.scaling_calls(spec, account)
+    resource = register.params["ResourceId"]
+    targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
+    current = next(iter(targets.get("ScalableTargets", [])), None)
+    wanted = (register.params["MinCapacity"], register.params["MaxCapacity"])
+    if current and (current["MinCapacity"], current["MaxCapacity"]) == wanted:
+        report.add("scaling", "unchanged", f"{resource}: {wanted[0]}..{wanted[1]} instances", log)
+    else:
+        scaling.register_scalable_target(**register.params)
+        report.add("scaling", "updated" if current else "created", f"{resource}: {wanted[0]}..{wanted[1]}", log)
+    policies = scaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource, PolicyNames=[policy.params["PolicyName"]]
+    ).get("ScalingPolicies", [])
+    config = policy.params["TargetTrackingScalingPolicyConfiguration"]
+    same = bool(policies) and contains(policies[0].get("TargetTrackingScalingPolicyConfiguration"), config)
+    if same:
+        report.add("scaling", "unchanged", f"policy {policy.params['PolicyName']}", log)
+    else:
+        scaling.put_scaling_policy(**policy.params)
+        report.add(
+            "scaling",
+            "updated" if policies else "created",
+            f"policy {policy.params['PolicyName']}: {config['TargetValue']:g} {plan.SCALING_METRIC}",
+            log,
+        )
+
+
+# --- the workflow stack and monitoring ---------------------------------------------------------------
+
+
+def ensure_stack(spec: plan.Spec, report: Report, log=print) -> dict[str, str]:
+    from scones.deploy import stack
+
+    result = stack.deploy(plan.stack_parameters(spec), name=spec.stack, log=lambda _m: None, tags=spec.tags())
+    report.add("stack", result.action, f"{spec.stack} ({result.uploaded} artifacts uploaded)", log)
+    return result.outputs
+
+
+# --- the whole chain ---------------------------------------------------------------------------------
+
+
+def record_path(stack: str) -> Path:
+    return settings.state_dir() / f"aws-{stack}.json"
+
+
+def _record(spec: plan.Spec, report: Report) -> None:
+    path = record_path(spec.stack)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"stack": spec.stack, "region": spec.region, "bucket": spec.bucket, **report.names}, indent=2)
+    )
+
+
+def _source_name(uri: str) -> str:
+    match = re.search(r"models/([^/]+)/output/model\.tar\.gz$", uri)
+    return match.group(1) if match else f"external-{plan.digest(uri)}"
+
+
+def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print) -> Report:
+    """The whole chain; every step skips what exists and matches."""
+    report = Report()
+    images.require()  # before anything is created: the training step and the image URIs need the SDK
+    checked = preflight.run(spec, log)
+    report.account = checked.account
+    facts = plan.Facts(account=checked.account)
+    if spec.model_uri is None:
+        manifest = stage(spec, log)
+        facts.num_training_samples = sum(manifest["counts"]["train"].values())
+        job, artifact = aws_training.train(spec, facts, report, poll_s, log)
+        report.names["training_job"] = job
+        source = job
+    else:
+        artifact, source = spec.model_uri, _source_name(spec.model_uri)
+    facts.job_name = source
+    facts.model_data = (
+        artifact if spec.algorithm == "builtin" else package_for_serving(spec, artifact, source, report, log)
+    )
+    model = plan.model_request(spec, facts, images.retrieve)
+    ensure_model(model, report, log)
+    config = plan.endpoint_config_request(spec, model["ModelName"])
+    if spec.serverless:
+        log("note: serverless endpoints do not capture data: `scones monitor` will have nothing to read")
+    ensure_endpoint_config(config, report, log)
+    ensure_endpoint(spec, config["EndpointConfigName"], report, poll_s, log)
+    report.names.update(model=model["ModelName"], endpoint_config=config["EndpointConfigName"], endpoint=spec.endpoint)
+    if not spec.serverless:
+        ensure_scaling(spec, checked.account, report, log)
+    ensure_stack(spec, report, log)
+    aws_monitoring.ensure_monitoring(spec, checked.account, report, log)
+    report.names.update(
+        schedule=plan.schedule_name(spec),
+        schedule_group=plan.schedule_group(spec),
+        scheduler_role=plan.scheduler_role_name(spec),
+    )
+    _record(spec, report)
+    return report

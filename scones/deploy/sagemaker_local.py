@@ -1,0 +1,34 @@
+"""`scones train --mode sagemaker-local`: training/train.py in SageMaker's own PyTorch container, on this machine.
+
+The SDK v3's local container mode (`Mode.LOCAL_CONTAINER`, `Compute(instance_type="local_cpu")`) needs a
+Docker engine with compose v2; without one it says so in one line and names `scones train`, which runs the
+same script the same way without Docker.
+"""
+
+from __future__ import annotations
+
+from scones.core.errors import NotReadyError
+from scones.deploy import images, plan
+
+NO_DOCKER = (
+    "--mode sagemaker-local runs SageMaker's training container in Docker (compose v2) "
+    "and no Docker engine answers here"
+)
+
+
+def train(spec: plan.Spec, docker_answers=None, log=print) -> str:
+    """Run the planned training request in a local container; returns the model artifact's location."""
+    if docker_answers is None:
+        from scones.localcloud import docker_engine_answers as docker_answers
+    if not docker_answers():
+        raise NotReadyError(NO_DOCKER, next_step="scones train")
+    from scones.deploy.aws_training import model_trainer
+
+    # The image of a CPU instance (the SDK's table maps local_cpu to the GPU image), run as local_cpu.
+    cpu = plan.Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
+    request = plan.training_request(cpu, plan.Facts(account=plan.account_of(spec)), images.retrieve)
+    request["ResourceConfig"]["InstanceType"] = "local_cpu"
+    trainer, channels = model_trainer(cpu, request, local=True)
+    log(f"training in {request['AlgorithmSpecification']['TrainingImage']} (local container) ...")
+    trainer.train(input_data_config=channels, wait=True, logs=True)
+    return f"{trainer.local_container_root}"

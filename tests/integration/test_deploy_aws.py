@@ -1,0 +1,252 @@
+"""`scones deploy --target aws` and `scones clean --target aws` against the local cloud's SageMaker, Application
+Auto Scaling, CloudFormation, Scheduler, IAM and tagging APIs (moto's control planes).
+
+The test-only switch is the environment alone: the `local_cloud` fixture points AWS_ENDPOINT_URL at the local
+cloud, and the aws code path runs unchanged. moto completes a training job at once without running a
+container, so the first deploy stops at the missing artifact; the test then writes the artifact where the
+container would have (playing SageMaker's part), and the deploy resumes from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from scones.core import aws, settings
+from scones.core.errors import NotReadyError
+from scones.deploy import aws_clean, plan, sagemaker
+
+pytestmark = pytest.mark.integration
+
+TRUST_SAGEMAKER = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+def make_role(name: str, trust: dict = TRUST_SAGEMAKER) -> str:
+    return aws.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+def fake_artifact() -> bytes:
+    """What train.py leaves in SM_MODEL_DIR, in miniature (SageMaker packs it as model.tar.gz)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in {"labels.json": b'["bicycle", "motorcycle"]', "model.onnx": b"onnx"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def deployed(local_cloud, cifar_tarball, tmp_path_factory):
+    """One deploy on the local cloud: first run (stops at the artifact), the artifact written, second run."""
+    import os
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    os.environ[settings.DATA_DIR] = str(tmp_path_factory.mktemp("data"))
+    spec = plan.Spec(
+        stack=f"t{suffix}-workflow",
+        bucket=f"t-{suffix}",
+        endpoint=f"ep-{suffix}",
+        region=settings.region(),
+        role=make_role(f"sm-{suffix}"),
+        spot=True,
+        source=str(cifar_tarball),
+    )
+    logs: list[str] = []
+    with pytest.raises(NotReadyError, match=r"artifact .* is missing"):
+        sagemaker.deploy(spec, poll_s=0.01, log=logs.append)
+    sm = aws.client("sagemaker")
+    (job,) = sm.list_training_jobs(NameContains=plan.training_base_name(spec))["TrainingJobSummaries"]
+    artifact = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = artifact[5:].split("/", 1)
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=fake_artifact())
+    report = sagemaker.deploy(spec, poll_s=0.01, log=logs.append)
+    yield spec, report, job["TrainingJobName"], logs
+    os.environ.pop(settings.DATA_DIR, None)
+
+
+def test_deploy_creates_the_training_job_as_planned(deployed):
+    spec, report, job, _ = deployed
+    described = aws.client("sagemaker").describe_training_job(TrainingJobName=job)
+    assert job.startswith(plan.training_base_name(spec))
+    assert ("train", "reused", job) in report.actions  # the second run did not train again
+    assert described["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert described["EnableManagedSpotTraining"] is True
+    stopping = described["StoppingCondition"]
+    assert stopping["MaxRuntimeInSeconds"] == 3600 and stopping["MaxWaitTimeInSeconds"] >= 3600
+    assert "pytorch-training:2.8.0-gpu-py312" in described["AlgorithmSpecification"]["TrainingImage"]
+    assert described["HyperParameters"]["classes"] == "bicycle,motorcycle"
+    channels = {c["ChannelName"] for c in described["InputDataConfig"]}
+    assert {"train", "test", "train_lst", "test_lst"} <= channels
+    assert described["OutputDataConfig"]["S3OutputPath"] == f"s3://{spec.bucket}/models"
+
+
+def test_deploy_serves_the_model_with_full_capture_and_scaling(deployed):
+    spec, _, _, _ = deployed
+    sm, s3 = aws.client("sagemaker"), aws.client("s3")
+    endpoint = sm.describe_endpoint(EndpointName=spec.endpoint)
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    (variant,) = config["ProductionVariants"]
+    assert variant["InstanceType"] == "ml.m5.large" and variant["InitialInstanceCount"] == 1
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["InitialSamplingPercentage"] == 100
+    assert capture["DestinationS3Uri"] == f"s3://{spec.bucket}/datacapture"
+    assert sorted(o["CaptureMode"] for o in capture["CaptureOptions"]) == ["Input", "Output"]
+    model = sm.describe_model(ModelName=variant["ModelName"])
+    assert "pytorch-inference:2.6.0-cpu-py312" in model["PrimaryContainer"]["Image"]
+    bucket, key = model["PrimaryContainer"]["ModelDataUrl"][5:].split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        names = tar.getnames()
+    assert {"labels.json", "model.onnx", "code/inference.py", "code/requirements.txt"} <= set(names)
+
+    scaling = aws.client("application-autoscaling")
+    resource = plan.scaling_resource_id(spec.endpoint)
+    (target,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])[
+        "ScalableTargets"
+    ]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
+    (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 70.0
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == plan.SCALING_METRIC
+
+
+def test_deploy_tags_everything_and_points_the_stack_at_the_endpoint(deployed):
+    spec, _, job, _ = deployed
+    sm = aws.client("sagemaker")
+    wanted = {"project": "scones", "scones:stack": spec.stack}
+    endpoint = sm.describe_endpoint(EndpointName=spec.endpoint)
+    config = sm.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    arns = [
+        endpoint["EndpointArn"],
+        config["EndpointConfigArn"],
+        sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])["ModelArn"],
+        sm.describe_training_job(TrainingJobName=job)["TrainingJobArn"],
+    ]
+    for arn in arns:
+        tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags.items() >= wanted.items(), arn
+    stack = aws.client("cloudformation").describe_stacks(StackName=spec.stack)["Stacks"][0]
+    assert {t["Key"]: t["Value"] for t in stack["Tags"]}.items() >= wanted.items()
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+    assert params["EndpointName"] == spec.endpoint and params["SageMakerRuntimeUrl"] == ""
+    tagged = aws.client("resourcegroupstaggingapi").get_resources(
+        TagFilters=[{"Key": "scones:stack", "Values": [spec.stack]}]
+    )["ResourceTagMappingList"]
+    assert set(arns) <= {aws_clean.arn_of(m["ResourceARN"]) for m in tagged}
+
+
+def test_deploy_schedules_hourly_monitoring(deployed):
+    spec, _, _, _ = deployed
+    schedule = aws.client("scheduler").get_schedule(Name=plan.schedule_name(spec), GroupName=plan.schedule_group(spec))
+    assert schedule["ScheduleExpression"] == "rate(1 hour)"
+    assert schedule["Target"]["Arn"] == plan.SCHEDULER_TARGET
+    job = json.loads(schedule["Target"]["Input"])
+    command = job["AppSpecification"]["ContainerEntrypoint"][-1]
+    assert f"python -m scones.monitoring --capture s3://{spec.bucket}/datacapture/{spec.endpoint}" in command
+    source = job["ProcessingInputs"][0]["S3Input"]["S3Uri"]
+    aws.client("s3").head_object(Bucket=spec.bucket, Key=source.split("/", 3)[3])
+    role = aws.client("iam").get_role(RoleName=plan.scheduler_role_name(spec))["Role"]
+    assert schedule["Target"]["RoleArn"] == role["Arn"]
+
+
+def test_a_second_deploy_changes_nothing(deployed):
+    spec, _, _, _ = deployed
+    lines: list[str] = []
+    report = sagemaker.deploy(spec, poll_s=0.01, log=lines.append)
+    assert report.changed == [], report.changed
+    assert {step for step, _, _ in report.actions} >= {"train", "package", "model", "endpoint", "scaling", "stack"}
+
+
+def test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing(deployed):
+    spec, _, _, _ = deployed
+    listed = aws_clean.inventory(spec)
+    kinds = [item.kind for item in listed]
+    assert kinds.index("scaling-policy") < kinds.index("scalable-target") < kinds.index("endpoint")
+    assert kinds.index("endpoint") < kinds.index("endpoint-config") < kinds.index("model") < kinds.index("stack")
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert result.left == []
+    tagged = aws.client("resourcegroupstaggingapi").get_resources(
+        TagFilters=[{"Key": "scones:stack", "Values": [spec.stack]}]
+    )["ResourceTagMappingList"]
+    assert [m["ResourceARN"] for m in tagged if ":s3:::" not in m["ResourceARN"]] == []
+    assert (
+        aws.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[plan.scaling_resource_id(spec.endpoint)]
+        )["ScalableTargets"]
+        == []
+    )
+    assert aws_clean.inventory(spec) == []
+    again = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert again.deleted == [] and again.left == []
+    # data stays unless asked: the staged manifest is still there
+    aws.client("s3").head_object(Bucket=spec.bucket, Key=f"{spec.prefix}/manifest.json")
+
+
+def test_clean_purge_data_deletes_the_objects_and_the_bucket_it_made(deployed):
+    spec, _, _, _ = deployed
+    result = aws_clean.clean(spec, purge_data=True, poll_s=0.01, log=lambda _m: None)
+    assert result.left == []
+    assert spec.bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]
+
+
+def test_builtin_algorithm_on_a_serverless_endpoint_round_trip(local_cloud, cifar_tarball, tmp_path, monkeypatch):
+    """--algorithm builtin --serverless: the course's algorithm on the same staged .lst files; no capture/scaling."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv(settings.DATA_DIR, str(tmp_path))
+    spec = plan.Spec(
+        stack=f"b{suffix}-workflow",
+        bucket=f"b-{suffix}",
+        endpoint=f"bep-{suffix}",
+        region=settings.region(),
+        role=make_role(f"smb-{suffix}"),
+        algorithm="builtin",
+        serverless=True,
+        source=str(cifar_tarball),
+    )
+    lines: list[str] = []
+    report = sagemaker.deploy(spec, poll_s=0.01, log=lines.append)
+    sm = aws.client("sagemaker")
+    job = sm.describe_training_job(TrainingJobName=report.names["training_job"])
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/image-classification:1")
+    assert {c["ChannelName"]: c.get("ContentType") for c in job["InputDataConfig"]} == {
+        "train": "application/x-image",
+        "validation": "application/x-image",
+        "train_lst": "application/x-image",
+        "validation_lst": "application/x-image",
+    }
+    hps = job["HyperParameters"]
+    assert (hps["num_classes"], hps["num_training_samples"], hps["image_shape"]) == ("2", "12", "3,32,32")
+    config = sm.describe_endpoint_config(EndpointConfigName=report.names["endpoint_config"])
+    assert not config.get("DataCaptureConfig") and "ServerlessConfig" in config["ProductionVariants"][0]
+    model = sm.describe_model(ModelName=report.names["model"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert any("do not capture data" in line for line in lines)
+    assert (
+        aws.client("application-autoscaling").describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[plan.scaling_resource_id(spec.endpoint)]
+        )["ScalableTargets"]
+        == []
+    )
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert result.left == [] and aws_clean.inventory(spec) == []
+
+
+@pytest.mark.e2e
+def test_scones_clean_target_aws_asks_first_and_says_when_nothing_is_there(local_cloud, monkeypatch, capsys):
+    from scones import cli
+
+    monkeypatch.setenv(settings.STACK_NAME, "nothing-here-workflow")
+    monkeypatch.setenv(settings.SCONES_ENDPOINT_NAME, "nothing-here")
+    assert cli.main(["clean", "--target", "aws", "--yes"]) == 0
+    assert "nothing to delete" in capsys.readouterr().out
