@@ -189,6 +189,16 @@ def test_deployed_definitions_resolve_every_placeholder(deployed):
             lam.get_function(FunctionName=arn)  # exists
 
 
+def test_scones_invoke_prints_one_row_per_key(deployed, capsys):
+    keys = ["img/bright-3.png", "img/dark-3.png", "img/nothing-here.png"]
+    assert cli.main(["invoke", *[arg for key in keys for arg in ("--key", key)], "--bucket", deployed["bucket"]]) == 0
+    out = capsys.readouterr().out
+    assert "total 3: 2 SUCCEEDED, 1 FAILED" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("img/")}
+    assert rows["img/bright-3.png"][0] == "bicycle" and rows["img/dark-3.png"][0] == "motorcycle"
+    assert "ImageNotFoundError:" in " ".join(rows["img/nothing-here.png"])
+
+
 def test_second_deploy_changes_nothing(deployed, capsys):
     lam = aws.client("lambda")
     before = lam.get_function(FunctionName=deployed["outputs"]["ClassifyFunctionArn"])["Configuration"]

@@ -57,8 +57,9 @@ class SubprocessRuntimeExecutor(RuntimeExecutor):
         self._worker.wait_ready(max(1.0, config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT - 1.0))
 
     def stop(self) -> None:
-        with self._lock:
-            worker, self._worker = self._worker, None
+        # Without the lock: LocalStack may stop an environment mid-invocation (function deleted, updated);
+        # killing the worker ends that invocation at once (Runtime.ExitError) instead of waiting for it.
+        worker, self._worker = self._worker, None
         if worker is not None:
             worker.close()
 
