@@ -175,10 +175,12 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
         uri, model_dir = endpoint.prepare_model(args.model, name)
         print(f"serving {uri} as {name} (Ctrl-C stops; capture is flushed)")
-        server.main(endpoint.server_args(model_dir, name, args.port, settings.endpoint_record_path(name)))
+        server.main(
+            endpoint.server_args(model_dir, name, args.port, settings.endpoint_record_path(name), workers=args.workers)
+        )
         return 0
     if args.action == "start":
-        found = endpoint.start(args.model, name, args.port)
+        found = endpoint.start(args.model, name, args.port, workers=args.workers)
         print(f"clients: export {settings.SAGEMAKER_RUNTIME_URL}={found.url}   (`scones env` prints it too)")
         return 0
     if args.action == "stop":
@@ -189,7 +191,8 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         if not found.running:
             print(f"endpoint {name}: not running ({found.detail})")
             return 3
-        print(f"endpoint {name}: running at {found.url} (pid {found.pid}); {json.dumps(found.stats)}")
+        where = f"{found.url} (pid {found.pid}, {found.workers} workers)"
+        print(f"endpoint {name}: running at {where}; {json.dumps(found.stats)}")
         return 0
     return invoke_image(args, name)
 
@@ -448,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="s3://…/model.tar.gz, a local tarball or folder (default: newest)")
     p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
     p.add_argument("--port", type=int, default=None, help=f"default ${settings.ENDPOINT_PORT} or 8080 (0: any free)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"server processes (default ${settings.ENDPOINT_WORKERS} or one per core)",
+    )
 
     p = add("deploy", cmd_deploy, "package the Lambdas and deploy template.yaml's stack (idempotent)")
     p.add_argument("--target", choices=settings.TARGETS, default=None, help="default $SCONES_TARGET or local")

@@ -25,6 +25,7 @@ class EndpointStatus:
     pid: int | None = None
     stats: dict | None = None
     detail: str = ""
+    workers: int | None = None  # server processes sharing the port
 
 
 def status(name: str) -> EndpointStatus:
@@ -35,9 +36,10 @@ def status(name: str) -> EndpointStatus:
     if code != 200:
         alive = service.alive(record["pid"])
         detail = ("loading the model" if code == 503 else "not answering") if alive else "stale record: process gone"
-        return EndpointStatus(False, name, record["url"], record["pid"], detail=detail)
+        return EndpointStatus(False, name, record["url"], record["pid"], detail=detail, workers=record.get("workers"))
     _, stats = service.get_json(record["url"] + "/_scones/stats")
-    return EndpointStatus(True, name, record["url"], record["pid"], stats)
+    workers = (stats or {}).get("workers", record.get("workers"))
+    return EndpointStatus(True, name, record["url"], record["pid"], stats, workers=workers)
 
 
 def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
@@ -48,14 +50,27 @@ def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
 
 
 def server_args(
-    model_dir: Path, name: str, port: int | None, record: Path | None, source: str | None = None
+    model_dir: Path,
+    name: str,
+    port: int | None,
+    record: Path | None,
+    source: str | None = None,
+    workers: int | None = None,
 ) -> list[str]:
     port = settings.endpoint_port() if port is None else port
     args = ["--model", str(model_dir), "--name", name, "--port", str(port)]
+    args += ["--workers", str(workers)] if workers is not None else []  # default: $SCONES_ENDPOINT_WORKERS
     return args + (["--record", str(record)] if record else []) + (["--source", source] if source else [])
 
 
-def start(model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print) -> EndpointStatus:
+def start(
+    model: str | None,
+    name: str,
+    port: int | None = None,
+    timeout_s: float = 60.0,
+    log=print,
+    workers: int | None = None,
+) -> EndpointStatus:
     current = status(name)
     if current.running:
         log(
@@ -70,7 +85,7 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
     record.unlink(missing_ok=True)
     log_path = settings.state_dir() / f"endpoint-{name}.log"
     settings.apply_target_env()  # capture goes to the same cloud as everything else
-    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri), log_path, dict(os.environ))
+    proc = service.spawn(MODULE, server_args(model_dir, name, port, record, uri, workers), log_path, dict(os.environ))
     log(f"starting endpoint {name} with {uri} (log: {log_path}) ...")
 
     def ready() -> EndpointStatus | None:
@@ -78,7 +93,7 @@ def start(model: str | None, name: str, port: int | None = None, timeout_s: floa
         return found if found.running and found.pid == proc.pid else None
 
     found = service.wait_ready(proc, ready, log_path, f"endpoint {name}", timeout_s, EndpointError)
-    log(f"endpoint {name} ready at {found.url} (pid {proc.pid})")
+    log(f"endpoint {name} ready at {found.url} (pid {proc.pid}, {found.workers} workers)")
     return found
 
 

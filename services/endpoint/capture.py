@@ -5,7 +5,8 @@ Each captured invocation is one JSON line:
                    "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "data": <json text>,
                                       "encoding": "JSON"}},
    "eventMetadata": {"eventId": <uuid>, "inferenceTime": "2024-11-25T23:21:43Z"}, "eventVersion": "0"}
-Lines are buffered and flushed (by count, by age, and on shutdown) to
+A request only appends (time, body, content type, output) to a buffer; records are built, base64-encoded
+and serialised by the flush, off the request path. Lines are flushed (by count, by age, and on shutdown) to
   s3://{bucket}/{prefix}/{endpoint}/{variant}/YYYY/MM/DD/HH/{mm-ss-fff}-{uuid}.jsonl
 one file per hour of the first record it holds, as SageMaker lays them out. A failed upload keeps its
 records for the next flush; at shutdown, what still cannot be uploaded is written to a local file.
@@ -22,6 +23,16 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+try:  # orjson: ~5× faster serialisation of capture lines; the standard library's json writes the same JSON
+    import orjson
+
+    def _line(rec: dict) -> str:
+        return orjson.dumps(rec).decode()
+except ImportError:  # pragma: no cover - orjson is in the serve extra
+
+    def _line(rec: dict) -> str:
+        return json.dumps(rec, separators=(",", ":"))
 
 
 def record(body: bytes, content_type: str, output: bytes, when: datetime | None = None) -> dict:
@@ -76,7 +87,7 @@ class CaptureWriter:
         self.fallback_dir = fallback_dir
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._buffer: list[tuple[datetime, str]] = []
+        self._buffer: list[tuple[float, bytes, str, bytes]] = []  # (time.time(), body, content type, output)
         self._oldest = 0.0
         self.captured = 0
         self.written = 0
@@ -87,13 +98,12 @@ class CaptureWriter:
         return self.percent >= 100 or random.random() * 100 < self.percent
 
     def add(self, body: bytes, content_type: str, output: bytes) -> bool:
-        """Buffer one record; returns whether a flush is due (the caller schedules it off the event loop)."""
-        when = datetime.now(UTC)
-        line = json.dumps(record(body, content_type, output, when), separators=(",", ":"))
+        """Buffer one invocation (no encoding here: it is on the request path); returns whether a flush is
+        due (the caller schedules it off the event loop)."""
         with self._lock:
             if not self._buffer:
                 self._oldest = time.monotonic()
-            self._buffer.append((when, line))
+            self._buffer.append((time.time(), body, content_type, output))
             self.captured += 1
             return len(self._buffer) >= self.max_records
 
@@ -113,10 +123,14 @@ class CaptureWriter:
             if not batch:
                 return 0
             groups: dict[str, list[tuple[datetime, str]]] = {}
-            for when, line in batch:
-                groups.setdefault(when.strftime("%Y%m%d%H"), []).append((when, line))
-            written, failed = 0, []
-            for items in groups.values():
+            raws: dict[str, list] = {}
+            for raw in batch:
+                when = datetime.fromtimestamp(raw[0], UTC)
+                hour = when.strftime("%Y%m%d%H")
+                groups.setdefault(hour, []).append((when, _line(record(raw[1], raw[2], raw[3], when))))
+                raws.setdefault(hour, []).append(raw)
+            written, failed, failed_lines = 0, [], []
+            for hour, items in groups.items():
                 key = object_key(self.prefix, self.endpoint, self.variant, items[0][0])
                 body = ("\n".join(line for _, line in items) + "\n").encode()
                 try:
@@ -125,13 +139,14 @@ class CaptureWriter:
                     self.files += 1
                 except Exception as exc:  # keep the records: nothing captured is dropped
                     self.failures += 1
-                    failed.extend(items)
+                    failed.extend(raws[hour])
+                    failed_lines.extend(line for _, line in items)
                     print(f"capture: upload of {len(items)} records to {key} failed: {exc}", flush=True)
             if failed:
                 if final and self.fallback_dir is not None:
                     self.fallback_dir.mkdir(parents=True, exist_ok=True)
                     path = self.fallback_dir / f"capture-unsent-{uuid.uuid4()}.jsonl"
-                    path.write_text("\n".join(line for _, line in failed) + "\n")
+                    path.write_text("\n".join(failed_lines) + "\n")
                     print(f"capture: {len(failed)} records could not be uploaded; kept in {path}", flush=True)
                 else:
                     with self._lock:
