@@ -79,6 +79,7 @@ class EndpointApp:
         except Exception as exc:
             self.load_error = exc
             print(f"endpoint {self.name}: cannot load the model: {exc}", file=sys.stderr, flush=True)
+            self.board.note(f"cannot load the model: {exc}")
             self.on_load_error()
             return
         self.board.set(pid=os.getpid(), loaded=1)
@@ -377,6 +378,8 @@ def serve(
                 pass
         totals = {name: board.total(name) for name in ("requests", "errors", "captured", "written", "files")}
         print(f"endpoint stopped; {totals}", flush=True)
+        if board.read_note():
+            print(f"error: {board.read_note()}", file=sys.stderr, flush=True)
     return code
 
 
@@ -422,6 +425,4 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    if code:
-        print(f"error: the endpoint stopped with status {code}", file=sys.stderr, flush=True)
     sys.exit(code)

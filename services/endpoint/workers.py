@@ -28,14 +28,29 @@ CANNOT_LOAD = 2  # a worker's exit status when the model cannot be loaded: not r
 FIELDS = ("pid", "loaded", "requests", "errors", "batches", "batched_images", "captured", "written", "files")
 
 
+NOTE_BYTES = 1024
+
+
 class Board:
-    """int64 counters per worker in anonymous shared memory (created before fork, seen by every worker)."""
+    """int64 counters per worker in anonymous shared memory (created before fork, seen by every worker),
+    and one short note (why a worker stopped the endpoint) for the supervisor to report."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._memory = mmap.mmap(-1, workers * len(FIELDS) * 8)  # MAP_SHARED: survives fork()
-        self.table = np.frombuffer(self._memory, dtype=np.int64).reshape(workers, len(FIELDS))
+        size = workers * len(FIELDS) * 8
+        self._memory = mmap.mmap(-1, size + NOTE_BYTES)  # MAP_SHARED: survives fork()
+        self.table = np.frombuffer(self._memory, dtype=np.int64, count=workers * len(FIELDS)).reshape(
+            workers, len(FIELDS)
+        )
+        self._note = memoryview(self._memory)[size:]
         self.slot = 0  # which row this process writes
+
+    def note(self, text: str) -> None:
+        data = text.encode()[: NOTE_BYTES - 1]
+        self._note[: len(data) + 1] = data + b"\0"
+
+    def read_note(self) -> str:
+        return bytes(self._note).split(b"\0", 1)[0].decode(errors="replace")
 
     def set(self, **values: int) -> None:
         row = self.table[self.slot]
@@ -118,5 +133,6 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
         elif not stopping:
             log(f"worker {slot} (pid {pid}) exited with status {code}; starting another")
             time.sleep(0.5)  # a worker that cannot start would otherwise spin
-            start(slot)
+            if not stopping:
+                start(slot)
     return worst
