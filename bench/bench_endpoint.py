@@ -9,7 +9,9 @@ speed does not depend on accuracy) on a fresh local cloud, with capture on and w
   - capture on / capture off images/s; target >= 0.95
   - capture completeness: records in S3 = successful responses, exactly, across every worker
 Raw and served runs alternate within each round and each ratio is taken within its round (the machine is
-shared: absolute rates drift between rounds); the medians of the rounds are printed.
+shared: absolute rates drift between rounds); the medians of the rounds are printed. CPU ms per image (the
+server's whole process tree; raw: this process) are printed too: on a machine shared with other work they
+say what the scheduler's share does not.
 """
 
 from __future__ import annotations
@@ -121,11 +123,12 @@ def captured_records(bucket: str, name: str) -> int:
     return count
 
 
-def start(model_dir: Path, name: str, workers: int, capture: bool) -> str:
+def start(model_dir: Path, name: str, workers: int, capture: bool) -> tuple[str, int]:
     saved = os.environ.get(settings.CAPTURE_PERCENT)
     os.environ[settings.CAPTURE_PERCENT] = "100" if capture else "0"
     try:
-        return endpoint.start(str(model_dir), name, port=0, log=lambda _m: None, workers=workers).url
+        found = endpoint.start(str(model_dir), name, port=0, log=lambda _m: None, workers=workers)
+        return found.url, found.pid
     finally:
         os.environ.pop(settings.CAPTURE_PERCENT) if saved is None else os.environ.update(
             {settings.CAPTURE_PERCENT: saved}
@@ -156,6 +159,8 @@ def main() -> int:
     configs = [(w, capture) for w in counts for capture in (True, False)]
     bucket = f"bench-capture-{int(time.time())}"
     rates: dict = {c: [] for c in configs}
+    cpu: dict = {c: [] for c in configs}
+    raw_cpu: list[float] = []
     latency: dict = {c: [] for c in configs}
     raws: list[float] = []
     with local_cloud() as _url:
@@ -164,8 +169,9 @@ def main() -> int:
         names = {c: f"bench-ep-{c[0]}w-{'on' if c[1] else 'off'}" for c in configs}
         urls: dict = {}
         try:
+            pids: dict = {}
             for c in configs:
-                urls[c] = start(model_dir, names[c], *c)
+                urls[c], pids[c] = start(model_dir, names[c], *c)
             first = configs[0]
             python_client(urls[first], body, 1, 2.0)  # warm up
             lat1, failed1 = python_client(urls[first], body, 1, args.seconds)
@@ -181,14 +187,17 @@ def main() -> int:
             for c in configs:
                 wrk(urls[c] + "/invocations", script, 8, 2)  # warm up
             for _ in range(args.rounds):
-                raws.append(raw_rate(model, inference.decode, inference.predict_fn, body, args.seconds))
+                rate, cpu_ms = raw_rate(model, inference.decode, inference.predict_fn, body, args.seconds)
+                raws.append(rate)
+                raw_cpu.append(cpu_ms)
                 for c in configs:
-                    result = wrk(urls[c] + "/invocations", script, 8, args.seconds)
+                    result = wrk(urls[c] + "/invocations", script, 8, args.seconds, server_pid=pids[c])
                     if result.non_2xx or result.socket_errors:
                         raise SystemExit(
                             f"{names[c]}: {result.non_2xx} error responses, {result.socket_errors} socket errors"
                         )
                     rates[c].append(result.rps)
+                    cpu[c].append((result.cpu_ms_per_request(), result.client_cpu_s / result.requests * 1000))
                     latency[c].append((result.p50_ms, result.p99_ms))
             before = {c: stats(urls[c]) for c in configs}
         finally:
@@ -207,8 +216,10 @@ def main() -> int:
         f"served, concurrency 1 ({len(lat1)} requests, {first[0]} workers, capture on, {failed1} failed clients): "
         f"p50 {s50:.2f} ms  p99 {s99:.2f} ms → overhead p50 {s50 - r50:.2f} ms, p99 {s99 - r99:.2f} ms   target <= 5 ms"
     )
+    raw_ms = statistics.median(raw_cpu)
     print(
-        f"raw in-process, batches of 8 on one process: {listed(raws)} images/s (median {statistics.median(raws):.0f})"
+        f"raw in-process, batches of 8 on one process: {listed(raws)} images/s (median {statistics.median(raws):.0f}); "
+        f"CPU {raw_ms:.3f} ms per image"
     )
     print(f"concurrency 8, wrk -t2 -c8 -d{args.seconds:.0f}s, per round:")
     for c in configs:
@@ -219,6 +230,12 @@ def main() -> int:
             f"  {c[0]} workers, capture {'on ' if c[1] else 'off'}: {listed(rates[c])} images/s "
             f"(median {statistics.median(rates[c]):.0f}), p50 {p50:.2f} ms p99 {p99:.2f} ms; "
             f"served/raw {listed(ratios, 2)} → median {statistics.median(ratios):.2f}   target >= 0.8"
+        )
+        server_ms = statistics.median(s for s, _ in cpu[c])
+        client_ms = statistics.median(k for _, k in cpu[c])
+        print(
+            f"      CPU per image: server {server_ms:.3f} ms, wrk {client_ms:.3f} ms; raw CPU / server CPU "
+            f"{raw_ms / server_ms:.2f}"
         )
     for w in counts:
         ratios = [a / b for a, b in zip(rates[(w, True)], rates[(w, False)], strict=True)]

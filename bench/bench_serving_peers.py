@@ -199,7 +199,7 @@ def main() -> int:
                 wrk(url, script, 8, 3)  # warm up
             for _ in range(args.rounds):
                 for who, (pid, url) in servers.items():
-                    result = wrk(url, script, 8, args.seconds)
+                    result = wrk(url, script, 8, args.seconds, server_pid=pid)
                     if result.non_2xx or result.socket_errors:
                         raise SystemExit(
                             f"{who}: {result.non_2xx} error responses, {result.socket_errors} socket errors"
@@ -222,7 +222,8 @@ def main() -> int:
         p50, p99 = statistics.median(r.p50_ms for r in runs), statistics.median(r.p99_ms for r in runs)
         print(
             f"  {label}: {rates} img/s (median {statistics.median(r.rps for r in runs):.0f}), "
-            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, RSS {rss[who]:.0f} MB"
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, RSS {rss[who]:.0f} MB, "
+            f"CPU {statistics.median(r.cpu_ms_per_request() for r in runs):.3f} ms per image"
         )
     if results["torchserve"]:
         ratios = [a.rps / b.rps for a, b in zip(results["ours"], results["torchserve"], strict=True)]
@@ -230,6 +231,9 @@ def main() -> int:
             f"ours / TorchServe img/s: {', '.join(f'{x:.2f}' for x in ratios)} → median {statistics.median(ratios):.2f}"
             f"   target >= 2.0"
         )
+        cpu_ours = statistics.median(r.cpu_ms_per_request() for r in results["ours"])
+        cpu_ts = statistics.median(r.cpu_ms_per_request() for r in results["torchserve"])
+        print(f"TorchServe CPU per image / ours: {cpu_ts / cpu_ours:.2f} (img/s on a machine of its own)")
     return 0
 
 

@@ -89,6 +89,7 @@ class CaptureWriter:
         self._flush_lock = threading.Lock()
         self._buffer: list[tuple[float, bytes, str, bytes]] = []  # (time.time(), body, content type, output)
         self._oldest = 0.0
+        self._flush_asked = False
         self.captured = 0
         self.written = 0
         self.files = 0
@@ -105,7 +106,10 @@ class CaptureWriter:
                 self._oldest = time.monotonic()
             self._buffer.append((time.time(), body, content_type, output))
             self.captured += 1
-            return len(self._buffer) >= self.max_records
+            if len(self._buffer) >= self.max_records and not self._flush_asked:
+                self._flush_asked = True  # once: every request after it would queue another flush thread
+                return True
+            return False
 
     def due(self) -> bool:
         with self._lock:
@@ -119,7 +123,7 @@ class CaptureWriter:
         """Upload what is buffered, one file per hour; returns the number of records written."""
         with self._flush_lock:
             with self._lock:
-                batch, self._buffer = self._buffer, []
+                batch, self._buffer, self._flush_asked = self._buffer, [], False
             if not batch:
                 return 0
             groups: dict[str, list[tuple[datetime, str]]] = {}

@@ -57,6 +57,16 @@ def test_writer_flushes_by_count_and_reads_back_every_line():
     assert all(KEY.match(k) for k in files)
 
 
+def test_a_full_buffer_asks_for_one_flush_until_it_is_flushed():
+    # given a writer whose buffer filled while its flush has not run yet (the server runs it on a thread)
+    writer = CaptureWriter(lambda k, b: None, "ep", max_records=3)
+    asked = [writer.add(b"x", "image/png", b"[1.0]") for _ in range(10)]
+    # then only the record that filled it asked for a flush; after the flush the next fill asks again
+    assert asked == [False, False, True] + [False] * 7
+    writer.flush()
+    assert [writer.add(b"x", "image/png", b"[1.0]") for _ in range(3)] == [False, False, True]
+
+
 def test_failed_upload_keeps_records_and_final_flush_writes_them_locally(tmp_path):
     def broken(key, body):
         raise ConnectionError("S3 is down")
