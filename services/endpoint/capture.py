@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import threading
 import time
@@ -35,8 +36,24 @@ except ImportError:  # pragma: no cover - orjson is in the serve extra
         return json.dumps(rec, separators=(",", ":"))
 
 
-def record(body: bytes, content_type: str, output: bytes, when: datetime | None = None) -> dict:
-    when = when or datetime.now(UTC)
+def event_id(random16: bytes) -> str:
+    """A version-4 UUID string from 16 random bytes (uuid.uuid4() without its per-call overhead)."""
+    b = bytearray(random16)
+    b[6], b[8] = (b[6] & 0x0F) | 0x40, (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def record(
+    body: bytes,
+    content_type: str,
+    output: bytes,
+    when: datetime | None = None,
+    event: str | None = None,
+    inference_time: str | None = None,
+) -> dict:
+    if inference_time is None:
+        inference_time = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "captureData": {
             "endpointInput": {
@@ -52,7 +69,10 @@ def record(body: bytes, content_type: str, output: bytes, when: datetime | None 
                 "encoding": "JSON",
             },
         },
-        "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "eventMetadata": {
+            "eventId": event or str(uuid.uuid4()),
+            "inferenceTime": inference_time,
+        },
         "eventVersion": "0",
     }
 
@@ -126,16 +146,25 @@ class CaptureWriter:
                 batch, self._buffer, self._flush_asked = self._buffer, [], False
             if not batch:
                 return 0
-            groups: dict[str, list[tuple[datetime, str]]] = {}
+            groups: dict[str, list[tuple[float, str]]] = {}  # hour -> (time, line)
             raws: dict[str, list] = {}
-            for raw in batch:
-                when = datetime.fromtimestamp(raw[0], UTC)
-                hour = when.strftime("%Y%m%d%H")
-                groups.setdefault(hour, []).append((when, _line(record(raw[1], raw[2], raw[3], when))))
-                raws.setdefault(hour, []).append(raw)
+            seconds: dict[int, tuple[str, str]] = {}  # one strftime per second, not per record
+            ids = os.urandom(16 * len(batch))
+            for i, raw in enumerate(batch):
+                second = int(raw[0])
+                if second not in seconds:
+                    at = datetime.fromtimestamp(second, UTC)
+                    seconds[second] = (at.strftime("%Y%m%d%H"), at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                hour, stamp = seconds[second]
+                rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp)
+                if hour not in groups:
+                    groups[hour], raws[hour] = [], []
+                groups[hour].append((raw[0], _line(rec)))
+                raws[hour].append(raw)
             written, failed, failed_lines = 0, [], []
             for hour, items in groups.items():
-                key = object_key(self.prefix, self.endpoint, self.variant, items[0][0])
+                first = datetime.fromtimestamp(items[0][0], UTC)  # the file is named for its first record
+                key = object_key(self.prefix, self.endpoint, self.variant, first)
                 body = ("\n".join(line for _, line in items) + "\n").encode()
                 try:
                     self.put(key, body)

@@ -32,6 +32,17 @@ def test_record_has_sagemakers_shape():
     assert rec["eventMetadata"]["inferenceTime"] == "2024-11-25T23:21:43Z" and rec["eventVersion"] == "0"
 
 
+def test_event_ids_are_version_4_uuids():
+    import os
+    import uuid
+
+    from services.endpoint.capture import event_id
+
+    for raw in (bytes(16), b"\xff" * 16, os.urandom(16)):
+        parsed = uuid.UUID(event_id(raw))
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == event_id(raw)
+
+
 def test_key_layout():
     when = datetime(2024, 11, 25, 23, 21, 43, 123456, tzinfo=UTC)
     key = object_key("datacapture", "ep", "AllTraffic", when)
