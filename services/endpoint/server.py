@@ -33,7 +33,7 @@ from pathlib import Path
 from . import inference
 from .batching import DynamicBatcher
 from .capture import CaptureWriter
-from .workers import CANNOT_LOAD, Board, reuseport_socket, supervise
+from .workers import CANNOT_LOAD, Board, claim_port, reuseport_socket, supervise
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 VARIANT = "AllTraffic"
@@ -344,21 +344,24 @@ def serve(
 
     One worker serves in this process. Several: this process holds the port (bound, not listening, so
     port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT."""
+    about = about or {}
     board = Board(workers)
-    sock = reuseport_socket(host, port)  # bound before the record is written: port 0 picks a free one
+    sock = claim_port(host, port, shared=workers > 1)  # bound before the record is written: 0 picks a free port
     port = sock.getsockname()[1]
     url = f"http://{host}:{port}"
     if record_path is not None:
         record_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = record_path.with_suffix(".tmp")
         record = {"pid": os.getpid(), "url": url, "port": port, "workers": workers, "started": time.time()}
-        tmp.write_text(json.dumps({**record, **(about or {})}))
+        tmp.write_text(json.dumps({**record, **about}))
         os.replace(tmp, record_path)
-    print(f"endpoint listening on {url} with {workers} worker{'s' if workers > 1 else ''}", flush=True)
+    plural = "s" if workers > 1 else ""
+    print(f"endpoint {about.get('name', '')} listening on {url} with {workers} worker{plural} {about}", flush=True)
 
     def worker(slot: int) -> None:
         sock.close()  # the supervisor's: never listening
         board.slot = slot
+        board.table[slot] = 0  # a restarted worker is not loaded until it has loaded
         app = build(board)
         code = run_uvicorn(app, reuseport_socket(host, port))
         print(f"worker {slot} (pid {os.getpid()}) stopped after {app.requests} requests", flush=True)

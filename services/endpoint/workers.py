@@ -77,6 +77,22 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def claim_port(host: str, port: int, shared: bool) -> socket.socket:
+    """The server's bound socket. Shared (several workers): SO_REUSEPORT, after checking that nothing
+    listens there yet, since another server with SO_REUSEPORT (another endpoint of this user) would
+    otherwise be joined silently and handed half of the connections; the check raises OSError instead."""
+    if shared and port:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))  # EADDRINUSE when anything listens on the port
+    if shared:
+        return reuseport_socket(host, port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int:
     """Fork `workers` processes running `run_worker(slot)`; forward SIGTERM/SIGINT; restart a worker that
     dies on its own (unless it could not load the model); return the worst exit status once every worker

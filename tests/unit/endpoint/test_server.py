@@ -10,10 +10,11 @@ import signal
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from services.endpoint.server import EndpointApp
-from services.endpoint.workers import CANNOT_LOAD, Board, supervise
+from services.endpoint.workers import CANNOT_LOAD, Board, claim_port, reuseport_socket, supervise
 
 
 def png() -> bytes:
@@ -159,3 +160,22 @@ def test_supervisor_restarts_a_worker_that_dies(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert len(list(marks.glob("1-*"))) == 2 and len(list(marks.glob("0-*"))) == 1
     assert os.waitstatus_to_exitcode(status) == 1  # the worst exit status seen
+
+
+def test_several_workers_never_join_another_servers_port():
+    # given another server of this user listening with SO_REUSEPORT on a port
+    other = reuseport_socket("127.0.0.1", 0)
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        # then a new endpoint cannot claim it, with one worker or several
+        for shared in (False, True):
+            with pytest.raises(OSError):
+                claim_port("127.0.0.1", port, shared)
+    finally:
+        other.close()
+    # and once it is free, several workers share it
+    first = claim_port("127.0.0.1", port, shared=True)
+    second = reuseport_socket("127.0.0.1", port)
+    first.close()
+    second.close()
