@@ -1,12 +1,17 @@
-"""Endpoint benchmark: `python bench/bench_endpoint.py [--model DIR] [--seconds S]`.
+"""Endpoint benchmark: `python bench/bench_endpoint.py [--model DIR] [--seconds S] [--workers 1,2] [--rounds 3]`.
 
 Serves a model (default: a 1-epoch model of the default architecture trained on the synthetic set, since
-speed does not depend on accuracy) on a fresh local cloud with capture on, and compares:
-  - latency at concurrency 1 (p50/p99, HTTP keep-alive client) with the raw in-process forward latency
-    (decode + preprocess + onnxruntime for one image)
-  - images/s at concurrency 8 with raw in-process images/s at the same batch policy (decode each image,
-    then onnxruntime on batches of the mean size the server formed)
-Targets (issue #5): served/raw throughput >= 0.8; latency overhead <= 5 ms at p50 and p99.
+speed does not depend on accuracy) on a fresh local cloud, with capture on and with capture off, and measures:
+  - latency at concurrency 1 (p50/p99, HTTP keep-alive Python client) minus the raw in-process forward
+    latency (decode + preprocess + onnxruntime for one image); target <= 5 ms
+  - images/s at concurrency 8 with wrk (2 threads, 8 connections, the same 32×32 PNG) over the raw rate of
+    one process that decodes, preprocesses and runs batches of 8 on that PNG; target >= 0.8
+  - capture on / capture off images/s; target >= 0.95
+  - capture completeness: records in S3 = successful responses, exactly, across every worker
+Raw and served runs alternate within each round and each ratio is taken within its round (the machine is
+shared: absolute rates drift between rounds); the medians of the rounds are printed. CPU ms per image (the
+server's whole process tree; raw: this process) are printed too: on a machine shared with other work they
+say what the scheduler's share does not.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -30,27 +34,23 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import local_cloud
+from _serving import pct, raw_rate, wrk, wrk_available, wrk_script
 
 from scones import endpoint
+from scones.core import aws, service, settings
 from services.endpoint import inference
+from services.endpoint.capture import parse_lines
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def random_png(seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
-def images(n: int = 64) -> list[bytes]:
-    out = []
-    for i in range(n):
-        pixels = np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
-
-
-def quick_model(tmp: Path) -> Path:
+def quick_model(tmp: Path) -> tuple[Path, bytes]:
+    """A 1-epoch model on the synthetic set, and one of its real 32×32 test PNGs."""
     env = dict(os.environ, SCONES_DATA_DIR=str(tmp / "data"))
     staged = tmp / "staged"
     subprocess.run(
@@ -68,144 +68,188 @@ def quick_model(tmp: Path) -> Path:
         capture_output=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    return model
+    return model, sorted((staged / "test").glob("*.png"))[0].read_bytes()
 
 
-def served(url: str, bodies: list[bytes], concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+def python_client(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[list[float], int]:
+    """Latencies (ms) of keep-alive clients; returns (latencies, failed clients). A client that fails stops
+    and is counted: its requests never silently go missing from the rate."""
     host, port = url.split("//")[1].split(":")
     latencies: list[float] = []
-    count = [0]
+    failed = [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
 
-    def client(offset: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        local, i = [], offset
-        while time.perf_counter() < stop_at:
-            body = bodies[i % len(bodies)]
-            t0 = time.perf_counter()
-            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "image/png"})
-            response = conn.getresponse()
-            response.read()
-            local.append((time.perf_counter() - t0) * 1000)
-            assert response.status == 200, response.status
-            i += 1
+    def client() -> None:
+        local = []
+        try:
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                conn.request("POST", "/invocations", body=body, headers={"Content-Type": "image/png"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"status {response.status}")
+                local.append((time.perf_counter() - t0) * 1000)
+        except Exception as exc:  # counted, reported
+            print(f"client failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            with lock:
+                failed[0] += 1
         with lock:
             latencies.extend(local)
-            count[0] += len(local)
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return latencies, count[0], time.perf_counter() - t0
+    return latencies, failed[0]
 
 
-def served_wrk(url: str, body: bytes, concurrency: int, seconds: float, tmp: Path) -> tuple[float, float] | None:
-    """Requests/s and p50 ms from `wrk` (a C load generator: far less client CPU than Python), if installed."""
-    import re
-    import shutil
+def listed(values: list[float], digits: int = 0) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
 
-    if shutil.which("wrk") is None:
-        return None
-    (tmp / "body.png").write_bytes(body)
-    script = tmp / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "image/png"\n'
-        f'local f = io.open("{tmp / "body.png"}", "rb")\nwrk.body = f:read("*all")\nf:close()\n'
-    )
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "--latency", "-s", str(script), url + "/invocations"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise SystemExit(f"wrk saw {errors.group(1)} error responses:\n{out}")
-    return rps, float(p50.group(1)) * scale
+
+def stats(url: str) -> dict:
+    return service.get_json(url + "/_scones/stats", timeout_s=10)[1] or {}
+
+
+def captured_records(bucket: str, name: str) -> int:
+    s3, count = aws.client("s3"), 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"datacapture/{name}/"):
+        for obj in page.get("Contents", []):
+            count += len(parse_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()))
+    return count
+
+
+def start(model_dir: Path, name: str, workers: int, capture: bool) -> tuple[str, int]:
+    saved = os.environ.get(settings.CAPTURE_PERCENT)
+    os.environ[settings.CAPTURE_PERCENT] = "100" if capture else "0"
+    try:
+        found = endpoint.start(str(model_dir), name, port=0, log=lambda _m: None, workers=workers)
+        return found.url, found.pid
+    finally:
+        os.environ.pop(settings.CAPTURE_PERCENT) if saved is None else os.environ.update(
+            {settings.CAPTURE_PERCENT: saved}
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per wrk run and per raw run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image", type=Path, default=None, help="the PNG to send (default: a test image)")
+    parser.add_argument("--workers", default=None, help="worker counts to compare, e.g. 1,2 (default: the default)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-ep-"))
-    model_dir = args.model or quick_model(tmp)
-    bodies = images()
-    with local_cloud() as _url:
-        found = endpoint.start(str(model_dir), "bench-endpoint", port=0, log=lambda _m: None)
-        try:
-            for _ in range(2):
-                served(found.url, bodies, 1, 1.0)  # warm up
-            lat1, n1, _s1 = served(found.url, bodies, 1, args.seconds)
-            before = json.loads(urlopen(found.url + "/_scones/stats"))
-            lat8, n8, s8 = served(found.url, bodies, 8, args.seconds)
-            after = json.loads(urlopen(found.url + "/_scones/stats"))
-            wrk = served_wrk(found.url, bodies[0], 8, args.seconds, tmp)
-        finally:
-            endpoint.stop("bench-endpoint", log=lambda _m: None)
-    mean_batch = (after["batched_images"] - before["batched_images"]) / max(1, after["batches"] - before["batches"])
-
-    model = inference.model_fn(model_dir)  # raw, in this process, after the server is gone
-    for body in bodies[:16]:
-        inference.predict_fn(inference.input_fn(body, "image/png"), model)
-    raw1 = []
-    for i in range(500):
-        t0 = time.perf_counter()
-        inference.predict_fn(inference.input_fn(bodies[i % len(bodies)], "image/png"), model)
-        raw1.append((time.perf_counter() - t0) * 1000)
-    batch = max(1, round(mean_batch))
-    rates = []
-    for _ in range(3):  # the median of three rounds: single rounds vary by ±10 % on this machine
-        t0, done = time.perf_counter(), 0
-        while time.perf_counter() - t0 < args.seconds / 3:
-            decoded = np.stack([inference.decode(bodies[(done + k) % len(bodies)], "image/png") for k in range(batch)])
-            inference.predict_fn(decoded, model)
-            done += batch
-        rates.append(done / (time.perf_counter() - t0))
-    raw_rate = statistics.median(rates)
-
-    print(f"model: {model_dir}")
-    print(
-        f"raw in-process forward, 1 image (decode+preprocess+onnxruntime): p50 {pct(raw1, 0.5):.2f} ms  "
-        f"p99 {pct(raw1, 0.99):.2f} ms"
-    )
-    print(
-        f"served, concurrency 1 ({n1} requests): p50 {pct(lat1, 0.5):.2f} ms  p99 {pct(lat1, 0.99):.2f} ms  "
-        f"→ overhead p50 {pct(lat1, 0.5) - pct(raw1, 0.5):.2f} ms, p99 {pct(lat1, 0.99) - pct(raw1, 0.99):.2f} ms"
-        f"   target <= 5 ms"
-    )
-    print(
-        f"served, concurrency 8 ({n8} requests in {s8:.1f} s): {n8 / s8:.0f} images/s, mean batch {mean_batch:.1f}, "
-        f"p50 {statistics.median(lat8):.2f} ms"
-    )
-    print(
-        f"raw in-process at batch {batch}: {raw_rate:.0f} images/s (median of {', '.join(f'{r:.0f}' for r in rates)})"
-    )
-    print(f"served / raw throughput (Python client): {n8 / s8 / raw_rate:.2f}   target >= 0.8")
-    if wrk:
-        print(
-            f"served, concurrency 8 with wrk (C client, 1 thread): {wrk[0]:.0f} images/s, p50 {wrk[1]:.2f} ms "
-            f"→ served / raw throughput: {wrk[0] / raw_rate:.2f}   target >= 0.8"
+    if not wrk_available():
+        raise SystemExit(
+            "wrk is not installed: `apt-get install wrk` (a C load generator; the targets are stated with it)"
         )
-    else:
-        print("(wrk is not installed: `apt-get install wrk` adds a C client that takes less of the shared CPU)")
-    print(f"(client and server share the machine's {os.cpu_count()} cores)")
-    return 0
+    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-ep-"))
+    model_dir, body = quick_model(tmp) if args.model is None else (args.model, random_png())
+    body = args.image.read_bytes() if args.image else body
+    script = wrk_script(body, tmp)
+    counts = (
+        [int(w) for w in args.workers.split(",")]
+        if args.workers
+        else [settings.endpoint_workers() or len(os.sched_getaffinity(0))]
+    )
+    configs = [(w, capture) for w in counts for capture in (True, False)]
+    bucket = f"bench-capture-{int(time.time())}"
+    rates: dict = {c: [] for c in configs}
+    cpu: dict = {c: [] for c in configs}
+    raw_cpu: list[float] = []
+    latency: dict = {c: [] for c in configs}
+    raws: list[float] = []
+    with local_cloud() as _url:
+        aws.client("s3").create_bucket(Bucket=bucket)
+        os.environ[settings.CAPTURE_BUCKET] = bucket
+        names = {c: f"bench-ep-{c[0]}w-{'on' if c[1] else 'off'}" for c in configs}
+        urls: dict = {}
+        try:
+            pids: dict = {}
+            for c in configs:
+                urls[c], pids[c] = start(model_dir, names[c], *c)
+            first = configs[0]
+            python_client(urls[first], body, 1, 2.0)  # warm up
+            lat1, failed1 = python_client(urls[first], body, 1, args.seconds)
 
+            model = inference.model_fn(model_dir)  # the raw baseline, in this process
+            for _ in range(20):
+                inference.predict_fn(inference.input_fn(body, "image/png"), model)
+            raw1 = []
+            for _ in range(500):
+                t0 = time.perf_counter()
+                inference.predict_fn(inference.input_fn(body, "image/png"), model)
+                raw1.append((time.perf_counter() - t0) * 1000)
+            for c in configs:
+                wrk(urls[c] + "/invocations", script, 8, 2)  # warm up
+            for _ in range(args.rounds):
+                rate, cpu_ms = raw_rate(model, inference.decode, inference.predict_fn, body, args.seconds)
+                raws.append(rate)
+                raw_cpu.append(cpu_ms)
+                for c in configs:
+                    result = wrk(urls[c] + "/invocations", script, 8, args.seconds, server_pid=pids[c])
+                    if result.non_2xx or result.socket_errors:
+                        raise SystemExit(
+                            f"{names[c]}: {result.non_2xx} error responses, {result.socket_errors} socket errors"
+                        )
+                    rates[c].append(result.rps)
+                    cpu[c].append((result.cpu_ms_per_request(), result.client_cpu_s / result.requests * 1000))
+                    latency[c].append((result.p50_ms, result.p99_ms))
+            before = {c: stats(urls[c]) for c in configs}
+        finally:
+            for c in configs:
+                endpoint.stop(names[c], log=lambda _m: None)  # SIGTERM: every worker flushes its capture
+        complete = {}
+        for c in configs:
+            if c[1]:
+                answered = before[c]["requests"] - before[c]["errors"]
+                complete[c] = (captured_records(bucket, names[c]), answered, before[c])
 
-def urlopen(url: str) -> str:
-    import urllib.request
-
-    with urllib.request.urlopen(url) as response:
-        return response.read().decode()
+    print(f"model: {model_dir}; body: a {len(body)}-byte 32×32 PNG; {os.cpu_count()} cores shared by client and server")
+    r50, r99, s50, s99 = pct(raw1, 0.5), pct(raw1, 0.99), pct(lat1, 0.5), pct(lat1, 0.99)
+    print(f"raw in-process, 1 image (decode+preprocess+onnxruntime): p50 {r50:.2f} ms  p99 {r99:.2f} ms")
+    print(
+        f"served, concurrency 1 ({len(lat1)} requests, {first[0]} workers, capture on, {failed1} failed clients): "
+        f"p50 {s50:.2f} ms  p99 {s99:.2f} ms → overhead p50 {s50 - r50:.2f} ms, p99 {s99 - r99:.2f} ms   target <= 5 ms"
+    )
+    raw_ms = statistics.median(raw_cpu)
+    print(
+        f"raw in-process, batches of 8 on one process: {listed(raws)} images/s (median {statistics.median(raws):.0f}); "
+        f"CPU {raw_ms:.3f} ms per image"
+    )
+    print(f"concurrency 8, wrk -t2 -c8 -d{args.seconds:.0f}s, per round:")
+    for c in configs:
+        ratios = [r / raw for r, raw in zip(rates[c], raws, strict=True)]
+        p50 = statistics.median(p for p, _ in latency[c])
+        p99 = statistics.median(p for _, p in latency[c])
+        print(
+            f"  {c[0]} workers, capture {'on ' if c[1] else 'off'}: {listed(rates[c])} images/s "
+            f"(median {statistics.median(rates[c]):.0f}), p50 {p50:.2f} ms p99 {p99:.2f} ms; "
+            f"served/raw {listed(ratios, 2)} → median {statistics.median(ratios):.2f}   target >= 0.8"
+        )
+        server_ms = statistics.median(s for s, _ in cpu[c])
+        client_ms = statistics.median(k for _, k in cpu[c])
+        print(
+            f"      CPU per image: server {server_ms:.3f} ms, wrk {client_ms:.3f} ms; raw CPU / server CPU "
+            f"{raw_ms / server_ms:.2f}"
+        )
+    for w in counts:
+        ratios = [a / b for a, b in zip(rates[(w, True)], rates[(w, False)], strict=True)]
+        print(
+            f"  {w} workers: capture on / off {listed(ratios, 2)} → median {statistics.median(ratios):.2f}"
+            f"   target >= 0.95"
+        )
+    for c, (records, answered, st) in complete.items():
+        print(
+            f"capture completeness, {c[0]} workers: {records} records in S3 for {answered} successful responses "
+            f"({'exact' if records == answered else 'MISMATCH'}); per worker {st.get('requests_per_worker')}, "
+            f"mean batch {st.get('mean_batch_size', 0):.1f}"
+        )
+    return 0 if all(r == a for r, a, _ in complete.values()) and not failed1 else 1
 
 
 if __name__ == "__main__":

@@ -158,9 +158,9 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
     name = args.name or settings.endpoint_name()
     if args.action == "serve":
-        endpoint.serve(args.model, name, args.port)
+        endpoint.serve(args.model, name, args.port, args.workers)
     elif args.action == "start":
-        found = endpoint.start(args.model, name, args.port)
+        found = endpoint.start(args.model, name, args.port, workers=args.workers)
         print(f"clients: export {settings.SAGEMAKER_RUNTIME_URL}={found.url}   (`scones env` prints it too)")
     elif args.action == "stop":
         endpoint.stop(name)
@@ -169,7 +169,8 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
         if not found.running:
             print(f"endpoint {name}: not running ({found.detail})")
             return 3
-        print(f"endpoint {name}: running at {found.url} (pid {found.pid}); {json.dumps(found.stats)}")
+        where = f"{found.url} (pid {found.pid}, {found.workers} workers)"
+        print(f"endpoint {name}: running at {where}; {json.dumps(found.stats)}")
     else:
         if not args.image:
             raise errors.UsageError("scones endpoint invoke needs an image file", "scones endpoint invoke IMAGE.png")
@@ -324,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="s3://…/model.tar.gz, a local tarball or folder (default: newest)")
     p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
     p.add_argument("--port", type=int, default=None, help=f"default ${settings.ENDPOINT_PORT} or 8080 (0: any free)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help=f"server processes (default ${settings.ENDPOINT_WORKERS} or one per core)",
+    )
 
     p = add(
         "deploy",

@@ -28,6 +28,7 @@ class EndpointStatus:
     pid: int | None = None
     stats: dict | None = None
     detail: str = ""
+    workers: int | None = None  # server processes sharing the port
 
 
 def _probe(url: str) -> tuple[bool, dict | None, str]:
@@ -46,8 +47,10 @@ def _service(name: str) -> service.Service:
 
 
 def status(name: str) -> EndpointStatus:
-    found = _service(name).status()
-    return EndpointStatus(found.running, name, found.url, found.pid, found.info, found.detail)
+    server = _service(name)
+    found = server.status()
+    workers = (found.info or {}).get("workers", (server.record() or {}).get("workers"))
+    return EndpointStatus(found.running, name, found.url, found.pid, found.info, found.detail, workers)
 
 
 def prepare_model(model: str | None, name: str) -> tuple[str, Path]:
@@ -64,16 +67,25 @@ def server_args(
     record: Path | None,
     source: str | None = None,
     host: str | None = None,
+    workers: int | None = None,
 ) -> list[str]:
     port = settings.endpoint_port() if port is None else port
     args = ["--model", str(model_dir), "--name", name, "--port", str(port)] + (["--host", host] if host else [])
+    args += ["--workers", str(workers)] if workers is not None else []  # default: $SCONES_ENDPOINT_WORKERS
     return args + (["--record", str(record)] if record else []) + (["--source", source] if source else [])
 
 
 def start(
-    model: str | None, name: str, port: int | None = None, timeout_s: float = 60.0, log=print, host: str | None = None
+    model: str | None,
+    name: str,
+    port: int | None = None,
+    timeout_s: float = 60.0,
+    log=print,
+    host: str | None = None,
+    workers: int | None = None,
 ) -> EndpointStatus:
-    """`host`: the bind address (default 127.0.0.1); LocalStack in Docker passes the Docker bridge address."""
+    """`host`: the bind address (default 127.0.0.1); LocalStack in Docker passes the Docker bridge address.
+    `workers`: server processes sharing the port (default $SCONES_ENDPOINT_WORKERS, else one per core)."""
     current = status(name)
     if current.running:
         log(
@@ -89,10 +101,11 @@ def start(
     server = _service(name)
     target.current()  # capture goes to the same cloud as everything else: the server inherits this environment
     log(f"starting endpoint {name} with {uri} (log: {server.log_path}) ...")
-    args = server_args(model_dir, name, port, server.record_path, uri, host)
-    found = server.start(args, dict(os.environ), timeout_s)
-    log(f"endpoint {name} ready at {found.url} (pid {found.pid})")
-    return status(name)
+    args = server_args(model_dir, name, port, server.record_path, uri, host, workers)
+    server.start(args, dict(os.environ), timeout_s)
+    ready = status(name)
+    log(f"endpoint {name} ready at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
+    return ready
 
 
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
@@ -110,14 +123,14 @@ def recorded_names() -> list[str]:
     return [p.stem.removeprefix("endpoint-") for p in sorted(settings.state_dir().glob("endpoint-*.json"))]
 
 
-def serve(model: str | None, name: str, port: int | None) -> None:
+def serve(model: str | None, name: str, port: int | None, workers: int | None = None) -> None:
     """Run the model server in the foreground, in place of this process (Ctrl-C stops it; capture is flushed)."""
     import sys
 
     uri, model_dir = prepare_model(model, name)
     target.current()
     print(f"serving {uri} as {name} (Ctrl-C stops; capture is flushed)", flush=True)
-    args = server_args(model_dir, name, port, settings.endpoint_record_path(name), uri)
+    args = server_args(model_dir, name, port, settings.endpoint_record_path(name), uri, workers=workers)
     os.execv(sys.executable, [sys.executable, "-m", MODULE, *args])
 
 

@@ -27,6 +27,7 @@ LAMBDA_WORKDIR = "SCONES_LAMBDA_WORKDIR"  # where the local cloud unpacks functi
 ENDPOINT_NAME = "ENDPOINT_NAME"  # read by the classify lambda
 SCONES_ENDPOINT_NAME = "SCONES_ENDPOINT_NAME"  # the local endpoint's name (default scones-endpoint)
 ENDPOINT_PORT = "SCONES_ENDPOINT_PORT"
+ENDPOINT_WORKERS = "SCONES_ENDPOINT_WORKERS"  # server processes sharing the endpoint's port (0: one per core)
 CAPTURE_BUCKET = "SCONES_CAPTURE_BUCKET"  # data capture destination (default: SCONES_BUCKET)
 CAPTURE_PREFIX = "SCONES_CAPTURE_PREFIX"
 CAPTURE_PERCENT = "SCONES_CAPTURE_PERCENT"  # sampling percentage, 0..100
@@ -34,7 +35,7 @@ MAX_BATCH_SIZE = "SCONES_MAX_BATCH_SIZE"  # dynamic batching: images per model c
 MAX_WAIT_MS = "SCONES_MAX_WAIT_MS"  # dynamic batching: how long a batch waits to fill
 MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refused (413)
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
-ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads in the endpoint (0: all cores)
+ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads per endpoint worker (0: cores / workers)
 THRESHOLD = "THRESHOLD"  # read by the filter lambda
 DEBUG = "SCONES_DEBUG"  # 1: commands show tracebacks (as --debug does)
 LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStack host mode (else python3.13, pyenv)
@@ -113,6 +114,16 @@ def endpoint_name() -> str:
 
 def endpoint_port() -> int:
     return _number(ENDPOINT_PORT, 8080, 0, 65535, int)
+
+
+def endpoint_workers() -> int:
+    """Server processes of a local endpoint; 0 (the default) means one per core this process may use."""
+    return _number(ENDPOINT_WORKERS, 0, 0, 64, int)
+
+
+def ort_threads() -> int:
+    """onnxruntime intra-op threads per endpoint worker; 0 (the default): the cores shared among the workers."""
+    return _number(ORT_THREADS, 0, 0, 256, int)
 
 
 def capture_bucket() -> str:

@@ -5,7 +5,8 @@ Each captured invocation is one JSON line:
                    "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "data": <json text>,
                                       "encoding": "JSON"}},
    "eventMetadata": {"eventId": <uuid>, "inferenceTime": "2024-11-25T23:21:43Z"}, "eventVersion": "0"}
-Lines are buffered and flushed (by count, by age, and on shutdown) to
+A request only appends (time, body, content type, output) to a buffer; records are built, base64-encoded
+and serialised by the flush, off the request path. Lines are flushed (by count, by age, and on shutdown) to
   s3://{bucket}/{prefix}/{endpoint}/{variant}/YYYY/MM/DD/HH/{mm-ss-fff}-{uuid}.jsonl
 one file per hour of the first record it holds, as SageMaker lays them out. A failed upload keeps its
 records for the next flush; at shutdown, what still cannot be uploaded is written to a local file.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import threading
 import time
@@ -23,9 +25,35 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+try:  # orjson: ~5× faster serialisation of capture lines; the standard library's json writes the same JSON
+    import orjson
 
-def record(body: bytes, content_type: str, output: bytes, when: datetime | None = None) -> dict:
-    when = when or datetime.now(UTC)
+    def _line(rec: dict) -> str:
+        return orjson.dumps(rec).decode()
+except ImportError:  # pragma: no cover - orjson is in the serve extra
+
+    def _line(rec: dict) -> str:
+        return json.dumps(rec, separators=(",", ":"))
+
+
+def event_id(random16: bytes) -> str:
+    """A version-4 UUID string from 16 random bytes (uuid.uuid4() without its per-call overhead)."""
+    b = bytearray(random16)
+    b[6], b[8] = (b[6] & 0x0F) | 0x40, (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def record(
+    body: bytes,
+    content_type: str,
+    output: bytes,
+    when: datetime | None = None,
+    event: str | None = None,
+    inference_time: str | None = None,
+) -> dict:
+    if inference_time is None:
+        inference_time = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "captureData": {
             "endpointInput": {
@@ -41,7 +69,10 @@ def record(body: bytes, content_type: str, output: bytes, when: datetime | None 
                 "encoding": "JSON",
             },
         },
-        "eventMetadata": {"eventId": str(uuid.uuid4()), "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "eventMetadata": {
+            "eventId": event or str(uuid.uuid4()),
+            "inferenceTime": inference_time,
+        },
         "eventVersion": "0",
     }
 
@@ -76,8 +107,9 @@ class CaptureWriter:
         self.fallback_dir = fallback_dir
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._buffer: list[tuple[datetime, str]] = []
+        self._buffer: list[tuple[float, bytes, str, bytes]] = []  # (time.time(), body, content type, output)
         self._oldest = 0.0
+        self._flush_asked = False
         self.captured = 0
         self.written = 0
         self.files = 0
@@ -87,15 +119,17 @@ class CaptureWriter:
         return self.percent >= 100 or random.random() * 100 < self.percent
 
     def add(self, body: bytes, content_type: str, output: bytes) -> bool:
-        """Buffer one record; returns whether a flush is due (the caller schedules it off the event loop)."""
-        when = datetime.now(UTC)
-        line = json.dumps(record(body, content_type, output, when), separators=(",", ":"))
+        """Buffer one invocation (no encoding here: it is on the request path); returns whether a flush is
+        due (the caller schedules it off the event loop)."""
         with self._lock:
             if not self._buffer:
                 self._oldest = time.monotonic()
-            self._buffer.append((when, line))
+            self._buffer.append((time.time(), body, content_type, output))
             self.captured += 1
-            return len(self._buffer) >= self.max_records
+            if len(self._buffer) >= self.max_records and not self._flush_asked:
+                self._flush_asked = True  # once: every request after it would queue another flush thread
+                return True
+            return False
 
     def due(self) -> bool:
         with self._lock:
@@ -109,15 +143,28 @@ class CaptureWriter:
         """Upload what is buffered, one file per hour; returns the number of records written."""
         with self._flush_lock:
             with self._lock:
-                batch, self._buffer = self._buffer, []
+                batch, self._buffer, self._flush_asked = self._buffer, [], False
             if not batch:
                 return 0
-            groups: dict[str, list[tuple[datetime, str]]] = {}
-            for when, line in batch:
-                groups.setdefault(when.strftime("%Y%m%d%H"), []).append((when, line))
-            written, failed = 0, []
-            for items in groups.values():
-                key = object_key(self.prefix, self.endpoint, self.variant, items[0][0])
+            groups: dict[str, list[tuple[float, str]]] = {}  # hour -> (time, line)
+            raws: dict[str, list] = {}
+            seconds: dict[int, tuple[str, str]] = {}  # one strftime per second, not per record
+            ids = os.urandom(16 * len(batch))
+            for i, raw in enumerate(batch):
+                second = int(raw[0])
+                if second not in seconds:
+                    at = datetime.fromtimestamp(second, UTC)
+                    seconds[second] = (at.strftime("%Y%m%d%H"), at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                hour, stamp = seconds[second]
+                rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp)
+                if hour not in groups:
+                    groups[hour], raws[hour] = [], []
+                groups[hour].append((raw[0], _line(rec)))
+                raws[hour].append(raw)
+            written, failed, failed_lines = 0, [], []
+            for hour, items in groups.items():
+                first = datetime.fromtimestamp(items[0][0], UTC)  # the file is named for its first record
+                key = object_key(self.prefix, self.endpoint, self.variant, first)
                 body = ("\n".join(line for _, line in items) + "\n").encode()
                 try:
                     self.put(key, body)
@@ -125,13 +172,14 @@ class CaptureWriter:
                     self.files += 1
                 except Exception as exc:  # keep the records: nothing captured is dropped
                     self.failures += 1
-                    failed.extend(items)
+                    failed.extend(raws[hour])
+                    failed_lines.extend(line for _, line in items)
                     print(f"capture: upload of {len(items)} records to {key} failed: {exc}", flush=True)
             if failed:
                 if final and self.fallback_dir is not None:
                     self.fallback_dir.mkdir(parents=True, exist_ok=True)
                     path = self.fallback_dir / f"capture-unsent-{uuid.uuid4()}.jsonl"
-                    path.write_text("\n".join(line for _, line in failed) + "\n")
+                    path.write_text("\n".join(failed_lines) + "\n")
                     print(f"capture: {len(failed)} records could not be uploaded; kept in {path}", flush=True)
                 else:
                     with self._lock:

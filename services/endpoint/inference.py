@@ -93,8 +93,11 @@ def check_model_dir(model_dir: Path) -> None:
         )
 
 
-def model_fn(model_dir: str | os.PathLike) -> Model:
-    """Load model.onnx, labels.json and config.json once."""
+def model_fn(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
+    """Load model.onnx, labels.json and config.json once; refuse a model whose outputs and labels disagree.
+
+    threads: onnxruntime intra-op threads (None: $SCONES_ORT_THREADS, else 0 = onnxruntime's default, all
+    cores). A server running several worker processes gives each cores / workers."""
     import onnxruntime as ort
 
     model_dir = Path(model_dir)
@@ -104,15 +107,16 @@ def model_fn(model_dir: str | os.PathLike) -> Model:
         pre = json.loads((model_dir / "config.json").read_text())["preprocessing"]
     except (ValueError, KeyError) as exc:
         raise ModelLoadError(f"model folder {model_dir}: unreadable labels.json or config.json ({exc})") from exc
+    if threads is None:
+        threads = int(os.environ.get("SCONES_ORT_THREADS", "0") or 0)
     options = ort.SessionOptions()
-    threads = int(os.environ.get("SCONES_ORT_THREADS", "0"))  # 0: onnxruntime's default (all cores)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Idle onnxruntime threads spin by default; in a server they would burn the cores the HTTP layer needs.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
     width, height = pre["input_size"][1], pre["input_size"][0]
-    return Model(
+    model = Model(
         session=session,
         labels=list(labels),
         mean=np.array(pre["mean"], np.float32),
@@ -121,6 +125,13 @@ def model_fn(model_dir: str | os.PathLike) -> Model:
         size=(width, height),
         input_name=session.get_inputs()[0].name,
     )
+    outputs = predict_fn(np.zeros((1, height, width, 3), np.uint8), model).shape[-1]  # also warms the session
+    if outputs != len(model.labels):
+        raise ModelLoadError(
+            f"model folder {model_dir}: the model has {outputs} outputs but labels.json names {len(model.labels)} "
+            f"classes (a labels.json from another training run?)"
+        )
+    return model
 
 
 def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] = (32, 32)) -> np.ndarray:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from scones import endpoint, models
 from scones.core import aws, settings
+from services.endpoint import inference
 from services.endpoint.capture import parse_lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,13 +49,13 @@ def serve(capture_bucket, tiny_model, unique):
     """Start endpoints (stopped at the end); returns (name, url)."""
     names = []
 
-    def start(model=tiny_model, **env):
+    def start(model=tiny_model, workers=None, **env):
         name = f"ep-{unique}-{len(names)}"
         names.append(name)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
-            found = endpoint.start(str(model), name, port=0, log=lambda _m: None)
+            found = endpoint.start(str(model), name, port=0, log=lambda _m: None, workers=workers)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -110,12 +111,12 @@ def test_boto3_invoke_endpoint_and_capture(serve, capture_bucket):
         (png(6, size=(100, 60)), "image/png"),
     ],
 )
-def test_modes_formats_and_sizes(serve, body, content_type):
-    name, url = serve()
-    probs = json.loads(
-        runtime_client(url).invoke_endpoint(EndpointName=name, ContentType=content_type, Body=body)["Body"].read()
-    )
-    assert len(probs) == 2
+def test_modes_formats_and_sizes_answer_as_the_handlers_do_in_process(serve, tiny_model, body, content_type):
+    name, url = serve(workers=2)
+    served = runtime_client(url).invoke_endpoint(EndpointName=name, ContentType=content_type, Body=body)["Body"].read()
+    model = inference.model_fn(tiny_model)
+    expected = inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type), model))
+    assert json.loads(served) == pytest.approx(json.loads(expected), abs=2e-6)  # batched vs alone: float noise
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_bad_inputs_are_model_errors_and_the_server_keeps_serving(serve, body, c
 
 
 def test_ping_direct_invocations_and_unknown_endpoint(serve):
-    _name, url = serve()
+    name, url = serve()
     with urllib.request.urlopen(url + "/ping") as response:
         assert response.status == 200
     request = urllib.request.Request(url + "/invocations", data=png(7), headers={"Content-Type": "image/png"})
@@ -151,6 +152,10 @@ def test_ping_direct_invocations_and_unknown_endpoint(serve):
     with pytest.raises(runtime.exceptions.ClientError) as raised:
         runtime.invoke_endpoint(EndpointName="nope", ContentType="image/png", Body=png(7))
     assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert raised.value.response["Error"]["Message"] == (
+        f"Endpoint nope not found: this server serves the endpoint {name}"
+    )
 
 
 def test_model_folder_without_labels_is_a_clear_startup_error(serve, tiny_model, tmp_path):
@@ -159,6 +164,14 @@ def test_model_folder_without_labels_is_a_clear_startup_error(serve, tiny_model,
     (broken / "labels.json").unlink()
     with pytest.raises(models.InvalidModelError, match=r"lacks labels\.json"):  # refused before any server starts
         serve(broken)
+
+
+def test_labels_that_do_not_match_the_outputs_stop_every_worker_at_load(serve, tiny_model, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "labels.json").write_text(json.dumps(["bicycle", "motorcycle", "bus"]))
+    with pytest.raises(endpoint.EndpointError, match=r"2 outputs but labels\.json names 3 classes"):
+        serve(broken, workers=2)
 
 
 def post(url: str, body: bytes, connection: http.client.HTTPConnection | None = None) -> int:
@@ -170,8 +183,10 @@ def post(url: str, body: bytes, connection: http.client.HTTPConnection | None = 
     return response.status
 
 
-def test_1000_concurrent_requests_give_1000_capture_records(serve, capture_bucket):
-    name, url = serve()
+@pytest.mark.parametrize("workers", [1, 3])
+def test_1000_concurrent_requests_give_1000_capture_records(serve, capture_bucket, workers):
+    name, url = serve(workers=workers)
+    assert endpoint.status(name).workers == workers
     bodies = [png(i % 50) for i in range(1000)]
 
     def worker(chunk: list[bytes]) -> list[int]:
@@ -184,7 +199,8 @@ def test_1000_concurrent_requests_give_1000_capture_records(serve, capture_bucke
     assert statuses.count(200) == 1000
     with urllib.request.urlopen(url + "/_scones/stats") as response:
         stats = json.loads(response.read())
-    assert stats["captured"] == 1000 and stats["mean_batch_size"] > 1  # concurrent requests were batched
+    assert stats["captured"] == 1000 and stats["requests"] == 1000 and sum(stats["requests_per_worker"]) == 1000
+    assert stats["mean_batch_size"] > 1  # concurrent requests were batched
     endpoint.stop(name, log=lambda _m: None)
     records = captured(capture_bucket, name)
     assert len(records) == 1000
@@ -192,8 +208,9 @@ def test_1000_concurrent_requests_give_1000_capture_records(serve, capture_bucke
     assert sorted(base64.b64decode(r["captureData"]["endpointInput"]["data"]) for r in records) == sent
 
 
-def test_sigterm_mid_load_loses_no_record(serve, capture_bucket):
-    name, url = serve(SCONES_MAX_WAIT_MS="5")
+@pytest.mark.parametrize("workers", [1, 3])
+def test_sigterm_mid_load_loses_no_record(serve, capture_bucket, workers):
+    name, url = serve(workers=workers, SCONES_MAX_WAIT_MS="5")
     ok = []
     stop = threading.Event()
 
@@ -216,4 +233,6 @@ def test_sigterm_mid_load_loses_no_record(serve, capture_bucket):
     stop.set()
     for t in threads:
         t.join()
-    assert len(captured(capture_bucket, name)) == len(ok)
+    records = captured(capture_bucket, name)
+    assert len(records) == len(ok)  # records in = records out, across every worker
+    assert len({r["eventMetadata"]["eventId"] for r in records}) == len(records)  # none written twice

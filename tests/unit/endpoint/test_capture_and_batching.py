@@ -32,6 +32,17 @@ def test_record_has_sagemakers_shape():
     assert rec["eventMetadata"]["inferenceTime"] == "2024-11-25T23:21:43Z" and rec["eventVersion"] == "0"
 
 
+def test_event_ids_are_version_4_uuids():
+    import os
+    import uuid
+
+    from services.endpoint.capture import event_id
+
+    for raw in (bytes(16), b"\xff" * 16, os.urandom(16)):
+        parsed = uuid.UUID(event_id(raw))
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == event_id(raw)
+
+
 def test_key_layout():
     when = datetime(2024, 11, 25, 23, 21, 43, 123456, tzinfo=UTC)
     key = object_key("datacapture", "ep", "AllTraffic", when)
@@ -55,6 +66,16 @@ def test_writer_flushes_by_count_and_reads_back_every_line():
         b"x%d" % i for i in range(7)
     )
     assert all(KEY.match(k) for k in files)
+
+
+def test_a_full_buffer_asks_for_one_flush_until_it_is_flushed():
+    # given a writer whose buffer filled while its flush has not run yet (the server runs it on a thread)
+    writer = CaptureWriter(lambda k, b: None, "ep", max_records=3)
+    asked = [writer.add(b"x", "image/png", b"[1.0]") for _ in range(10)]
+    # then only the record that filled it asked for a flush; after the flush the next fill asks again
+    assert asked == [False, False, True] + [False] * 7
+    writer.flush()
+    assert [writer.add(b"x", "image/png", b"[1.0]") for _ in range(3)] == [False, False, True]
 
 
 def test_failed_upload_keeps_records_and_final_flush_writes_them_locally(tmp_path):

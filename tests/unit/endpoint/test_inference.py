@@ -28,23 +28,100 @@ def model(tiny_model):
 RGB = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8), "RGB")
 
 
-@pytest.mark.parametrize(
-    ("image", "fmt", "content_type"),
-    [
-        (RGB, "PNG", "image/png"),
-        (RGB.convert("RGBA"), "PNG", "image/png"),
-        (RGB.convert("L"), "PNG", "image/png"),
-        (RGB.convert("P"), "PNG", "application/x-image"),
-        (RGB, "JPEG", "image/jpeg"),
-        (RGB.resize((64, 48)), "PNG", "image/png"),
-        (RGB.resize((500, 400)), "JPEG", "image/jpeg; charset=binary"),
-    ],
-)
-def test_any_mode_and_size_classifies(model, image, fmt, content_type):
+def with_alpha(image: Image.Image, alpha: np.ndarray) -> Image.Image:
+    rgba = image.convert("RGBA")
+    rgba.putalpha(Image.fromarray(alpha.astype(np.uint8), "L"))
+    return rgba
+
+
+def transparent_checkerboard() -> tuple[Image.Image, np.ndarray]:
+    """RGBA with every other pixel fully transparent, and its RGB equivalent (transparent → white)."""
+    mask = (np.indices((32, 32)).sum(axis=0) % 2).astype(bool)
+    expected = np.asarray(RGB).copy()
+    expected[mask] = 255
+    return with_alpha(RGB, np.where(mask, 0, 255)), expected
+
+
+def palette_with_transparency() -> tuple[Image.Image, np.ndarray]:
+    """A P image whose palette index 0 is transparent, and its RGB equivalent."""
+    quantized = RGB.quantize(64)
+    quantized.info["transparency"] = 0
+    expected = np.asarray(quantized.convert("RGB")).copy()
+    expected[np.asarray(quantized) == 0] = 255
+    return quantized, expected
+
+
+GRAY = RGB.convert("L").convert("RGB")  # the RGB image a gray one stands for
+QUANTIZED = RGB.quantize(64)  # ≤ 256 colours: a palette PNG holds them exactly
+CHECKERBOARD, CHECKERBOARD_RGB = transparent_checkerboard()
+PALETTE_T, PALETTE_T_RGB = palette_with_transparency()
+
+EXACT = [  # (sent image, format, content type, the RGB 32×32 pixels it stands for)
+    ("RGB", RGB, "PNG", "image/png", np.asarray(RGB)),
+    ("L", RGB.convert("L"), "PNG", "image/png", np.asarray(GRAY)),
+    ("P", QUANTIZED, "PNG", "application/x-image", np.asarray(QUANTIZED.convert("RGB"))),
+    ("P-transparent", PALETTE_T, "PNG", "image/png", PALETTE_T_RGB),
+    ("RGBA-opaque", RGB.convert("RGBA"), "PNG", "image/png", np.asarray(RGB)),
+    ("RGBA-transparent", CHECKERBOARD, "PNG", "image/png", CHECKERBOARD_RGB),
+    ("LA", with_alpha(RGB.convert("L"), np.full((32, 32), 255)).convert("LA"), "PNG", "image/png", np.asarray(GRAY)),
+    ("CMYK-TIFF", RGB.convert("CMYK"), "TIFF", "application/x-image", np.asarray(RGB)),
+]
+
+
+@pytest.mark.parametrize(("mode", "image", "fmt", "content_type", "expected"), EXACT, ids=[e[0] for e in EXACT])
+def test_every_mode_gives_the_pixels_and_predictions_of_its_rgb_original(
+    model, mode, image, fmt, content_type, expected
+):
+    # given an image in some mode, and the RGB 32×32 pixels it stands for
+    assert image.mode == mode.split("-")[0]
+    # when it is decoded as the server decodes it
     batch = inference.input_fn(encode(image, fmt), content_type)
+    # then the pixels are exactly those, and so are the probabilities
     assert batch.shape == (1, 32, 32, 3) and batch.dtype == np.uint8
-    probs = json.loads(inference.output_fn(inference.predict_fn(batch, model), "application/json"))
-    assert len(probs) == 2 and abs(sum(probs) - 1) < 1e-4
+    np.testing.assert_array_equal(batch[0], expected)
+    np.testing.assert_array_equal(inference.predict_fn(batch, model), inference.predict_fn(expected[None], model))
+
+
+def smooth_rgb() -> Image.Image:
+    """A smooth 32×32 image (low frequencies only): resizing it up and back down loses almost nothing."""
+    y, x = np.mgrid[0:32, 0:32] / 31.0
+    channels = [0.5 + 0.4 * np.sin(2 * x + 1), 0.5 + 0.4 * np.cos(3 * y), 0.3 + 0.3 * x * y + 0.2 * np.sin(x + y)]
+    return Image.fromarray((np.stack(channels, axis=-1) * 255).round().astype(np.uint8), "RGB")
+
+
+SMOOTH = smooth_rgb()
+
+
+@pytest.mark.parametrize(
+    ("image", "content_type"),
+    [
+        (SMOOTH, "image/jpeg"),
+        (SMOOTH.convert("L"), "image/jpeg"),
+        (SMOOTH.convert("CMYK"), "image/jpeg; charset=binary"),
+    ],
+    ids=["RGB", "L", "CMYK"],
+)
+def test_jpeg_gives_the_pixels_and_predictions_of_its_rgb_original_within_compression_error(model, image, content_type):
+    body = encode(image, "JPEG")
+    batch = inference.input_fn(body, content_type)
+    original = np.asarray(image.convert("RGB"))
+    assert batch.shape == (1, 32, 32, 3)
+    assert np.abs(batch[0].astype(int) - original.astype(int)).mean() < 3  # JPEG's loss on a smooth image
+    np.testing.assert_allclose(
+        inference.predict_fn(batch, model), inference.predict_fn(original[None], model), atol=0.02
+    )
+
+
+@pytest.mark.parametrize(("size", "fmt"), [((96, 96), "PNG"), ((500, 400), "PNG"), ((64, 48), "JPEG")])
+def test_a_resized_image_gives_nearly_the_pixels_and_predictions_of_the_original(model, size, fmt):
+    original = SMOOTH
+    batch = inference.input_fn(encode(original.resize(size, Image.Resampling.BICUBIC), fmt), "image/png")
+    assert batch.shape == (1, 32, 32, 3)
+    diff = np.abs(batch[0].astype(int) - np.asarray(original).astype(int))
+    assert diff.mean() < 1.5 and diff.max() <= 8  # measured: mean 0.02–1.2, max 1–6 levels
+    np.testing.assert_allclose(
+        inference.predict_fn(batch, model), inference.predict_fn(np.asarray(original)[None], model), atol=0.02
+    )
 
 
 def test_transparent_pixels_become_white():
@@ -86,6 +163,14 @@ def test_unsupported_accept_is_406(model):
         inference.output_fn(np.array([[0.5, 0.5]]), "text/csv")
     assert raised.value.status_code == 406
     assert inference.output_fn(np.array([[0.25, 0.75]]), "application/json, */*") == b"[0.25, 0.75]"
+
+
+def test_labels_that_do_not_match_the_outputs_are_refused_at_load(tiny_model, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "labels.json").write_text(json.dumps(["bicycle", "motorcycle", "tractor"]))
+    with pytest.raises(inference.ModelLoadError, match=r"2 outputs but labels\.json names 3 classes"):
+        inference.model_fn(broken)
 
 
 def test_model_dir_missing_labels_is_a_startup_error(tiny_model, tmp_path):

@@ -1,0 +1,181 @@
+"""The ASGI app called directly (no sockets): /ping, routing, and the shared board of several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.endpoint.server import EndpointApp
+from services.endpoint.workers import CANNOT_LOAD, Board, claim_port, reuseport_socket, supervise
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def call(app: EndpointApp, method: str, path: str, body: bytes = b"", content_type: str = "image/png"):
+    """One request through the ASGI interface: (status, headers dict, body)."""
+    scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-type", content_type.encode())]}
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await app.batcher.start()
+        try:
+            await app(scope, receive, send)
+        finally:
+            app.batcher.task.cancel()
+
+    asyncio.run(run())
+    start, end = sent
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, end["body"]
+
+
+def test_ping_is_503_until_the_model_is_loaded_then_200(tiny_model):
+    # given an app whose model has not been loaded yet
+    app = EndpointApp(tiny_model, "ep")
+    # when it is asked, then it is unavailable and says so to invocations too
+    assert call(app, "GET", "/ping")[0] == 503
+    status, headers, body = call(app, "POST", "/invocations", png())
+    assert status == 503 and headers["x-amzn-errortype"] == "ServiceUnavailable" and b"loading" in body
+    # when the model has loaded, then both answer
+    app._load()
+    assert call(app, "GET", "/ping")[0] == 200
+    status, _, body = call(app, "POST", "/invocations", png())
+    assert status == 200 and len(json.loads(body)) == 2
+
+
+def test_ping_waits_for_every_worker(tiny_model):
+    # given two workers on one board, of which only this one has loaded the model
+    board = Board(2)
+    app = EndpointApp(tiny_model, "ep", board=board)
+    app._load()
+    assert call(app, "GET", "/ping")[0] == 503
+    # when the other worker loads, then the endpoint is ready
+    board.slot = 1
+    board.set(loaded=1)
+    assert call(app, "GET", "/ping")[0] == 200
+
+
+def test_a_wrong_endpoint_name_is_a_404_validation_error(tiny_model):
+    app = EndpointApp(tiny_model, "served-one")
+    app._load()
+    status, headers, body = call(app, "POST", "/endpoints/other-one/invocations", png())
+    assert status == 404 and headers["x-amzn-errortype"] == "ValidationError"
+    message = json.loads(body)["message"]
+    assert "other-one not found" in message and "served-one" in message
+
+
+def test_a_model_that_cannot_load_stops_the_worker(tiny_model, tmp_path):
+    import shutil
+
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "labels.json").write_text(json.dumps(["a", "b", "c"]))
+    app = EndpointApp(broken, "ep")
+    stopped = []
+    app.on_load_error = lambda: stopped.append(True)
+    app._load()
+    assert stopped == [True] and "2 outputs but labels.json names 3" in str(app.load_error)
+    assert call(app, "GET", "/ping")[0] == 503
+
+
+def test_stats_sum_every_workers_counters(tiny_model):
+    board = Board(3)
+    board.slot = 2
+    board.set(requests=5, captured=5, written=4, batches=2, batched_images=5, loaded=1)
+    app = EndpointApp(tiny_model, "ep", board=board)  # this process is slot 0
+    app._load()
+    board.slot = 0
+    for _ in range(3):
+        assert call(app, "POST", "/invocations", png())[0] == 200
+    stats = json.loads(call(app, "GET", "/_scones/stats")[2])
+    assert stats["workers"] == 3 and stats["requests_per_worker"] == [3, 0, 5]
+    assert stats["requests"] == 8 and stats["captured"] == 5 and stats["capture_pending"] == 1
+
+
+def test_board_is_shared_with_forked_workers():
+    board = Board(2)
+    pid = os.fork()
+    if pid == 0:
+        board.slot = 1
+        board.set(requests=7)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert board.total("requests") == 7
+
+
+def test_supervisor_stops_every_worker_when_one_cannot_load():
+    # given a worker that cannot load its model and one that would serve until told to stop
+    def worker(slot: int) -> None:
+        if slot == 0:
+            raise SystemExit(CANNOT_LOAD)
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        time.sleep(30)
+        os._exit(9)  # never reached: the supervisor stops it
+
+    pid = os.fork()
+    if pid == 0:  # the supervisor runs in a child so that its signal handlers stay out of pytest
+        os._exit(supervise(2, worker, log=lambda _m: None))
+    started = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    # then the supervisor exits with the load failure, promptly, instead of restarting the worker
+    assert os.waitstatus_to_exitcode(status) == CANNOT_LOAD
+    assert time.monotonic() - started < 10
+
+
+def test_supervisor_restarts_a_worker_that_dies(tmp_path):
+    marks = tmp_path / "starts"
+    marks.mkdir()
+
+    def worker(slot: int) -> None:
+        (marks / f"{slot}-{os.getpid()}").touch()
+        if slot == 1 and len(list(marks.glob("1-*"))) == 1:
+            os._exit(1)  # the first worker 1 dies on its own
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        time.sleep(30)
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(supervise(2, worker, log=lambda _m: None))
+    deadline = time.monotonic() + 10
+    while len(list(marks.glob("1-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert len(list(marks.glob("1-*"))) == 2 and len(list(marks.glob("0-*"))) == 1
+    assert os.waitstatus_to_exitcode(status) == 1  # the worst exit status seen
+
+
+def test_several_workers_never_join_another_servers_port():
+    # given another server of this user listening with SO_REUSEPORT on a port
+    other = reuseport_socket("127.0.0.1", 0)
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        # then a new endpoint cannot claim it, with one worker or several
+        for shared in (False, True):
+            with pytest.raises(OSError):
+                claim_port("127.0.0.1", port, shared)
+    finally:
+        other.close()
+    # and once it is free, several workers share it
+    first = claim_port("127.0.0.1", port, shared=True)
+    second = reuseport_socket("127.0.0.1", port)
+    first.close()
+    second.close()
