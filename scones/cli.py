@@ -87,8 +87,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
         raise UsageError("--test-per-class must be at least 1")
     started = time.perf_counter()
     source = staging.resolve_source(args.source, classes, args.seed, args.train_per_class, args.test_per_class)
-    workdir = Path(args.workdir).resolve() if args.workdir else staging.default_workdir(source, classes)
-    manifest = staging.build(source, classes, workdir)
+    workdir = Path(args.workdir).resolve() if args.workdir else staging.default_workdir(source, classes, args.outliers)
+    manifest = staging.build(source, classes, workdir, args.outliers)
     print(f"staged {source.kind} ({source.tarball.name}, md5 {source.md5}) in {workdir}")
     print(staging.describe(manifest))
     if args.explore:
@@ -146,9 +146,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     uri = args.model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")
-        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        held_out = (training_job.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
+        splits = ("test", held_out["channel"]) if held_out else ("test",)
+        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
         images, labels = evaluate.load_images(channels["test"], channels["test_lst"] / "test.lst")
-        metrics = evaluate.evaluate(model_dir, images, labels)
+        outliers = None
+        if held_out:
+            name = held_out["channel"]
+            found = evaluate.load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
+            outliers = (*found, held_out["kinds"])
+        metrics = evaluate.evaluate(model_dir, images, labels, outliers, settings.threshold())
     out = Path(args.out) if args.out else settings.data_dir() / "reports" / uri.rstrip("/").split("/")[-3]
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -156,12 +163,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     diagram = evaluate.plot_reliability(metrics, out / "reliability.png")
     print(f"model {uri} on s3://{bucket}/{prefix}/test ({metrics['n']} images)")
     print(
-        f"accuracy {metrics['accuracy']:.4f}   ECE {metrics['ece']:.4f}   "
-        f"confident (>= 0.93): {metrics['share_confident_0.93']:.1%} of images, "
-        f"accuracy among them {metrics['accuracy_when_confident_0.93'] or 0:.4f}"
+        f"accuracy {metrics['accuracy']:.4f}   ECE {metrics['ece']:.4f}   coverage (>= {metrics['threshold']}): "
+        f"{metrics['coverage']:.1%} of images, accuracy among them {metrics['accuracy_covered'] or 0:.4f}"
     )
     for name, row in metrics["per_class"].items():
         print(f"  {name:<14} precision {row['precision']:.3f}  recall {row['recall']:.3f}  n={row['support']}")
+    print(evaluate.false_pass_table(metrics))
     print(f"wrote {confusion}, {diagram}, {out / 'metrics.json'}")
     return 0
 
@@ -427,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a contact sheet and report a raw-pixel logistic regression's accuracy",
     )
     p.add_argument("--no-upload", action="store_true", help="build the local folder only")
+    p.add_argument(
+        "--outliers",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto (default): also stage images of neither class for outlier exposure, and held-out ones to "
+        "evaluate on; none: the selected classes only",
+    )
 
     p = add("train", cmd_train, "train on the staged data as a SageMaker script-mode job would, locally")
     p.add_argument("--bucket", default=None, help=f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}")
