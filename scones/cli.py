@@ -98,6 +98,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         test_per_class=args.test_per_class,
         explore=args.explore,
         upload=not args.no_upload,
+        outliers=args.outliers,
     )
     return 0
 
@@ -135,18 +136,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from scones.evaluate import evaluate
+    from scones.evaluate import evaluate, false_pass_table
 
     bucket, prefix = bucket_and_prefix(args)
-    found = evaluate(bucket, prefix, args.model, Path(args.out) if args.out else None)
+    found = evaluate(bucket, prefix, args.model, Path(args.out) if args.out else None, args.threshold)
     m = found.metrics
     print(
-        f"accuracy {m['accuracy']:.4f}   ECE {m['ece']:.4f}   "
-        f"confident (>= 0.93): {m['share_confident_0.93']:.1%} of images, "
-        f"accuracy among them {m['accuracy_when_confident_0.93'] or 0:.4f}"
+        f"accuracy {m['accuracy']:.4f}   ECE {m['ece']:.4f}   coverage (>= {m['threshold']}): "
+        f"{m['coverage']:.1%} of images, accuracy among them {m['accuracy_covered'] or 0:.4f}"
     )
     for name, row in m["per_class"].items():
         print(f"  {name:<14} precision {row['precision']:.3f}  recall {row['recall']:.3f}  n={row['support']}")
+    print(false_pass_table(m))
     print(f"wrote {', '.join(map(str, found.files))}")
     return 0
 
@@ -300,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a contact sheet and report a raw-pixel logistic regression's accuracy",
     )
     p.add_argument("--no-upload", action="store_true", help="build the local folder only")
+    p.add_argument(
+        "--outliers",
+        choices=["auto", "none"],
+        default="auto",
+        help="auto (default): also stage images of neither class for outlier exposure, and held-out ones to "
+        "evaluate on; none: the selected classes only",
+    )
 
     p = add("train", cmd_train, "train on the staged data as a SageMaker script-mode job would, locally", data=True)
     p.add_argument("--mode", choices=["local", "sagemaker-local"], default="local", help="sagemaker-local: Docker")
@@ -387,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the newest model in the bucket)",
     )
     p.add_argument("--out", default=None, help="folder for the report (default data/reports/<job>/)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help=f"report coverage and false passes at this confidence (default: the deployed stack's, else "
+        f"${settings.THRESHOLD} or {settings.DEFAULT_THRESHOLD})",
+    )
     return parser
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from scones import models, training_job
 from scones.core import settings
+from scones.core.errors import UsageError
+from scones.deploy.run import deployed_threshold
 
 
 @dataclass
@@ -30,16 +32,33 @@ def report_name(uri: str) -> str:
 
 
 def evaluate(
-    bucket: str, prefix: str, model: str | None = None, out: Path | None = None, log: Callable[[str], None] = print
+    bucket: str,
+    prefix: str,
+    model: str | None = None,
+    out: Path | None = None,
+    threshold: float | None = None,
+    log: Callable[[str], None] = print,
 ) -> Evaluation:
-    from training import evaluate as metrics_of
+    """Metrics on the staged test split, and false passes on the held-out outliers when they are staged.
+    `threshold`: the given one, else the deployed stack's, else the setting."""
+    from scones import evaluation as metrics_of
 
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    threshold = deployed_threshold() if threshold is None else threshold
     uri = model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")
-        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        held_out = (training_job.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
+        splits = ("test", held_out["channel"]) if held_out else ("test",)
+        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
         images, labels = metrics_of.load_images(channels["test"], channels["test_lst"] / "test.lst")
-        metrics = metrics_of.evaluate(model_dir, images, labels)
+        outliers = None
+        if held_out:
+            name = held_out["channel"]
+            found = metrics_of.load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
+            outliers = (*found, held_out["kinds"])
+        metrics = metrics_of.evaluate(model_dir, images, labels, outliers, threshold)
     out = out or settings.data_dir() / "reports" / report_name(uri)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -48,5 +67,11 @@ def evaluate(
         metrics_of.plot_reliability(metrics, out / "reliability.png"),
         out / "metrics.json",
     ]
-    log(f"model {uri} on s3://{bucket}/{prefix}/test ({metrics['n']} images)")
+    log(f"model {uri} on s3://{bucket}/{prefix}/test ({metrics['n']} images), threshold {threshold}")
     return Evaluation(uri, metrics, files)
+
+
+def false_pass_table(metrics: dict) -> str:
+    from scones.evaluation import false_pass_table as table
+
+    return table(metrics)

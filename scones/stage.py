@@ -23,17 +23,19 @@ def stage(
     test_per_class: int | None = None,
     explore: bool = False,
     upload: bool = True,
+    outliers: str = "auto",
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Stage `classes_spec` from `source_spec`; returns the manifest."""
+    """Stage `classes_spec` from `source_spec` (with outlier channels unless `outliers` is none); returns the
+    manifest."""
     classes = parse_classes(classes_spec)
     for flag, value in (("--train-per-class", train_per_class), ("--test-per-class", test_per_class)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
     started = time.perf_counter()
     source = staging.resolve_source(source_spec, classes, seed, train_per_class, test_per_class)
-    workdir = workdir.resolve() if workdir else staging.default_workdir(source, classes)
-    manifest = staging.build(source, classes, workdir)
+    workdir = workdir.resolve() if workdir else staging.default_workdir(source, classes, outliers)
+    manifest = staging.build(source, classes, workdir, outliers)
     log(f"staged {source.kind} ({source.tarball.name}, md5 {source.md5}) in {workdir}")
     log(staging.describe(manifest))
     if explore:

@@ -1,8 +1,10 @@
 """`scones train`: run training/train.py exactly as a SageMaker training job would, without Docker.
 
 The job gets an /opt/ml-like tree under the state dir (`jobs/<job>/input/data/<channel>`, `model/`, `output/`),
-the channels are downloaded from the staged prefix in S3, SM_* variables are set, the script runs in a
-subprocess, and `model/` is packed into `s3://<bucket>/models/<job>/output/model.tar.gz` as SageMaker does.
+the channels are downloaded from the staged prefix in S3 (`train`, `test`, and `outliers` when staged: the
+held-out `outliers_test` never reaches training), SM_* variables are set, the script runs in a subprocess
+whose `METRICS {json}` / `RESULT {json}` lines are parsed, and `model/` is packed into
+`s3://<bucket>/models/<job>/output/model.tar.gz` as SageMaker does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from scones.core.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "training" / "train.py"
-METRICS_LINE = re.compile(r"^METRICS (.*)$")
+METRICS_PREFIX, RESULT_PREFIX = "METRICS ", "RESULT "
 
 
 class TrainingJobError(SconesError):
@@ -101,10 +103,31 @@ def download_channels(
     return channels
 
 
-def _format_metrics(fields: dict[str, str], epochs: object) -> str:
-    keys = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
-    parts = [f"{k}={fields[k]}" for k in keys if k in fields]
-    return f"epoch {fields.get('epoch', '?')}/{epochs}  " + "  ".join(parts)
+def parse_line(line: str) -> tuple[str, dict] | None:
+    """`METRICS {json}` → ("METRICS", {...}); `RESULT {json}` → ("RESULT", {...}); any other line → None."""
+    for prefix in (METRICS_PREFIX, RESULT_PREFIX):
+        if line.startswith(prefix):
+            try:
+                fields = json.loads(line[len(prefix) :])
+            except ValueError:
+                return None
+            return (prefix.strip(), fields) if isinstance(fields, dict) else None
+    return None
+
+
+def _format(fields: dict) -> str:
+    return "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
+def format_metrics(fields: dict) -> str:
+    rest = {k: v for k, v in fields.items() if k not in ("epoch", "epochs")}
+    return f"epoch {fields.get('epoch', '?')}/{fields.get('epochs', '?')}  " + _format(rest)
+
+
+def channel_splits(manifest: dict) -> tuple[str, ...]:
+    """The channels a training job gets: train and test, plus the training outliers when they are staged."""
+    found = manifest.get("outliers") or {}
+    return ("train", "test", found["train"]["channel"]) if found.get("mode") == "auto" else ("train", "test")
 
 
 def run(
@@ -131,7 +154,7 @@ def run(
     if job_dir.exists():
         raise TrainingJobError(f"job {job_name!r} already exists ({job_dir}); pick another --job-name")
     ml = job_dir / "opt_ml"
-    channels = download_channels(bucket, prefix, ml / "input" / "data")
+    channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
     model_dir, output_dir = ml / "model", ml / "output"
     model_dir.mkdir(parents=True)
     (output_dir / "data").mkdir(parents=True)
@@ -160,20 +183,17 @@ def run(
     for key, value in hps.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     log(f"training job {job_name}: {' '.join(argv[1:])}")
-    total_epochs = hps.get("epochs", "?")  # train.py announces its default in its first line
     with open(job_dir / "train.log", "w") as job_log:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         assert proc.stdout is not None
         for line in proc.stdout:
             job_log.write(line)
-            match = METRICS_LINE.match(line.strip())
-            if match:
-                fields = dict(part.split("=", 1) for part in match.group(1).split())
-                log("  " + _format_metrics(fields, total_epochs))
-            elif line.startswith(("training on", "RESULT", "error:", "ignoring")):
-                announced = re.search(r"epochs=(\d+)", line)
-                if announced:
-                    total_epochs = announced.group(1)
+            parsed = parse_line(line.strip())
+            if parsed and parsed[0] == "METRICS":
+                log("  " + format_metrics(parsed[1]))
+            elif parsed:
+                log("  result: " + _format(parsed[1]))
+            elif line.startswith(("training on", "outlier exposure", "error:", "ignoring")):
                 log("  " + line.rstrip())
         code = proc.wait()
     if code != 0:
@@ -205,6 +225,15 @@ def metrics_table(metrics: dict, classes: list[str]) -> str:
         f"{metrics['epochs']} epochs on {metrics['device']}: {metrics['train_seconds']:.1f} s training, "
         f"{metrics['wall_seconds']:.1f} s in the script",
     ]
+    if metrics.get("outlier_exposure"):
+        seen = metrics.get("outlier_pass_rate_seen_kinds")
+        lines.append(
+            f"outlier exposure on {metrics['n_outliers']} images (weight {metrics['oe_weight']}); coverage "
+            f"{metrics['coverage']:.3f} at {metrics['threshold']}; outliers of the trained kinds passing: "
+            f"{seen:.3f} (held-out kinds: `scones evaluate`)"
+        )
+    elif "outlier_exposure" in metrics:
+        lines.append("no outlier exposure (no outliers staged): images of neither class may pass the threshold")
     width = max(len(c) for c in [*classes, "class"])
     lines.append(f"{'class':<{width}}  precision  recall  support")
     for name in classes:

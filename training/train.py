@@ -9,9 +9,13 @@ Run it as SageMaker does (`scones train` sets all of this up from S3 for you):
 Channels: `train` and `test` hold the PNGs; `train_lst` and `test_lst` hold `train.lst` / `test.lst`
 (index<TAB>label<TAB>path relative to the image channel; label indexes --classes). The lst channels may be
 left out when the .lst sits in the image channel or in its parent folder.
+Optional channel `outliers` (+ `outliers_lst`, `outliers.lst`): images of neither class. When present, training
+adds outlier exposure (Hendrycks, Mazeika & Dietterich, ICLR 2019): each step also sees a batch of outliers
+whose predicted distribution is pulled toward uniform (cross-entropy to uniform, weight --oe-weight), so that
+inputs of neither class fall below the workflow's confidence threshold. The outputs do not change.
 Artifacts in SM_MODEL_DIR: model.onnx (calibrated probabilities, dynamic batch), model.pt, labels.json,
 config.json (model config and the exact preprocessing), metrics.json, training_code/.
-Each epoch prints one parseable line: `METRICS epoch=3 train_loss=0.2 ... epoch_s=4.1`.
+Each epoch prints one line `METRICS {json}` (epoch, losses, accuracies, lr, seconds); the end one `RESULT {json}`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calibration import expected_calibration_error, fit_temperature, reliability, softmax
+from metrics import classification_metrics
 from model import Calibrated, ModelConfig, ResNet, count_parameters
 
 IMAGE_SIZE = 32
@@ -56,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
+    p.add_argument("--oe-weight", type=float, default=0.5)  # λ: weight of the outliers' cross-entropy to uniform
+    p.add_argument("--oe-batch-size", type=int, default=32)  # outlier images per SGD step (when the channel is set)
+    p.add_argument("--threshold", type=float, default=0.93)  # the workflow's; only for the reported pass rates
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)  # CPU threads; 0 = all cores
     args, unknown = p.parse_known_args(argv)
@@ -72,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--momentum must be in [0, 1), got {args.momentum}")
     if args.weight_decay < 0:
         problems.append(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not (args.oe_weight >= 0 and math.isfinite(args.oe_weight)):
+        problems.append(f"--oe-weight must be a number >= 0, got {args.oe_weight}")
+    if args.oe_batch_size < 1:
+        problems.append(f"--oe-batch-size must be >= 1, got {args.oe_batch_size}")
+    if not 0 < args.threshold < 1:
+        problems.append(f"--threshold must be in (0, 1), got {args.threshold}")
     if not 0.02 <= args.val_fraction <= 0.5:
         problems.append(f"--val-fraction must be in [0.02, 0.5], got {args.val_fraction}")
     try:
@@ -118,8 +132,11 @@ def find_lst(split: str, images: Path) -> Path:
     )
 
 
-def load_split(split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """All images of a split as N×32×32×3 uint8 plus labels; every problem found is reported at once."""
+def load_split(split: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """All images of a split as N×32×32×3 uint8 plus labels; every problem found is reported at once.
+
+    num_classes None: the labels are not class indices (the outliers' kinds) and are only checked to be >= 0.
+    """
     images_dir = channel(split)
     lst = find_lst(split, images_dir)
     images, labels, problems = [], [], []
@@ -136,7 +153,7 @@ def load_split(split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
         except ValueError:
             problems.append(f"{lst.name}:{number}: label {fields[1]!r} is not a number")
             continue
-        if not 0 <= label < num_classes:
+        if label < 0 or (num_classes is not None and label >= num_classes):
             problems.append(f"{lst.name}:{number}: label {label} is outside the {num_classes} classes")
             continue
         path = images_dir / fields[2]
@@ -197,7 +214,13 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device
     return torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]).numpy()
 
 
-def train(model, x, y, args, device, x_val, y_val) -> list[dict]:
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the uniform distribution to softmax(logits): minimal when all classes are equal."""
+    return -F.log_softmax(logits, dim=1).mean(1).mean()
+
+
+def train(model, x, y, args, device, x_val, y_val, x_out=None) -> list[dict]:
+    """SGD with a one-cycle schedule; with `x_out`, every step adds a batch of outliers (outlier exposure)."""
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=args.lr, momentum=args.momentum, nesterov=True, weight_decay=args.weight_decay
@@ -207,18 +230,30 @@ def train(model, x, y, args, device, x_val, y_val) -> list[dict]:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.25
     )
+    oe_batch = min(args.oe_batch_size, len(x_out)) if x_out is not None else 0
+    out_order, out_at = torch.empty(0, dtype=torch.long), 0
     history = []
     for epoch in range(1, args.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(len(x), generator=generator)
-        total_loss, correct = 0.0, 0
-        seen = 0
+        total_loss, total_oe, correct, seen = 0.0, 0.0, 0, 0
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
-            inputs, targets = augment(x[idx], generator).to(device), y[idx].to(device)
-            logits = model(inputs)
+            inputs, targets = augment(x[idx], generator), y[idx].to(device)
+            if oe_batch:  # outliers cycle independently of the labelled images: an epoch is the labelled data
+                if out_at + oe_batch > len(out_order):
+                    out_order, out_at = torch.randperm(len(x_out), generator=generator), 0
+                out_idx = out_order[out_at : out_at + oe_batch]
+                out_at += oe_batch
+                inputs = torch.cat([inputs, augment(x_out[out_idx], generator)])  # one pass: shared BatchNorm stats
+            all_logits = model(inputs.to(device))
+            logits = all_logits[: len(idx)]
             loss = F.cross_entropy(logits, targets)
+            if oe_batch:
+                oe_loss = uniform_cross_entropy(all_logits[len(idx) :])
+                total_oe += oe_loss.item() * len(idx)
+                loss = loss + args.oe_weight * oe_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -230,39 +265,24 @@ def train(model, x, y, args, device, x_val, y_val) -> list[dict]:
         val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), y_val))
         row = {
             "epoch": epoch,
-            "train_loss": total_loss / seen,
-            "train_acc": correct / seen,
-            "val_loss": val_loss,
-            "val_acc": float((val_logits.argmax(1) == y_val.numpy()).mean()),
-            "lr": schedule.get_last_lr()[0],
-            "epoch_s": time.perf_counter() - started,
+            "epochs": args.epochs,
+            "train_loss": round(total_loss / seen, 5),
+            "train_acc": round(correct / seen, 5),
+            "val_loss": round(val_loss, 5),
+            "val_acc": round(float((val_logits.argmax(1) == y_val.numpy()).mean()), 5),
+            "lr": round(schedule.get_last_lr()[0], 6),
+            "epoch_s": round(time.perf_counter() - started, 3),
         }
+        if oe_batch:
+            row["oe_loss"] = round(total_oe / seen, 5)  # log(classes) is the floor: fully uniform on outliers
         history.append(row)
-        print(
-            "METRICS " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
-            flush=True,
-        )
+        print("METRICS " + json.dumps(row), flush=True)
     return history
 
 
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
-    predicted = probs.argmax(1)
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=int)  # rows: true class, columns: predicted
-    np.add.at(confusion, (labels, predicted), 1)
-    per_class = {}
-    for i, name in enumerate(classes):
-        tp = confusion[i, i]
-        per_class[name] = {
-            "precision": float(tp / confusion[:, i].sum()) if confusion[:, i].sum() else 0.0,
-            "recall": float(tp / confusion[i].sum()) if confusion[i].sum() else 0.0,
-            "support": int(confusion[i].sum()),
-        }
-    return {
-        "accuracy": float((predicted == labels).mean()),
-        "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
-    }
+def pass_rate(logits: np.ndarray, temperature: float, threshold: float) -> float:
+    """The share of images whose calibrated top probability reaches the threshold (would pass the filter)."""
+    return float((softmax(logits, temperature).max(1) >= threshold).mean()) if len(logits) else 0.0
 
 
 # --- artifacts ---------------------------------------------------------------------------------------
@@ -285,9 +305,7 @@ def export_onnx(calibrated: torch.nn.Module, path: Path) -> None:
     )
 
 
-def write_artifacts(
-    model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std, metrics: dict
-) -> None:
+def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     torch.save(
@@ -322,7 +340,6 @@ def write_artifacts(
             indent=2,
         )
     )
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     code_dir = model_dir / "training_code"
     code_dir.mkdir(exist_ok=True)
     here = Path(__file__).resolve().parent
@@ -331,8 +348,17 @@ def write_artifacts(
             shutil.copy2(path, code_dir / path.name)
 
 
+def load_outliers(seed: int, fraction: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The `outliers` channel's images split into (for training, held out to report on); None without it."""
+    if channel("outliers", required=False) is None:
+        return None
+    images, kinds = load_split("outliers", None)
+    fit, held = stratified_split(kinds, fraction, seed)
+    return images[fit], images[held]
+
+
 def main(argv: list[str] | None = None) -> None:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -345,12 +371,16 @@ def main(argv: list[str] | None = None) -> None:
 
     train_images, train_labels = load_split("train", len(args.classes))
     test_images, test_labels = load_split("test", len(args.classes))
+    outlier_images = load_outliers(args.seed, args.val_fraction)
     fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
     mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
     std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
     x_fit, y_fit = to_tensor(train_images[fit_idx], mean, std), torch.from_numpy(train_labels[fit_idx])
     x_val, y_val = to_tensor(train_images[val_idx], mean, std), torch.from_numpy(train_labels[val_idx])
     x_test = to_tensor(test_images, mean, std)
+    x_out = x_out_val = None
+    if outlier_images is not None and args.oe_weight > 0:
+        x_out, x_out_val = (to_tensor(part, mean, std) for part in outlier_images)
 
     config = ModelConfig(num_classes=len(args.classes), widths=args.widths, blocks=args.blocks)
     model = ResNet(config).to(device)
@@ -360,12 +390,23 @@ def main(argv: list[str] | None = None) -> None:
         f"classes {args.classes}; {count_parameters(model):,} parameters",
         flush=True,
     )
+    if x_out is not None:
+        print(
+            f"outlier exposure: {len(x_out)} images of neither class from channel 'outliers' "
+            f"({len(x_out_val)} held out to report on), {min(args.oe_batch_size, len(x_out))} per step, "
+            f"weight {args.oe_weight}",
+            flush=True,
+        )
+    elif outlier_images is not None:
+        print("outlier exposure: off (--oe-weight 0); the 'outliers' channel is not used", flush=True)
+    else:
+        print("outlier exposure: off (no 'outliers' channel); training on the labelled classes only", flush=True)
     train_started = time.perf_counter()
-    history = train(model, x_fit, y_fit, args, device, x_val, y_val)
+    history = train(model, x_fit, y_fit, args, device, x_val, y_val, x_out)
     train_seconds = time.perf_counter() - train_started
 
     val_logits = predict_logits(model, x_val, device)
-    temperature = fit_temperature(val_logits, y_val.numpy())
+    temperature = fit_temperature(val_logits, y_val.numpy())  # on labelled held-out images only, after OE
     test_logits = predict_logits(model, x_test, device)
     raw, calibrated = softmax(test_logits), softmax(test_logits, temperature)
     metrics = classification_metrics(calibrated, test_labels, args.classes)
@@ -385,21 +426,38 @@ def main(argv: list[str] | None = None) -> None:
                 F.cross_entropy(torch.from_numpy(test_logits / temperature), torch.from_numpy(test_labels))
             ),
             "reliability_after": reliability(calibrated, test_labels),
+            "threshold": args.threshold,
+            "coverage": pass_rate(test_logits, temperature, args.threshold),
+            "outlier_exposure": x_out is not None,
+            "n_outliers": 0 if x_out is None else len(x_out),
+            "oe_weight": args.oe_weight if x_out is not None else 0.0,
+            # held out from the training outliers' own kinds; `scones evaluate` reports the unseen kinds
+            "outlier_pass_rate_seen_kinds": None
+            if x_out_val is None
+            else pass_rate(predict_logits(model, x_out_val, device), temperature, args.threshold),
             "epochs": args.epochs,
             "history": history,
             "device": str(device),
             "train_seconds": train_seconds,
         }
     )
-    write_artifacts(model_dir, model, config, temperature, args, mean, std, metrics)
+    write_artifacts(model_dir, model, config, temperature, args, mean, std)
     metrics["wall_seconds"] = time.perf_counter() - started
+    metrics["cpu_seconds"] = time.process_time() - cpu_started
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(
-        f"RESULT test_acc={metrics['accuracy']:.4f} ece_before={metrics['ece_before']:.4f} "
-        f"ece_after={metrics['ece_after']:.4f} temperature={temperature:.3f} train_s={train_seconds:.1f} "
-        f"wall_s={metrics['wall_seconds']:.1f}",
-        flush=True,
-    )
+    result = {
+        "test_acc": metrics["accuracy"],
+        "ece_before": metrics["ece_before"],
+        "ece_after": metrics["ece_after"],
+        "temperature": temperature,
+        "coverage": metrics["coverage"],
+        "outlier_exposure": metrics["outlier_exposure"],
+        "outlier_pass_rate_seen_kinds": metrics["outlier_pass_rate_seen_kinds"],
+        "train_s": round(train_seconds, 2),
+        "wall_s": round(metrics["wall_seconds"], 2),
+        "cpu_s": round(metrics["cpu_seconds"], 2),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def _report_failure(exc: BaseException) -> None:

@@ -10,17 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from scones.data import lst
 
 
 def load_split(workdir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(N×32×32×3 uint8 images, N labels) from a staged folder's `<split>.lst`."""
-    images, labels = [], []
-    for line in (workdir / f"{split}.lst").read_text().splitlines():
-        _, label, path = line.split("\t")
-        images.append(np.asarray(Image.open(workdir / split / path).convert("RGB")))
-        labels.append(int(label))
-    return np.stack(images), np.array(labels)
+    return lst.load_images(workdir / split, workdir / f"{split}.lst")
 
 
 def logistic_regression_accuracy(

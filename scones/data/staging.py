@@ -3,7 +3,10 @@
 Local layout, written to `<workdir>.partial` and renamed into place only when complete (manifest last):
     train/<cifar file name>.png   test/<cifar file name>.png
     train.lst  test.lst           index<TAB>label<TAB>path, path relative to the split's folder
-    manifest.json                 source, classes, CIFAR label indices, counts, md5 of every file
+    outliers/<name>.png           images of neither class, for outlier exposure in training (--outliers auto)
+    outliers_test/<name>.png      held-out outliers of other kinds, for evaluation only
+    outliers.lst  outliers_test.lst   index<TAB>kind<TAB>path; kind indexes manifest["outliers"][split]["kinds"]
+    manifest.json                 source, classes, CIFAR label indices, counts, outlier kinds, md5 of every file
 S3 layout: the same under s3://<bucket>/<prefix>/. An upload sends only files whose md5 differs from the
 object's ETag, deletes staged images that are no longer selected, and writes manifest.json last, so a
 prefix with a manifest is complete.
@@ -26,12 +29,15 @@ from PIL import Image
 from scones.core import settings
 from scones.core.errors import SconesError
 from scones.core.progress import Progress
-from scones.data import cifar, synthetic
+from scones.data import cifar, outliers, synthetic
+from scones.data import lst as lst_format
 from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
 
 SPLITS = ("train", "test")
+OUTLIER_SPLITS = {"train": "outliers", "test": "outliers_test"}  # outlier split → its folder / channel name
+FOLDERS = (*SPLITS, *OUTLIER_SPLITS.values())
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class StagingError(SconesError):
@@ -90,18 +96,57 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _manifest_matches(workdir: Path, source: Source, classes: list[str]) -> dict | None:
+def _manifest_matches(workdir: Path, source: Source, classes: list[str], outlier_mode: str) -> dict | None:
     try:
         manifest = json.loads((workdir / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     same = manifest.get("source", {}).get("md5") == source.md5 and manifest.get("classes") == classes
+    same = same and (manifest.get("outliers") or {}).get("mode", "none") == outlier_mode
     return manifest if same and manifest.get("format") == FORMAT_VERSION else None
 
 
-def build(source: Source, classes: list[str], workdir: Path) -> dict:
-    """Write PNGs, .lst files and the manifest for `classes`; reuses a complete identical workdir."""
-    existing = _manifest_matches(workdir, source, classes)
+def _write_outliers(
+    data: cifar.Cifar, source: Source, classes: list[str], partial: Path, files: dict, counts: dict
+) -> dict:
+    """The `outliers` (training) and `outliers_test` (held-out) folders and .lst files; their manifest entry."""
+    seed = int(source.detail.get("seed", 0))
+    limit = {split: min(counts[split].values()) for split in SPLITS}  # no kind outnumbers a selected class
+    sets = outliers.build(classes, None if source.kind == "synthetic" else data, seed, limit)
+    entry: dict = {"mode": "auto", "rule": outliers.RULE}
+    progress = Progress("writing outlier PNGs").start(sum(len(s.labels) for s in sets.values()))
+    for split, folder in OUTLIER_SPLITS.items():
+        found = sets[split]
+        (partial / folder).mkdir(parents=True)
+        rows = []
+        for i, (image, label, name) in enumerate(zip(found.images, found.labels, found.names, strict=True)):
+            blob = _png_bytes(image)
+            (partial / folder / name).write_bytes(blob)
+            files[f"{folder}/{name}"] = hashlib.md5(blob).hexdigest()
+            rows.append(lst_format.Row(i, int(label), name))
+            progress.advance()
+        lst = lst_format.dumps(rows)
+        (partial / f"{folder}.lst").write_bytes(lst)
+        files[f"{folder}.lst"] = hashlib.md5(lst).hexdigest()
+        entry[split] = {
+            "channel": folder,
+            "kinds": found.kinds,
+            "counts": {kind: int((found.labels == k).sum()) for k, kind in enumerate(found.kinds)},
+        }
+    progress.finish()
+    overlap = set(entry["train"]["kinds"]) & set(entry["test"]["kinds"])
+    assert not overlap, f"outlier kinds in both splits: {overlap}"
+    return entry
+
+
+def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str = "auto") -> dict:
+    """Write PNGs, .lst files and the manifest for `classes`; reuses a complete identical workdir.
+
+    `outlier_mode` "auto" also writes the outlier channels (see scones.data.outliers), "none" leaves them out.
+    """
+    if outlier_mode not in outliers.MODES:
+        raise StagingError(f"--outliers {outlier_mode!r}: use one of {', '.join(outliers.MODES)}")
+    existing = _manifest_matches(workdir, source, classes, outlier_mode)
     if existing is not None:
         return existing
     data = cifar.load(source.tarball)
@@ -121,7 +166,7 @@ def build(source: Source, classes: list[str], workdir: Path) -> dict:
     for split_name in SPLITS:
         split = getattr(data, split_name)
         (partial / split_name).mkdir(parents=True)
-        lines, used = [], set()
+        rows, used = [], set()
         counts[split_name] = {name: 0 for name in classes}
         for row in np.flatnonzero(np.isin(split.fine_labels, list(label_of.values()))):
             name = classes[list(label_of.values()).index(int(split.fine_labels[row]))]
@@ -132,10 +177,10 @@ def build(source: Source, classes: list[str], workdir: Path) -> dict:
             blob = _png_bytes(split.images[row])
             (partial / split_name / file_name).write_bytes(blob)
             files[f"{split_name}/{file_name}"] = hashlib.md5(blob).hexdigest()
-            lines.append(f"{len(lines)}\t{classes.index(name)}\t{file_name}")
+            rows.append(lst_format.Row(len(rows), classes.index(name), file_name))
             counts[split_name][name] += 1
             progress.advance()
-        lst = ("\n".join(lines) + "\n").encode()
+        lst = lst_format.dumps(rows)
         (partial / f"{split_name}.lst").write_bytes(lst)
         files[f"{split_name}.lst"] = hashlib.md5(lst).hexdigest()
     progress.finish()
@@ -143,6 +188,7 @@ def build(source: Source, classes: list[str], workdir: Path) -> dict:
     if empty:
         shutil.rmtree(partial, ignore_errors=True)
         raise EmptySelectionError(f"no image for {', '.join(empty)} in the tarball")
+    outlier_entry = _write_outliers(data, source, classes, partial, files, counts) if outlier_mode == "auto" else None
     manifest = {
         "format": FORMAT_VERSION,
         "source": {"kind": source.kind, "md5": source.md5, **source.detail},
@@ -150,7 +196,9 @@ def build(source: Source, classes: list[str], workdir: Path) -> dict:
         "cifar_fine_labels": label_of,
         "counts": counts,
         "image": {"height": 32, "width": 32, "channels": 3, "format": "png"},
-        "lst": "index<TAB>label<TAB>path relative to the split's folder; label indexes `classes`",
+        "lst": "index<TAB>label<TAB>path relative to the split's folder; label indexes `classes` "
+        "(outlier .lst files: the label indexes outliers.<split>.kinds)",
+        "outliers": outlier_entry or {"mode": "none"},
         "files": files,
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -159,8 +207,9 @@ def build(source: Source, classes: list[str], workdir: Path) -> dict:
     return manifest
 
 
-def default_workdir(source: Source, classes: list[str]) -> Path:
-    tag = hashlib.md5(f"{source.md5}:{','.join(classes)}".encode()).hexdigest()[:8]
+def default_workdir(source: Source, classes: list[str], outlier_mode: str = "auto") -> Path:
+    key = f"{source.md5}:{','.join(classes)}" + ("" if outlier_mode == "auto" else f":outliers={outlier_mode}")
+    tag = hashlib.md5(key.encode()).hexdigest()[:8]
     return settings.data_dir() / "staged" / f"{source.kind}-{tag}"
 
 
@@ -197,7 +246,12 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
         wanted = dict(manifest["files"])
         wanted_manifest_md5 = hashlib.md5((workdir / MANIFEST).read_bytes()).hexdigest()
         to_send = [rel for rel, md5 in wanted.items() if remote.get(rel) != md5]
-        stale = [rel for rel in remote if rel.split("/")[0] in SPLITS and "/" in rel and rel not in wanted]
+        ours = {f"{folder}.lst" for folder in FOLDERS}
+        stale = [
+            rel
+            for rel in remote
+            if rel not in wanted and (rel in ours or (rel.split("/")[0] in FOLDERS and "/" in rel))
+        ]
         manifest_changed = remote.get(MANIFEST) != wanted_manifest_md5
         if not to_send and not stale and not manifest_changed:
             return UploadReport(0, len(wanted), 0, time.perf_counter() - started)
@@ -233,12 +287,10 @@ def contact_sheet(workdir: Path, manifest: dict, per_class: int = 10, zoom: int 
     from PIL import ImageDraw
 
     classes = manifest["classes"]
-    lines = (workdir / "train.lst").read_text().splitlines()
     picks: dict[int, list[str]] = {i: [] for i in range(len(classes))}
-    for line in lines:
-        _, label, path = line.split("\t")
-        if len(picks[int(label)]) < per_class:
-            picks[int(label)].append(path)
+    for entry in lst_format.read(workdir / "train.lst"):
+        if len(picks[entry.label]) < per_class:
+            picks[entry.label].append(entry.path)
     cell, margin = 32 * zoom, 110
     sheet = Image.new("RGB", (margin + per_class * (cell + 2), len(classes) * (cell + 2)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -263,6 +315,14 @@ def describe(manifest: dict) -> str:
     total_train = sum(manifest["counts"]["train"].values())
     total_test = sum(manifest["counts"]["test"].values())
     rows.append(f"{'total':<{width}}  {'':>5}  {'':>5}  {total_train:>6}  {total_test:>5}")
+    found = manifest.get("outliers") or {}
+    if found.get("mode") == "auto":
+        for split, what in (("train", "outliers for training"), ("test", "held-out outliers (evaluation only)")):
+            counts = found[split]["counts"]
+            kinds = ", ".join(f"{kind} {n}" for kind, n in counts.items())
+            rows.append(f"{what}: {sum(counts.values())} in {found[split]['channel']}/ ({kinds})")
+    else:
+        rows.append("outliers: none staged (--outliers none): training runs without outlier exposure")
     return "\n".join(rows)
 
 

@@ -33,14 +33,32 @@ def test_stage_synthetic_then_rerun_uploads_nothing(env):
     args = ("stage", "--source", "synthetic", "--train-per-class", "20", "--test-per-class", "5", "--explore")
     first = scones(*args, env=env)
     assert first.returncode == 0, first.stderr
-    assert "uploaded 52, unchanged 0" in first.stdout  # 50 PNGs + 2 .lst
+    # 50 PNGs + 2 .lst; outliers: 9 training kinds × 20 + 7 held-out kinds × 5 PNGs + 2 .lst
+    assert "uploaded 269, unchanged 0" in first.stdout
+    assert "outliers for training: 180 in outliers/" in first.stdout
+    assert "held-out outliers (evaluation only): 35 in outliers_test/" in first.stdout
     assert "logistic regression on raw pixels: test accuracy" in first.stdout
     assert "contact sheet:" in first.stdout and "drawing synthetic images" in first.stderr
     second = scones(*args[:-1], env=env)
     assert second.returncode == 0, second.stderr
     assert "nothing changed, 0 objects uploaded" in second.stdout
     objects = aws.client("s3").list_objects_v2(Bucket=env["SCONES_BUCKET"], Prefix="data/")
-    assert objects["KeyCount"] == 53
+    assert objects["KeyCount"] == 270
+
+
+def test_stage_outliers_none_removes_the_outlier_channels(env):
+    args = ("stage", "--source", "synthetic", "--train-per-class", "4", "--test-per-class", "2")
+    assert scones(*args, env=env).returncode == 0
+    s3 = aws.client("s3")
+    keys = lambda: {o["Key"] for o in s3.list_objects_v2(Bucket=env["SCONES_BUCKET"], Prefix="data/")["Contents"]}  # noqa: E731
+    assert {"data/outliers.lst", "data/outliers_test.lst"} <= keys()
+    none = scones(*args, "--outliers", "none", env=env)
+    assert none.returncode == 0, none.stderr
+    assert "outliers: none staged" in none.stdout
+    assert not any(key.startswith("data/outliers") for key in keys())
+    assert len(keys()) == 12 + 2 + 1  # PNGs, .lst files, manifest
+    bad = scones(*args, "--outliers", "some", env=env)
+    assert bad.returncode == 2 and "--outliers" in bad.stderr
 
 
 def test_stage_a_local_tarball_with_vehicles_selection_fails_on_missing_class(env, cifar_tarball):

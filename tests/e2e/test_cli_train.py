@@ -41,7 +41,10 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
     assert staged.returncode == 0, staged.stderr
     trained = scones("train", "--epochs", "2", "--job-name", "e2e-job", "--hp", "widths=8,16,16", env=env)
     assert trained.returncode == 0, trained.stdout + trained.stderr
-    assert "epoch 1/2" in trained.stdout and "epoch 2/2" in trained.stdout
+    assert "epoch 1/2" in trained.stdout and "epoch 2/2" in trained.stdout and "oe_loss=" in trained.stdout
+    assert "from channel 'outliers'" in trained.stdout and "result: test_acc=" in trained.stdout
+    assert "outlier exposure on " in trained.stdout  # the summary table
+    assert not (tmp_path / "state" / "jobs" / "e2e-job" / "opt_ml" / "input" / "data" / "outliers_test").exists()
     assert "test accuracy" in trained.stdout and "confusion matrix" in trained.stdout
     uri = f"s3://{env['SCONES_BUCKET']}/models/e2e-job/output/model.tar.gz"
     assert f"model: {uri}" in trained.stdout
@@ -69,7 +72,12 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
     assert f"model {uri}" in evaluated.stdout  # the newest model by default
     assert (report / "confusion_matrix.png").stat().st_size > 1000
     assert (report / "reliability.png").stat().st_size > 1000
-    assert json.loads((report / "metrics.json").read_text())["n"] == 20
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n"] == 20 and 0 <= metrics["coverage"] <= 1
+    kinds = {"lawn_mower", "rocket", "tank", "train", "noise", "flat", "tiny"}  # the held-out kinds only
+    assert set(metrics["false_pass"]["per_kind"]) == kinds and metrics["false_pass"]["n"] == 7 * 10
+    assert "false-pass rate (held-out outliers at or above 0.93)" in evaluated.stdout
+    assert "coverage (>= 0.93)" in evaluated.stdout
 
     again = scones("train", "--epochs", "1", "--job-name", "e2e-job", env=env)
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -62,10 +62,10 @@ def test_interrupted_build_is_never_taken_for_complete(source, tmp_path, monkeyp
 
     monkeypatch.setattr(staging, "_png_bytes", failing)
     with pytest.raises(KeyboardInterrupt):
-        staging.build(source, ["bicycle", "motorcycle"], workdir)
+        staging.build(source, ["bicycle", "motorcycle"], workdir, "none")
     assert not workdir.exists()
     monkeypatch.setattr(staging, "_png_bytes", real)
-    manifest = staging.build(source, ["bicycle", "motorcycle"], workdir)
+    manifest = staging.build(source, ["bicycle", "motorcycle"], workdir, "none")
     assert len(manifest["files"]) == 16 + 2
 
 

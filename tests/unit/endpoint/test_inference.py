@@ -132,7 +132,7 @@ def test_transparent_pixels_become_white():
 def test_serving_preprocesses_exactly_as_training_did(model, tiny_staged):
     import torch
 
-    from training.evaluate import load_images
+    from scones.data.lst import load_images
     from training.train import to_tensor
 
     images, _ = load_images(tiny_staged / "test", tiny_staged / "test.lst")

@@ -93,7 +93,106 @@ def test_two_epochs_produce_every_artifact(trained):
         assert key in metrics
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
     assert sum(map(sum, metrics["confusion_matrix"])) == 20
-    assert out.stdout.count("METRICS epoch=") == 2 and "RESULT test_acc=" in out.stdout
+    lines = [json.loads(line[8:]) for line in out.stdout.splitlines() if line.startswith("METRICS ")]
+    assert [row["epoch"] for row in lines] == [1, 2] and all(row["epochs"] == 2 for row in lines)
+    assert lines == metrics["history"] and {"train_loss", "val_acc", "lr", "epoch_s"} <= set(lines[0])
+    (result,) = [json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result["test_acc"] == metrics["accuracy"] and result["cpu_s"] > 0 and result["wall_s"] > 0
+
+
+def test_without_an_outliers_channel_training_says_so_and_has_no_outlier_loss(trained):
+    model_dir, out = trained
+    assert "outlier exposure: off (no 'outliers' channel)" in out.stdout
+    assert '"oe_loss"' not in out.stdout
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["outlier_exposure"] is False and metrics["n_outliers"] == 0
+    assert metrics["outlier_pass_rate_seen_kinds"] is None
+
+
+@pytest.fixture(scope="module")
+def trained_with_outliers(tiny_staged, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("run-oe") / "model"
+    out = run_train(
+        tiny_staged,
+        model_dir,
+        *("--classes", "bicycle,motorcycle", "--epochs", "2", "--oe-weight", "1.5", "--oe-batch-size", "16", *TINY),
+        env_extra={"SM_CHANNEL_OUTLIERS": str(tiny_staged / "outliers")},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return model_dir, out
+
+
+def test_with_the_outliers_channel_every_step_adds_outliers_pulled_to_uniform(tiny_staged, trained_with_outliers):
+    model_dir, out = trained_with_outliers
+    n = len((tiny_staged / "outliers.lst").read_text().splitlines())
+    assert "outlier exposure: " in out.stdout and "from channel 'outliers'" in out.stdout
+    assert "16 per step, weight 1.5" in out.stdout
+    rows = [json.loads(line[8:]) for line in out.stdout.splitlines() if line.startswith("METRICS ")]
+    assert len(rows) == 2 and all(row["oe_loss"] >= np.log(2) - 1e-6 for row in rows)  # log(2): uniform
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["outlier_exposure"] is True and metrics["oe_weight"] == 1.5
+    held = metrics["n_outliers"]
+    assert n * 0.85 < held < n  # ~10 % of each kind held out to report on
+    assert 0 <= metrics["outlier_pass_rate_seen_kinds"] <= 1 and 0 <= metrics["coverage"] <= 1
+    hps = json.loads((model_dir / "config.json").read_text())["hyperparameters"]
+    assert hps["oe_weight"] == 1.5 and hps["oe_batch_size"] == 16
+
+
+def test_outlier_exposure_lowers_confidence_on_unseen_outliers():
+    """train() in process on a toy task (top or bottom half bright: flips keep it), with and without outliers (noise):
+    same seed and data; with the extra loss, fresh noise images get a top probability near 1/2, without it not."""
+    import argparse
+
+    from training.model import ModelConfig, ResNet
+    from training.train import train
+
+    rng = np.random.default_rng(0)
+
+    def halves(n):
+        x = rng.normal(0, 0.3, (n, 3, 32, 32)).astype(np.float32)
+        y = rng.integers(0, 2, n)
+        for i, label in enumerate(y):
+            x[i, :, 16 * label : 16 * label + 16, :] += 1.5
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def noise(n):
+        return torch.from_numpy(rng.uniform(-2, 2, (n, 3, 32, 32)).astype(np.float32))
+
+    x, y = halves(128)
+    x_val, y_val = halves(32)
+    x_out, fresh = noise(128), noise(64)
+    args = argparse.Namespace(
+        epochs=6, batch_size=32, lr=0.05, momentum=0.9, weight_decay=5e-4, seed=0, oe_weight=1.0, oe_batch_size=32
+    )
+    confidence = {}
+    for name, outliers in (("without", None), ("with", x_out)):
+        torch.manual_seed(0)
+        model = ResNet(ModelConfig(num_classes=2, widths=[8, 8, 8]))
+        history = train(model, x, y, args, torch.device("cpu"), x_val, y_val, outliers)
+        assert history[-1]["val_acc"] == 1.0  # the toy task is learnt either way
+        model.eval()
+        with torch.no_grad():
+            confidence[name] = float(torch.softmax(model(fresh), 1).max(1).values.mean())
+    assert confidence["with"] < 0.6 < confidence["without"], confidence
+
+
+def test_uniform_cross_entropy_is_smallest_for_equal_logits():
+    from training.train import uniform_cross_entropy
+
+    equal = uniform_cross_entropy(torch.zeros(4, 3))
+    assert float(equal) == pytest.approx(np.log(3))
+    assert float(uniform_cross_entropy(torch.tensor([[5.0, 0.0, 0.0]]))) > float(equal)
+
+
+def test_oe_weight_zero_leaves_the_channel_unused(tiny_staged, tmp_path):
+    out = run_train(
+        tiny_staged,
+        tmp_path / "model",
+        *("--classes", "bicycle,motorcycle", "--epochs", "1", "--oe-weight", "0", *TINY),
+        env_extra={"SM_CHANNEL_OUTLIERS": str(tiny_staged / "outliers")},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "outlier exposure: off (--oe-weight 0)" in out.stdout and '"oe_loss"' not in out.stdout
 
 
 def test_onnx_and_torch_agree_and_batch_is_dynamic(trained):
@@ -139,6 +238,8 @@ def bad_run(staged, tmp_path, *args):
         (["--lr", "-1"], "--lr must be a positive number"),
         (["--batch-size", "0"], "--batch-size must be >= 1"),
         (["--widths", "8,x"], "must be equal-length lists"),
+        (["--oe-weight", "-1"], "--oe-weight must be a number >= 0"),
+        (["--oe-batch-size", "0"], "--oe-batch-size must be >= 1"),
     ],
 )
 def test_nonsense_hyperparameters(tiny_staged, tmp_path, args, message):

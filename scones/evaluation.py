@@ -1,32 +1,25 @@
-"""Evaluate a model artifact (model.onnx + labels.json + config.json) on a staged split, and plot it.
+"""A model artifact's figures on a staged split, through the artifact's own serving handlers, and its plots.
 
-    python -m training.evaluate MODEL_DIR IMAGES_DIR LST_FILE [--out DIR]
-writes metrics.json, confusion_matrix.png and reliability.png into --out. `scones evaluate` wraps this.
+`scones evaluate` (scones/evaluate.py) downloads the split and writes metrics.json, confusion_matrix.png and
+reliability.png; the classification metrics are training/metrics.py's, the same train.py reports.
+
+Beside accuracy and ECE, what the workflow's filter makes of the answers at its threshold: coverage (the
+share of in-distribution images at or above it, which the workflow passes) and the accuracy among them, and,
+on held-out outliers (images of neither class), the false-pass rate per outlier kind: the share that would
+pass the filter although no answer is right.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from scones.core.settings import DEFAULT_THRESHOLD
 from training.calibration import expected_calibration_error, reliability
-
-
-def load_images(images_dir: Path, lst: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for line in lst.read_text().splitlines():
-        if not line.strip():
-            continue
-        _, label, path = line.split("\t")
-        with Image.open(images_dir / path) as image:
-            images.append(np.asarray(image.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)))
-        labels.append(int(float(label)))
-    return np.stack(images), np.array(labels)
+from training.metrics import classification_metrics
 
 
 def serving_handlers(model_dir: Path):
@@ -53,35 +46,73 @@ def predict(model_dir: Path, images: np.ndarray, batch: int = 256) -> np.ndarray
     return np.concatenate([inference.predict_fn(images[i : i + batch], model) for i in range(0, len(images), batch)])
 
 
-def evaluate(model_dir: Path, images: np.ndarray, labels: np.ndarray) -> dict:
+def selective(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Coverage (share of images with top probability >= threshold) and the accuracy among those."""
+    covered = probs.max(1) >= threshold
+    correct = probs.argmax(1) == labels
+    return {
+        "threshold": threshold,
+        "coverage": float(covered.mean()) if len(labels) else 0.0,
+        "n_covered": int(covered.sum()),
+        "accuracy_covered": float(correct[covered].mean()) if covered.any() else None,
+    }
+
+
+def false_pass(probs: np.ndarray, kinds: np.ndarray, kind_names: list[str], threshold: float) -> dict:
+    """Per outlier kind: how many images reach the threshold (any class), of how many; and over all kinds."""
+    passed = probs.max(1) >= threshold
+    per_kind = {}
+    for k, name in enumerate(kind_names):
+        mine = kinds == k
+        if mine.any():
+            n, hits = int(mine.sum()), int(passed[mine].sum())
+            per_kind[name] = {"n": n, "passed": hits, "rate": float(passed[mine].mean())}
+    return {
+        "threshold": threshold,
+        "per_kind": per_kind,
+        "n": len(kinds),
+        "passed": int(passed.sum()),
+        "rate": float(passed.mean()) if len(kinds) else 0.0,
+    }
+
+
+def evaluate(
+    model_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    outliers: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict:
+    """Metrics of the served model on labelled images; `outliers` = (images, kind index, kind names) adds
+    the false-pass rates."""
     classes = json.loads((model_dir / "labels.json").read_text())
     probs = predict(model_dir, images)
-    predicted = probs.argmax(1)
-    k = len(classes)
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (labels, predicted), 1)
-    per_class = {
-        name: {
-            "precision": float(confusion[i, i] / confusion[:, i].sum()) if confusion[:, i].sum() else 0.0,
-            "recall": float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else 0.0,
-            "support": int(confusion[i].sum()),
-        }
-        for i, name in enumerate(classes)
-    }
-    return {
+    metrics = {
         "classes": classes,
         "n": len(labels),
-        "accuracy": float((predicted == labels).mean()),
+        **classification_metrics(probs, labels, classes),
         "ece": expected_calibration_error(probs, labels),
         "mean_confidence": float(probs.max(1).mean()),
-        "share_confident_0.93": float((probs.max(1) >= 0.93).mean()),
-        "accuracy_when_confident_0.93": float((predicted == labels)[probs.max(1) >= 0.93].mean())
-        if (probs.max(1) >= 0.93).any()
-        else None,
-        "per_class": per_class,
-        "confusion_matrix": confusion.tolist(),
+        **selective(probs, labels, threshold),
         "reliability": reliability(probs, labels),
     }
+    if outliers is not None:
+        outlier_images, kinds, kind_names = outliers
+        metrics["false_pass"] = false_pass(predict(model_dir, outlier_images), kinds, kind_names, threshold)
+    return metrics
+
+
+def false_pass_table(metrics: dict) -> str:
+    """The false-pass rates as aligned text lines (kind, rate, passed/n)."""
+    found = metrics.get("false_pass")
+    if not found:
+        return "no held-out outliers staged (`scones stage --outliers auto`): false-pass rate not measured"
+    width = max(len(k) for k in [*found["per_kind"], "all held-out outliers"])
+    lines = [f"false-pass rate (held-out outliers at or above {found['threshold']}):"]
+    for name, row in found["per_kind"].items():
+        lines.append(f"  {name:<{width}}  {row['rate']:.3f}  ({row['passed']}/{row['n']})")
+    lines.append(f"  {'all held-out outliers':<{width}}  {found['rate']:.3f}  ({found['passed']}/{found['n']})")
+    return "\n".join(lines)
 
 
 def plot_confusion(metrics: dict, out: Path) -> Path:
@@ -131,7 +162,8 @@ def plot_reliability(metrics: dict, out: Path) -> Path:
         color="darkred",
         label="(mean confidence, accuracy)",
     )
-    ax.axvline(0.93, color="orange", lw=1, label="workflow threshold 0.93")
+    threshold = metrics.get("threshold", DEFAULT_THRESHOLD)
+    ax.axvline(threshold, color="orange", lw=1, label=f"workflow threshold {threshold}")
     ax.set_ylabel("accuracy")
     ax.set_title(f"reliability (ECE {metrics['ece']:.4f}, n={metrics['n']})")
     ax.legend(loc="upper left", fontsize=8)
@@ -148,23 +180,3 @@ def plot_reliability(metrics: dict, out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("images_dir", type=Path)
-    p.add_argument("lst", type=Path)
-    p.add_argument("--out", type=Path, default=Path("."))
-    args = p.parse_args(argv)
-    images, labels = load_images(args.images_dir, args.lst)
-    metrics = evaluate(args.model_dir, images, labels)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_confusion(metrics, args.out / "confusion_matrix.png")
-    plot_reliability(metrics, args.out / "reliability.png")
-    print(json.dumps({k: metrics[k] for k in ("accuracy", "ece", "n")}))
-
-
-if __name__ == "__main__":
-    main()
