@@ -213,20 +213,18 @@ def default_workdir(source: Source, classes: list[str], outlier_mode: str = "aut
     return settings.data_dir() / "staged" / f"{source.kind}-{tag}"
 
 
-def _client_error(exc: Exception, bucket: str, prefix: str) -> StagingError:
-    from botocore.exceptions import ClientError, EndpointConnectionError
+def _client_error(exc: Exception, bucket: str, prefix: str) -> Exception:
+    """S3's refusals in staging's words; anything else (a cloud that does not answer, expired credentials) goes
+    to scones.core.errors, which names the next step for the target."""
+    from botocore.exceptions import ClientError
 
-    if isinstance(exc, EndpointConnectionError):
-        return StagingError(f"cannot reach S3 at {exc.kwargs.get('endpoint_url')}: is the local cloud running? "
-                            f"(`make up`)")
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchBucket", "404"):
-            return StagingError(f"bucket {bucket!r} does not exist: `scones up` creates {settings.bucket()!r}, "
-                                f"or pass --bucket")
+            return StagingError(f"bucket {bucket!r} does not exist", "scones up (it creates the default bucket), or pass --bucket")
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
-            return StagingError(f"access denied to s3://{bucket}/{prefix}: check the credentials' S3 permissions")
-    return StagingError(f"S3 failed for s3://{bucket}/{prefix}: {exc}")
+            return StagingError(f"access denied to s3://{bucket}/{prefix}", "check the credentials' S3 permissions")
+    return exc
 
 
 def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int = 16) -> UploadReport:
@@ -278,7 +276,10 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
         s3.put_object(Bucket=bucket, Key=base + MANIFEST, Body=(workdir / MANIFEST).read_bytes(),
                       ContentType="application/json")
     except (ClientError, BotoCoreError) as exc:
-        raise _client_error(exc, bucket, prefix) from exc
+        failure = _client_error(exc, bucket, prefix)
+        if failure is exc:
+            raise
+        raise failure from exc
     return UploadReport(len(to_send), len(wanted) - len(to_send), len(stale), time.perf_counter() - started)
 
 
