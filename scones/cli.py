@@ -386,6 +386,67 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from scones import load
+    from scones.core.progress import Progress
+
+    summary = load.generate(
+        args.mode,
+        via=args.via,
+        count=args.count,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        duration_s=args.duration,
+        drift=args.drift,
+        seed=args.seed,
+        progress=Progress(f"load ({args.mode} via {args.via}{', drift ' + args.drift if args.drift else ''})"),
+    )
+    print(summary.text())
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from scones.core.progress import Progress
+    from scones.monitoring import capture, monitor
+
+    settings.apply_target_env()
+    where = capture.Location.parse(args.capture or monitor.default_capture())
+    threshold = args.threshold if args.threshold is not None else monitor.deployed_threshold() or settings.threshold()
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    bucket, prefix = bucket_and_prefix(args)
+    base, source = monitor.resolve_baseline(args.baseline, bucket, prefix, threshold)
+    print(f"capture {where}; baseline {source} ({len(base.frame)} images); threshold {threshold:g}")
+    since = monitor.parse_since(args.since)
+    result = monitor.analyse(where, base, source, threshold, since, progress=Progress("reading capture files"))
+    print(result.table.summary())
+    if result.skipped_before_since:
+        print(f"  {result.skipped_before_since} record(s) before --since left out; {len(result.frame)} analysed")
+    out = Path(args.out) if args.out else settings.data_dir() / "reports" / "monitor"
+    monitor.write_outputs(result, out)
+    print(monitor.drift_rows(result))
+    failed = ", ".join(c.name for c in result.failed)
+    print(f"verdict: {result.verdict}" + (f" (failed: {failed})" if failed else ""))
+    endpoint = args.endpoint or settings.endpoint_name()
+    if not args.no_metrics:
+        try:
+            print(f"put {monitor.put_metrics(result, endpoint)} metrics to CloudWatch namespace {monitor.NAMESPACE}")
+        except Exception as exc:  # the report is written either way; say why the metrics are not
+            print(f"metrics not sent: {exc}", file=sys.stderr)
+    if args.alert and result.failed:
+        print(f"alert published (message {monitor.alert(result, endpoint)})")
+    print(f"report: {result.files['report']}  (files in {out})")
+    return 1 if args.strict and result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -486,11 +547,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", default=None)
     p.add_argument("--prefix", default=None)
     p.add_argument("--out", default=None, help="folder for the report (default data/reports/<job>/)")
+
+    p = add("load", cmd_load, "send bounded traffic (stream or burst) through the workflow or the endpoint")
+    p.add_argument("--mode", choices=["stream", "burst"], default="burst")
+    p.add_argument("--via", choices=["workflow", "endpoint"], default="workflow")
+    p.add_argument("--count", type=int, default=100, help="burst: number of requests (default 100)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
+    p.add_argument("--rate", type=float, default=10.0, help="stream: mean requests per second (Poisson)")
+    p.add_argument("--duration", type=float, default=10.0, help="stream: seconds (default 10)")
+    p.add_argument("--drift", choices=["dark", "noise", "classmix"], default=None, help="inject a shift")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the summary to this JSON file")
+
+    p = add("monitor", cmd_monitor, "read every captured record, check drift against the baseline, write the report")
+    p.add_argument("--capture", default=None, help="s3://bucket/prefix/endpoint or a folder (default: the endpoint's)")
+    p.add_argument("--baseline", default=None, help="a baseline folder, s3://…/ or model URI (default: newest model's)")
+    p.add_argument("--out", default=None, help="report folder (default data/reports/monitor/)")
+    p.add_argument("--threshold", type=float, default=None, help="default: the deployed stack's, else $THRESHOLD")
+    p.add_argument("--since", default=None, help="only records since an ISO time or a duration back (15m, 2h)")
+    p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")
+    p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")
+    p.add_argument("--no-metrics", action="store_true", help="do not put metrics to CloudWatch")
+    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT (default: exit 0 once analysed)")
+    p.add_argument("--bucket", default=None, help="where the staged data and models are (baseline)")
+    p.add_argument("--prefix", default=None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from scones.core.errors import SconesError
     from scones.data.cifar import DataError
     from scones.data.classes import EmptySelectionError, UnknownClassError
     from scones.data.staging import StagingError
@@ -503,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except SconesError as exc:
+        print(f"scones {args.command}: error: {exc.line()}", file=sys.stderr)
+        return exc.exit_code
     except (UsageError, settings.SettingsError, UnknownClassError, EmptySelectionError) as exc:
         print(f"scones {args.command}: error: {exc}", file=sys.stderr)
         return 2
