@@ -48,18 +48,8 @@ deploy: up ## deploy the workflow stack (Lambdas, state machines, SNS) and the e
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
-demo: venv ## the main job end to end on the local cloud: stage, train, evaluate, deploy, invoke, graph
-	$(BIN)/scones up --check
-	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
-	$(BIN)/scones train
-	$(BIN)/scones evaluate --out $(DEMO_OUT)
-	$(BIN)/scones deploy --target local
-	$(BIN)/scones invoke --batch 20
-	$(BIN)/scones invoke --key data/test/no-such-image.png
-	$(BIN)/scones graph --out $(DEMO_OUT)/graph-single.png
-	$(BIN)/scones graph --batch --out $(DEMO_OUT)/graph-batch.png
-	$(BIN)/scones export --out-dir $(DEMO_OUT)/statemachine
-	@echo "demo done: figures and exported definitions in $(DEMO_OUT)/; \`make down\` stops everything"
+demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, summary table
+	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES)
 
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
