@@ -7,6 +7,7 @@ STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
 DEMO_OUT ?= data/demo
+DEMO_ARGS ?=
 EXTRAS ?= localcloud,ml,serve,dev
 PYTEST_ARGS ?=
 
@@ -49,7 +50,7 @@ invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and prin
 	$(BIN)/scones invoke --batch 20
 
 demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, summary table
-	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES)
+	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES) $(DEMO_ARGS)
 
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

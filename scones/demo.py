@@ -1,6 +1,6 @@
 """`make demo`: the whole job on the local cloud, step by step, ending with one summary table.
 
-    python -m scones.demo [--out data/demo] [--source synthetic] [--classes bicycle,motorcycle]
+    python -m scones.demo [--out data/demo] [--source synthetic] [--classes bicycle,motorcycle] [--epochs N]
 
 Each step is a `scones` command run as a user runs it; its output goes to the terminal and to
 <out>/logs/NN-<step>.log. The first failing step stops the demo, naming the step and its log.
@@ -28,11 +28,11 @@ class StepFailed(Exception):
         super().__init__(f"step {number} '{step.name}' failed (exit {code}); its log: {log}")
 
 
-def steps(out: Path, source: str, classes: str, count: int) -> list[Step]:
+def steps(out: Path, source: str, classes: str, count: int, epochs: int | None = None) -> list[Step]:
     return [
         Step("up", ["up", "--check"]),
         Step("stage", ["stage", "--source", source, "--classes", classes, "--explore"]),
-        Step("train", ["train"]),
+        Step("train", ["train"] + (["--epochs", str(epochs)] if epochs else [])),
         Step("evaluate", ["evaluate", "--out", str(out)]),
         Step("deploy", ["deploy", "--target", "local"]),
         Step("invoke-map", ["invoke", "--batch", "20"]),
@@ -135,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="synthetic")
     p.add_argument("--classes", default="bicycle,motorcycle")
     p.add_argument("--count", type=int, default=200, help="requests per load burst")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: train.py's)")
     p.add_argument("--scones", default=str(Path(sys.executable).with_name("scones")), help="the scones executable")
     args = p.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    for number, step in enumerate(steps(out, args.source, args.classes, args.count), start=1):
+    for number, step in enumerate(steps(out, args.source, args.classes, args.count, args.epochs), start=1):
         try:
             run_step(number, step, out, args.scones)
         except StepFailed as exc:
