@@ -74,7 +74,9 @@ class CaptureTable:
         return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
     def summary(self) -> str:
-        text = f"read {self.files} file(s), {self.lines} record(s): {self.parsed} parsed, {self.unparseable} not parseable"
+        text = (
+            f"read {self.files} file(s), {self.lines} record(s): {self.parsed} parsed, {self.unparseable} not parseable"
+        )
         for reason, n in self.bad.most_common():
             text += f"\n  {n:>7} {reason}"
         return text

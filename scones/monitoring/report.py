@@ -137,8 +137,7 @@ def plot_drift_panel(checks, out: Path) -> Path:
         cell.get_text().set_color("white")
         cell.get_text().set_weight("bold")
     ax.set_title("drift checks against the baseline", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return out
 
@@ -178,6 +177,11 @@ def write_html(result, plots: dict[str, Path], out: Path) -> Path:
         f'<td class="{c.verdict.lower()}">{c.verdict}</td></tr>'
         for c in result.checks
     )
+    since_row = (
+        f"<tr><th>before --since, left out</th><td>{result.skipped_before_since}</td></tr>\n"
+        if result.skipped_before_since
+        else ""
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>scones monitor: {verdict}</title>
 <style>
@@ -202,6 +206,7 @@ td.num {{ white-space: nowrap; }}
 <tr><th>records read</th><td>{table.lines}</td></tr>
 <tr><th>parsed</th><td>{table.parsed}</td></tr>
 <tr><th>not parseable</th><td>{table.unparseable}</td></tr>
+{since_row}<tr><th>analysed</th><td>{len(result.frame)}</td></tr>
 <tr><th>baseline</th><td>{e(str(result.baseline_source))} ({len(result.baseline.frame)} held-out images)</td></tr>
 <tr><th>threshold</th><td>{result.threshold:g}</td></tr>
 </table>

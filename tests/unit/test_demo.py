@@ -32,7 +32,7 @@ def test_the_summary_table_shows_both_verdicts_and_where_things_are(tmp_path):
     text = dict(rows)
     assert expected
     assert text["test accuracy / ECE"] == "0.9850 / 0.0110"
-    assert text["workflow latency p50 / p95"] == "61.0 / 90.0 ms"
+    assert text["workflow latency p50 / p95 (burst, 8 in flight)"] == "61.0 / 90.0 ms"
     assert text["clean burst"] == "sent 200: 198 succeeded, 2 failed"
     assert (text["monitor, clean traffic"], text["monitor, dark traffic"]) == ("OK", "DRIFT (brightness)")
     assert "monitor-dark/report.html" in demo.table(rows)
