@@ -107,7 +107,7 @@ def summary_rows(out: Path) -> tuple[list[tuple[str, str]], bool]:
             f"{metrics.get('accuracy', float('nan')):.4f} / {metrics.get('ece', float('nan')):.4f}",
         ),
         (
-            "workflow latency p50 / p95",
+            "workflow latency p50 / p95 (burst, 8 in flight)",
             f"{clean.get('latency_ms', {}).get('p50')} / {clean.get('latency_ms', {}).get('p95')} ms",
         ),
         ("clean burst", counts(clean)),

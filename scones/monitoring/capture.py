@@ -19,7 +19,6 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +81,24 @@ class CaptureTable:
         return text
 
 
+def image_size(body: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG header (no decoding); None for other formats."""
+    if body[:8] == b"\x89PNG\r\n\x1a\n" and body[12:16] == b"IHDR":
+        return int.from_bytes(body[16:20], "big"), int.from_bytes(body[20:24], "big")
+    return None
+
+
 def image_features(body: bytes, content_type: str) -> tuple[float, float, int, int]:
-    """(brightness, contrast, width, height) of an image body, decoded as the endpoint decodes it."""
+    """(brightness, contrast, width, height) of an image body. Brightness and contrast are measured on the
+    image as the model sees it: decoded, converted and resized by the serving decoder itself."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(body)) as probe:  # lazy: reads the header only
-            size = probe.size
-        pixels = inference.decode(body, content_type, size=size)
+        size = image_size(body)
+        if size is None:
+            with Image.open(io.BytesIO(body)) as probe:  # lazy: reads the header only
+                size = probe.size
+        pixels = inference.decode(body, content_type)
     except inference.InferenceError as exc:
         raise BadRecord(BAD_IMAGE, str(exc)) from None
     except Exception as exc:  # PIL raises many types on a broken header
@@ -243,8 +252,27 @@ def iter_files(where: Location, names: Iterable[str], s3=None) -> Iterator[tuple
             yield name, s3.get_object(Bucket=where.bucket, Key=name)["Body"].read()
 
 
-def read(where: Location, labels: list[str] | None = None, s3=None, progress=None) -> CaptureTable:
-    """Every record of every file under `where`. Raises CaptureNotFoundError when there is no file at all."""
+def _parse_file(body: bytes, name: str, labels: list[str]) -> CaptureTable:
+    """One file into a table of its own (runs in a worker process)."""
+    table = CaptureTable(labels=labels)
+    read_bytes(body, name, table)
+    return table
+
+
+def _merge(into: CaptureTable, part: CaptureTable) -> None:
+    into.rows += part.rows
+    into.files += part.files
+    into.lines += part.lines
+    into.bad.update(part.bad)
+    into.bad_files += part.bad_files
+
+
+def read(where: Location, labels: list[str] | None = None, s3=None, progress=None, workers: int | None = None):
+    """Every record of every file under `where`, parsed by `workers` processes (default: one per core, at
+    most 4; one for a handful of files). Raises CaptureNotFoundError when there is no file at all."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
     if where.bucket is not None and s3 is None:
         from scones.core import aws
 
@@ -252,20 +280,29 @@ def read(where: Location, labels: list[str] | None = None, s3=None, progress=Non
     names = list_files(where, s3)
     if not names:
         raise CaptureNotFoundError(f"{where}: no capture file under this prefix")
-    table = CaptureTable(labels=list(labels or []))
+    labels = list(labels or [])
+    table = CaptureTable(labels=labels)
+    workers = workers or (min(4, os.cpu_count() or 1) if len(names) >= 8 else 1)
     if progress is not None:
         progress.start(len(names))
-    for name, body in iter_files(where, names, s3):
-        read_bytes(body, name, table)
-        if progress is not None:
-            progress.advance()
+    if workers == 1:
+        for name, body in iter_files(where, names, s3):
+            read_bytes(body, name, table)
+            if progress is not None:
+                progress.advance()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            pending = []
+            for name, body in iter_files(where, names, s3):  # this process downloads; the workers parse
+                pending.append(pool.submit(_parse_file, body, name, labels))
+                while len(pending) > 2 * workers:  # a bounded number of file bodies in memory
+                    _merge(table, pending.pop(0).result())
+                    if progress is not None:
+                        progress.advance()
+            for future in pending:
+                _merge(table, future.result())
+                if progress is not None:
+                    progress.advance()
     if progress is not None:
         progress.finish(f"({table.lines} records)")
     return table
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return None
