@@ -69,6 +69,7 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_workflow.py
+	$(BIN)/python bench/bench_monitor.py
 
 clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, .venv, .scones, data
 	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; fi

@@ -109,3 +109,22 @@ def test_locations_parse():
     assert capture.Location.parse("s3://b/datacapture/ep/") == capture.Location("b", "datacapture/ep")
     assert str(capture.Location.parse("s3://b/x")) == "s3://b/x"
     assert capture.Location.parse("data/capture").bucket is None
+
+
+def test_worker_processes_read_the_same_records_as_one_process(tmp_path):
+    for i in range(9):
+        (tmp_path / f"{i}.jsonl").write_text("\n".join([good(20 * i), good(), "{broken"]) + "\n")
+    where = capture.Location.parse(str(tmp_path))
+    one, two = capture.read(where, LABELS, workers=1), capture.read(where, LABELS, workers=2)
+    assert (
+        (two.files, two.lines, two.parsed, two.bad)
+        == (one.files, one.lines, one.parsed, one.bad)
+        == (
+            9,
+            27,
+            18,
+            {capture.MALFORMED: 9},
+        )
+    )
+    key = ["file", "brightness"]
+    assert one.frame().sort_values(key)[key].values.tolist() == two.frame().sort_values(key)[key].values.tolist()
