@@ -7,6 +7,7 @@ STACK ?= local
 SOURCE ?= synthetic
 CLASSES ?= bicycle,motorcycle
 DEMO_OUT ?= data/demo
+DEMO_ARGS ?=
 EXTRAS ?= localcloud,ml,serve,dev,aws
 TARGET ?= local
 PYTEST_ARGS ?=
@@ -52,18 +53,8 @@ deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training 
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
-demo: venv ## the main job end to end on the local cloud: stage, train, evaluate, deploy, invoke, graph
-	$(BIN)/scones up --check
-	$(BIN)/scones stage --source $(SOURCE) --classes $(CLASSES) --explore
-	$(BIN)/scones train
-	$(BIN)/scones evaluate --out $(DEMO_OUT)
-	$(BIN)/scones deploy --target local
-	$(BIN)/scones invoke --batch 20
-	$(BIN)/scones invoke --key data/test/no-such-image.png
-	$(BIN)/scones graph --out $(DEMO_OUT)/graph-single.png
-	$(BIN)/scones graph --batch --out $(DEMO_OUT)/graph-batch.png
-	$(BIN)/scones export --out-dir $(DEMO_OUT)/statemachine
-	@echo "demo done: figures and exported definitions in $(DEMO_OUT)/; \`make down\` stops everything"
+demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, summary table
+	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES) $(DEMO_ARGS)
 
 test: venv ## run every test that needs neither Docker nor an AWS account
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -90,6 +81,7 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_endpoint.py
 	$(BIN)/python bench/bench_workflow.py
+	$(BIN)/python bench/bench_monitor.py
 
 bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios
 	$(BIN)/python bench/bench_targets.py

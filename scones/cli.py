@@ -236,6 +236,50 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    import json
+
+    from scones import load
+    from scones.core.progress import Progress
+
+    drift = f", drift {args.drift}" if args.drift else ""
+    summary = load.generate(
+        args.mode,
+        via=args.via,
+        count=args.count,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        duration_s=args.duration,
+        drift=args.drift,
+        seed=args.seed,
+        progress=Progress(f"load ({args.mode} via {args.via}{drift})"),
+    )
+    print(summary.text())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from scones.monitoring import monitor
+
+    result = monitor.run(
+        args.capture,
+        args.baseline,
+        Path(args.out) if args.out else None,
+        args.threshold,
+        args.since,
+        args.endpoint,
+        alert_on_drift=args.alert,
+        metrics=not args.no_metrics,
+        bucket=args.bucket,
+        prefix=args.prefix,
+    )
+    return 1 if args.strict and result.failed else 0
+
+
 BUCKET_HELP = f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}"
 PREFIX_HELP = f"the staged data's prefix (default ${settings.PREFIX} or {settings.DEFAULT_PREFIX})"
 TARGET_HELP = f"default ${settings.TARGET} or {settings.DEFAULT_TARGET}"
@@ -402,6 +446,33 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"report coverage and false passes at this confidence (default: the deployed stack's, else "
         f"${settings.THRESHOLD} or {settings.DEFAULT_THRESHOLD})",
     )
+
+    p = add("load", cmd_load, "send bounded traffic (stream or burst) through the workflow or the endpoint")
+    p.add_argument("--mode", choices=["stream", "burst"], default="burst")
+    p.add_argument("--via", choices=["workflow", "endpoint"], default="workflow")
+    p.add_argument("--count", type=int, default=100, help="burst: number of requests (default 100)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
+    p.add_argument("--rate", type=float, default=10.0, help="stream: mean requests per second (Poisson)")
+    p.add_argument("--duration", type=float, default=10.0, help="stream: seconds (default 10)")
+    p.add_argument("--drift", choices=["dark", "noise", "classmix"], default=None, help="inject a shift")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the summary to this JSON file")
+
+    p = add(
+        "monitor",
+        cmd_monitor,
+        "read every captured record, check drift against the baseline, write the report",
+        data=True,
+    )
+    p.add_argument("--capture", default=None, help="s3://bucket/prefix/endpoint or a folder (default: the endpoint's)")
+    p.add_argument("--baseline", default=None, help="a baseline folder, s3://…/ or model URI (default: newest model's)")
+    p.add_argument("--out", default=None, help="report folder (default data/reports/monitor/)")
+    p.add_argument("--threshold", type=float, default=None, help="default: the deployed stack's, else $THRESHOLD")
+    p.add_argument("--since", default=None, help="only records since an ISO time or a duration back (15m, 2h)")
+    p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")
+    p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")
+    p.add_argument("--no-metrics", action="store_true", help="do not put metrics to CloudWatch")
+    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT (default: exit 0 once analysed)")
     return parser
 
 

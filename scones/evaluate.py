@@ -11,7 +11,7 @@ from pathlib import Path
 from scones import models, training_job
 from scones.core import settings
 from scones.core.errors import UsageError
-from scones.deploy.run import deployed_threshold
+from scones.deploy.stack import deployed_threshold
 
 
 @dataclass
@@ -45,7 +45,8 @@ def evaluate(
 
     if threshold is not None and not 0 <= threshold <= 1:
         raise UsageError(f"--threshold {threshold} is outside 0..1")
-    threshold = deployed_threshold() if threshold is None else threshold
+    if threshold is None:
+        threshold = deployed_threshold() or settings.threshold()
     uri = model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")

@@ -98,16 +98,3 @@ def deploy(
     else:
         serving = local_serving(name, model, log=log)
     return stack.deploy(stack_parameters(serving, bucket, threshold, alert_email), log=log)
-
-
-def deployed_threshold(default: float | None = None) -> float:
-    """The threshold the deployed stack's filter uses, else `default` (else the setting)."""
-    try:
-        cfn = aws.client("cloudformation")
-        found = cfn.describe_stacks(StackName=settings.stack_name())["Stacks"][0]
-        for parameter in found.get("Parameters", []):
-            if parameter["ParameterKey"] == "Threshold":
-                return float(parameter["ParameterValue"])
-    except Exception:  # no stack, no cloud: the given or configured threshold applies
-        pass
-    return settings.threshold() if default is None else default

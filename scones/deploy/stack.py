@@ -139,3 +139,19 @@ def delete(name: str | None = None, log=print) -> bool:
     _wait(cfn, name, "delete")
     log(f"stack {name} deleted")
     return True
+
+
+def deployed_threshold(name: str | None = None) -> float | None:
+    """The Threshold parameter of the deployed workflow stack; None when none is deployed or no cloud answers."""
+    from scones.core import aws
+
+    cfn = aws.client("cloudformation", max_attempts=1)
+    try:
+        found = cfn.describe_stacks(StackName=name or settings.stack_name())["Stacks"][0]
+    except Exception:  # not deployed, or no cloud: callers fall back to the setting
+        return None
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
+    try:
+        return float(params["Threshold"])
+    except (KeyError, TypeError, ValueError):
+        return None

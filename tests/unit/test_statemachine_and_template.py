@@ -111,3 +111,13 @@ def test_both_machines_get_the_same_substitutions():
         resources["ClassifyImageStateMachine"]["Properties"]["DefinitionSubstitutions"]
         == resources["ClassifyBatchStateMachine"]["Properties"]["DefinitionSubstitutions"]
     )
+
+
+def test_the_drift_alarm_watches_scones_monitors_metric_and_notifies_the_alert_topic():
+    from scones.monitoring import monitor
+
+    alarm = TEMPLATE["Resources"]["DriftAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (monitor.NAMESPACE, monitor.DRIFT_METRIC)
+    assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": {"Ref": "EndpointName"}}]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["Threshold"] == 1

@@ -1,0 +1,319 @@
+"""Monitoring benchmark: `python bench/bench_monitor.py [--model DIR] [--records N] [--seeds S] [--skip-big]`.
+
+Measures (issue #11), on a fresh local cloud:
+  1. `scones monitor` over N capture records (default 100,000, ~300 MB of JSON lines in S3): wall time and
+     peak memory (max RSS of the command's process). Targets: <= 30 s, <= 2 GB on 2 cores.
+  2. `scones load --mode stream --rate 50 --duration 20 --via endpoint`: the generator's own CPU use (user +
+     system seconds of its process ÷ wall seconds) against a local endpoint.
+  3. False-alarm rate over S seeds of clean traffic (default 20) and detection rate per drift kind (dark, noise,
+     classmix), 200 records each: the endpoint's own records for images drawn as `scones load` draws them,
+     predicted by the serving handlers in-process, read back and checked by the monitor. Clean traffic drawn
+     from the baseline's own images (as `scones load` does) is a lenient null; the second false-alarm rate
+     sends synthetic test sets the baseline never saw (other seeds, same distribution), each image once: the
+     null hypothesis the tests assume.
+The model: --model DIR, else the synthetic bicycle/motorcycle set trained with train.py's defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from _cloud import local_cloud
+from monitoring_fixtures import traffic_records, write_capture
+
+from scones.core import aws, settings
+from scones.monitoring import baseline, capture, monitor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def staged_and_model(tmp: Path, model: Path | None) -> tuple[Path, Path]:
+    env = dict(os.environ, SCONES_DATA_DIR=str(tmp / "data"))
+    staged = tmp / "staged"
+    subprocess.run(
+        [sys.executable, "-m", "scones.cli", "stage", "--no-upload", "--workdir", str(staged)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    if model is not None:
+        return staged, model
+    model = tmp / "model"
+    env.update(SM_CHANNEL_TRAIN=str(staged / "train"), SM_CHANNEL_TEST=str(staged / "test"), SM_MODEL_DIR=str(model))
+    print("training a model on the synthetic set (train.py defaults) ...", flush=True)
+    subprocess.run(
+        [sys.executable, "training/train.py", "--classes", "bicycle,motorcycle"],
+        env=env,
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
+    return staged, model
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (MB), from /proc."""
+    parents, rss = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+            rss[int(stat.parent.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        tree.add(current)
+        todo += [child for child, parent in parents.items() if parent == current and child not in tree]
+    return sum(rss.get(p, 0) for p in tree) / 2**20
+
+
+def run_measured(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a command; also return the peak summed RSS of its process tree (sampled every 0.1 s)."""
+    import threading
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0.0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    sampler.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), peak[0]
+
+
+def child_usage() -> resource.struct_rusage:
+    return resource.getrusage(resource.RUSAGE_CHILDREN)
+
+
+def big_monitor(tmp: Path, model: Path, images, base_dir: Path, n: int, env: dict) -> None:
+    bucket = "bench-monitor"
+    s3 = aws.client("s3", max_pool_connections=16)
+    s3.create_bucket(Bucket=bucket)
+    one_pass = traffic_records(model, images, 2000, None, seed=0)
+    total_bytes, files = 0, 0
+    started = time.perf_counter()
+    folder = tmp / "big"
+    for start in range(0, n, 2000):  # the same 2,000 answers again and again: parsing cost is per record
+        chunk = one_pass[: min(2000, n - start)]
+        for path in write_capture(folder, chunk, per_file=500, endpoint=f"ep/{start}"):
+            body = path.read_bytes()
+            total_bytes += len(body)
+            s3.put_object(Bucket=bucket, Key=f"datacapture/{path.relative_to(folder)}", Body=body)
+            path.unlink()
+            files += 1
+    print(
+        f"uploaded {n} records in {files} files ({total_bytes / 1e6:.0f} MB) in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    before = child_usage()
+    t0 = time.perf_counter()
+    out, peak_tree = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "scones.cli",
+            "monitor",
+            "--capture",
+            f"s3://{bucket}/datacapture",
+            "--baseline",
+            str(base_dir),
+            "--out",
+            str(tmp / "big-report"),
+            "--no-metrics",
+        ],
+        env,
+    )
+    wall = time.perf_counter() - t0
+    after = child_usage()
+    if out.returncode != 0:
+        raise SystemExit(f"scones monitor failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    summary = json.loads((tmp / "big-report" / "summary.json").read_text())
+    assert summary["records"] == n and summary["parsed"] == n, summary
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(
+        f"scones monitor over {n} records ({total_bytes / 1e6:.0f} MB): {wall:.1f} s wall, {cpu:.1f} s CPU, "
+        f"peak memory {peak_tree:.0f} MB summed over the process and its parser workers (largest single process "
+        f"{after.ru_maxrss / 1024:.0f} MB) (targets: <= 30 s, <= 2048 MB); load average during the run "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; verdict {summary['verdict']}",
+        flush=True,
+    )
+
+
+def stream_cpu(tmp: Path, model: Path, images, env: dict, rate: float, seconds: float) -> None:
+    from scones import endpoint
+
+    bucket = env[settings.BUCKET]
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    for name, body in images:
+        s3.put_object(Bucket=bucket, Key=f"data/test/{name}", Body=body)
+    name = env[settings.SCONES_ENDPOINT_NAME]
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    runs = {}
+    try:
+        endpoint.start(str(model), name, port=0, log=lambda _m: None)
+        for duration in (2.0, seconds):  # the short run measures start-up (Python, boto3, image fetch)
+            before = child_usage()
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "scones.cli",
+                    "load",
+                    "--mode",
+                    "stream",
+                    "--rate",
+                    str(rate),
+                    "--duration",
+                    str(duration),
+                    "--via",
+                    "endpoint",
+                    "--json",
+                    str(tmp / "stream.json"),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            wall = time.perf_counter() - t0
+            after = child_usage()
+            if out.returncode != 0:
+                raise SystemExit(f"scones load failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            runs[duration] = (cpu, wall, json.loads((tmp / "stream.json").read_text()))
+    finally:
+        endpoint.stop(name, log=lambda _m: None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    (cpu_s, _, _), (cpu, wall, summary) = runs[2.0], runs[seconds]
+    marginal = (cpu - cpu_s) / (seconds - 2.0)
+    print(
+        f"scones load --mode stream --rate {rate:g} --duration {seconds:g} via the endpoint: sent {summary['sent']} "
+        f"({summary['succeeded']} succeeded, {summary['failed']} failed), {summary['throughput_per_s']:.1f}/s, "
+        f"latency p50 {summary['latency_ms']['p50']} ms; its own CPU {cpu:.1f} s over {wall:.1f} s wall "
+        f"(start-up {cpu_s:.1f} s CPU); while streaming: {100 * marginal:.0f}% of one core",
+        flush=True,
+    )
+
+
+def fresh_images(tmp: Path, seed: int) -> list[tuple[str, bytes]]:
+    """Test images the baseline never saw, from the same distribution: the synthetic set drawn with another seed."""
+    from scones.data import staging
+
+    classes = ["bicycle", "motorcycle"]
+    source = staging.resolve_source("synthetic", classes, seed=seed, train_per_class=1, cache_dir=tmp / "cache")
+    workdir = tmp / f"fresh-{seed}"
+    staging.build(source, classes, workdir)
+    return [(p.name, p.read_bytes()) for p in sorted((workdir / "test").rglob("*.png"))]
+
+
+def once_each(model: Path, images: list[tuple[str, bytes]]) -> list[dict]:
+    """Capture records for every image exactly once (no resampling), as the endpoint writes them."""
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+
+    from services.endpoint import inference
+    from services.endpoint.capture import record
+
+    served = inference.model_fn(model)
+    probs = inference.predict_fn(np.stack([inference.decode(b, "image/png", served.size) for _, b in images]), served)
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    return [
+        record(body, "image/png", inference.output_fn(p[None]), start + timedelta(seconds=i))
+        for i, ((_, body), p) in enumerate(zip(images, probs, strict=True))
+    ]
+
+
+def fresh_false_alarms(tmp: Path, model: Path, base, seeds: int) -> None:
+    """New images from the same distribution, each sent once: the null hypothesis the tests assume."""
+    alarms, failing, n = 0, {}, 0
+    for seed in range(1, seeds + 1):
+        folder = tmp / f"fresh-capture-{seed}"
+        records = once_each(model, fresh_images(tmp, seed))
+        n = len(records)
+        write_capture(folder, records)
+        result = monitor.analyse(capture.Location.parse(str(folder)), base, "bench", 0.93)
+        alarms += result.verdict == "DRIFT"
+        for c in result.failed:
+            failing[c.name] = failing.get(c.name, 0) + 1
+    print(
+        f"{'false-alarm rate (fresh)':<28} {alarms}/{seeds} = {alarms / seeds:.0%} at {n} records: new synthetic test "
+        f"sets (seeds 1..{seeds}; the baseline is seed 0's), each image once; checks that fired: {failing}",
+        flush=True,
+    )
+
+
+def rates(tmp: Path, model: Path, images, base, seeds: int, count: int = 200) -> None:
+    for kind in (None, "dark", "noise", "classmix"):
+        alarms, failing = 0, {}
+        for seed in range(seeds):
+            folder = tmp / f"rate-{kind}-{seed}"
+            write_capture(folder, traffic_records(model, images, count, kind, seed=1000 + seed))
+            result = monitor.analyse(capture.Location.parse(str(folder)), base, "bench", 0.93)
+            alarms += result.verdict == "DRIFT"
+            for c in result.failed:
+                failing[c.name] = failing.get(c.name, 0) + 1
+        what = "false-alarm rate (clean)" if kind is None else f"detection rate ({kind})"
+        print(f"{what:<28} {alarms}/{seeds} = {alarms / seeds:.0%} at {count} records; checks that fired: {failing}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=None, help="a model folder (default: train one)")
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--fresh-seeds", type=int, default=20, help="clean runs on test sets the baseline never saw")
+    p.add_argument("--rate", type=float, default=50.0)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--skip-big", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scones-bench-monitor-") as name:
+        tmp = Path(name)
+        staged, model = staged_and_model(tmp, args.model)
+        images = [(p.name, p.read_bytes()) for p in sorted((staged / "test").rglob("*.png"))]
+        base = baseline.build(model, images, 0.93, str(model))
+        base_dir = baseline.write(base, tmp / "baseline")
+        print(f"baseline: {len(images)} staged test images; low-confidence rate {base.meta['low_confidence_rate']:.1%}")
+        rates(tmp, model, images, base, args.seeds)
+        fresh_false_alarms(tmp, model, base, args.fresh_seeds)
+        with local_cloud() as url:
+            env = dict(
+                os.environ,
+                AWS_ENDPOINT_URL=url,
+                SCONES_STATE_DIR=str(tmp / "state"),
+                SCONES_DATA_DIR=str(tmp / "data"),
+                SCONES_BUCKET="bench-stream",
+                SCONES_ENDPOINT_NAME="bench-monitor-ep",
+                SCONES_ENDPOINT_PORT="0",
+            )
+            stream_cpu(tmp, model, images, env, args.rate, args.seconds)
+            if not args.skip_big:
+                big_monitor(tmp, model, images, base_dir, args.records, env)
+
+
+if __name__ == "__main__":
+    main()

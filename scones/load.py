@@ -1,0 +1,350 @@
+"""`scones load`: a bounded traffic generator over the staged test images, with optional injected drift.
+
+  --mode burst --count N --concurrency C      N requests, C at a time
+  --mode stream --rate R --duration S         Poisson arrivals at R per second for S seconds
+  --via workflow (default)                    start_execution of the single-image state machine, wait for it
+  --via endpoint                              invoke_endpoint directly
+  --drift dark | noise | classmix             darker images | Gaussian pixel noise | one class only
+Every request ends as succeeded or failed (sent = succeeded + failed, always); the summary gives throughput,
+latency percentiles and the share of answers below the confidence threshold. On local targets every address
+must be loopback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlparse
+
+import numpy as np
+
+from scones.core import settings, target
+from scones.core.errors import NotReadyError, UsageError
+
+DRIFTS = ("dark", "noise", "classmix")
+VIA = ("workflow", "endpoint")
+MAX_COUNT = 100_000
+MAX_DURATION_S = 3600.0
+MAX_RATE = 2000.0
+MAX_CONCURRENCY = 256
+DARK_FACTOR = 0.35  # dark: every pixel times this
+NOISE_SD = 40.0  # noise: Gaussian noise with this standard deviation, on 0..255
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    latency_s: float
+    confidence: float | None = None
+    error: str = ""
+
+
+@dataclass
+class Summary:
+    mode: str
+    via: str
+    drift: str | None
+    sent: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    failed_by_error: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    throughput_per_s: float = 0.0
+    latency_ms: dict = field(default_factory=dict)  # p50, p95, p99 of completed requests
+    low_confidence_rate: float | None = None  # among answers with a confidence
+    threshold: float = settings.DEFAULT_THRESHOLD
+    started_at: str = ""
+    capture_flushed: bool | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self) -> str:
+        lat = self.latency_ms
+        low = "-" if self.low_confidence_rate is None else f"{self.low_confidence_rate:.1%}"
+        lines = [
+            f"sent {self.sent}: succeeded {self.succeeded}, failed {self.failed}"
+            + (f" ({', '.join(f'{k} {v}' for k, v in sorted(self.failed_by_error.items()))})" if self.failed else ""),
+            f"{self.seconds:.1f} s, {self.throughput_per_s:.1f} requests/s; latency p50 {lat.get('p50', 0):.0f} ms, "
+            f"p95 {lat.get('p95', 0):.0f} ms, p99 {lat.get('p99', 0):.0f} ms",
+            f"below the threshold {self.threshold:g}: {low}",
+        ]
+        return "\n".join(lines)
+
+
+def summarise(outcomes: list[Outcome], base: Summary, seconds: float) -> Summary:
+    base.sent = len(outcomes)
+    base.succeeded = sum(o.ok for o in outcomes)
+    base.failed = base.sent - base.succeeded
+    base.failed_by_error = dict(Counter(o.error or "unknown" for o in outcomes if not o.ok))
+    base.seconds = round(seconds, 3)
+    base.throughput_per_s = round(base.sent / seconds, 2) if seconds > 0 else 0.0
+    latencies = np.array([o.latency_s for o in outcomes]) * 1000
+    if len(latencies):
+        base.latency_ms = {f"p{q}": round(float(np.percentile(latencies, q)), 1) for q in (50, 95, 99)}
+    confident = [o.confidence for o in outcomes if o.confidence is not None]
+    if confident:
+        base.low_confidence_rate = round(float(np.mean(np.array(confident) < base.threshold)), 4)
+    return base
+
+
+# --- images and drift ---------------------------------------------------------------------------------
+
+
+def class_of(key: str) -> str:
+    """CIFAR-style names carry their class: bicycle_s_000513.png."""
+    return key.rsplit("/", 1)[-1].split("_s_")[0]
+
+
+def transform(png: bytes, kind: str | None, rng: np.random.Generator) -> bytes:
+    """The image with the drift applied (dark, noise), as PNG; unchanged for None and classmix."""
+    if kind not in ("dark", "noise"):
+        return png
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        pixels = np.asarray(image.convert("RGB"), np.float32)
+    pixels = pixels * DARK_FACTOR if kind == "dark" else pixels + rng.normal(0, NOISE_SD, pixels.shape)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def choose(keys: list[str], count: int, kind: str | None, rng: np.random.Generator) -> list[str]:
+    """`count` keys drawn with replacement; classmix draws from one class only (the first by name)."""
+    pool = sorted(keys)
+    if kind == "classmix":
+        first = min(class_of(k) for k in pool)
+        pool = [k for k in pool if class_of(k) == first]
+    return [pool[i] for i in rng.integers(0, len(pool), count)]
+
+
+def staged_keys(bucket: str, prefix: str) -> list[str]:
+    from scones.core import aws
+
+    keys = []
+    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/test/"):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].lower().endswith(".png")]
+    if not keys:
+        raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
+    return keys
+
+
+# --- senders ------------------------------------------------------------------------------------------
+
+
+def endpoint_sender(name: str, concurrency: int) -> Callable[[str, bytes], Outcome]:
+    from scones.core import aws
+
+    runtime = aws.client(
+        "sagemaker-runtime", max_attempts=1, max_pool_connections=concurrency, connect_timeout=5, read_timeout=60
+    )
+
+    def send(key: str, body: bytes) -> Outcome:
+        started = time.perf_counter()
+        try:
+            response = runtime.invoke_endpoint(
+                EndpointName=name, ContentType="image/png", Accept="application/json", Body=body
+            )
+            probabilities = json.loads(response["Body"].read())
+            return Outcome(True, time.perf_counter() - started, float(max(probabilities)))
+        except Exception as exc:
+            return Outcome(False, time.perf_counter() - started, error=_error_name(exc))
+
+    return send
+
+
+def workflow_sender(machine_arn: str, bucket: str, concurrency: int) -> Callable[[str, bytes], Outcome]:
+    from scones import workflow
+    from scones.core import aws
+
+    sfn = aws.client("stepfunctions", max_pool_connections=concurrency)
+
+    def send(key: str, _body: bytes) -> Outcome:
+        started = time.perf_counter()
+        try:
+            arn = sfn.start_execution(
+                stateMachineArn=machine_arn,
+                name=f"load-{uuid.uuid4().hex[:16]}",
+                input=json.dumps({"s3_bucket": bucket, "s3_key": key}),
+            )["executionArn"]
+            described = workflow.wait(sfn, arn, timeout_s=120)
+            elapsed = time.perf_counter() - started
+            row = workflow.row_for_execution(sfn, described, key)
+            return Outcome(row.status == "SUCCEEDED", elapsed, row.confidence, row.error or row.status)
+        except Exception as exc:
+            return Outcome(False, time.perf_counter() - started, error=_error_name(exc))
+
+    return send
+
+
+def _error_name(exc: Exception) -> str:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    return code or type(exc).__name__
+
+
+def check_loopback(target: str, via: str) -> None:
+    """Local targets: every address the load goes to must be on this machine."""
+    import os
+
+    if target == "aws":
+        return
+    names = [settings.AWS_ENDPOINT_URL] + ([settings.SAGEMAKER_RUNTIME_URL] if via == "endpoint" else [])
+    for name in names:
+        url = os.environ.get(name, "")
+        if url and urlparse(url).hostname not in LOOPBACK:
+            raise UsageError(f"{name}={url} is not a loopback address: local load stays on this machine")
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def schedule(mode: str, count: int | None, rate: float | None, duration_s: float | None, rng) -> np.ndarray:
+    """Send times in seconds from the start: all zero for a burst; Poisson arrivals for a stream."""
+    if mode == "burst":
+        if not count or not 1 <= count <= MAX_COUNT:
+            raise UsageError(f"--count must be in 1..{MAX_COUNT}")
+        return np.zeros(count)
+    if not rate or not 0 < rate <= MAX_RATE:
+        raise UsageError(f"--rate must be in (0, {MAX_RATE:g}]")
+    if not duration_s or not 0 < duration_s <= MAX_DURATION_S:
+        raise UsageError(f"--duration must be in (0, {MAX_DURATION_S:g}] seconds")
+    expected = rate * duration_s
+    if expected > MAX_COUNT:
+        raise UsageError(f"--rate × --duration = {expected:.0f} requests, more than {MAX_COUNT}")
+    gaps = rng.exponential(1 / rate, int(expected + 10 * np.sqrt(expected) + 10))
+    times = np.cumsum(gaps)
+    return times[times < duration_s]
+
+
+def run(
+    send: Callable[[str, bytes], Outcome],
+    keys: list[str],
+    images: Callable[[str], bytes],
+    times: np.ndarray,
+    concurrency: int,
+    summary: Summary,
+    on_result: Callable[[int, Outcome], None] | None = None,
+    progress=None,
+) -> Summary:
+    """Send keys[i] at times[i] (seconds from now), at most `concurrency` in flight; every request is counted."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise UsageError(f"--concurrency must be in 1..{MAX_CONCURRENCY}")
+    outcomes: list[Outcome | None] = [None] * len(keys)
+    lock = threading.Lock()
+    done = 0
+    slots = threading.BoundedSemaphore(concurrency)
+    if progress is not None:
+        progress.start(len(keys))
+    summary.started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0 = time.perf_counter()
+
+    def one(i: int) -> None:
+        nonlocal done
+        try:
+            outcome = send(keys[i], images(keys[i]))
+        except Exception as exc:  # a sender never raises; this keeps the count true if one does
+            outcome = Outcome(False, 0.0, error=type(exc).__name__)
+        finally:
+            slots.release()
+        outcomes[i] = outcome
+        with lock:
+            done += 1
+            if progress is not None:
+                progress.update(done)
+        if on_result is not None:
+            on_result(i, outcome)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for i, at in enumerate(times):
+            wait = t0 + at - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            slots.acquire()  # a stream that outruns the target queues here rather than piling up threads
+            pool.submit(one, i)
+    seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress.finish()
+    final = [o if o is not None else Outcome(False, 0.0, error="lost") for o in outcomes]
+    return summarise(final, summary, seconds)
+
+
+def wait_for_capture(endpoint_name: str, timeout_s: float = 20.0) -> bool | None:
+    """A local endpoint uploads its capture buffer every few seconds: wait until all of it is in S3."""
+    from scones.core import service
+
+    record = service.read_record(settings.endpoint_record_path(endpoint_name))
+    if not record:
+        return None  # not a local endpoint (AWS writes its capture on its own schedule)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        code, stats = service.get_json(record["url"] + "/_scones/stats")
+        if code != 200 or not stats:
+            return None
+        if stats.get("capture_written", 0) >= stats.get("captured", 0) and not stats.get("capture_pending"):
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def generate(
+    mode: str,
+    via: str = "workflow",
+    count: int | None = None,
+    concurrency: int = 8,
+    rate: float | None = None,
+    duration_s: float | None = None,
+    drift: str | None = None,
+    seed: int = 0,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    threshold: float | None = None,
+    progress=None,
+    on_result=None,
+) -> Summary:
+    """The whole of `scones load`: pick images, apply the drift, send, wait for the capture, summarise."""
+    from scones.core import aws
+
+    if via not in VIA:
+        raise UsageError(f"--via must be one of {', '.join(VIA)}")
+    if drift is not None and drift not in DRIFTS:
+        raise UsageError(f"--drift must be one of {', '.join(DRIFTS)}")
+    rng = np.random.default_rng(seed)
+    times = schedule(mode, count, rate, duration_s, rng)
+    check_loopback(target.current().name, via)
+    bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
+    if threshold is None:
+        from scones.deploy.stack import deployed_threshold
+
+        threshold = deployed_threshold() or settings.threshold()
+    chosen = choose(staged_keys(bucket, prefix), len(times), drift, rng)
+    s3 = aws.client("s3")
+    bodies: dict[str, bytes] = {}
+    for key in sorted(set(chosen)):  # each distinct image fetched (and drifted) once
+        bodies[key] = transform(s3.get_object(Bucket=bucket, Key=key)["Body"].read(), drift, rng)
+    name = settings.endpoint_name()
+    if via == "endpoint":
+        send = endpoint_sender(name, concurrency)
+    else:
+        from scones.deploy import stack
+
+        if drift in ("dark", "noise"):  # the workflow reads images from S3: put the drifted ones there
+            moved = {}
+            for key, body in bodies.items():
+                moved[key] = f"{prefix}/load/{drift}-{seed}/{key.rsplit('/', 1)[-1]}"
+                s3.put_object(Bucket=bucket, Key=moved[key], Body=body, ContentType="image/png")
+            chosen = [moved[k] for k in chosen]
+            bodies = {moved[k]: v for k, v in bodies.items()}
+        send = workflow_sender(stack.outputs()["ClassifyImageStateMachineArn"], bucket, concurrency)
+    summary = Summary(mode, via, drift, threshold=threshold)
+    summary = run(send, chosen, bodies.__getitem__, times, concurrency, summary, on_result, progress)
+    summary.capture_flushed = wait_for_capture(name) if settings.target() != "aws" else None
+    return summary

@@ -1,0 +1,347 @@
+"""`scones monitor`: read the capture, compare it with the baseline, write the Model Monitor files, plots and
+the HTML report, put the figures to CloudWatch and (with --alert) publish to the alert topic on drift."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from scones.core import settings
+from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.monitoring import baseline as baseline_mod
+from scones.monitoring import capture, drift, report
+
+NAMESPACE = "scones"
+DRIFT_METRIC = "DriftDetected"  # the template's alarm watches this one (1 = drift)
+
+
+class MonitorError(SconesError):
+    """Nothing could be analysed (every record unusable, or a bad baseline)."""
+
+
+@dataclass
+class MonitorResult:
+    capture: capture.Location
+    table: capture.CaptureTable
+    frame: object  # pandas.DataFrame of the parsed records (after --since)
+    baseline: baseline_mod.Baseline
+    baseline_source: str
+    threshold: float
+    checks: list[drift.Check]
+    skipped_before_since: int = 0
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[drift.Check]:
+        return [c for c in self.checks if c.failed]
+
+    @property
+    def verdict(self) -> str:
+        return "DRIFT" if self.failed else "OK"
+
+    def summary(self) -> dict:
+        return {
+            "verdict": self.verdict,
+            "failed_checks": [c.name for c in self.failed],
+            "capture": str(self.capture),
+            "files": self.table.files,
+            "records": self.table.lines,
+            "parsed": self.table.parsed,
+            "unparseable": self.table.unparseable,
+            "unparseable_by_reason": dict(self.table.bad),
+            "skipped_before_since": self.skipped_before_since,
+            "analysed": len(self.frame),
+            "baseline": self.baseline_source,
+            "baseline_images": len(self.baseline.frame),
+            "threshold": self.threshold,
+            "low_confidence_rate": float((self.frame["confidence"] < self.threshold).mean()),
+            "mean_confidence": float(self.frame["confidence"].mean()),
+            "checks": [c.as_dict() for c in self.checks],
+            "outputs": {k: str(v) for k, v in self.files.items()},
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# --- defaults -----------------------------------------------------------------------------------------
+
+
+def default_capture() -> str:
+    return f"s3://{settings.capture_bucket()}/{settings.capture_prefix()}/{settings.endpoint_name()}"
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """--since: an ISO time (2026-11-27T01:00:00Z) or a duration back from now (90s, 15m, 2h, 1d)."""
+    if not text:
+        return None
+    now = now or datetime.now(UTC)
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(**{units[text[-1]]: float(text[:-1])})
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {text!r}: give an ISO time (2026-11-27T01:00:00Z) or a duration (15m, 2h)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# --- the baseline -------------------------------------------------------------------------------------
+
+
+def _job_of(model_uri: str) -> str:
+    parts = model_uri.rstrip("/").split("/")
+    return parts[-3] if len(parts) >= 3 and parts[-1] == "model.tar.gz" else Path(model_uri).name
+
+
+def baseline_prefix(model_uri: str) -> str:
+    """Beside the model's artifact: s3://bucket/models/<job>/monitoring/baseline/."""
+    return model_uri.rsplit("/output/", 1)[0] + "/monitoring/baseline/"
+
+
+def _download(prefix_uri: str, folder: Path) -> bool:
+    from scones.core import aws
+
+    s3 = aws.client("s3")
+    where = capture.Location.parse(prefix_uri)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in baseline_mod.FILES:
+            s3.download_file(where.bucket, f"{where.prefix}/{name}", str(folder / name))
+    except Exception:
+        return False
+    return True
+
+
+def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float, log=print):
+    """The staged test split through the serving handlers; uploaded beside the model and kept in the reports dir."""
+    from scones import models, training_job
+    from scones.core import aws
+
+    folder = settings.data_dir() / "reports" / _job_of(model_uri) / "baseline"
+    with tempfile.TemporaryDirectory(prefix="scones-baseline-") as tmp:
+        model_dir = models.fetch_model(model_uri, Path(tmp) / "model")
+        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        images = [(p.name, p.read_bytes()) for p in sorted(channels["test"].rglob("*.png"))]
+        if not images:
+            raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
+        made = baseline_mod.build(model_dir, images, threshold, model_uri)
+    baseline_mod.write(made, folder)
+    if model_uri.startswith("s3://"):
+        where = capture.Location.parse(baseline_prefix(model_uri))
+        for name in baseline_mod.FILES:
+            aws.client("s3").upload_file(str(folder / name), where.bucket, f"{where.prefix}/{name}")
+    log(f"baseline: {len(images)} held-out images through the serving handlers → {folder}")
+    return made, str(folder)
+
+
+def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: float, log=print):
+    """--baseline DIR | s3://…/ | model.tar.gz URI; default: the newest model's (computed once if missing)."""
+    from scones import models
+
+    if given and not given.startswith("s3://"):
+        try:
+            return baseline_mod.read(Path(given)), given
+        except baseline_mod.BaselineError as exc:
+            raise UsageError(str(exc)) from None
+    if given and not given.endswith("model.tar.gz"):
+        folder = Path(tempfile.mkdtemp(prefix="scones-baseline-"))
+        if not _download(given, folder):
+            raise UsageError(f"--baseline {given}: no {', '.join(baseline_mod.FILES)} there")
+        return baseline_mod.read(folder), given
+    try:
+        model_uri = given or models.latest_model_uri(bucket)
+    except models.ModelNotFoundError as exc:
+        raise NotReadyError(str(exc), next_step="scones train") from None
+    cached = settings.data_dir() / "reports" / _job_of(model_uri) / "baseline"
+    if all((cached / n).is_file() for n in baseline_mod.FILES):
+        found = baseline_mod.read(cached)
+        if found.meta.get("model") == model_uri:
+            return found, str(cached)
+    remote = baseline_prefix(model_uri)
+    if _download(remote, cached):
+        return baseline_mod.read(cached), remote
+    log(f"no baseline beside {model_uri} yet: computing it")
+    return compute_baseline(model_uri, bucket, prefix, threshold, log)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def analyse(
+    where: capture.Location,
+    base: baseline_mod.Baseline,
+    baseline_source: str,
+    threshold: float,
+    since: datetime | None = None,
+    progress=None,
+) -> MonitorResult:
+    """Read every record under `where` and run the drift checks (no files written)."""
+    started = time.perf_counter()
+    try:
+        table = capture.read(where, base.labels, progress=progress)
+    except capture.CaptureNotFoundError as exc:
+        raise NotReadyError(
+            f"nothing to monitor: {exc}", next_step="scones load --mode burst --count 200 (or pass --capture)"
+        ) from None
+    if table.parsed == 0:
+        reasons = "; ".join(f"{n} {r}" for r, n in table.bad.most_common())
+        hint = (
+            " — the baseline's model has another class set than the endpoint's"
+            if capture.CLASS_COUNT in table.bad
+            else ""
+        )
+        raise MonitorError(
+            f"none of the {table.lines} record(s) in {table.files} file(s) under {where} could be used: "
+            f"{reasons}{hint}",
+            next_step="scones monitor --baseline <the deployed model's baseline>" if hint else None,
+        )
+    frame = table.frame()
+    skipped = 0
+    if since is not None:
+        keep = frame["time"].isna() | (frame["time"] >= since)
+        skipped = int((~keep).sum())
+        frame = frame[keep].reset_index(drop=True)
+    if len(frame) < drift.MIN_RECORDS:
+        raise NotReadyError(
+            f"only {len(frame)} usable record(s) under {where}"
+            + (f" since {since:%Y-%m-%d %H:%M:%S}" if since else "")
+            + f"; the checks need at least {drift.MIN_RECORDS}",
+            next_step="scones load --mode burst --count 200",
+        )
+    checks = drift.run(base.frame, frame, base.labels, threshold, base.comparison_threshold)
+    return MonitorResult(
+        where, table, frame, base, baseline_source, threshold, checks, skipped, seconds=time.perf_counter() - started
+    )
+
+
+def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> MonitorResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "statistics": out_dir / "statistics.json",
+        "constraint_violations": out_dir / "constraint_violations.json",
+        "records": out_dir / "records.csv",
+        "summary": out_dir / "summary.json",
+    }
+    labels = result.baseline.labels
+    files["statistics"].write_text(json.dumps(baseline_mod.statistics(result.frame, labels), indent=2) + "\n")
+    files["constraint_violations"].write_text(json.dumps(drift.violations(result.checks), indent=2) + "\n")
+    result.frame.to_csv(files["records"], index=False)
+    if plots:
+        for name, path in report.write_plots(result, out_dir).items():
+            files[name] = path
+        files["report"] = report.write_html(result, files, out_dir / "report.html")
+    result.files = files
+    files["summary"].write_text(json.dumps(result.summary(), indent=2) + "\n")
+    return result
+
+
+def metric_data(result: MonitorResult, endpoint: str) -> list[dict]:
+    dims = [{"Name": "EndpointName", "Value": endpoint}]
+    summary = result.summary()
+    figures = {
+        DRIFT_METRIC: (float(bool(result.failed)), "Count"),
+        "DriftChecksFailed": (float(len(result.failed)), "Count"),
+        "RecordsAnalysed": (float(len(result.frame)), "Count"),
+        "RecordsUnparseable": (float(result.table.unparseable), "Count"),
+        "LowConfidenceRate": (summary["low_confidence_rate"], "None"),
+        "MeanConfidence": (summary["mean_confidence"], "None"),
+    }
+    data = [{"MetricName": k, "Dimensions": dims, "Value": v, "Unit": u} for k, (v, u) in figures.items()]
+    for c in result.checks:
+        data.append(
+            {
+                "MetricName": "DriftDistance",
+                "Dimensions": [*dims, {"Name": "Check", "Value": c.name}],
+                "Value": float(c.statistic),
+                "Unit": "None",
+            }
+        )
+    return data
+
+
+def put_metrics(result: MonitorResult, endpoint: str) -> int:
+    from scones.core import aws
+
+    data = metric_data(result, endpoint)
+    aws.client("cloudwatch").put_metric_data(Namespace=NAMESPACE, MetricData=data)
+    return len(data)
+
+
+def alert(result: MonitorResult, endpoint: str, topic_arn: str | None = None) -> str | None:
+    """Publish the verdict to the stack's alert topic when a check failed; returns the message id."""
+    if not result.failed:
+        return None
+    from scones.core import aws
+    from scones.deploy import stack
+
+    topic_arn = topic_arn or stack.outputs().get("AlertTopicArn")
+    if not topic_arn:
+        raise NotReadyError("the deployed stack has no AlertTopicArn output", next_step="scones deploy")
+    message = {k: v for k, v in result.summary().items() if k != "checks"}
+    message["violations"] = drift.violations(result.checks)["violations"]
+    return aws.client("sns").publish(
+        TopicArn=topic_arn,
+        Subject=f"scones: drift on {endpoint}"[:100],
+        Message=json.dumps(message, indent=1),
+    )["MessageId"]
+
+
+def drift_rows(result: MonitorResult) -> str:
+    lines = [f"{'check':<20} {'test':<28} {'statistic':>12} {'p-value':>9}  {'fails when':<24} verdict"]
+    for c in result.checks:
+        stat = f"{c.distance_name}={c.statistic:.3f}"
+        lines.append(
+            f"{c.name:<20} {c.test:<28} {stat:>12} {c.p_value:>9.1e}  {c.threshold_text:<24} {c.verdict}  {c.detail}"
+        )
+    return "\n".join(lines)
+
+
+def run(
+    capture_uri: str | None = None,
+    baseline: str | None = None,
+    out: Path | None = None,
+    threshold: float | None = None,
+    since: str | None = None,
+    endpoint: str | None = None,
+    alert_on_drift: bool = False,
+    metrics: bool = True,
+    bucket: str | None = None,
+    prefix: str | None = None,
+    log=print,
+) -> MonitorResult:
+    """The whole of `scones monitor`: read every capture record, compare with the baseline, write the report
+    and the Model Monitor-format files, put the metrics, and alert on drift when asked."""
+    from scones.core.progress import Progress
+    from scones.deploy.stack import deployed_threshold
+
+    where = capture.Location.parse(capture_uri or default_capture())
+    if threshold is None:
+        threshold = deployed_threshold() or settings.threshold()
+    if not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
+    base, source = resolve_baseline(baseline, bucket, prefix, threshold, log=log)
+    log(f"capture {where}; baseline {source} ({len(base.frame)} images); threshold {threshold:g}")
+    result = analyse(where, base, source, threshold, parse_since(since), progress=Progress("reading capture files"))
+    log(result.table.summary())
+    if result.skipped_before_since:
+        log(f"  {result.skipped_before_since} record(s) before --since left out; {len(result.frame)} analysed")
+    out = out or settings.data_dir() / "reports" / "monitor"
+    write_outputs(result, out)
+    log(drift_rows(result))
+    failed = ", ".join(c.name for c in result.failed)
+    log(f"verdict: {result.verdict}" + (f" (failed: {failed})" if failed else ""))
+    endpoint = endpoint or settings.endpoint_name()
+    if metrics:
+        try:
+            log(f"put {put_metrics(result, endpoint)} metrics to CloudWatch namespace {NAMESPACE}")
+        except Exception as exc:  # the report is written either way; say why the metrics are not
+            log(f"metrics not sent: {exc}")
+    if alert_on_drift and result.failed:
+        log(f"alert published (message {alert(result, endpoint)})")
+    log(f"report: {result.files['report']}  (files in {out})")
+    return result

@@ -1,0 +1,265 @@
+"""Plots (matplotlib) and one self-contained HTML report (images inlined) with the verdict at the top."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+PLOTS = ("confidence_over_time.png", "confidence_histogram.png", "class_mix_over_time.png", "drift_panel.png")
+OK_COLOUR, DRIFT_COLOUR = "#1a7f37", "#cf222e"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _time_axis(frame):
+    """Times for the x axis; records without a readable time are placed in arrival order."""
+    times = frame["time"]
+    if times.notna().all() and times.nunique() > 1:
+        return times, "inference time (UTC)"
+    return np.arange(len(frame)), "record (in file order)"
+
+
+def confidence_over_time_figure(frame, threshold: float):
+    plt = _pyplot()
+    x, xlabel = _time_axis(frame)
+    below = frame["confidence"] < threshold
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    size = 3 if len(frame) < 5000 else 1  # plot() with markers: scatter() is slow for 100,000 points
+    ax.plot(x[~below], frame["confidence"][~below], ".", ms=size, color="#0969da", label="at or above threshold")
+    ax.plot(x[below], frame["confidence"][below], ".", ms=size + 1, color=DRIFT_COLOUR, label="below threshold")
+    ax.axhline(threshold, color="orange", lw=1.5)
+    ax.annotate(
+        f"threshold {threshold:g}",
+        xy=(0.99, threshold),
+        xycoords=("axes fraction", "data"),
+        xytext=(0, -14),
+        textcoords="offset points",
+        ha="right",
+        color="darkorange",
+        fontsize=10,
+        fontweight="bold",
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "darkorange"},
+    )
+    ax.set_ylim(min(0.45, float(frame["confidence"].min()) - 0.02), 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("confidence (top probability)")
+    ax.set_title(f"confidence over time ({below.mean():.1%} of {len(frame)} below {threshold:g})")
+    ax.legend(loc="lower left", fontsize=8)
+    if xlabel.startswith("inference"):
+        fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confidence_over_time(frame, threshold: float, out: Path) -> Path:
+    fig = confidence_over_time_figure(frame, threshold)
+    fig.savefig(out, dpi=100)
+    _pyplot().close(fig)
+    return out
+
+
+def plot_confidence_histogram(baseline_frame, frame, threshold: float, out: Path) -> Path:
+    plt = _pyplot()
+    lo = min(0.5, float(min(baseline_frame["confidence"].min(), frame["confidence"].min())))
+    bins = np.linspace(lo, 1.0, 26)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.hist(baseline_frame["confidence"], bins, density=True, alpha=0.55, label=f"baseline (n={len(baseline_frame)})")
+    ax.hist(frame["confidence"], bins, density=True, alpha=0.55, label=f"current (n={len(frame)})")
+    ax.axvline(threshold, color="orange", lw=1.5, label=f"threshold {threshold:g}")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("density")
+    ax.set_title("confidence: baseline vs current")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_class_mix(frame, labels: list[str], baseline_shares: dict[str, float], out: Path, bins: int = 12) -> Path:
+    plt = _pyplot()
+    n = len(frame)
+    bins = max(1, min(bins, n // 10 or 1))
+    groups = np.array_split(np.arange(n), bins)
+    shares = np.array([[(frame["predicted"].iloc[g] == c).mean() if len(g) else 0 for g in groups] for c in labels])
+    x = np.arange(bins)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.stackplot(x, shares, labels=labels, alpha=0.85)
+    cumulative = 0.0
+    for label in labels[:-1]:
+        cumulative += baseline_shares.get(label, 0.0)
+        ax.axhline(cumulative, color="black", ls="--", lw=1)
+    ax.set_xlim(0, max(bins - 1, 1))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"time, in {bins} slices of ~{n // bins} records")
+    ax.set_ylabel("share of predictions")
+    ax.set_title("class mix over time (dashed: baseline)")
+    ax.legend(fontsize=8, loc="upper right", ncol=min(len(labels), 5))
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_drift_panel(checks, out: Path) -> Path:
+    plt = _pyplot()
+    header = ["check", "test", "statistic", "p-value", "threshold", "verdict"]
+    rows = [
+        [
+            c.name,
+            c.test,
+            f"{c.distance_name}={c.statistic:.3f}",
+            f"{c.p_value:.1e}",
+            c.threshold_text,
+            c.verdict,
+        ]
+        for c in checks
+    ]
+    fig, ax = plt.subplots(figsize=(11, 0.42 * (len(rows) + 1) + 0.6))
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="left", colLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1, 1.5)
+    table.auto_set_column_width(list(range(len(header))))
+    for i, c in enumerate(checks, start=1):
+        cell = table[i, len(header) - 1]
+        cell.set_facecolor(DRIFT_COLOUR if c.failed else OK_COLOUR)
+        cell.get_text().set_color("white")
+        cell.get_text().set_weight("bold")
+    ax.set_title("drift checks against the baseline", fontsize=11)
+    fig.savefig(out, dpi=100, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    return out
+
+
+def write_plots(result, out_dir: Path) -> dict[str, Path]:
+    frame, base = result.frame, result.baseline
+    shares = base.frame["predicted"].value_counts(normalize=True).to_dict()
+    return {
+        "confidence_over_time": plot_confidence_over_time(frame, result.threshold, out_dir / PLOTS[0]),
+        "confidence_histogram": plot_confidence_histogram(base.frame, frame, result.threshold, out_dir / PLOTS[1]),
+        "class_mix": plot_class_mix(frame, base.labels, shares, out_dir / PLOTS[2]),
+        "drift_panel": plot_drift_panel(result.checks, out_dir / PLOTS[3]),
+    }
+
+
+def _img(path: Path, alt: str, wide: bool = False) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    css = ' class="wide"' if wide else ""
+    return f'<img{css} alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_html(result, plots: dict[str, Path], out: Path) -> Path:
+    e = html.escape
+    failed = [c for c in result.checks if c.failed]
+    colour = DRIFT_COLOUR if failed else OK_COLOUR
+    verdict = "DRIFT" if failed else "OK"
+    why = (
+        "failed: " + ", ".join(f"{c.name} ({c.distance_name}={c.statistic:.3f}, p={c.p_value:.1e})" for c in failed)
+        if failed
+        else f"all {len(result.checks)} checks within their thresholds"
+    )
+    table = result.table
+    bad_rows = "".join(f"<tr><td>{e(reason)}</td><td>{n}</td></tr>" for reason, n in table.bad.most_common())
+    check_rows = "".join(
+        f'<tr><td>{e(c.name)}</td><td>{e(c.test)}</td><td class="num">{c.distance_name}={c.statistic:.4f}</td>'
+        f'<td class="num">{c.p_value:.2e}</td><td>{e(c.threshold_text)}</td><td>{e(c.detail)}</td>'
+        f'<td class="{c.verdict.lower()}">{c.verdict}</td></tr>'
+        for c in result.checks
+    )
+    since_row = (
+        f"<tr><th>before --since, left out</th><td>{result.skipped_before_since}</td></tr>\n"
+        if result.skipped_before_since
+        else ""
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>scones monitor: {verdict}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1f2328; max-width: 1150px; }}
+.verdict {{ background: {colour}; color: white; padding: 14px 20px; border-radius: 8px; }}
+.verdict h1 {{ margin: 0 0 4px 0; font-size: 28px; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px 0; font-size: 14px; }}
+td, th {{ border: 1px solid #d0d7de; padding: 4px 10px; text-align: left; }}
+td.drift {{ background: {DRIFT_COLOUR}; color: white; font-weight: bold; }}
+td.ok {{ background: {OK_COLOUR}; color: white; font-weight: bold; }}
+.plots {{ display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }}
+.plots img {{ width: 100%; border: 1px solid #d0d7de; }}
+.plots img.wide {{ grid-column: span 2; }}
+td.num {{ white-space: nowrap; }}
+.muted {{ color: #656d76; font-size: 13px; }}
+</style></head><body>
+<div class="verdict"><h1>{verdict}</h1><div>{e(why)}</div></div>
+<h2>Records</h2>
+<table>
+<tr><th>capture</th><td>{e(str(result.capture))}</td></tr>
+<tr><th>files read</th><td>{table.files}</td></tr>
+<tr><th>records read</th><td>{table.lines}</td></tr>
+<tr><th>parsed</th><td>{table.parsed}</td></tr>
+<tr><th>not parseable</th><td>{table.unparseable}</td></tr>
+{since_row}<tr><th>analysed</th><td>{len(result.frame)}</td></tr>
+<tr><th>baseline</th><td>{e(str(result.baseline_source))} ({len(result.baseline.frame)} held-out images)</td></tr>
+<tr><th>threshold</th><td>{result.threshold:g}</td></tr>
+</table>
+{"<table><tr><th>not parseable, by reason</th><th>records</th></tr>" + bad_rows + "</table>" if bad_rows else ""}
+<h2>Checks</h2>
+<table><tr><th>check</th><th>test</th><th>statistic</th><th>p-value</th><th>fails when</th><th>detail</th>
+<th>verdict</th></tr>{check_rows}</table>
+<h2>Plots</h2>
+<div class="plots">
+{_img(plots["confidence_over_time"], "confidence over time", wide=True)}
+{_img(plots["confidence_histogram"], "confidence histogram")}
+{_img(plots["class_mix"], "class mix over time")}
+{_img(plots["drift_panel"], "drift panel", wide=True)}
+</div>
+<p class="muted">scones monitor · a check fails when p &lt; 0.01 and its distance exceeds its minimum ·
+Model Monitor-format statistics.json, constraints.json, constraint_violations.json beside this file.</p>
+</body></html>
+"""
+    out.write_text(page)
+    return out
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking")
+
+
+def chromium() -> str | None:
+    import shutil
+
+    return next((p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))), None)
+
+
+def screenshot(page: Path, out: Path, width: int = 1200, height: int = 1750, timeout_s: float = 60) -> Path:
+    """Render the HTML report in headless Chromium to a PNG."""
+    import subprocess
+    import tempfile
+
+    binary = chromium()
+    if binary is None:
+        raise FileNotFoundError("no chromium binary (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="scones-chromium-") as profile:
+        subprocess.run(
+            [
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                f"--window-size={width},{height}",
+                f"--screenshot={out.resolve()}",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=timeout_s,
+        )
+    return out

@@ -1,0 +1,96 @@
+"""The traffic generator's pure parts: schedules, image choice, drift transforms, the summary's arithmetic."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from helpers import solid_png
+from PIL import Image
+
+from scones import load
+from scones.core.errors import UsageError
+from scones.monitoring.capture import image_features
+
+
+def test_a_burst_sends_everything_at_once_and_a_stream_is_poisson():
+    rng = np.random.default_rng(0)
+    assert list(load.schedule("burst", 5, None, None, rng)) == [0, 0, 0, 0, 0]
+    times = load.schedule("stream", None, 50.0, 20.0, rng)
+    assert abs(len(times) - 1000) < 4 * np.sqrt(1000) and times.max() < 20.0
+    gaps = np.diff(times)
+    assert gaps.mean() == pytest.approx(1 / 50, rel=0.1) and gaps.std() == pytest.approx(1 / 50, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("mode", "count", "rate", "duration"),
+    [
+        ("burst", 0, None, None),
+        ("burst", load.MAX_COUNT + 1, None, None),
+        ("stream", None, 0, 10),
+        ("stream", None, 10, 0),
+        ("stream", None, 1000, 3000),
+    ],
+)
+def test_unbounded_loads_are_refused(mode, count, rate, duration):
+    with pytest.raises(UsageError):
+        load.schedule(mode, count, rate, duration, np.random.default_rng(0))
+
+
+def test_classmix_draws_one_class_and_clean_draws_both():
+    keys = [f"data/test/bicycle_s_{i:06d}.png" for i in range(5)] + [
+        f"data/test/motorcycle_s_{i}.png" for i in range(5)
+    ]
+    rng = np.random.default_rng(0)
+    assert {load.class_of(k) for k in load.choose(keys, 100, "classmix", rng)} == {"bicycle"}
+    assert {load.class_of(k) for k in load.choose(keys, 100, None, rng)} == {"bicycle", "motorcycle"}
+
+
+def test_dark_darkens_noise_adds_contrast_and_classmix_leaves_pixels_alone():
+    rng = np.random.default_rng(0)
+    grey = solid_png(150)
+    b0, c0, *_ = image_features(grey, "image/png")
+    b1, _, *_ = image_features(load.transform(grey, "dark", rng), "image/png")
+    _, c2, *_ = image_features(load.transform(grey, "noise", rng), "image/png")
+    assert b1 == pytest.approx(b0 * load.DARK_FACTOR, abs=0.01)
+    assert c0 < 1e-6 and c2 > 0.05
+    assert load.transform(grey, "classmix", rng) == grey and load.transform(grey, None, rng) == grey
+    assert Image.open(io.BytesIO(load.transform(grey, "dark", rng))).size == (32, 32)
+
+
+def test_every_request_is_counted_even_when_the_sender_breaks():
+    def send(key, body):
+        if key == "boom":
+            raise RuntimeError("a bug in a sender")
+        return load.Outcome(key != "bad", 0.01, 0.99 if key == "good" else 0.5, "" if key != "bad" else "ModelError")
+
+    keys = ["good"] * 7 + ["bad"] * 2 + ["boom"]
+    seen = []
+    lock = threading.Lock()
+
+    def on_result(i, outcome):
+        with lock:
+            seen.append(i)
+
+    summary = load.run(
+        send, keys, lambda k: b"", np.zeros(len(keys)), 3, load.Summary("burst", "endpoint", None), on_result
+    )
+    assert summary.sent == 10 == summary.succeeded + summary.failed
+    assert (summary.succeeded, summary.failed_by_error) == (7, {"ModelError": 2, "RuntimeError": 1})
+    assert sorted(seen) == list(range(10))
+    assert summary.low_confidence_rate == pytest.approx(2 / 9, abs=1e-4)  # 0.5 < 0.93 for the two 'bad' answers
+    assert set(summary.latency_ms) == {"p50", "p95", "p99"}
+
+
+def test_local_load_goes_to_loopback_only(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.1.2.3:4566")
+    with pytest.raises(UsageError, match="loopback"):
+        load.check_loopback("local", "workflow")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://example.com:8080")
+    load.check_loopback("local", "workflow")
+    with pytest.raises(UsageError):
+        load.check_loopback("local", "endpoint")
+    load.check_loopback("aws", "endpoint")
