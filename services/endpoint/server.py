@@ -317,6 +317,8 @@ def run_uvicorn(app: EndpointApp, sock: socket.socket) -> int:
         http="auto",
         timeout_graceful_shutdown=30,
         backlog=2048,
+        proxy_headers=False,  # no proxy in front: skip its middleware on every request
+        server_header=False,
     )
     server = uvicorn.Server(config)
 
