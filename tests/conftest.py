@@ -23,10 +23,16 @@ EVENTS = Path(__file__).resolve().parent / "events"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needs = {
+        "localstack": "a running LocalStack (`make up STACK=localstack`)",
+        "aws": "a real AWS account with credentials",
+    }
     for item in items:
-        for marker, target in (("localstack", "localstack"), ("aws", "aws")):
-            if item.get_closest_marker(marker) and target != TARGET:
-                item.add_marker(pytest.mark.skip(reason=f"needs SCONES_TARGET={target}"))
+        for target, what in needs.items():
+            if item.get_closest_marker(target) and target != TARGET:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"needs {what} and SCONES_TARGET={target}; this run targets {TARGET}")
+                )
 
 
 @pytest.fixture(scope="session")
