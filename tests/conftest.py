@@ -30,7 +30,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     for item in items:
         if item.get_closest_marker("aws") and TARGET != "aws":
-            item.add_marker(pytest.mark.skip(reason="needs SCONES_TARGET=aws"))
+            reason = f"needs a real AWS account with credentials and SCONES_TARGET=aws; this run targets {TARGET}"
+            item.add_marker(pytest.mark.skip(reason=reason))
         elif TARGET != "local" and "local_cloud" in item.fixturenames and not item.get_closest_marker(TARGET):
             item.add_marker(pytest.mark.skip(reason=f"runs on the embedded cloud only (not marked {TARGET})"))
 
