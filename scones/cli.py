@@ -118,10 +118,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from scones import training_job
     from scones.data.classes import parse_classes
 
-    if args.mode == "sagemaker-local":
-        from scones.deploy import aws_command
-
-        return aws_command.train_local(args)
     if args.mode == "sagemaker-local":  # the SDK's local container mode (needs Docker)
         from scones.deploy import aws_command
 
@@ -129,7 +125,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     bucket, prefix = bucket_and_prefix(args)
     classes = parse_classes(args.classes) if args.classes else None
     hyperparameters = parse_hyperparameters(args.hyperparameter or [])
-    result = training_job.run(bucket, prefix, args.job_name, args.epochs, classes, hyperparameters)
+    result = training_job.run(
+        bucket, prefix, args.job_name, args.epochs, classes, hyperparameters, allow_unknown=args.allow_unknown_hp
+    )
     print(training_job.metrics_table(result.metrics, list(result.metrics["per_class"])))
     print(f"model: {result.model_uri}  ({result.seconds:.1f} s for the whole job)")
     return 0
@@ -365,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="any other hyperparameter of training/train.py, e.g. --hp lr=0.05 (repeatable)",
     )
+    p.add_argument("--allow-unknown-hp", action="store_true", help="pass --hp names train.py does not know on to it")
 
     p = add(
         "endpoint",

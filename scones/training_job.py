@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scones.core import settings
-from scones.core.errors import SconesError
+from scones.core import service, settings
+from scones.core.errors import SconesError, UsageError
 from scones.core.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,38 +130,46 @@ def channel_splits(manifest: dict) -> tuple[str, ...]:
     return ("train", "test", found["train"]["channel"]) if found.get("mode") == "auto" else ("train", "test")
 
 
-def run(
-    bucket: str,
-    prefix: str,
-    job_name: str | None = None,
-    epochs: int | None = None,
-    classes: list[str] | None = None,
-    hyperparameters: dict | None = None,
-    log=print,
-) -> TrainingResult:
-    started = time.perf_counter()
-    job_name = job_name or default_job_name()
+def check_hyperparameters(hps: dict[str, str], allow_unknown: bool = False) -> None:
+    """Refuse unknown names, bad types and out-of-range values with train.py's own parser, before any work."""
+    import contextlib
+    import io
+
+    from training import train
+
+    parser = train.build_parser()
+    known = sorted(a.dest for a in parser._actions if a.dest != "help")
+    unknown = sorted(set(hps) - set(known))
+    if unknown and not allow_unknown:
+        raise UsageError(
+            f"unknown hyperparameter {', '.join(unknown)}; valid: {', '.join(known)}",
+            "scones train --hp NAME=VALUE with one of those names (or --allow-unknown-hp)",
+        )
+    argv = [f"--{k.replace('_', '-')}={v}" for k, v in {"classes": "a,b", **hps}.items() if k in known]
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            train.parse_args(argv)
+    except SystemExit:
+        reason = (errors.getvalue().strip().splitlines() or ["invalid value"])[-1].split("error: ", 1)[-1]
+        raise UsageError(f"--hp: {reason}", "scones train --hp NAME=VALUE with a value of the right type") from None
+    except train.TrainingInputError as exc:
+        raise UsageError(f"--hp: {exc}", "scones train --hp NAME=VALUE within the allowed range") from None
+
+
+def job_folder(job_name: str) -> Path:
     if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
-        raise TrainingJobError(f"job name {job_name!r}: use 1-63 letters, digits and hyphens (SageMaker's rule)")
-    manifest = read_manifest(bucket, prefix)
-    staged = manifest["classes"]
-    if classes and classes != staged:
-        raise TrainingJobError(
-            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
-            f"({','.join(staged)}): re-run `scones stage --classes {','.join(classes)}`"
+        raise UsageError(
+            f"job name {job_name!r}: use 1-63 letters, digits and hyphens (SageMaker's rule)", "pass another --job-name"
         )
     job_dir = settings.state_dir() / "jobs" / job_name
     if job_dir.exists():
-        raise TrainingJobError(f"job {job_name!r} already exists ({job_dir}); pick another --job-name")
-    ml = job_dir / "opt_ml"
-    channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
-    model_dir, output_dir = ml / "model", ml / "output"
-    model_dir.mkdir(parents=True)
-    (output_dir / "data").mkdir(parents=True)
+        raise UsageError(f"job {job_name!r} already exists ({job_dir})", "pass another --job-name")
+    return job_dir
 
-    hps = {"classes": ",".join(staged), **(hyperparameters or {})}
-    if epochs is not None:
-        hps["epochs"] = epochs
+
+def sm_environment(job_name: str, channels: dict[str, Path], model_dir: Path, output_dir: Path, hps: dict) -> dict:
+    """The SM_* variables SageMaker's training toolkit sets for script mode."""
     env = dict(os.environ)
     env.update({f"SM_CHANNEL_{name.upper()}": str(path) for name, path in channels.items()})
     env.update(
@@ -179,11 +187,12 @@ def run(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    argv = [sys.executable, str(TRAIN_SCRIPT)]
-    for key, value in hps.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    log(f"training job {job_name}: {' '.join(argv[1:])}")
-    with open(job_dir / "train.log", "w") as job_log:
+    return env
+
+
+def stream(argv: list[str], env: dict, log_path: Path, log) -> int:
+    """Run train.py, keep its whole output in the job log, show its METRICS/RESULT lines; returns its exit code."""
+    with open(log_path, "w") as job_log:
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -195,23 +204,69 @@ def run(
                 log("  result: " + _format(parsed[1]))
             elif line.startswith(("training on", "outlier exposure", "error:", "ignoring")):
                 log("  " + line.rstrip())
-        code = proc.wait()
-    if code != 0:
-        failure = output_dir / "failure"
-        reason = failure.read_text() if failure.exists() else f"exit status {code}"
-        raise TrainingJobError(f"training job {job_name} failed: {reason} (log: {job_dir / 'train.log'})")
+        return proc.wait()
 
+
+def package(model_dir: Path, archive: Path, bucket: str, job_name: str) -> str:
+    """model/ (with its serving code) → model.tar.gz → s3://<bucket>/models/<job>/output/, as SageMaker does."""
+    from scones.core import aws
     from scones.models import add_serving_code
 
     add_serving_code(model_dir)
-    archive = job_dir / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    from scones.core import aws
-
     uri = model_uri(bucket, job_name)
     aws.client("s3").upload_file(str(archive), bucket, uri.split("/", 3)[3])
+    return uri
+
+
+def run(
+    bucket: str,
+    prefix: str,
+    job_name: str | None = None,
+    epochs: int | None = None,
+    classes: list[str] | None = None,
+    hyperparameters: dict | None = None,
+    log=print,
+    allow_unknown: bool = False,
+) -> TrainingResult:
+    started = time.perf_counter()
+    job_name = job_name or default_job_name()
+    hps = dict(hyperparameters or {})
+    if epochs is not None:
+        hps["epochs"] = epochs
+    check_hyperparameters(hps, allow_unknown)  # before any download
+    job_dir = job_folder(job_name)
+    manifest = read_manifest(bucket, prefix)
+    staged = manifest["classes"]
+    if classes and classes != staged:
+        raise TrainingJobError(
+            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
+            f"({','.join(staged)})",
+            f"scones stage --classes {','.join(classes)}",
+        )
+    ml = job_dir / "opt_ml"
+    channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
+    model_dir, output_dir = ml / "model", ml / "output"
+    model_dir.mkdir(parents=True)
+    (output_dir / "data").mkdir(parents=True)
+    hps = {"classes": ",".join(staged), **hps}
+    argv = [sys.executable, str(TRAIN_SCRIPT)]
+    for key, value in hps.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    log(f"training job {job_name}: {' '.join(argv[1:])}")
+    log_path = job_dir / "train.log"
+    code = stream(argv, sm_environment(job_name, channels, model_dir, output_dir, hps), log_path, log)
+    if code != 0:
+        failure = output_dir / "failure"
+        reason = (
+            failure.read_text().strip() if failure.exists() else f"exit status {code}: {service.log_tail(log_path, 3)}"
+        )
+        raise TrainingJobError(
+            f"training job {job_name} failed: {reason}", f"see {log_path}, fix, run scones train again"
+        )
+    uri = package(model_dir, job_dir / "model.tar.gz", bucket, job_name)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     return TrainingResult(job_name, uri, model_dir, metrics, time.perf_counter() - started)
 

@@ -50,7 +50,8 @@ class TrainingInputError(ValueError):
 # --- hyperparameters ---------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """Every hyperparameter, its type and default (`scones train` checks --hp against this before any work)."""
     p = argparse.ArgumentParser(description="Train the scones vehicle classifier (SageMaker script mode).")
     p.add_argument("--classes", required=True, help="comma-separated class names; .lst labels index this list")
     p.add_argument("--epochs", type=int, default=18)  # full passes over the training split
@@ -66,7 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=0.93)  # the workflow's; only for the reported pass rates
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)  # CPU threads; 0 = all cores
-    args, unknown = p.parse_known_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # SageMaker may pass extra hyperparameters of its own; say so rather than fail
         print(f"ignoring unknown hyperparameters: {' '.join(unknown)}", flush=True)
     problems = []

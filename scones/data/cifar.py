@@ -163,6 +163,10 @@ def load(path: Path) -> Cifar:
     try:
         with tarfile.open(path, "r:*") as archive:
             train, test, meta = (_load_pickle(archive, n) for n in ("train", "test", "meta"))
+    except tarfile.ReadError:
+        raise CorruptArchiveError(
+            f"{path} is not a tar archive: expected CIFAR-100's python version ({CIFAR100_FILENAME}, md5 {CIFAR100_MD5})"
+        ) from None
     except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, zlib.error) as exc:
         raise CorruptArchiveError(f"{path}: cannot read the tarball ({type(exc).__name__}: {exc})") from exc
     except KeyError as exc:

@@ -68,6 +68,13 @@ CASES = {
     ),
     "missing tarball": Case(("stage", "--source", "{files}/nope.tar.gz"), ("nope.tar.gz", "cifar100"), code=1),
     "bad --hp syntax": Case(("train", "--hp", "novalue"), ("'novalue' is not NAME=VALUE", "--hp lr=0.05"), code=2),
+    # checked with train.py's own parser before anything is downloaded (the cloud is down in these cases)
+    "--hp of the wrong type": Case(("train", "--hp", "lr=abc"), ("--lr: invalid float value: 'abc'",), code=2),
+    "unknown --hp": Case(("train", "--hp", "bogus=1"), ("unknown hyperparameter bogus", "--allow-unknown-hp"), code=2),
+    "--hp out of range": Case(("train", "--epochs", "0"), ("--epochs must be >= 1",), code=2),
+    "bad job name": Case(("train", "--job-name", "bad name!"), ("use 1-63 letters", "--job-name"), code=2),
+    "random bytes as the source": Case(("stage", "--source", "{files}/random.bin"), ("random.bin",)),
+    "a text file as the source": Case(("stage", "--source", "{files}/notes.txt"), ("notes.txt",)),
     "bad setting": Case(
         ("status",),
         ("SCONES_LOCALCLOUD_PORT='http' is not a port number", "unset"),
