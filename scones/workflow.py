@@ -204,7 +204,22 @@ def table(rows: list[Row]) -> str:
         lines.append(f"{r.key:<{width}}  {r.label or '-':<12} {confidence:>10}  {r.status:<9}  {error}")
     succeeded = sum(r.status == "SUCCEEDED" for r in rows)
     lines.append(f"total {len(rows)}: {succeeded} SUCCEEDED, {len(rows) - succeeded} FAILED")
+    for error in sorted({r.error for r in rows if r.error}):
+        lines.append(f"  {error}: {NEXT_STEPS.get(error, 'see the execution with: scones graph --status FAILED')}")
     return "\n".join(lines)
+
+
+# What to do about each named error of the workflow (lambdas/*: the classes Step Functions matches).
+NEXT_STEPS = {
+    "LowConfidenceError": "below the threshold, as images of neither class should be; "
+    "scones deploy --threshold T changes the threshold",
+    "ImageNotFoundError": "no such object in the bucket; scones invoke --batch N picks staged images",
+    "ImageTooLargeError": "the image exceeds the workflow's payload limit; send a smaller image",
+    "InvalidImageError": "the object is not a PNG or JPEG image",
+    "EndpointUnavailableError": "the endpoint did not answer (retried); run scones endpoint status, then scones deploy",
+    "InvalidEventError": "the execution input lacks s3_bucket/s3_key; start it with scones invoke",
+    "States.Timeout": "a step ran out of time; scones status, then retry",
+}
 
 
 def staged_test_keys(bucket: str, prefix: str, n: int) -> list[str]:

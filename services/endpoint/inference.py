@@ -160,7 +160,9 @@ def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] 
         raise
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image refused: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise InvalidImageError("the body is not an image PIL can read (send PNG or JPEG bytes)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"the body is not a readable image ({type(exc).__name__}: {exc})") from exc
 
 

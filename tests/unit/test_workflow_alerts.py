@@ -108,3 +108,14 @@ def test_the_single_flow_alert_names_the_input_key():
     ]
     assert workflow.alerts_sent(events) == [workflow.Alert("m", "k.png", None)]
     assert workflow.alerts_sent(events[:2]) == []  # scheduled but never succeeded: no alert
+
+
+def test_the_table_names_the_next_step_for_each_error():
+    rows = [
+        workflow.Row("a.png", "FAILED", error="EndpointUnavailableError", cause="down"),
+        workflow.Row("b.png", "FAILED", error="LowConfidenceError", cause="0.6 < 0.93"),
+        workflow.Row("c.png", "SUCCEEDED", label="bicycle", confidence=0.99),
+    ]
+    text = workflow.table(rows)
+    assert "EndpointUnavailableError: the endpoint did not answer (retried); run scones endpoint status" in text
+    assert "LowConfidenceError: below the threshold" in text and "scones deploy --threshold" in text
