@@ -1,6 +1,6 @@
 """The AWS flags of `scones deploy` / `scones clean` and the two commands: parse, call, print.
 
-cli.py adds the flags with `add_deploy_flags` / `add_clean_flags` and hands over when the target is aws.
+scones/cli/parser.py adds the flags with `add_deploy_flags` / `add_clean_flags` and hands over when the target is aws.
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+import sys
+
+from scones.cli import main
+
+sys.exit(main())
