@@ -271,15 +271,16 @@ def train(model, x, y, args, device, x_val, y_val, x_out=None) -> list[dict]:
         row = {
             "epoch": epoch,
             "epochs": args.epochs,
-            "train_loss": round(total_loss / seen, 5),
-            "train_acc": round(correct / seen, 5),
-            "val_loss": round(val_loss, 5),
-            "val_acc": round(float((val_logits.argmax(1) == y_val.numpy()).mean()), 5),
-            "lr": round(schedule.get_last_lr()[0], 6),
-            "epoch_s": round(time.perf_counter() - started, 3),
+            "train_loss": total_loss / seen,  # the objective: cross-entropy (+ λ·oe_loss with outliers)
+            "train_acc": correct / seen,
+            "val_loss": val_loss,
+            "val_acc": float((val_logits.argmax(1) == y_val.numpy()).mean()),
+            "lr": schedule.get_last_lr()[0],
+            "epoch_s": time.perf_counter() - started,
         }
         if oe_batch:
-            row["oe_loss"] = round(total_oe / seen, 5)  # log(classes) is the floor: fully uniform on outliers
+            row["oe_loss"] = total_oe / seen  # log(classes) is the floor: fully uniform on outliers
+        row = {k: float(f"{v:.5g}") if isinstance(v, float) else v for k, v in row.items()}
         history.append(row)
         print("METRICS " + json.dumps(row), flush=True)
     return history
