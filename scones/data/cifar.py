@@ -165,7 +165,8 @@ def load(path: Path) -> Cifar:
             train, test, meta = (_load_pickle(archive, n) for n in ("train", "test", "meta"))
     except tarfile.ReadError:
         raise CorruptArchiveError(
-            f"{path} is not a tar archive: expected CIFAR-100's python version ({CIFAR100_FILENAME}, md5 {CIFAR100_MD5})"
+            f"{path} is not a tar archive: expected CIFAR-100's python version "
+            f"({CIFAR100_FILENAME}, md5 {CIFAR100_MD5})"
         ) from None
     except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError, zlib.error) as exc:
         raise CorruptArchiveError(f"{path}: cannot read the tarball ({type(exc).__name__}: {exc})") from exc
@@ -196,17 +197,27 @@ def write(path: Path, train: Split, test: Split, fine_names: list[str], coarse_n
         )
 
     meta = pickle.dumps(
-        {b"fine_label_names": [n.encode() for n in fine_names], b"coarse_label_names": [n.encode() for n in coarse_names]},
+        {
+            b"fine_label_names": [n.encode() for n in fine_names],
+            b"coarse_label_names": [n.encode() for n in coarse_names],
+        },
         protocol=2,
     )
-    members = {"train": pickled(train, "training batch 1 of 1"), "test": pickled(test, "testing batch 1 of 1"), "meta": meta}
+    members = {
+        "train": pickled(train, "training batch 1 of 1"),
+        "test": pickled(test, "testing batch 1 of 1"),
+        "meta": meta,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-            for name, blob in members.items():
-                info = tarfile.TarInfo(f"{ROOT_DIR}/{name}")
-                info.size, info.mtime, info.mode = len(blob), 0, 0o644
-                archive.addfile(info, io.BytesIO(blob))
+    with (
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as archive,
+    ):
+        for name, blob in members.items():
+            info = tarfile.TarInfo(f"{ROOT_DIR}/{name}")
+            info.size, info.mtime, info.mode = len(blob), 0, 0o644
+            archive.addfile(info, io.BytesIO(blob))
     os.replace(tmp, path)
     return path

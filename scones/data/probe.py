@@ -20,8 +20,14 @@ def load_split(workdir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def logistic_regression_accuracy(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-    epochs: int = 300, l2: float = 1e-3, lr: float = 0.01, seed: int = 0,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    epochs: int = 300,
+    l2: float = 1e-3,
+    lr: float = 0.01,
+    seed: int = 0,
 ) -> float:
     x_train = x_train.reshape(len(x_train), -1).astype(np.float32)
     x_test = x_test.reshape(len(x_test), -1).astype(np.float32)

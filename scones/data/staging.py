@@ -62,14 +62,24 @@ class UploadReport:
     seconds: float
 
 
-def resolve_source(spec: str, classes: list[str], seed: int = 0, train_per_class: int | None = None,
-                   test_per_class: int | None = None, cache_dir: Path | None = None) -> Source:
+def resolve_source(
+    spec: str,
+    classes: list[str],
+    seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    cache_dir: Path | None = None,
+) -> Source:
     """`cifar100` (download), `synthetic` (draw), or a path to a CIFAR-100 python tarball."""
     cache_dir = cache_dir or settings.data_dir() / "cache"
     if spec == "cifar100":
         url = settings.cifar100_url()
-        path = cifar.download(url, cache_dir / cifar.CIFAR100_FILENAME, md5=cifar.CIFAR100_MD5,
-                              progress=Progress("downloading CIFAR-100", unit="B"))
+        path = cifar.download(
+            url,
+            cache_dir / cifar.CIFAR100_FILENAME,
+            md5=cifar.CIFAR100_MD5,
+            progress=Progress("downloading CIFAR-100", unit="B"),
+        )
         return Source("cifar100", path, cifar.CIFAR100_MD5, {"url": url})
     if spec == "synthetic":
         n_train = synthetic.DEFAULT_TRAIN_PER_CLASS if train_per_class is None else train_per_class
@@ -152,8 +162,9 @@ def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str =
     data = cifar.load(source.tarball)
     unknown = [c for c in classes if c not in data.fine_label_names]
     if unknown:
-        raise UnknownClassError(f"unknown class {', '.join(map(repr, unknown))}; valid names: vehicles, "
-                                + ", ".join(data.fine_label_names))
+        raise UnknownClassError(
+            f"unknown class {', '.join(map(repr, unknown))}; valid names: vehicles, " + ", ".join(data.fine_label_names)
+        )
     label_of = {name: data.fine_label_names.index(name) for name in classes}
     partial = workdir.with_name(workdir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -221,7 +232,9 @@ def _client_error(exc: Exception, bucket: str, prefix: str) -> Exception:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchBucket", "404"):
-            return StagingError(f"bucket {bucket!r} does not exist", "scones up (it creates the default bucket), or pass --bucket")
+            return StagingError(
+                f"bucket {bucket!r} does not exist", "scones up (it creates the default bucket), or pass --bucket"
+            )
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return StagingError(f"access denied to s3://{bucket}/{prefix}", "check the credentials' S3 permissions")
     return exc
@@ -240,7 +253,7 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
         remote: dict[str, str] = {}
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
             for obj in page.get("Contents", []):
-                remote[obj["Key"][len(base):]] = obj["ETag"].strip('"')
+                remote[obj["Key"][len(base) :]] = obj["ETag"].strip('"')
         wanted = dict(manifest["files"])
         wanted_manifest_md5 = hashlib.md5((workdir / MANIFEST).read_bytes()).hexdigest()
         to_send = [rel for rel, md5 in wanted.items() if remote.get(rel) != md5]
@@ -271,10 +284,11 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
             pool.shutdown(wait=True, cancel_futures=True)
         progress.finish()
         for start in range(0, len(stale), 1000):
-            batch = [{"Key": base + rel} for rel in stale[start:start + 1000]]
+            batch = [{"Key": base + rel} for rel in stale[start : start + 1000]]
             s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        s3.put_object(Bucket=bucket, Key=base + MANIFEST, Body=(workdir / MANIFEST).read_bytes(),
-                      ContentType="application/json")
+        s3.put_object(
+            Bucket=bucket, Key=base + MANIFEST, Body=(workdir / MANIFEST).read_bytes(), ContentType="application/json"
+        )
     except (ClientError, BotoCoreError) as exc:
         failure = _client_error(exc, bucket, prefix)
         if failure is exc:
@@ -311,8 +325,10 @@ def describe(manifest: dict) -> str:
     width = max(len(c) for c in [*classes, "class"])
     rows = [f"{'class':<{width}}  {'label':>5}  {'cifar':>5}  {'train':>6}  {'test':>5}"]
     for i, name in enumerate(classes):
-        rows.append(f"{name:<{width}}  {i:>5}  {manifest['cifar_fine_labels'][name]:>5}  "
-                    f"{manifest['counts']['train'][name]:>6}  {manifest['counts']['test'][name]:>5}")
+        rows.append(
+            f"{name:<{width}}  {i:>5}  {manifest['cifar_fine_labels'][name]:>5}  "
+            f"{manifest['counts']['train'][name]:>6}  {manifest['counts']['test'][name]:>5}"
+        )
     total_train = sum(manifest["counts"]["train"].values())
     total_test = sum(manifest["counts"]["test"].values())
     rows.append(f"{'total':<{width}}  {'':>5}  {'':>5}  {total_train:>6}  {total_test:>5}")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from scones.core.progress import Progress
 from scones.data import cifar
 from scones.data.classes import COARSE_LABELS, COARSE_OF, FINE_LABELS, VEHICLES
-from scones.core.progress import Progress
 
 SIZE = 32
 SCALE = 4  # drawn at 128×128, then downsampled
@@ -86,8 +86,14 @@ def bicycle(c: Canvas, rng) -> None:
     for x in (-0.62, 0.62):
         c.circle(x, -0.3, 0.36, outline=tyre, width=w * 1.6)
         for a in np.linspace(0, math.pi, 4, endpoint=False):
-            c.line([(x - 0.33 * math.cos(a), -0.3 - 0.33 * math.sin(a)), (x + 0.33 * math.cos(a), -0.3 + 0.33 * math.sin(a))],
-                   (170, 170, 170), 0.012)
+            c.line(
+                [
+                    (x - 0.33 * math.cos(a), -0.3 - 0.33 * math.sin(a)),
+                    (x + 0.33 * math.cos(a), -0.3 + 0.33 * math.sin(a)),
+                ],
+                (170, 170, 170),
+                0.012,
+            )
     seat, crank, head = (-0.2, 0.32), (0.0, -0.3), (0.45, 0.3)
     c.line([(-0.62, -0.3), seat, crank, (-0.62, -0.3)], frame, w)
     c.line([seat, head, crank], frame, w)
@@ -167,7 +173,9 @@ def lawn_mower(c: Canvas, rng) -> None:
 
 def rocket(c: Canvas, rng) -> None:
     body, trim = _colour(rng, (0.7, 1.0)), _colour(rng)
-    c.poly([(-0.14, -0.7), (0.14, -0.7), (0.05, -1.0), (0.0, -1.15), (-0.05, -1.0)], (255, int(rng.integers(120, 220)), 30))
+    c.poly(
+        [(-0.14, -0.7), (0.14, -0.7), (0.05, -1.0), (0.0, -1.15), (-0.05, -1.0)], (255, int(rng.integers(120, 220)), 30)
+    )
     c.rect(-0.16, -0.65, 0.16, 0.5, body)
     c.poly([(-0.16, 0.5), (0.16, 0.5), (0.0, 0.92)], trim)  # nose
     c.poly([(-0.16, -0.65), (-0.42, -0.75), (-0.16, -0.25)], trim)  # fins
@@ -212,7 +220,9 @@ def tractor(c: Canvas, rng) -> None:
     c.circle(0.62, -0.38, 0.09, fill=_shade(body, 1.1))
 
 
-DRAWERS = {f.__name__: f for f in (bicycle, motorcycle, bus, pickup_truck, train, lawn_mower, rocket, streetcar, tank, tractor)}
+DRAWERS = {
+    f.__name__: f for f in (bicycle, motorcycle, bus, pickup_truck, train, lawn_mower, rocket, streetcar, tank, tractor)
+}
 assert set(DRAWERS) == set(VEHICLES)
 
 
@@ -286,8 +296,10 @@ def write_tarball(
     """Write the synthetic set for `classes` as a CIFAR-100 python tarball (train and test never overlap)."""
     not_vehicles = [c for c in classes if c not in VEHICLES]
     if not_vehicles:
-        raise ValueError(f"the synthetic source draws only the vehicle classes ({', '.join(VEHICLES)}); "
-                         f"not {', '.join(not_vehicles)}")
+        raise ValueError(
+            f"the synthetic source draws only the vehicle classes ({', '.join(VEHICLES)}); "
+            f"not {', '.join(not_vehicles)}"
+        )
     progress = Progress("drawing synthetic images").start(len(classes) * (train_per_class + test_per_class))
     train = _split(list(classes), seed, train_per_class, 0, progress)
     test = _split(list(classes), seed, test_per_class, train_per_class, progress)
