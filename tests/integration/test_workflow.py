@@ -337,3 +337,27 @@ def test_endpoint_down_is_retried_then_fails_with_an_alert(deployed):
     assert len(classify_tries) == 3  # the first try and two retries
     (alert,) = alerts(deployed["queue"], expect=1)
     assert json.loads(alert["Message"])["error"] == "EndpointUnavailableError"
+
+
+def test_two_concurrent_deploys_take_turns_and_the_last_threshold_is_the_one_deployed(deployed, capsys):
+    import subprocess
+    import sys
+
+    def start(threshold: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scones.cli", "deploy", "--target", TARGET, "--threshold", threshold],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    first, second = start("0.61"), start("0.62")
+    outs = {t: p.communicate(timeout=300) for t, p in (("0.61", first), ("0.62", second))}
+    assert first.returncode == 0 and second.returncode == 0, outs
+    waited = [t for t, (_, err) in outs.items() if "waiting for `scones deploy`" in err]
+    assert len(waited) == 1, outs  # one ran, the other waited for the lock, then ran
+    last = waited[0]
+    assert f"stack {deployed['stack']}: updated" in outs[last][0], outs
+    assert stack.deployed_threshold(deployed["stack"]) == float(last)
+    deploy(capsys, "--threshold", str(settings.DEFAULT_THRESHOLD))  # as the other tests expect it
