@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scones import evaluation as evaluate  # noqa: E402
-from scones.data import outliers, staging  # noqa: E402
+from scones.data import lst, outliers, staging  # noqa: E402
 from scones.data.classes import VEHICLES  # noqa: E402
 
 
@@ -71,9 +71,9 @@ def main() -> int:
     source = staging.resolve_source("synthetic", classes, cache_dir=work / "cache")
     staged = work / "staged"
     manifest = staging.build(source, classes, staged, "auto")
-    test_images, test_labels = evaluate.load_images(staged / "test", staged / "test.lst")
+    test_images, test_labels = lst.load_images(staged / "test", staged / "test.lst")
     test_kinds = manifest["outliers"]["test"]["kinds"]
-    outlier_images, outlier_kinds = evaluate.load_images(staged / "outliers_test", staged / "outliers_test.lst")
+    outlier_images, outlier_kinds = lst.load_images(staged / "outliers_test", staged / "outliers_test.lst")
     extra = ["--threads", str(args.threads), *args.hp]
     if args.epochs:
         extra += ["--epochs", str(args.epochs)]

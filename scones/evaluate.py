@@ -11,6 +11,7 @@ from pathlib import Path
 from scones import models, training_job
 from scones.core import settings
 from scones.core.errors import UsageError
+from scones.data.lst import load_images
 from scones.deploy.stack import deployed_threshold
 
 
@@ -53,11 +54,11 @@ def evaluate(
         held_out = (training_job.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
         splits = ("test", held_out["channel"]) if held_out else ("test",)
         channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
-        images, labels = metrics_of.load_images(channels["test"], channels["test_lst"] / "test.lst")
+        images, labels = load_images(channels["test"], channels["test_lst"] / "test.lst")
         outliers = None
         if held_out:
             name = held_out["channel"]
-            found = metrics_of.load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
+            found = load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
             outliers = (*found, held_out["kinds"])
         metrics = metrics_of.evaluate(model_dir, images, labels, outliers, threshold)
     out = out or settings.data_dir() / "reports" / report_name(uri)
