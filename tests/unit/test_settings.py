@@ -83,3 +83,22 @@ def _forget_target():
     aws.reset()
     yield
     aws.reset()
+
+
+def test_every_copy_of_the_threshold_default_agrees_with_settings():
+    """settings.DEFAULT_THRESHOLD is the one source; the filter Lambda (zipped alone), train.py (runs alone in
+    SageMaker's container) and the template's parameter default must carry the same number."""
+    import yaml
+    from helpers import ROOT, load_lambda
+
+    from training import train
+
+    assert load_lambda("filter_inferences").DEFAULT_THRESHOLD == settings.DEFAULT_THRESHOLD
+    assert train.build_parser().get_default("threshold") == settings.DEFAULT_THRESHOLD
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # CloudFormation's short tags
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    assert float(template["Parameters"]["Threshold"]["Default"]) == settings.DEFAULT_THRESHOLD
