@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 
-from scones.core import service, settings
+from scones.core import aws, service, settings
 from scones.core.errors import SconesError
 
 HEALTH_PATH = "/_scones/health"
@@ -67,22 +67,10 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
     log(f"starting local cloud on {host}:{port} (log: {cloud.log_path}) ...")
     found = cloud.start(["--host", host, "--port", str(port), "--state-dir", str(state)], env, timeout_s)
-    _ensure_bucket(found.url)
+    with aws.pointed_at(found.url):
+        aws.ensure_bucket(settings.bucket())
     log(f"local cloud ready at {found.url} (pid {found.pid})")
     return found
-
-
-def _ensure_bucket(url: str) -> None:
-    """Create the project's default bucket (`SCONES_BUCKET`) in the fresh cloud."""
-    os.environ[settings.AWS_ENDPOINT_URL] = url
-    from scones.core import aws
-
-    aws.reset()
-    s3 = aws.client("s3")
-    try:
-        s3.head_bucket(Bucket=settings.bucket())
-    except s3.exceptions.ClientError:
-        s3.create_bucket(Bucket=settings.bucket())
 
 
 def down(timeout_s: float = 10.0, log=print) -> bool:
@@ -99,11 +87,16 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
 
 @contextlib.contextmanager
 def ephemeral(prefix: str = "scones-") -> Iterator[Status]:
-    """A local cloud of its own on a free port, in a fresh state dir, stopped afterwards (tests, benchmarks)."""
+    """A local cloud of its own on a free port, in a fresh state dir, with AWS_ENDPOINT_URL pointed at it; stopped
+    and the environment restored afterwards (tests, benchmarks)."""
     saved = os.environ.get(settings.STATE_DIR)
     os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix=prefix)
     try:
-        yield up(port=0, log=lambda _m: None)
+        cloud = up(port=0, log=lambda _m: None)
+        with aws.pointed_at(cloud.url):
+            aws.reset()
+            yield cloud
+        aws.reset()
     finally:
         down(log=lambda _m: None)
         if saved is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones import localcloud
-from scones.core import service, settings
+from scones.core import aws, service, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
 
 ROOT = service.ROOT
@@ -215,7 +215,8 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
         url = f"http://{settings.DEFAULT_HOST}:4566"
         settings.state_dir().mkdir(parents=True, exist_ok=True)
         _write_record({"mode": "docker", "url": url, "pid": None})
-        _ensure_bucket(url)
+        with aws.pointed_at(url):
+            aws.ensure_bucket(settings.bucket())
         return status()
     current = status()
     if current.running:
@@ -245,28 +246,10 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
 
     service.wait_ready(proc, ready, log_path, "LocalStack", timeout_s, LocalStackError)
     _write_record({"mode": "host", "url": url, "pid": proc.pid, "log": str(log_path)})
-    _ensure_bucket(url)
+    with aws.pointed_at(url):
+        aws.ensure_bucket(settings.bucket())
     log(f"LocalStack ready at {url} in {time.perf_counter() - started:.1f} s (pid {proc.pid})")
     return status()
-
-
-def _ensure_bucket(url: str) -> None:
-    """The project's default bucket (`SCONES_BUCKET`), as `scones up` creates it in the embedded cloud."""
-    from scones.core import aws
-
-    saved = os.environ.get(settings.AWS_ENDPOINT_URL)
-    os.environ[settings.AWS_ENDPOINT_URL] = url  # aws.client takes the target from the environment only
-    try:
-        s3 = aws.client("s3")
-        try:
-            s3.head_bucket(Bucket=settings.bucket())
-        except s3.exceptions.ClientError:
-            s3.create_bucket(Bucket=settings.bucket())
-    finally:
-        if saved is None:
-            os.environ.pop(settings.AWS_ENDPOINT_URL, None)
-        else:
-            os.environ[settings.AWS_ENDPOINT_URL] = saved
 
 
 def _write_record(record: dict) -> None:

@@ -7,8 +7,10 @@ thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -40,3 +42,30 @@ def reset() -> None:
     with _lock:
         _clients.clear()
     target.forget()
+
+
+@contextlib.contextmanager
+def pointed_at(url: str) -> Iterator[None]:
+    """Clients made inside talk to `url` (a cloud this process just started), whatever the environment says."""
+    saved = os.environ.get(settings.AWS_ENDPOINT_URL)
+    os.environ[settings.AWS_ENDPOINT_URL] = url  # boto3 takes the endpoint from the environment: no endpoint_url=
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(settings.AWS_ENDPOINT_URL, None)
+        else:
+            os.environ[settings.AWS_ENDPOINT_URL] = saved
+
+
+def ensure_bucket(bucket: str, log: Callable[[str], None] | None = None) -> bool:
+    """Create `bucket` unless it exists; returns whether it was created."""
+    s3 = client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return False
+    except s3.exceptions.ClientError:
+        if log:
+            log(f"creating bucket {bucket}")
+        s3.create_bucket(Bucket=bucket)
+        return True

@@ -29,15 +29,6 @@ class Serving:
     runtime_url: str  # "" on AWS: boto3's own SageMaker runtime endpoint
 
 
-def ensure_bucket(bucket: str, log: Callable[[str], None] = print) -> None:
-    s3 = aws.client("s3")
-    try:
-        s3.head_bucket(Bucket=bucket)
-    except s3.exceptions.ClientError:
-        log(f"creating bucket {bucket}")
-        s3.create_bucket(Bucket=bucket)
-
-
 def local_serving(name: str, model: str | None, host: str | None = None, log: Callable[[str], None] = print) -> Serving:
     """The local endpoint, started (or restarted when --model names another model, or it must bind elsewhere)."""
     current = endpoint.status(name)
@@ -88,7 +79,7 @@ def deploy(
         raise NotReadyError("the local cloud is not running", "scones up (or pass --target aws|localstack)")
     if target.name == "localstack":
         localstack.require(target.endpoint_url or "")
-    ensure_bucket(bucket, log)
+    aws.ensure_bucket(bucket, log)
     name = settings.endpoint_name()
     if target.name == "aws":
         serving = aws_serving(name, bucket, model, log)
