@@ -104,12 +104,15 @@ def start(
     args = server_args(model_dir, name, port, server.record_path, uri, host, workers)
     server.start(args, dict(os.environ), timeout_s)
     ready = status(name)
+    target.refresh()  # this process's clients now reach the endpoint it started
     log(f"endpoint {name} ready at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
     return ready
 
 
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
     pid = _service(name).stop(timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
+    if target.is_active():
+        target.refresh()
     log(f"endpoint {name} stopped (pid {pid})" if pid else f"endpoint {name} is not running")
     return pid is not None
 

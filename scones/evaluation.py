@@ -23,12 +23,15 @@ from training.metrics import classification_metrics
 
 
 def serving_handlers(model_dir: Path):
-    """The artifact's own `code/inference.py`, loaded as SageMaker's container loads it."""
+    """The artifact's own `code/inference.py`, loaded as SageMaker's container loads it (a bare model folder
+    gets the file `scones train` would have put there)."""
     import importlib.util
+
+    from scones.models import SERVING_CODE
 
     source = model_dir / "code" / "inference.py"
     if not source.is_file():
-        raise FileNotFoundError(f"{model_dir} has no code/inference.py: is it a model.tar.gz from `scones train`?")
+        source = SERVING_CODE
     name = f"scones_serving_{abs(hash(str(source)))}"
     if name in sys.modules:
         return sys.modules[name]

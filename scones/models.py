@@ -125,12 +125,12 @@ def labels_of(model_dir: Path) -> list[str]:
 
 
 SERVING_REQUIREMENTS = "numpy\nPillow\nonnxruntime\n"
+SERVING_CODE = Path(__file__).resolve().parent.parent / "services" / "endpoint" / "inference.py"  # copied, not imported
 
 
 def add_serving_code(model_dir: Path) -> None:
     """code/inference.py + code/requirements.txt, as the SageMaker PyTorch inference container expects them."""
     code = model_dir / "code"
     code.mkdir(exist_ok=True)
-    source = Path(__file__).resolve().parent.parent / "services" / "endpoint" / "inference.py"
-    shutil.copy2(source, code / "inference.py")
+    shutil.copy2(SERVING_CODE, code / "inference.py")
     (code / "requirements.txt").write_text(SERVING_REQUIREMENTS)

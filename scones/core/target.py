@@ -69,15 +69,23 @@ def resolve(name: str | None = None, environ: Mapping[str, str] | None = None) -
 
 _lock = threading.Lock()
 _active: Target | None = None
+_ours: dict[str, str] = {}  # what activate() put into the environment (the user's own values are never touched)
 
 
 def activate(name: str | None = None) -> Target:
-    """Resolve the target and apply its environment to this process (user-set variables win)."""
+    """Resolve the target and apply its environment to this process. Variables the user set win; those an
+    earlier activation set follow the state dir (an endpoint started or stopped since)."""
     global _active
     with _lock:
         found = resolve(name)
-        for key, value in found.environ().items():
-            os.environ.setdefault(key, value)
+        wanted = found.environ()
+        for key in list(_ours):
+            if key not in wanted and os.environ.get(key) == _ours.pop(key):
+                del os.environ[key]
+        for key, value in wanted.items():
+            if key not in os.environ or os.environ[key] == _ours.get(key):
+                os.environ[key] = value
+                _ours[key] = value
         if found.is_local:  # what the user set won: say so
             found = replace(
                 found,
@@ -95,6 +103,11 @@ def is_active() -> bool:
 def current() -> Target:
     """The activated target; activates the default one on first use."""
     return _active if _active is not None else activate()
+
+
+def refresh() -> Target:
+    """Activate the current target again: a server this process started or stopped changed the state dir."""
+    return activate(current().name)
 
 
 def forget() -> None:

@@ -101,10 +101,18 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
     stopping = False
 
     def start(slot: int) -> None:
+        # A SIGTERM in the instant after fork would otherwise run the supervisor's handler in the child and be
+        # lost there: hold both signals across the fork, and let them in once each side has its own handlers.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         pid = os.fork()
+        if pid != 0:
+            children[pid] = slot
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            return
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = 0
             try:
                 run_worker(slot)
@@ -117,7 +125,6 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
-        children[pid] = slot
 
     def forward(signum, _frame) -> None:
         nonlocal stopping

@@ -80,7 +80,7 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
     assert "coverage (>= 0.93)" in evaluated.stdout
 
     again = scones("train", "--epochs", "1", "--job-name", "e2e-job", env=env)
-    assert again.returncode == 1 and "already exists" in again.stderr
+    assert again.returncode == 2 and "already exists" in again.stderr  # a usage error: pick another name
 
 
 def test_train_without_staged_data_says_what_to_do(env):

@@ -169,7 +169,11 @@ def test_model_folder_without_labels_is_a_clear_startup_error(serve, tiny_model,
 def test_labels_that_do_not_match_the_outputs_stop_every_worker_at_load(serve, tiny_model, tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(tiny_model, broken)
-    (broken / "labels.json").write_text(json.dumps(["bicycle", "motorcycle", "bus"]))
+    labels = ["bicycle", "motorcycle", "bus"]
+    (broken / "labels.json").write_text(json.dumps(labels))
+    config = json.loads((broken / "config.json").read_text())  # consistent files: only the outputs disagree
+    config["hyperparameters"]["classes"] = labels
+    (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(endpoint.EndpointError, match=r"2 outputs but labels\.json names 3 classes"):
         serve(broken, workers=2)
 

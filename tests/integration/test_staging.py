@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.localstack]
 def staged(cifar_tarball, tmp_path):
     source = staging.resolve_source(str(cifar_tarball), ["bicycle", "motorcycle"])
     workdir = tmp_path / "staged"
-    return workdir, staging.build(source, ["bicycle", "motorcycle"], workdir)
+    return workdir, staging.build(source, ["bicycle", "motorcycle"], workdir, "none")  # upload mechanics only
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_deselected_images_are_deleted(staged, bucket, cifar_tarball, tmp_path):
     workdir, manifest = staged
     staging.upload(workdir, manifest, bucket, "data")
     source = staging.resolve_source(str(cifar_tarball), ["bicycle"])
-    only_bikes = staging.build(source, ["bicycle"], tmp_path / "bikes")
+    only_bikes = staging.build(source, ["bicycle"], tmp_path / "bikes", "none")
     report = staging.upload(tmp_path / "bikes", only_bikes, bucket, "data")
     assert report.deleted == 8
     assert not [k for k in keys(bucket, "data") if "motorcycle" in k]

@@ -345,7 +345,18 @@ def test_two_concurrent_deploys_take_turns_and_the_last_threshold_is_the_one_dep
 
     def start(threshold: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "scones.cli", "deploy", "--target", TARGET, "--threshold", threshold],
+            [
+                sys.executable,
+                "-m",
+                "scones.cli",
+                "deploy",
+                "--target",
+                TARGET,
+                "--model",
+                str(deployed["model"]),
+                "--threshold",
+                threshold,
+            ],
             env=dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
