@@ -64,9 +64,15 @@ def serve(capture_bucket, tiny_model, unique):
                     os.environ[k] = v
         return name, found.url
 
+    saved_runtime = os.environ.get(settings.SAGEMAKER_RUNTIME_URL)
     yield start
     for name in names:
         endpoint.stop(name, log=lambda _m: None)
+    if saved_runtime is None:  # runtime_client() pointed this process at these endpoints: not the next module
+        os.environ.pop(settings.SAGEMAKER_RUNTIME_URL, None)
+    else:
+        os.environ[settings.SAGEMAKER_RUNTIME_URL] = saved_runtime
+    aws.reset()
 
 
 def runtime_client(url: str):

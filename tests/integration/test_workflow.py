@@ -343,32 +343,32 @@ def test_two_concurrent_deploys_take_turns_and_the_last_threshold_is_the_one_dep
     import subprocess
     import sys
 
+    from scones.core import lock
+
     def start(threshold: str) -> subprocess.Popen:
+        argv = ["deploy", "--target", TARGET, "--model", str(deployed["model"]), "--threshold", threshold]
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scones.cli",
-                "deploy",
-                "--target",
-                TARGET,
-                "--model",
-                str(deployed["model"]),
-                "--threshold",
-                threshold,
-            ],
+            [sys.executable, "-m", "scones.cli", *argv],
             env=dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
 
-    first, second = start("0.61"), start("0.62")
-    outs = {t: p.communicate(timeout=300) for t, p in (("0.61", first), ("0.62", second))}
-    assert first.returncode == 0 and second.returncode == 0, outs
-    waited = [t for t, (_, err) in outs.items() if "waiting for `scones deploy`" in err]
-    assert len(waited) == 1, outs  # one ran, the other waited for the lock, then ran
-    last = waited[0]
-    assert f"stack {deployed['stack']}: updated" in outs[last][0], outs
-    assert stack.deployed_threshold(deployed["stack"]) == float(last)
+    # given two deploys started while the target's lock is held, so that both are in flight at once
+    with lock.hold(TARGET, "test", log=lambda _m: None):
+        procs = {"0.61": start("0.61"), "0.62": start("0.62")}
+        time.sleep(3)
+    # when they run, then they run one after the other and both succeed
+    finished: list[str] = []
+    deadline = time.monotonic() + 300
+    while len(finished) < 2 and time.monotonic() < deadline:
+        finished += [t for t, p in procs.items() if t not in finished and p.poll() is not None]
+        time.sleep(0.05)
+    outs = {t: p.communicate(timeout=10) for t, p in procs.items()}
+    assert all(p.returncode == 0 for p in procs.values()), outs
+    assert all("waiting for `scones test`" in err for _, err in outs.values()), outs
+    assert all(f"stack {deployed['stack']}: updated" in out for out, _ in outs.values()), outs
+    # and the threshold deployed is the one of the deploy that finished last
+    assert stack.deployed_threshold(deployed["stack"]) == float(finished[-1])
     deploy(capsys, "--threshold", str(settings.DEFAULT_THRESHOLD))  # as the other tests expect it
