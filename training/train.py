@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
-    p.add_argument("--oe-weight", type=float, default=0.5)  # λ: weight of the outliers' cross-entropy to uniform
+    p.add_argument("--oe-weight", type=float, default=1.0)  # λ: weight of the outliers' cross-entropy to uniform
     p.add_argument("--oe-batch-size", type=int, default=32)  # outlier images per SGD step (when the channel is set)
     p.add_argument("--threshold", type=float, default=0.93)  # the workflow's; only for the reported pass rates
     p.add_argument("--seed", type=int, default=0)
