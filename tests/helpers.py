@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import struct
@@ -161,3 +162,18 @@ def receive(url: str, timeout_s: float = 10) -> list[dict]:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             return [json.loads(m["Body"]) for m in messages]
     return []
+
+
+@contextlib.contextmanager
+def environ(values: dict[str, str]):
+    """These environment variables for the duration of the block, the previous values restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

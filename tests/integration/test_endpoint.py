@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from helpers import png_bomb
+from helpers import environ, png_bomb
 from PIL import Image
 
 from scones import endpoint, models
@@ -52,16 +52,8 @@ def serve(capture_bucket, tiny_model, unique):
     def start(model=tiny_model, workers=None, **env):
         name = f"ep-{unique}-{len(names)}"
         names.append(name)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with environ(env):
             found = endpoint.start(str(model), name, port=0, log=lambda _m: None, workers=workers)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         return name, found.url
 
     saved_runtime = os.environ.get(settings.SAGEMAKER_RUNTIME_URL)

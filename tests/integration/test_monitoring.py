@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 import uuid
 
 import pytest
-from helpers import make_brightness_model, subscribe_queue
+from helpers import environ, make_brightness_model, subscribe_queue
 from monitoring_fixtures import held_out_images
 
 from scones import cli, endpoint, load
@@ -36,38 +35,32 @@ def deployed(local_cloud, tmp_path_factory):
         settings.ENDPOINT_PORT: "0",
         settings.DATA_DIR: str(tmp_path_factory.mktemp("data")),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket=env[settings.BUCKET])
-    images = held_out_images(n_per_class=40)
-    for name, body in images:
-        s3.put_object(Bucket=env[settings.BUCKET], Key=f"data/test/{name}", Body=body)
-    lst = "".join(f"{i}\t{int(name.startswith('motorcycle'))}\t{name}\n" for i, (name, _) in enumerate(images))
-    s3.put_object(Bucket=env[settings.BUCKET], Key="data/test.lst", Body=lst.encode())
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        for path in model.iterdir():
-            tar.add(path, arcname=path.name)
-    model_key = "models/brightness-job/output/model.tar.gz"
-    s3.put_object(Bucket=env[settings.BUCKET], Key=model_key, Body=archive.getvalue())
-    assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
-    outputs = stack.outputs(env[settings.STACK_NAME])
-    yield {
-        "bucket": env[settings.BUCKET],
-        "endpoint": env[settings.SCONES_ENDPOINT_NAME],
-        "outputs": outputs,
-        "queue": subscribe_queue(outputs["AlertTopicArn"], f"mon-alerts-{suffix}"),
-        "model_uri": f"s3://{env[settings.BUCKET]}/{model_key}",
-    }
-    endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-    stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(env):
+        model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
+        s3 = aws.client("s3")
+        s3.create_bucket(Bucket=env[settings.BUCKET])
+        images = held_out_images(n_per_class=40)
+        for name, body in images:
+            s3.put_object(Bucket=env[settings.BUCKET], Key=f"data/test/{name}", Body=body)
+        lst = "".join(f"{i}\t{int(name.startswith('motorcycle'))}\t{name}\n" for i, (name, _) in enumerate(images))
+        s3.put_object(Bucket=env[settings.BUCKET], Key="data/test.lst", Body=lst.encode())
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+            for path in model.iterdir():
+                tar.add(path, arcname=path.name)
+        model_key = "models/brightness-job/output/model.tar.gz"
+        s3.put_object(Bucket=env[settings.BUCKET], Key=model_key, Body=archive.getvalue())
+        assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
+        outputs = stack.outputs(env[settings.STACK_NAME])
+        yield {
+            "bucket": env[settings.BUCKET],
+            "endpoint": env[settings.SCONES_ENDPOINT_NAME],
+            "outputs": outputs,
+            "queue": subscribe_queue(outputs["AlertTopicArn"], f"mon-alerts-{suffix}"),
+            "model_uri": f"s3://{env[settings.BUCKET]}/{model_key}",
+        }
+        endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
+        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def records_under(deployed) -> capture.CaptureTable:

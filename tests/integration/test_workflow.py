@@ -15,7 +15,7 @@ import uuid
 import zipfile
 
 import pytest
-from helpers import TARGET, make_brightness_model, solid_png, subscribe_queue
+from helpers import TARGET, environ, make_brightness_model, solid_png, subscribe_queue
 
 from scones import cli, endpoint, localcloud, workflow
 from scones.core import aws, settings
@@ -33,37 +33,31 @@ def deployed(local_cloud, tmp_path_factory):
         settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
         settings.ENDPOINT_PORT: "0",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
-    aws.client("s3").create_bucket(Bucket=env[settings.BUCKET])
-    s3 = aws.client("s3")
-    for i in range(8):
-        s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/bright-{i}.png", Body=solid_png(230))
-    for i in range(6):
-        s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/dark-{i}.png", Body=solid_png(25))
-    for i in range(4):
-        s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
-    for i in range(8):  # ~36 KB each: 8 of them leaking into the Map's output would pass 256 KiB
-        s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/big-bright-{i}.png", Body=noisy_png(200, 256, seed=i))
-    assert cli.main(["deploy", "--target", TARGET, "--model", str(model)]) == 0
-    outputs = stack.outputs(env[settings.STACK_NAME])
-    queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
-    yield {
-        "bucket": env[settings.BUCKET],
-        "outputs": outputs,
-        "queue": queue,
-        "model": model,
-        "endpoint": env[settings.SCONES_ENDPOINT_NAME],
-        "stack": env[settings.STACK_NAME],
-    }
-    endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-    stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(env):
+        model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
+        aws.client("s3").create_bucket(Bucket=env[settings.BUCKET])
+        s3 = aws.client("s3")
+        for i in range(8):
+            s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/bright-{i}.png", Body=solid_png(230))
+        for i in range(6):
+            s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/dark-{i}.png", Body=solid_png(25))
+        for i in range(4):
+            s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/grey-{i}.png", Body=solid_png(128))
+        for i in range(8):  # ~36 KB each: 8 of them leaking into the Map's output would pass 256 KiB
+            s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/big-bright-{i}.png", Body=noisy_png(200, 256, seed=i))
+        assert cli.main(["deploy", "--target", TARGET, "--model", str(model)]) == 0
+        outputs = stack.outputs(env[settings.STACK_NAME])
+        queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
+        yield {
+            "bucket": env[settings.BUCKET],
+            "outputs": outputs,
+            "queue": queue,
+            "model": model,
+            "endpoint": env[settings.SCONES_ENDPOINT_NAME],
+            "stack": env[settings.STACK_NAME],
+        }
+        endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
+        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def noisy_png(low: int, high: int, size: int = 128, seed: int = 0) -> bytes:

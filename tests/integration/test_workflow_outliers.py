@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import uuid
 
 import numpy as np
 import pytest
-from helpers import subscribe_queue
+from helpers import environ, subscribe_queue
 from PIL import Image
 
 from scones import cli, endpoint, workflow
 from scones.core import aws, settings
-from scones.data import staging
+from scones.data import lst, staging
 from scones.deploy import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -69,37 +68,30 @@ def deployed(local_cloud, tmp_path_factory):
         settings.SCONES_ENDPOINT_NAME: f"epo-{suffix}",
         settings.ENDPOINT_PORT: "0",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    root = tmp_path_factory.mktemp("outliers")
-    source = staging.resolve_source("synthetic", ["bicycle", "motorcycle"], 0, 4, 6, cache_dir=root / "cache")
-    manifest = staging.build(source, ["bicycle", "motorcycle"], root / "staged")
-    held_out = manifest["outliers"]["test"]
-    flat = held_out["kinds"].index("flat")
-    keys = {"flat": []}
-    s3 = aws.client("s3")
-    s3.create_bucket(Bucket=env[settings.BUCKET])
-    for line in (root / "staged" / "outliers_test.lst").read_text().splitlines():
-        _, kind, path = line.split("\t")
-        if int(kind) == flat:  # every staged held-out flat image, none picked out
-            key = f"outliers_test/{path}"
-            s3.put_object(Bucket=env[settings.BUCKET], Key=key, Body=(root / "staged" / key).read_bytes())
-            keys["flat"].append(key)
-    s3.put_object(Bucket=env[settings.BUCKET], Key="img/red-1x1.png", Body=png(np.array([[[255, 0, 0]]])))
-    checker = np.where((np.indices((32, 32)).sum(0) // 4) % 2 == 0, 255, 170)[..., None].repeat(3, 2)
-    s3.put_object(Bucket=env[settings.BUCKET], Key="img/bright-checker.png", Body=png(checker))
-    model = make_structure_model(root / "model")
-    assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
-    outputs = stack.outputs(env[settings.STACK_NAME])
-    queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-o{suffix}")
-    yield {"bucket": env[settings.BUCKET], "outputs": outputs, "queue": queue, "keys": keys}
-    endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-    stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with environ(env):
+        root = tmp_path_factory.mktemp("outliers")
+        source = staging.resolve_source("synthetic", ["bicycle", "motorcycle"], 0, 4, 6, cache_dir=root / "cache")
+        manifest = staging.build(source, ["bicycle", "motorcycle"], root / "staged")
+        held_out = manifest["outliers"]["test"]
+        flat = held_out["kinds"].index("flat")
+        keys = {"flat": []}
+        s3 = aws.client("s3")
+        s3.create_bucket(Bucket=env[settings.BUCKET])
+        for row in lst.read(root / "staged" / "outliers_test.lst"):
+            if row.label == flat:  # every staged held-out flat image, none picked out
+                key = f"outliers_test/{row.path}"
+                s3.put_object(Bucket=env[settings.BUCKET], Key=key, Body=(root / "staged" / key).read_bytes())
+                keys["flat"].append(key)
+        s3.put_object(Bucket=env[settings.BUCKET], Key="img/red-1x1.png", Body=png(np.array([[[255, 0, 0]]])))
+        checker = np.where((np.indices((32, 32)).sum(0) // 4) % 2 == 0, 255, 170)[..., None].repeat(3, 2)
+        s3.put_object(Bucket=env[settings.BUCKET], Key="img/bright-checker.png", Body=png(checker))
+        model = make_structure_model(root / "model")
+        assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
+        outputs = stack.outputs(env[settings.STACK_NAME])
+        queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-o{suffix}")
+        yield {"bucket": env[settings.BUCKET], "outputs": outputs, "queue": queue, "keys": keys}
+        endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
+        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def run(deployed, keys):
