@@ -109,22 +109,22 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
             children[pid] = slot
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             return
-        if pid == 0:  # the worker
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            code = 0
-            try:
-                run_worker(slot)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException as exc:  # a worker reports and exits: it never returns into the supervisor's loop
-                print(f"worker {slot}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-                code = 1
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
+        # the worker
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        code = 0
+        try:
+            run_worker(slot)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # a worker reports and exits: it never returns into the supervisor's loop
+            print(f"worker {slot}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
     def forward(signum, _frame) -> None:
         nonlocal stopping
