@@ -21,7 +21,6 @@ import http.client
 import io
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _cloud import local_cloud
+from _cloud import local_cloud, stage_synthetic, train_model
 from _serving import pct, raw_rate, wrk, wrk_available, wrk_script
 
 from scones import endpoint
@@ -51,23 +50,8 @@ def random_png(seed: int = 0) -> bytes:
 
 def quick_model(tmp: Path) -> tuple[Path, bytes]:
     """A 1-epoch model on the synthetic set, and one of its real 32×32 test PNGs."""
-    env = dict(os.environ, SCONES_DATA_DIR=str(tmp / "data"))
-    staged = tmp / "staged"
-    subprocess.run(
-        [sys.executable, "-m", "scones.cli", "stage", "--no-upload", "--workdir", str(staged)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    model = tmp / "model"
-    env.update(SM_CHANNEL_TRAIN=str(staged / "train"), SM_CHANNEL_TEST=str(staged / "test"), SM_MODEL_DIR=str(model))
-    subprocess.run(
-        [sys.executable, "training/train.py", "--classes", "bicycle,motorcycle", "--epochs", "1"],
-        env=env,
-        check=True,
-        capture_output=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+    staged = stage_synthetic(tmp)
+    model = train_model(staged, tmp / "model", "--epochs", "1")
     return model, sorted((staged / "test").glob("*.png"))[0].read_bytes()
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _cloud import local_cloud
+from _cloud import executions_of, local_cloud
+from _cloud import lost as lost_executions
+from _cloud import poll as wait
 
 from scones.core import aws, settings
 from scones.selftest import ensure_role, make_zip
@@ -34,15 +36,6 @@ CODE = "def handler(event, context):\n    return event\n"
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def wait(sfn, arn: str, timeout_s: float = 60) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            return described
-        time.sleep(0.005)
 
 
 def task(fn_arn: str, next_state: str | None) -> dict:
@@ -112,11 +105,7 @@ def run(args: argparse.Namespace) -> int:
         f"p99 {pct(times, 0.99):.0f} ms   target p50 <= 150 ms"
     )
 
-    before = {
-        e["executionArn"]
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
-        for e in page["executions"]
-    }
+    before = executions_of(sfn, machine)
     started: list[str] = []
     finished: list[str] = []
     statuses: dict[str, int] = {}
@@ -146,12 +135,7 @@ def run(args: argparse.Namespace) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
-    listed = {
-        e["executionArn"]
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine)
-        for e in page["executions"]
-    } - before
-    lost = len(set(started) - set(finished)) + len(set(started) - listed)
+    lost = lost_executions(sfn, machine, before, started, finished)
     succeeded = statuses.get("SUCCEEDED", 0)
     print(
         f"sustained ({args.threads} clients, {elapsed:.0f} s): {succeeded / elapsed:.1f} SUCCEEDED/s; "

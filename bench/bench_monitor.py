@@ -29,37 +29,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _cloud import local_cloud
+from _cloud import local_cloud, stage_synthetic, train_model
 from monitoring_fixtures import traffic_records, write_capture
 
 from scones.core import aws, settings
 from scones.monitoring import baseline, capture, monitor
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def staged_and_model(tmp: Path, model: Path | None) -> tuple[Path, Path]:
-    env = dict(os.environ, SCONES_DATA_DIR=str(tmp / "data"))
-    staged = tmp / "staged"
-    subprocess.run(
-        [sys.executable, "-m", "scones.cli", "stage", "--no-upload", "--workdir", str(staged)],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    staged = stage_synthetic(tmp)
     if model is not None:
         return staged, model
-    model = tmp / "model"
-    env.update(SM_CHANNEL_TRAIN=str(staged / "train"), SM_CHANNEL_TEST=str(staged / "test"), SM_MODEL_DIR=str(model))
     print("training a model on the synthetic set (train.py defaults) ...", flush=True)
-    subprocess.run(
-        [sys.executable, "training/train.py", "--classes", "bicycle,motorcycle"],
-        env=env,
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-    )
-    return staged, model
+    return staged, train_model(staged, tmp / "model")
 
 
 def tree_rss_mb(pid: int) -> float:

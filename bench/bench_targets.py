@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _cloud import poll  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
 
 from scones import cli, endpoint, localcloud, localstack, workflow  # noqa: E402
@@ -50,15 +51,6 @@ def timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-def wait(sfn, arn: str, timeout_s: float = 120) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            return described
-        time.sleep(0.005)
 
 
 def png(value: int) -> bytes:
@@ -111,7 +103,7 @@ def measure(name: str, model: Path, n: int) -> dict[str, float]:
     machine = sfn.create_state_machine(name=f"p3-{suffix}", definition=json.dumps(passes), roleArn=role)
 
     def run(arn: str, payload: dict) -> dict:
-        described = wait(
+        described = poll(
             sfn,
             sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex, input=json.dumps(payload))["executionArn"],
         )

@@ -32,7 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _cloud import local_cloud
+from _cloud import executions_of, local_cloud
+from _cloud import lost as lost_executions
 
 from scones import cli, endpoint, workflow
 from scones.core import aws, settings
@@ -133,11 +134,7 @@ def run(args: argparse.Namespace, bucket: str) -> int:
         f"  by outcome: {by_outcome(samples)}"
     )
 
-    before = {
-        e["executionArn"]
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=single)
-        for e in page["executions"]
-    }
+    before = executions_of(sfn, single)
     started, finished = [], []
     outcomes: collections.Counter[str] = collections.Counter()
     deaths: list[str] = []
@@ -172,12 +169,7 @@ def run(args: argparse.Namespace, bucket: str) -> int:
     for t in threads:
         t.join()
     elapsed = time.monotonic() - t0
-    listed = {
-        e["executionArn"]
-        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=single)
-        for e in page["executions"]
-    } - before
-    lost = len(set(started) - set(finished)) + len(set(started) - listed)
+    lost = lost_executions(sfn, single, before, started, finished)
     print(
         f"sustained, {args.clients} clients for {elapsed:.0f} s: {len(finished) / elapsed:.1f} executions/s reached a "
         f"final status ({outcomes['SUCCEEDED'] / elapsed:.1f}/s SUCCEEDED); {len(started)} started, "
