@@ -1,4 +1,5 @@
-"""The AWS flags of `scones deploy` / `scones clean` and the two commands: parse, call, print.
+"""The AWS flags of `scones deploy` / `scones clean` and the two commands: parse, call, print (errors go to
+the CLI's one handler, scones.cli).
 
 scones/cli/parser.py adds the flags with `add_deploy_flags` / `add_clean_flags` and hands over when the target is aws.
 """
@@ -9,7 +10,7 @@ import argparse
 import sys
 
 from scones.core import settings
-from scones.core.errors import SconesError, UsageError
+from scones.core.errors import UsageError
 
 
 def add_deploy_flags(p: argparse.ArgumentParser) -> None:
@@ -81,25 +82,17 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
-def _fail(command: str, exc: SconesError) -> int:
-    print(f"scones {command}: error: {exc.line()}", file=sys.stderr)
-    return exc.exit_code
-
-
 def deploy(args: argparse.Namespace) -> int:
     from scones.deploy import images, plan
 
-    try:
-        spec = spec_from_args(args)
-        if args.dry_run:
-            steps = plan.build(spec, image=images.placeholder_or_retrieve)
-            print(plan.render(steps, spec, plan.account_of(spec)), end="")
-            return 0
-        from scones.deploy import sagemaker
+    spec = spec_from_args(args)
+    if args.dry_run:
+        steps = plan.build(spec, image=images.placeholder_or_retrieve)
+        print(plan.render(steps, spec, plan.account_of(spec)), end="")
+        return 0
+    from scones.deploy import sagemaker
 
-        report = sagemaker.deploy(spec)
-    except SconesError as exc:
-        return _fail("deploy", exc)
+    report = sagemaker.deploy(spec)
     changed = len(report.changed)
     print(
         f"deployed to account {report.account}: {changed} change(s); endpoint {spec.endpoint} bills per hour "
@@ -109,29 +102,24 @@ def deploy(args: argparse.Namespace) -> int:
 
 
 def clean(args: argparse.Namespace) -> int:
-    from scones.deploy import aws_clean
+    from scones.deploy import aws_clean, preflight
 
-    try:
-        spec = spec_from_args(args)
-        from scones.deploy import preflight
-
-        preflight.credentials()
-        items = aws_clean.inventory(spec, args.purge_data)
-        if not items:
-            print(f"nothing tagged {aws_clean.plan.TAG_STACK}={spec.stack} or named by it: nothing to delete")
-            return 0
-        print(f"scones clean --target aws will delete, in this order ({spec.region}):")
-        for item in items:
-            print(f"  {item.kind:<16} {item.name}")
-        if not args.yes:
-            if not sys.stdin.isatty():
-                raise UsageError("not deleting without confirmation", next_step="scones clean --target aws --yes")
-            if input(f"delete these {len(items)}? [y/N] ").strip().lower() not in ("y", "yes"):
-                print("nothing deleted")
-                return 1
-        result = aws_clean.clean(spec, args.purge_data)
-    except SconesError as exc:
-        return _fail("clean", exc)
+    spec = spec_from_args(args)
+    preflight.credentials()
+    items = aws_clean.inventory(spec, args.purge_data)
+    if not items:
+        print(f"nothing tagged {aws_clean.plan.TAG_STACK}={spec.stack} or named by it: nothing to delete")
+        return 0
+    print(f"scones clean --target aws will delete, in this order ({spec.region}):")
+    for item in items:
+        print(f"  {item.kind:<16} {item.name}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not deleting without confirmation", next_step="scones clean --target aws --yes")
+        if input(f"delete these {len(items)}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    result = aws_clean.clean(spec, args.purge_data)
     for note in result.notes:
         print(f"note: {note}")
     for item, why in result.left:
@@ -143,11 +131,8 @@ def clean(args: argparse.Namespace) -> int:
 def train_local(args: argparse.Namespace) -> int:
     from scones.deploy import plan, sagemaker_local
 
-    try:
-        spec = spec_from_args(args)
-        spec = plan.Spec(**{**spec.__dict__, "epochs": args.epochs, "prefix": args.prefix or spec.prefix})
-        where = sagemaker_local.train(spec)
-    except SconesError as exc:
-        return _fail("train", exc)
+    spec = spec_from_args(args)
+    spec = plan.Spec(**{**spec.__dict__, "epochs": args.epochs, "prefix": args.prefix or spec.prefix})
+    where = sagemaker_local.train(spec)
     print(f"local container job done: {where}")
     return 0
