@@ -22,16 +22,6 @@ class Evaluation:
     files: list[Path]
 
 
-def report_name(uri: str) -> str:
-    """The report folder's name: the job of s3://…/models/<job>/output/model.tar.gz, else the file's own name."""
-    parts = uri.rstrip("/").split("/")
-    if uri.startswith("s3://") and len(parts) >= 4 and parts[-2] == "output":
-        return parts[-3]
-    path = Path(uri)
-    name = path.name.removesuffix(".tar.gz") if path.name.endswith(".tar.gz") else path.name
-    return path.parent.name if name == "model" and path.parent.name else name
-
-
 def evaluate(
     bucket: str,
     prefix: str,
@@ -61,7 +51,7 @@ def evaluate(
             found = load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
             outliers = (*found, held_out["kinds"])
         metrics = metrics_of.evaluate(model_dir, images, labels, outliers, threshold)
-    out = out or settings.data_dir() / "reports" / report_name(uri)
+    out = out or models.reports_dir(uri)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     files = [

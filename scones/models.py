@@ -39,6 +39,23 @@ def latest_model_uri(bucket: str, log=print) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def job_of(uri: str) -> str:
+    """The job of s3://…/models/<job>/output/model.tar.gz, else the model file's or folder's own name."""
+    parts = uri.rstrip("/").split("/")
+    if uri.startswith("s3://") and len(parts) >= 4 and parts[-2] == "output":
+        return parts[-3]
+    path = Path(uri)
+    name = path.name.removesuffix(".tar.gz") if path.name.endswith(".tar.gz") else path.name
+    return path.parent.name if name == "model" and path.parent.name else name
+
+
+def reports_dir(uri: str) -> Path:
+    """Where a model's reports go (evaluation, its monitoring baseline): data/reports/<job>/."""
+    from scones.core import settings
+
+    return settings.data_dir() / "reports" / job_of(uri)
+
+
 class InvalidModelError(UsageError):
     """The model artifact is not a readable scones model (the message says what is wrong with it)."""
 

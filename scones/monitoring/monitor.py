@@ -92,11 +92,6 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 # --- the baseline -------------------------------------------------------------------------------------
 
 
-def _job_of(model_uri: str) -> str:
-    parts = model_uri.rstrip("/").split("/")
-    return parts[-3] if len(parts) >= 3 and parts[-1] == "model.tar.gz" else Path(model_uri).name
-
-
 def baseline_prefix(model_uri: str) -> str:
     """Beside the model's artifact: s3://bucket/models/<job>/monitoring/baseline/."""
     return model_uri.rsplit("/output/", 1)[0] + "/monitoring/baseline/"
@@ -121,7 +116,7 @@ def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float,
     from scones import models, training_job
     from scones.core import aws
 
-    folder = settings.data_dir() / "reports" / _job_of(model_uri) / "baseline"
+    folder = models.reports_dir(model_uri) / "baseline"
     with tempfile.TemporaryDirectory(prefix="scones-baseline-") as tmp:
         model_dir = models.fetch_model(model_uri, Path(tmp) / "model")
         channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
@@ -156,7 +151,7 @@ def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: flo
         model_uri = given or models.latest_model_uri(bucket)
     except models.ModelNotFoundError as exc:
         raise NotReadyError(str(exc), next_step="scones train") from None
-    cached = settings.data_dir() / "reports" / _job_of(model_uri) / "baseline"
+    cached = models.reports_dir(model_uri) / "baseline"
     if all((cached / n).is_file() for n in baseline_mod.FILES):
         found = baseline_mod.read(cached)
         if found.meta.get("model") == model_uri:

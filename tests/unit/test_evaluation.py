@@ -58,3 +58,12 @@ def test_evaluate_through_the_serving_handlers_on_a_model_with_known_answers(tmp
     assert fp["rate"] == pytest.approx(2 / 6)
     without = evaluate.evaluate(model_dir, images, labels)
     assert "false_pass" not in without and "not measured" in evaluate.false_pass_table(without)
+
+
+def test_a_models_reports_folder_is_named_after_its_job():
+    from scones import models
+
+    assert models.job_of("s3://b/models/scones-20261127/output/model.tar.gz") == "scones-20261127"
+    assert models.job_of("/home/u/.scones/jobs/j1/model.tar.gz") == "j1"  # not the grandparent folder
+    assert models.job_of("./runs/best.tar.gz") == "best"
+    assert models.job_of("./runs/j2/model") == "j2"
