@@ -25,9 +25,9 @@ SIZE = synthetic.SIZE
 MODES = ("auto", "none")
 TRAIN_KINDS = ("scene", "shapes", "gradient", "texture", "blobs")  # generated, used in training
 TEST_KINDS = ("noise", "flat", "tiny")  # generated, held out for evaluation only
-GENERATED_PER_KIND = {"train": 200, "test": 100}
-CLASS_IMAGES_CAP = {"train": 2000, "test": 1000}  # all unselected classes together, per split
-CLASS_PER_KIND = {"train": 200, "test": 100}  # at most, per unselected class
+GENERATED_PER_KIND = {"train": 500, "test": 100}
+CLASS_IMAGES_CAP = {"train": 5000, "test": 1000}  # all unselected classes together, per split
+CLASS_PER_KIND = {"train": 500, "test": 100}  # at most, per unselected class
 RULE = (
     "unselected fine classes in CIFAR label order alternate train/test (1st, 3rd, … train); generated kinds "
     f"{', '.join(TRAIN_KINDS)} train, {', '.join(TEST_KINDS)} test"
@@ -60,7 +60,8 @@ def _finish(image: Image.Image, rng: np.random.Generator, noise: bool = True) ->
     small = np.asarray(image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR), dtype=np.float32)
     if noise:  # mostly mild sensor noise; a third of the images heavily degraded (a noisy photo is no vehicle)
         sigma = rng.uniform(0, 10) if rng.random() < 0.67 else rng.uniform(10, 80)
-        small = small + rng.normal(0, sigma, small.shape)
+        grain = (SIZE, SIZE, 3) if rng.random() < 0.5 else (SIZE, SIZE, 1)  # colour or luminance grain
+        small = small + rng.normal(0, sigma, grain)
     return np.clip(small, 0, 255).astype(np.uint8)
 
 

@@ -162,7 +162,8 @@ def test_outlier_exposure_lowers_confidence_on_unseen_outliers():
     x_val, y_val = halves(32)
     x_out, fresh = noise(64), noise(64)
     args = argparse.Namespace(
-        epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, seed=0, oe_weight=1.0, oe_batch_size=16
+        **dict(epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, seed=0),
+        **dict(oe_weight=1.0, oe_batch_size=16, precision="fp32"),
     )
     confidence, threads = {}, torch.get_num_threads()
     torch.set_num_threads(1)
@@ -197,6 +198,37 @@ def test_oe_weight_zero_leaves_the_channel_unused(tiny_staged, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "outlier exposure: off (--oe-weight 0)" in out.stdout and '"oe_loss"' not in out.stdout
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_each_precision_learns_and_is_recorded(separable, tmp_path, precision):
+    """bf16 autocast (the default where the chip computes it) trains as well as fp32 on the separable set,
+    and the artifact says which arithmetic trained it; the exported model is fp32 either way."""
+    out = run_train(separable, tmp_path / "model", *LEARN, "--precision", precision)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"CPU threads, {precision})" in out.stdout
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["precision"] == precision and metrics["accuracy"] >= 0.9, metrics["accuracy"]
+    hyperparameters = json.loads((tmp_path / "model" / "config.json").read_text())["hyperparameters"]
+    assert hyperparameters["precision"] == precision
+    session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(float)" and session.get_outputs()[0].type == "tensor(float)"
+
+
+def test_auto_precision_is_bf16_only_where_the_chip_computes_it(monkeypatch):
+    from training import train as train_module
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(train_module, "cpu_computes_bf16", lambda: True)
+    assert train_module.resolve_precision("auto", cpu) == "bf16"
+    assert train_module.resolve_precision("fp32", cpu) == "fp32"  # asked for: kept
+    monkeypatch.setattr(train_module, "cpu_computes_bf16", lambda: False)
+    assert train_module.resolve_precision("auto", cpu) == "fp32"  # emulated bf16 would be slower
+    assert train_module.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert train_module.resolve_precision("auto", cuda) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train_module.resolve_precision("auto", cuda) == "bf16"
 
 
 def test_onnx_and_torch_agree_and_batch_is_dynamic(trained):
@@ -245,6 +277,7 @@ def bad_run(staged, tmp_path, *args):
         (["--widths", "8,x"], "must be equal-length lists"),
         (["--oe-weight", "-1"], "--oe-weight must be a number >= 0"),
         (["--oe-batch-size", "0"], "--oe-batch-size must be >= 1"),
+        (["--precision", "fp8"], "--precision must be one of auto, bf16, fp32"),
     ],
 )
 def test_nonsense_hyperparameters(tiny_staged, tmp_path, args, message):
