@@ -141,10 +141,8 @@ def test_with_the_outliers_channel_every_step_adds_outliers_pulled_to_uniform(ti
 def test_outlier_exposure_lowers_confidence_on_unseen_outliers():
     """train() in process on a toy task (top or bottom half bright: flips keep it), with and without outliers (noise):
     same seed and data; with the extra loss, fresh noise images get a top probability near 1/2, without it not."""
-    import argparse
-
     from training.model import ModelConfig, ResNet
-    from training.train import train
+    from training.train import parse_args, train
 
     rng = np.random.default_rng(0)
 
@@ -161,10 +159,9 @@ def test_outlier_exposure_lowers_confidence_on_unseen_outliers():
     x, y = halves(64)
     x_val, y_val = halves(32)
     x_out, fresh = noise(64), noise(64)
-    args = argparse.Namespace(
-        **dict(epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, seed=0),
-        **dict(oe_weight=1.0, oe_batch_size=16, precision="fp32"),
-    )
+    # train.py's own defaults (a new hyperparameter cannot be missing here), a shorter run on small batches
+    args = parse_args(["--classes", "a,b", "--epochs", "6", "--batch-size", "16", "--lr", "0.05"])
+    args.oe_batch_size, args.precision = 16, "fp32"
     confidence, threads = {}, torch.get_num_threads()
     torch.set_num_threads(1)
     try:
