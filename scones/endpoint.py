@@ -93,11 +93,12 @@ def start(
             f"to serve another model"
         )
         return current
+    uri = model or models.latest_model_uri(settings.bucket())  # "no trained model" comes before a taken port
     port = settings.endpoint_port() if port is None else port
     holder = service.port_holder(host or settings.localcloud_host(), port) if port else None
-    if holder:
+    if holder:  # before the model is downloaded and unpacked
         raise EndpointError(f"port {port} is taken by {holder}", "pass --port 0 (any free port) or stop that process")
-    uri, model_dir = prepare_model(model, name)
+    uri, model_dir = prepare_model(uri, name)
     server = _service(name)
     target.current()  # capture goes to the same cloud as everything else: the server inherits this environment
     log(f"starting endpoint {name} with {uri} (log: {server.log_path}) ...")

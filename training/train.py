@@ -224,8 +224,14 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if requested != "auto":
         return requested
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if gpu_computes_bf16(device) else "fp32"
     return "bf16" if cpu_computes_bf16() else "fp32"
+
+
+def gpu_computes_bf16(device: torch.device) -> bool:
+    """Ampere (compute capability 8.0) and newer; not the T4 of SageMaker's ml.g4dn, where
+    `torch.cuda.is_bf16_supported()` says yes because it counts emulation."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def cpu_computes_bf16() -> bool:

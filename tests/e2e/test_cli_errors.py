@@ -172,6 +172,27 @@ def test_a_bad_input_or_fault_is_one_actionable_line(name, files, tmp_path, requ
         assert words in line, (words, line)
 
 
+def test_deploy_with_nothing_trained_says_so_even_when_the_endpoint_port_is_taken(tmp_path, request):
+    """The missing model is the problem to name first (a demo left running holds the port); a taken port is
+    named before any model is downloaded."""
+    import socket
+
+    cloud_url = request.getfixturevalue("local_cloud")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = env_for(Case(("deploy",), ()), tmp_path, cloud_url)
+        env["SCONES_ENDPOINT_PORT"] = str(port)
+        from scones.core import aws
+
+        aws.client("s3").create_bucket(Bucket=env["SCONES_BUCKET"])
+        out = run_scones(["deploy"], env)
+    assert out.returncode == 3, (out.returncode, out.stderr)
+    line = one_error_line(out.stderr)
+    assert "no trained model" in line and "scones train" in line and "taken" not in line, line
+
+
 def one_error_line(stderr: str) -> str:
     """The error line; progress lines may precede it on stderr, nothing may follow it."""
     lines = stderr.strip().splitlines()

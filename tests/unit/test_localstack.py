@@ -18,6 +18,7 @@ def state(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path / "state"))
     monkeypatch.setenv(settings.LOCALSTACK_MODE, "host")
     monkeypatch.setenv(settings.LOCALSTACK_VENV, str(tmp_path / "venv"))
+    monkeypatch.setenv(settings.LOCALSTACK_PORT, "0")  # any free port: a LocalStack or demo on 4566 changes nothing
     return tmp_path
 
 

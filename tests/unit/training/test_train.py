@@ -222,9 +222,10 @@ def test_auto_precision_is_bf16_only_where_the_chip_computes_it(monkeypatch):
     monkeypatch.setattr(train_module, "cpu_computes_bf16", lambda: False)
     assert train_module.resolve_precision("auto", cpu) == "fp32"  # emulated bf16 would be slower
     assert train_module.resolve_precision("bf16", cpu) == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulation: not asked
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))  # a T4 (ml.g4dn)
     assert train_module.resolve_precision("auto", cuda) == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))  # an H100
     assert train_module.resolve_precision("auto", cuda) == "bf16"
 
 
