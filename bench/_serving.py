@@ -124,8 +124,3 @@ def tree_rss_mb(pid: int) -> float:
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by a process and its living descendants."""
     return sum(int(f[11]) + int(f[12]) for f in _tree(pid)) / TICKS
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -33,7 +33,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import local_cloud, stage_synthetic, train_model
-from _serving import pct, raw_rate, wrk, wrk_available, wrk_script
+from _serving import raw_rate, wrk, wrk_available, wrk_script
+from _stats import pct
 
 from scones import endpoint
 from scones.core import aws, service, settings

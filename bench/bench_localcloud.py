@@ -26,16 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _cloud import executions_of, local_cloud
 from _cloud import lost as lost_executions
 from _cloud import poll as wait
+from _stats import pct
 
 from scones.core import aws, settings
-from scones.selftest import ensure_role, make_zip
+from scones.selftest import create_function, ensure_role
 
 CODE = "def handler(event, context):\n    return event\n"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def task(fn_arn: str, next_state: str | None) -> dict:
@@ -64,13 +60,7 @@ def run(args: argparse.Namespace) -> int:
     sfn = aws.client("stepfunctions", max_pool_connections=64)
     suffix = uuid.uuid4().hex[:6]
     role = ensure_role()
-    fn = lam.create_function(
-        FunctionName=f"bench-{suffix}",
-        Runtime="python3.12",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": CODE})},
-    )["FunctionArn"]
+    fn = create_function(f"bench-{suffix}", {"app.py": CODE})
     print(
         f"local cloud: {os.environ[settings.AWS_ENDPOINT_URL]} ({os.cpu_count()} CPUs; Lambda concurrency cap "
         f"{settings.lambda_concurrency()} per function); sustained: {args.threads} clients × {args.duration:.0f} s"

@@ -32,19 +32,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from _cloud import poll  # noqa: E402
+from _stats import pct  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
 
 from scones import cli, endpoint, localcloud, localstack, workflow  # noqa: E402
 from scones.core import aws, settings  # noqa: E402
 from scones.deploy import stack  # noqa: E402
-from scones.selftest import ensure_role, make_zip  # noqa: E402
+from scones.selftest import create_function, ensure_role  # noqa: E402
 
 ECHO = "def handler(event, context):\n    return event\n"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -132,14 +128,7 @@ def measure(name: str, model: Path, n: int) -> dict[str, float]:
     results["Map over 100 Pass items, median (s)"] = statistics.median(runs)
 
     lam = aws.client("lambda", read_timeout=120)
-    fn = lam.create_function(
-        FunctionName=f"echo-{suffix}",
-        Runtime="python3.12",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": ECHO})},
-    )["FunctionArn"]
-    lam.get_waiter("function_active_v2").wait(FunctionName=fn)
+    fn = create_function(f"echo-{suffix}", {"app.py": ECHO})
     invokes = [timed(lambda: lam.invoke(FunctionName=fn, Payload=b'{"x": 1}')) for _ in range(n // 2 + 5)]
     results["warm Lambda invoke, p50 (ms)"] = pct(invokes[5:], 0.5) * 1000
 

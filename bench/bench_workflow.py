@@ -34,15 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import executions_of, local_cloud
 from _cloud import lost as lost_executions
+from _stats import pct
 
 from scones import cli, endpoint, workflow
 from scones.core import aws, settings
 from scones.deploy import stack
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def outcome(described: dict) -> str:

@@ -90,23 +90,30 @@ def ensure_role(name: str = ROLE_NAME) -> str:
         return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
 
 
+def create_function(name: str, files: dict[str, str], handler: str = "app.handler", **extra) -> str:
+    """A python3.12 Lambda made of `files` (name → source) under the shared role, active when this returns;
+    its ARN. `extra`: more create_function arguments (Timeout, Environment)."""
+    lam = aws.client("lambda")
+    arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ensure_role(),
+        Handler=handler,
+        Code={"ZipFile": make_zip(files)},
+        **extra,
+    )["FunctionArn"]
+    lam.get_waiter("function_active_v2").wait(FunctionName=name)
+    return arn
+
+
 def _check(name: str, condition: bool, detail: object) -> None:
     if not condition:
         raise SelfTestError(f"{name}: {detail}")
 
 
 def _lambda(suffix: str) -> str:
-    lam = aws.client("lambda")
     name = f"scones-selftest-{suffix}"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ensure_role(),
-        Handler="app.handler",
-        Timeout=2,
-        Code={"ZipFile": make_zip({"app.py": SELFTEST_LAMBDA})},
-        Environment={"Variables": {"GREETING": "scones"}},
-    )
+    create_function(name, {"app.py": SELFTEST_LAMBDA}, Timeout=2, Environment={"Variables": {"GREETING": "scones"}})
     return name
 
 

@@ -121,28 +121,25 @@ def subscribe_queue(topic_arn: str, name: str) -> str:
     return url
 
 
+def toolbox_files() -> dict[str, str]:
+    """tests/lambdas/*.py: file name → source."""
+    return {p.name: p.read_text() for p in (ROOT / "tests" / "lambdas").glob("*.py")}
+
+
 def toolbox_zip() -> bytes:
     """tests/lambdas/*.py as one function zip."""
     from scones.selftest import make_zip
 
-    return make_zip({p.name: p.read_text() for p in (ROOT / "tests" / "lambdas").glob("*.py")})
+    return make_zip(toolbox_files())
 
 
 def create_function(name: str, handler: str, *, timeout: int = 5, env: dict | None = None) -> str:
     """A python3.12 function running a handler of tests/lambdas/ in the current cloud; returns its ARN."""
-    from scones.core import aws
-    from scones.selftest import ensure_role
+    from scones import selftest
 
-    fn = aws.client("lambda").create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=ensure_role(),
-        Handler=handler,
-        Timeout=timeout,
-        Code={"ZipFile": toolbox_zip()},
-        Environment={"Variables": env or {}},
+    return selftest.create_function(
+        name, toolbox_files(), handler, Timeout=timeout, Environment={"Variables": env or {}}
     )
-    return fn["FunctionArn"]
 
 
 def receive(url: str, timeout_s: float = 10) -> list[dict]:

@@ -11,7 +11,7 @@ import pytest
 
 from scones.core import aws
 from scones.deploy import package, stack
-from scones.selftest import ensure_role, make_zip
+from scones.selftest import create_function
 
 CODE = {
     "ok": "import os\ndef handler(event, context):\n    return {'event': event, 'mode': os.environ['MODE']}\n",
@@ -24,20 +24,13 @@ CODE = {
 
 @pytest.fixture(scope="module")
 def functions(local_cloud):
-    lam, role, names = aws.client("lambda"), ensure_role(), {}
+    lam, names = aws.client("lambda"), {}
     suffix = uuid.uuid4().hex[:8]
     for kind, code in CODE.items():
         name = names[kind] = f"shape-{kind}-{suffix}"
-        lam.create_function(
-            FunctionName=name,
-            Runtime="python3.12",
-            Role=role,
-            Handler="lambda.handler",
-            Code={"ZipFile": make_zip({"lambda.py": code})},
-            Timeout=1,
-            Environment={"Variables": {"MODE": "warm"}},
+        create_function(
+            name, {"lambda.py": code}, "lambda.handler", Timeout=1, Environment={"Variables": {"MODE": "warm"}}
         )
-        lam.get_waiter("function_active_v2").wait(FunctionName=name)
     yield names
     for name in names.values():
         lam.delete_function(FunctionName=name)
