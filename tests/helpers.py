@@ -161,6 +161,22 @@ def receive(url: str, timeout_s: float = 10) -> list[dict]:
     return []
 
 
+def deployment_env(tag: str) -> tuple[str, dict[str, str]]:
+    """A random suffix, and the settings giving a test module a bucket, stack and endpoint of its own (the
+    endpoint on any free port)."""
+    import uuid
+
+    from scones.core import settings
+
+    suffix = uuid.uuid4().hex[:8]
+    return suffix, {
+        settings.BUCKET: f"{tag}-{suffix}",
+        settings.STACK_NAME: f"{tag}{suffix}-workflow",
+        settings.SCONES_ENDPOINT_NAME: f"ep{tag}-{suffix}",
+        settings.ENDPOINT_PORT: "0",
+    }
+
+
 @contextlib.contextmanager
 def environ(values: dict[str, str]):
     """These environment variables for the duration of the block, the previous values restored after."""

@@ -10,10 +10,9 @@ import io
 import json
 import tarfile
 import time
-import uuid
 
 import pytest
-from helpers import environ, make_brightness_model, subscribe_queue
+from helpers import deployment_env, environ, make_brightness_model, subscribe_queue
 from monitoring_fixtures import held_out_images
 
 from scones import cli, endpoint, load
@@ -26,15 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def deployed(local_cloud, tmp_path_factory):
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        settings.BUCKET: f"mon-{suffix}",
-        settings.PREFIX: "data",
-        settings.STACK_NAME: f"m{suffix}-workflow",
-        settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
-        settings.ENDPOINT_PORT: "0",
-        settings.DATA_DIR: str(tmp_path_factory.mktemp("data")),
-    }
+    suffix, env = deployment_env("mon")
+    env.update({settings.PREFIX: "data", settings.DATA_DIR: str(tmp_path_factory.mktemp("data"))})
     with environ(env):
         model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
         s3 = aws.client("s3")

@@ -15,7 +15,7 @@ import uuid
 import zipfile
 
 import pytest
-from helpers import TARGET, environ, make_brightness_model, solid_png, subscribe_queue
+from helpers import TARGET, deployment_env, environ, make_brightness_model, solid_png, subscribe_queue
 
 from scones import cli, endpoint, localcloud, workflow
 from scones.core import aws, settings
@@ -26,13 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 
 @pytest.fixture(scope="module")
 def deployed(local_cloud, tmp_path_factory):
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        settings.BUCKET: f"wf-{suffix}",
-        settings.STACK_NAME: f"t{suffix}-workflow",
-        settings.SCONES_ENDPOINT_NAME: f"ep-{suffix}",
-        settings.ENDPOINT_PORT: "0",
-    }
+    suffix, env = deployment_env("wf")
     with environ(env):
         model = make_brightness_model(tmp_path_factory.mktemp("brightness") / "model")
         aws.client("s3").create_bucket(Bucket=env[settings.BUCKET])

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 
 import numpy as np
 import pytest
-from helpers import environ, subscribe_queue
+from helpers import deployment_env, environ, subscribe_queue
 from PIL import Image
 
 from scones import cli, endpoint, workflow
@@ -61,13 +60,7 @@ def png(array: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def deployed(local_cloud, tmp_path_factory):
-    suffix = uuid.uuid4().hex[:8]
-    env = {
-        settings.BUCKET: f"wfo-{suffix}",
-        settings.STACK_NAME: f"o{suffix}-workflow",
-        settings.SCONES_ENDPOINT_NAME: f"epo-{suffix}",
-        settings.ENDPOINT_PORT: "0",
-    }
+    suffix, env = deployment_env("wfo")
     with environ(env):
         root = tmp_path_factory.mktemp("outliers")
         source = staging.resolve_source("synthetic", ["bicycle", "motorcycle"], 0, 4, 6, cache_dir=root / "cache")
