@@ -36,13 +36,12 @@ def clean(target: Target, delete_bucket: bool = False) -> list[str]:
     from scones.deploy import stack
 
     done: list[str] = []
-    if target.is_local:
-        for name in endpoint.recorded_names():
-            if endpoint.stop(name, log=lambda _m: None):
-                done.append(f"stopped endpoint {name}")
-        if target.name == "local" and not localcloud.status().running:
-            done.append("local cloud not running: nothing in it to remove")
-            return done
+    for name in endpoint.recorded_names():
+        if endpoint.stop(name, log=lambda _m: None):
+            done.append(f"stopped endpoint {name}")
+    if target.name == "local" and not localcloud.status().running:
+        done.append("local cloud not running: nothing in it to remove")
+        return done
     try:
         if stack.delete(log=lambda _m: None):
             done.append(f"deleted stack {settings.stack_name()}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from scones.core import aws
 from scones.deploy import plan
+from scones.deploy.checks import code as error_code
 
 PURGE_PREFIXES = ("data/", "models/", "deploy/", "datacapture/", "monitoring/")
 
@@ -56,10 +57,6 @@ SAGEMAKER_KINDS = {
     "training-job": "training-job",
     "processing-job": "processing-job",
 }
-
-
-def _code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 def arn_of(raw: str) -> str:
@@ -258,7 +255,7 @@ def _delete_job(item: Item) -> str | None:
     try:
         getattr(aws.client("sagemaker", max_attempts=1), f"delete_{snake}")(**{f"{kind}Name": item.name})
     except (ClientError, ResponseParserError) as exc:
-        if isinstance(exc, ClientError) and _code(exc) not in ("InternalFailure", "NotImplemented", "500"):
+        if isinstance(exc, ClientError) and error_code(exc) not in ("InternalFailure", "NotImplemented", "500"):
             raise
         # This cloud cannot delete job records (the embedded local cloud): a finished job bills nothing, so its
         # record is only untagged, which takes it out of the project's inventory.
@@ -287,7 +284,7 @@ def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=p
         try:
             note = _delete(item, spec, poll_s)
         except (ClientError, BotoCoreError) as exc:
-            note = f"could not delete: {_code(exc) or exc}"
+            note = f"could not delete: {error_code(exc) or exc}"
         if note and not note.startswith("stopped"):
             result.left.append((item, note))
         else:

@@ -108,10 +108,8 @@ class Facts:
     """What only the cloud knows; placeholders in a dry run."""
 
     account: str = UNKNOWN_ACCOUNT
-    job_name: str | None = None  # the completed training job (None: not trained yet)
     model_data: str | None = None  # the artifact the model serves
     num_training_samples: int | None = None  # builtin: lines of train.lst
-    stack_outputs: dict[str, str] = field(default_factory=dict)
 
 
 def digest(*parts: object, n: int = 8) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from scones.core import aws
 from scones.core.errors import NotReadyError, SconesError, UsageError
 from scones.deploy import plan
+from scones.deploy.checks import code as error_code
 
 ROLE_HELP = "create it as the README's 'The role' shows, then pass --role ARN or set SCONES_SAGEMAKER_ROLE"
 
@@ -24,10 +25,6 @@ class Preflight:
     role_arn: str
     bucket_created: bool
     warnings: list[str] = field(default_factory=list)
-
-
-def _code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 def credentials() -> str:
@@ -42,7 +39,7 @@ def credentials() -> str:
         ) from None
     except ClientError as exc:
         raise NotReadyError(
-            f"AWS refused the credentials: {_code(exc)}", next_step="`aws sts get-caller-identity` to check them"
+            f"AWS refused the credentials: {error_code(exc)}", next_step="`aws sts get-caller-identity` to check them"
         ) from None
 
 
@@ -95,7 +92,7 @@ def role_reads_bucket(role_arn: str, bucket: str) -> str | None:
             ResourceArns=[f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
         )
     except (ClientError, BotoCoreError, ResponseParserError) as exc:  # not allowed to simulate, or no such API
-        return f"could not check the role's access to s3://{bucket} ({_code(exc) or exc}); continuing"
+        return f"could not check the role's access to s3://{bucket} ({error_code(exc) or exc}); continuing"
     denied = sorted({r["EvalActionName"] for r in result["EvaluationResults"] if r["EvalDecision"] != "allowed"})
     if denied:
         raise NotReadyError(
@@ -119,7 +116,8 @@ def quota_hint(instance_type: str, spot: bool) -> str | None:
         )
         found = next((q for page in pages for q in page.get("Quotas", []) if q.get("QuotaName") == wanted), None)
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
-        return f"could not read the quota '{wanted}' ({_code(exc) or type(exc).__name__}); check it in Service Quotas"
+        reason = error_code(exc) or type(exc).__name__
+        return f"could not read the quota '{wanted}' ({reason}); check it in Service Quotas"
     if found is None:
         return f"quota '{wanted}' not listed; if the job is refused, request it in Service Quotas"
     if found.get("Value", 0) < 1:
@@ -137,7 +135,7 @@ def bucket(spec: plan.Spec) -> bool:
         s3.head_bucket(Bucket=spec.bucket)
         return False
     except s3.exceptions.ClientError as exc:
-        code = _code(exc)
+        code = error_code(exc)
         if code in ("403", "AccessDenied"):
             raise SconesError(
                 f"bucket {spec.bucket} exists but this account may not use it (it may belong to another account)",

@@ -1,13 +1,13 @@
-"""`scones deploy`: make sure a model serves, then create or update the workflow stack on a target.
+"""`scones deploy` on the local targets (local, localstack): make sure our model server serves, then create or
+update the workflow stack. `--target aws` is scones/deploy/aws_command.py's SageMaker chain.
 
-The stack (template.yaml) is the same on every target; only its parameters differ: on the local targets
-the classify Lambda is told where our model server listens (SageMakerRuntimeUrl), on AWS that parameter
-is empty and the SageMaker endpoint of the same name answers.
+The stack (template.yaml) is the same on every target; only its parameters differ: here the classify Lambda
+is told where our model server listens (SageMakerRuntimeUrl); on AWS that parameter is empty and the
+SageMaker endpoint of the same name answers.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ class Serving:
     name: str
     model_uri: str
     model_dir: Path
-    runtime_url: str  # "" on AWS: boto3's own SageMaker runtime endpoint
+    runtime_url: str  # where the classify Lambda reaches it
 
 
 def local_serving(name: str, model: str | None, host: str | None = None, log: Callable[[str], None] = print) -> Serving:
@@ -41,14 +41,6 @@ def local_serving(name: str, model: str | None, host: str | None = None, log: Ca
     served = endpoint.record(name)
     log(f"endpoint {name} serves {served.get('model_uri')} at {current.url}")
     return Serving(name, served.get("model_uri", ""), Path(served["model_dir"]), current.url or "")
-
-
-def aws_serving(name: str, bucket: str, model: str | None, log: Callable[[str], None] = print) -> Serving:
-    """On AWS the endpoint is SageMaker's; the model's labels come from its artifact."""
-    uri = model or models.latest_model_uri(bucket)
-    model_dir = models.fetch_model(uri, Path(tempfile.mkdtemp(prefix="scones-deploy-")) / "model")
-    log(f"target aws: the classify Lambda calls the SageMaker endpoint {name} (model {uri})")
-    return Serving(name, uri, model_dir, "")
 
 
 def stack_parameters(serving: Serving, bucket: str, threshold: float, alert_email: str | None) -> dict[str, str]:
@@ -81,9 +73,7 @@ def deploy(
         localstack.require(target.endpoint_url or "")
     aws.ensure_bucket(bucket, log)
     name = settings.endpoint_name()
-    if target.name == "aws":
-        serving = aws_serving(name, bucket, model, log)
-    elif target.name == "localstack":  # in Docker mode the endpoint binds the bridge, Lambdas use its host name
+    if target.name == "localstack":  # in Docker mode the endpoint binds the bridge, Lambdas use its host name
         serving = local_serving(name, model, localstack.endpoint_host(log), log)
         serving.runtime_url = localstack.url_for_lambdas(serving.runtime_url)
     else:

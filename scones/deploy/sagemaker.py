@@ -232,7 +232,6 @@ def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print) -> Report:
         source = job
     else:
         artifact, source = spec.model_uri, _source_name(spec.model_uri)
-    facts.job_name = source
     facts.model_data = (
         artifact if spec.algorithm == "builtin" else package_for_serving(spec, artifact, source, report, log)
     )
