@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones import models, training_job
-from scones.core import settings
-from scones.core.errors import UsageError
 from scones.data.lst import load_images
-from scones.deploy.stack import deployed_threshold
+from scones.deploy.stack import filter_threshold
 
 
 @dataclass
@@ -34,10 +32,7 @@ def evaluate(
     `threshold`: the given one, else the deployed stack's, else the setting."""
     from scones import evaluation as metrics_of
 
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise UsageError(f"--threshold {threshold} is outside 0..1")
-    if threshold is None:
-        threshold = deployed_threshold() or settings.threshold()
+    threshold = filter_threshold(threshold)
     uri = model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")

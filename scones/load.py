@@ -321,10 +321,9 @@ def generate(
     times = schedule(mode, count, rate, duration_s, rng)
     check_loopback(target.current().name, via)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
-    if threshold is None:
-        from scones.deploy.stack import deployed_threshold
+    from scones.deploy.stack import filter_threshold
 
-        threshold = deployed_threshold() or settings.threshold()
+    threshold = filter_threshold(threshold)
     chosen = choose(staged_keys(bucket, prefix), len(times), drift, rng)
     s3 = aws.client("s3")
     bodies: dict[str, bytes] = {}

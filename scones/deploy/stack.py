@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from scones.core import settings
-from scones.core.errors import NotReadyError, SconesError
+from scones.core.errors import NotReadyError, SconesError, UsageError
 from scones.deploy import package
 
 TEMPLATE = package.ROOT / "template.yaml"
@@ -139,6 +139,17 @@ def delete(name: str | None = None, log=print) -> bool:
     _wait(cfn, name, "delete")
     log(f"stack {name} deleted")
     return True
+
+
+def filter_threshold(requested: float | None = None) -> float:
+    """The confidence threshold a command judges answers by: the one asked for, else the deployed stack's
+    (0 included), else $SCONES_THRESHOLD; refused outside 0..1."""
+    if requested is None:
+        deployed = deployed_threshold()
+        requested = settings.threshold() if deployed is None else deployed
+    if not 0 <= requested <= 1:
+        raise UsageError(f"--threshold {requested} is outside 0..1")
+    return requested
 
 
 def deployed_threshold(name: str | None = None) -> float | None:

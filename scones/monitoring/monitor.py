@@ -311,13 +311,10 @@ def run(
     """The whole of `scones monitor`: read every capture record, compare with the baseline, write the report
     and the Model Monitor-format files, put the metrics, and alert on drift when asked."""
     from scones.core.progress import Progress
-    from scones.deploy.stack import deployed_threshold
+    from scones.deploy.stack import filter_threshold
 
     where = capture.Location.parse(capture_uri or default_capture())
-    if threshold is None:
-        threshold = deployed_threshold() or settings.threshold()
-    if not 0 <= threshold <= 1:
-        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    threshold = filter_threshold(threshold)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
     base, source = resolve_baseline(baseline, bucket, prefix, threshold, log=log)
     log(f"capture {where}; baseline {source} ({len(base.frame)} images); threshold {threshold:g}")
