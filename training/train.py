@@ -408,7 +408,8 @@ def main(argv: list[str] | None = None) -> None:
 
     train_images, train_labels = load_split("train", len(args.classes))
     test_images, test_labels = load_split("test", len(args.classes))
-    outlier_images = load_outliers(args.seed, args.val_fraction)
+    has_outliers = channel("outliers", required=False) is not None
+    outlier_images = load_outliers(args.seed, args.val_fraction) if args.oe_weight > 0 else None  # else unread
     fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
     mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
     std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     x_val, y_val = to_tensor(train_images[val_idx], mean, std), torch.from_numpy(train_labels[val_idx])
     x_test = to_tensor(test_images, mean, std)
     x_out = x_out_val = None
-    if outlier_images is not None and args.oe_weight > 0:
+    if outlier_images is not None:
         x_out, x_out_val = (to_tensor(part, mean, std) for part in outlier_images)
 
     config = ModelConfig(num_classes=len(args.classes), widths=args.widths, blocks=args.blocks)
@@ -434,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
             f"weight {args.oe_weight}",
             flush=True,
         )
-    elif outlier_images is not None:
+    elif has_outliers:
         print("outlier exposure: off (--oe-weight 0); the 'outliers' channel is not used", flush=True)
     else:
         print("outlier exposure: off (no 'outliers' channel); training on the labelled classes only", flush=True)
