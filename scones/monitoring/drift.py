@@ -73,8 +73,6 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 def kolmogorov_sf(x: float) -> float:
     """P(K > x) for the Kolmogorov distribution."""
-    if x <= 0:
-        return 1.0
     if x < 0.2:  # the series converges slowly there and the value is 1 to 15 digits
         return 1.0
     k = np.arange(1, 101)

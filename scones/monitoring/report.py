@@ -162,9 +162,8 @@ def _img(path: Path, alt: str, wide: bool = False) -> str:
 
 def write_html(result, plots: dict[str, Path], out: Path) -> Path:
     e = html.escape
-    failed = [c for c in result.checks if c.failed]
+    failed, verdict = result.failed, result.verdict
     colour = DRIFT_COLOUR if failed else OK_COLOUR
-    verdict = "DRIFT" if failed else "OK"
     why = (
         "failed: " + ", ".join(f"{c.name} ({c.distance_name}={c.statistic:.3f}, p={c.p_value:.1e})" for c in failed)
         if failed

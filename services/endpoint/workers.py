@@ -67,12 +67,14 @@ class Board:
         return bool(self.column("loaded").all())
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port that other processes may bind too; the server listens on it
-    (asyncio's create_server calls listen), and only listening sockets are handed connections."""
+def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
+    """A socket bound to host:port that other processes may bind too (unless `reuse_port` is False); the
+    server listens on it (asyncio's create_server calls listen), and only listening sockets are handed
+    connections."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     return sock
 
@@ -85,12 +87,7 @@ def claim_port(host: str, port: int, shared: bool) -> socket.socket:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))  # EADDRINUSE when anything listens on the port
-    if shared:
-        return reuseport_socket(host, port)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    return sock
+    return reuseport_socket(host, port, reuse_port=shared)
 
 
 def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int:
