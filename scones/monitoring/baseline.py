@@ -57,21 +57,7 @@ def rows_for_images(model_dir: Path, images: list[tuple[str, bytes]], batch: int
         pixels = np.stack([inference.decode(body, "image/png", model.size) for _, body in chunk])
         probs = inference.predict_fn(pixels, model)
         for (name, body), p in zip(chunk, probs, strict=True):
-            brightness, contrast, width, height = capture.image_features(body, "image/png")
-            order = np.argsort(p)[::-1]
-            rows.append(
-                {
-                    "time": None,
-                    "file": name,
-                    "predicted": labels[int(order[0])],
-                    "confidence": float(p[order[0]]),
-                    "margin": float(p[order[0]] - p[order[1]]),
-                    "brightness": brightness,
-                    "contrast": contrast,
-                    "width": width,
-                    "height": height,
-                }
-            )
+            rows.append({**capture.row(p, labels, capture.image_features(body, "image/png"), None), "file": name})
     return rows
 
 

@@ -151,15 +151,21 @@ def parse_record(rec: object, labels: list[str] | None = None) -> dict:
     probs = _probabilities(out)
     if labels and len(probs) != len(labels):
         raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
-    brightness, contrast, width, height = image_features(body, inp.get("observedContentType") or "image/png")
+    features = image_features(body, inp.get("observedContentType") or "image/png")
+    return row(probs, labels, features, (rec.get("eventMetadata") or {}).get("inferenceTime"))  # type: ignore[union-attr]
+
+
+def row(probs, labels: list[str] | None, features: tuple[float, float, int, int], when: str | None) -> dict:
+    """One table row: the top class, its probability and its margin over the second, and the image's
+    brightness, contrast and size (`image_features`)."""
     order = np.argsort(probs)[::-1]
     best = int(order[0])
-    when = (rec.get("eventMetadata") or {}).get("inferenceTime")  # type: ignore[union-attr]
+    brightness, contrast, width, height = features
     return {
         "time": when,
         "predicted": labels[best] if labels else f"class_{best}",
-        "confidence": probs[best],
-        "margin": probs[best] - probs[int(order[1])],
+        "confidence": float(probs[best]),
+        "margin": float(probs[best] - probs[int(order[1])]),
         "brightness": brightness,
         "contrast": contrast,
         "width": width,
