@@ -116,6 +116,12 @@ def _manifest_matches(workdir: Path, source: Source, classes: list[str], outlier
     return manifest if same and manifest.get("format") == FORMAT_VERSION else None
 
 
+def _write_file(partial: Path, relative: str, blob: bytes, files: dict) -> None:
+    """One staged file, its md5 recorded for the manifest."""
+    (partial / relative).write_bytes(blob)
+    files[relative] = hashlib.md5(blob).hexdigest()
+
+
 def _write_outliers(
     data: cifar.Cifar, source: Source, classes: list[str], partial: Path, files: dict, counts: dict
 ) -> dict:
@@ -130,14 +136,10 @@ def _write_outliers(
         (partial / folder).mkdir(parents=True)
         rows = []
         for i, (image, label, name) in enumerate(zip(found.images, found.labels, found.names, strict=True)):
-            blob = _png_bytes(image)
-            (partial / folder / name).write_bytes(blob)
-            files[f"{folder}/{name}"] = hashlib.md5(blob).hexdigest()
+            _write_file(partial, f"{folder}/{name}", _png_bytes(image), files)
             rows.append(lst_format.Row(i, int(label), name))
             progress.advance()
-        lst = lst_format.dumps(rows)
-        (partial / f"{folder}.lst").write_bytes(lst)
-        files[f"{folder}.lst"] = hashlib.md5(lst).hexdigest()
+        _write_file(partial, f"{folder}.lst", lst_format.dumps(rows), files)
         entry[split] = {
             "channel": folder,
             "kinds": found.kinds,
@@ -185,15 +187,11 @@ def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str =
             if file_name in used:  # CIFAR has a few repeated names: keep them apart
                 file_name = f"{Path(file_name).stem}_{row}.png"
             used.add(file_name)
-            blob = _png_bytes(split.images[row])
-            (partial / split_name / file_name).write_bytes(blob)
-            files[f"{split_name}/{file_name}"] = hashlib.md5(blob).hexdigest()
+            _write_file(partial, f"{split_name}/{file_name}", _png_bytes(split.images[row]), files)
             rows.append(lst_format.Row(len(rows), classes.index(name), file_name))
             counts[split_name][name] += 1
             progress.advance()
-        lst = lst_format.dumps(rows)
-        (partial / f"{split_name}.lst").write_bytes(lst)
-        files[f"{split_name}.lst"] = hashlib.md5(lst).hexdigest()
+        _write_file(partial, f"{split_name}.lst", lst_format.dumps(rows), files)
     progress.finish()
     empty = [f"{s}/{c}" for s in SPLITS for c, n in counts[s].items() if n == 0]
     if empty:
