@@ -133,7 +133,7 @@ def clean(args: argparse.Namespace) -> int:
         return 0
     print(f"scones clean --target aws will delete, in this order ({spec.region}):")
     for item in items:
-        print(f"  {item.kind:<16} {item.name}")
+        print(f"  {item.kind:<20} {item.name}" + (f"   (deleted with stack {item.owner})" if item.owner else ""))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not deleting without confirmation", next_step="scones clean --target aws --yes")
