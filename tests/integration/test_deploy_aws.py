@@ -300,7 +300,13 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
     aws.client("s3").create_bucket(Bucket=spec.bucket)
     sagemaker.ensure_stack(spec, Report(), log=lambda _m: None)
     owned = propagate_stack_tags(spec.stack)
-    assert len(owned) >= 6  # three functions, two state machines, the topic (and their log groups)
+    assert len(owned) == 9  # three functions and their log groups, two state machines, the topic
+    logs = aws.client("logs")
+    groups = {
+        f"/aws/lambda/{spec.name_prefix}-{f}" for f in ("serialize-image-data", "classify-image", "filter-inferences")
+    }
+    found = {g["logGroupName"]: g for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]}
+    assert {name: found[name].get("retentionInDays") for name in groups} == dict.fromkeys(groups, 30)
     monkeypatch.setenv(settings.STACK_NAME, spec.stack)
     monkeypatch.setenv(settings.BUCKET, spec.bucket)
     monkeypatch.setenv(settings.SCONES_ENDPOINT_NAME, spec.endpoint)
@@ -316,6 +322,8 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
     functions = [f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]]
     assert not [name for name in functions if name.startswith(spec.name_prefix)]
     assert aws_clean.inventory(spec) == []
+    left_groups = {g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]}
+    assert not groups & left_groups  # the stack took its log groups with it
 
 
 def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypatch):
