@@ -83,7 +83,7 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
-def _ask_to_deploy(spec, yes: bool) -> bool:
+def _ask_to_deploy(spec, yes: bool, account: str) -> bool:
     """Print the cost estimate, then ask; --yes answers for the user, and no terminal without --yes refuses."""
     from scones.deploy import cost
 
@@ -94,7 +94,8 @@ def _ask_to_deploy(spec, yes: bool) -> bool:
         raise UsageError(
             "not deploying without confirmation: no terminal to ask on", next_step="scones deploy --target aws --yes"
         )
-    return input("deploy, and start billing? [y/N] ").strip().lower() in ("y", "yes")
+    question = f"deploy to account {account} in {spec.region}, and start billing? [y/N] "
+    return input(question).strip().lower() in ("y", "yes")
 
 
 def deploy(args: argparse.Namespace) -> int:
@@ -110,7 +111,7 @@ def deploy(args: argparse.Namespace) -> int:
     from scones.deploy import sagemaker
 
     try:
-        report = sagemaker.deploy(spec, confirm=lambda: _ask_to_deploy(spec, args.yes))
+        report = sagemaker.deploy(spec, confirm=lambda account: _ask_to_deploy(spec, args.yes, account))
     except sagemaker.NotConfirmed:
         print("nothing deployed")
         return 1

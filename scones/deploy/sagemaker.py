@@ -222,15 +222,15 @@ class NotConfirmed(SconesError):
     """The user answered no to the cost estimate: nothing was created."""
 
 
-def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[], bool] | None = None) -> Report:
+def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str], bool] | None = None) -> Report:
     """The whole chain; every step skips what exists and matches.
 
-    `confirm` (the CLI's cost estimate and question) is asked before anything is called or created; False stops
-    here with NotConfirmed.
+    `confirm(account)` (the CLI's cost estimate and question) is asked once the credentials are known to work
+    (a free, read-only call) and before anything is created; False stops here with NotConfirmed.
     """
     report = Report()
     images.require()  # before anything is created: the training step and the image URIs need the SDK
-    if confirm is not None and not confirm():
+    if confirm is not None and not confirm(preflight.credentials()):
         raise NotConfirmed("nothing deployed: not confirmed")
     checked = preflight.run(spec, log)
     report.account = checked.account

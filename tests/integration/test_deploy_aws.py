@@ -343,3 +343,24 @@ def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypat
         ("lambda:function", "its stack f-workflow was not deleted"),
     ]
     assert result.deleted == []
+
+
+def test_log_groups_an_older_stacks_functions_made_are_listed_and_deleted_after_the_stack(local_cloud, monkeypatch):
+    """Before template.yaml declared them, Lambda made /aws/lambda/<function> itself on first run; such a group
+    outlives the stack and would block the stack that now declares it. clean finds it by the stack's functions."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    spec = plan.Spec(stack=f"old{suffix}-workflow", bucket=f"old-{suffix}", endpoint=f"oldep-{suffix}")
+    group = f"/aws/lambda/old{suffix}-classify-image"
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName=group)  # what Lambda made; no tags, no stack
+    functions = [{"ResourceType": "AWS::Lambda::Function", "PhysicalResourceId": f"old{suffix}-classify-image"}]
+    monkeypatch.setattr(aws_clean, "stack_resources", lambda _stack: functions)
+
+    listed = aws_clean.inventory(spec)
+
+    assert [(i.kind, i.name, i.owner) for i in listed] == [("log-group", group, "")]
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert result.left == [] and [i.name for i in result.deleted] == [group]
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
