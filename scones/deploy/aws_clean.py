@@ -3,7 +3,9 @@
 Resources are found by the project's tags (Resource Groups Tagging API: `scones:stack=<stack>`) plus the names
 a deploy derives and records (scaling target and policy, schedule, scheduler role, log groups: kinds the
 tagging API does not list). Order: scaling policy → scalable target → schedule → endpoint → endpoint config
-→ model → stack → scheduler role → job records → log groups → (with --purge-data) S3 objects and bucket.
+→ model → stack (and what it created) → scheduler role → job records → log groups → (with --purge-data) S3
+objects and bucket. What the workflow stack created carries the stack's tags on AWS (CloudFormation propagates
+them): it is listed with the stack and counts as deleted once the stack's deletion completes.
 A second run finds nothing and deletes nothing. Exit status non-zero when anything is left.
 """
 
@@ -15,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from scones.core import aws
+from scones.core.errors import SconesError
 from scones.deploy import plan
 from scones.deploy.checks import code as error_code
 
@@ -346,8 +349,8 @@ def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=p
             continue
         try:
             note = _delete(item, spec, poll_s)
-        except (ClientError, BotoCoreError) as exc:
-            note = f"could not delete: {error_code(exc) or exc}"
+        except (ClientError, BotoCoreError, SconesError) as exc:  # SconesError: the stack's deletion failed
+            note = f"could not delete: {error_code(exc) or exc}" if not isinstance(exc, SconesError) else str(exc)
         if note and not note.startswith("stopped"):
             result.left.append((item, note))
         else:

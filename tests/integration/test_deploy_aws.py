@@ -326,20 +326,28 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
     assert not groups & left_groups  # the stack took its log groups with it
 
 
-def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypatch):
+@pytest.mark.parametrize("failure", ["refused", "DELETE_FAILED"])
+def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypatch, failure):
     from botocore.exceptions import ClientError
+
+    from scones.deploy.stack import DeployError
 
     spec = plan.Spec(stack="f-workflow")
     items = [aws_clean.Item("stack", spec.stack), aws_clean.Item("lambda:function", "f-classify-image", "", spec.stack)]
     monkeypatch.setattr(aws_clean, "inventory", lambda *_a, **_k: [aws_clean.Item(**vars(i)) for i in items])
 
-    def refuse(item, *_a):
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteStack")
+    def fail(item, *_a):
+        if failure == "refused":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteStack")
+        raise DeployError("stack f-workflow delete failed: DELETE_FAILED")  # what stack.delete's waiter raises
 
-    monkeypatch.setattr(aws_clean, "_delete", refuse)
+    monkeypatch.setattr(aws_clean, "_delete", fail)
     result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
-    assert [(i.kind, why) for i, why in result.left] == [
-        ("stack", "could not delete: AccessDenied"),
+    expected = (
+        "could not delete: AccessDenied" if failure == "refused" else "stack f-workflow delete failed: DELETE_FAILED"
+    )
+    assert [(i.kind, reason) for i, reason in result.left] == [
+        ("stack", expected),
         ("lambda:function", "its stack f-workflow was not deleted"),
     ]
     assert result.deleted == []
