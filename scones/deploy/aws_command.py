@@ -83,6 +83,15 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
+def _answer_yes(question: str) -> bool:
+    """Ask on the terminal; only y or yes is a yes (end of input, Ctrl-D, is a no)."""
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        print()
+        return False
+
+
 def _ask_to_deploy(spec, yes: bool, account: str) -> bool:
     """Print the cost estimate, then ask; --yes answers for the user, and no terminal without --yes refuses."""
     from scones.deploy import cost
@@ -94,8 +103,7 @@ def _ask_to_deploy(spec, yes: bool, account: str) -> bool:
         raise UsageError(
             "not deploying without confirmation: no terminal to ask on", next_step="scones deploy --target aws --yes"
         )
-    question = f"deploy to account {account} in {spec.region}, and start billing? [y/N] "
-    return input(question).strip().lower() in ("y", "yes")
+    return _answer_yes(f"deploy to account {account} in {spec.region}, and start billing? [y/N] ")
 
 
 def deploy(args: argparse.Namespace) -> int:
@@ -138,7 +146,7 @@ def clean(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not deleting without confirmation", next_step="scones clean --target aws --yes")
-        if input(f"delete these {len(items)}? [y/N] ").strip().lower() not in ("y", "yes"):
+        if not _answer_yes(f"delete these {len(items)}? [y/N] "):
             print("nothing deleted")
             return 1
     result = aws_clean.clean(spec, args.purge_data)

@@ -73,9 +73,11 @@ PAST_THE_QUESTION = "the role no-such-role does not exist"  # preflight's next c
 
 @pytest.mark.e2e
 @pytest.mark.integration
-def test_deploy_prints_the_estimate_and_stops_when_the_user_says_no(local_cloud, tmp_path):
-    out = deploy_aws(cloud_env(tmp_path), answer="n")
+@pytest.mark.parametrize("answer", ["n", "", "\x04"], ids=["n", "enter", "ctrl-d"])
+def test_deploy_prints_the_estimate_and_stops_when_the_user_says_no(local_cloud, tmp_path, answer):
+    out = deploy_aws(cloud_env(tmp_path), answer=answer)
     assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
     for expected in ESTIMATE_LINES:
         assert expected in out.stdout, expected
     assert "deploy to account 123456789012 " + QUESTION in out.stdout
