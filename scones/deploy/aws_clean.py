@@ -3,21 +3,26 @@
 Resources are found by the project's tags (Resource Groups Tagging API: `scones:stack=<stack>`) plus the names
 a deploy derives and records (scaling target and policy, schedule, scheduler role, log groups: kinds the
 tagging API does not list). Order: scaling policy → scalable target → schedule → endpoint → endpoint config
-→ model → stack → scheduler role → job records → log groups → (with --purge-data) S3 objects and bucket.
+→ model → stack (and what it created) → scheduler role → job records → log groups → (with --purge-data) S3
+objects and bucket. What the workflow stack created carries the stack's tags on AWS (CloudFormation propagates
+them): it is listed with the stack and counts as deleted once the stack's deletion completes.
 A second run finds nothing and deletes nothing. Exit status non-zero when anything is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
 
 from scones.core import aws
+from scones.core.errors import SconesError
 from scones.deploy import plan
 from scones.deploy.checks import code as error_code
 
 PURGE_PREFIXES = ("data/", "models/", "deploy/", "datacapture/", "monitoring/")
+CFN_STACK_TAG = "aws:cloudformation:stack-name"  # CloudFormation's own tag on what a stack creates
 
 
 @dataclass
@@ -25,6 +30,7 @@ class Item:
     kind: str  # scaling-policy | scalable-target | schedule | schedule-group | endpoint | endpoint-config | …
     name: str
     arn: str = ""
+    owner: str = ""  # the CloudFormation stack that created it: deleting the stack deletes it
 
 
 @dataclass
@@ -66,14 +72,22 @@ def arn_of(raw: str) -> str:
 
 
 def tagged(stack: str) -> list[Item]:
-    """Everything the tagging API lists with scones:stack=<stack>."""
+    """Everything the tagging API lists with scones:stack=<stack>.
+
+    On AWS that includes what the workflow stack created: CloudFormation puts the stack's tags on its resources,
+    with aws:cloudformation:stack-name, which marks them as the stack's own (`owner`).
+    """
     found = []
     pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
     for page in pages.paginate(TagFilters=[{"Key": plan.TAG_STACK, "Values": [stack]}]):
         for mapping in page.get("ResourceTagMappingList", []):
             arn = arn_of(mapping["ResourceARN"])
+            owner = {t["Key"]: t["Value"] for t in mapping.get("Tags", [])}.get(CFN_STACK_TAG, "")
             service, rest = arn.split(":")[2], arn.split(":", 5)[5]
-            kind, _, name = rest.partition("/")
+            kind, name = re.fullmatch(r"([^/:]*)[/:]?(.*)", rest).groups()  # type/name, type:name or name
+            if owner:
+                found.append(Item(f"{service}:{kind}" if kind and name else service, name or rest, arn, owner))
+                continue
             if service == "sagemaker" and kind in SAGEMAKER_KINDS:
                 found.append(Item(SAGEMAKER_KINDS[kind], name, arn))
             elif service == "cloudformation" and kind == "stack":
@@ -157,19 +171,61 @@ def _named(spec: plan.Spec) -> list[Item]:
     return items
 
 
+def stack_resources(stack: str) -> list[dict] | None:
+    """The stack's resources (CloudFormation's StackResourceSummaries); None when no such stack exists."""
+    cfn = aws.client("cloudformation")
+    try:
+        pages = cfn.get_paginator("list_stack_resources").paginate(StackName=stack)
+        return [summary for page in pages for summary in page.get("StackResourceSummaries", [])]
+    except cfn.exceptions.ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+
+
+def _owned_by(item: Item, physical_ids: set[str]) -> bool:
+    """Whether CloudFormation made it: its ARN or name is one of the stack's physical resource ids."""
+    return bool(physical_ids & {item.arn, item.name, item.arn.rsplit(":", 1)[-1], item.arn.rsplit("/", 1)[-1]})
+
+
+def _lambda_log_groups(resources: list[dict], physical_ids: set[str]) -> list[Item]:
+    """Log groups the stack's functions made themselves (stacks from before template.yaml declared them)."""
+    logs, items = aws.client("logs"), []
+    for resource in resources:
+        if resource["ResourceType"] != "AWS::Lambda::Function":
+            continue
+        group = f"/aws/lambda/{resource['PhysicalResourceId']}"
+        if group in physical_ids:
+            continue
+        found = logs.describe_log_groups(logGroupNamePrefix=group).get("logGroups", [])
+        items += [Item("log-group", group) for g in found if g["logGroupName"] == group]
+    return items
+
+
 def inventory(spec: plan.Spec, purge_data: bool = False) -> list[Item]:
-    """What a clean would delete, in deletion order, without duplicates."""
+    """What a clean would delete, in deletion order, without duplicates.
+
+    What the workflow stack created is listed right after the stack, with `owner` set: the stack's deletion
+    deletes it. Once the stack is gone, the tagging API may still list its resources for a while; CloudFormation
+    has deleted them, so they are not listed.
+    """
+    resources = stack_resources(spec.stack)
+    physical_ids = {r.get("PhysicalResourceId", "") for r in resources or []} - {""}
     seen, items = set(), []
-    for item in _named(spec) + tagged(spec.stack):
+    for item in _named(spec) + tagged(spec.stack) + _lambda_log_groups(resources or [], physical_ids):
         if item.kind == "bucket" and not purge_data:
             continue
+        if item.kind != "stack" and (item.owner == spec.stack or _owned_by(item, physical_ids)):
+            if resources is None:
+                continue  # its stack is deleted, and CloudFormation with it
+            item.owner = spec.stack
         if (item.kind, item.name) not in seen:
             seen.add((item.kind, item.name))
             items.append(item)
     if purge_data:
         items.append(Item("s3-objects", f"s3://{spec.bucket}/{{{','.join(PURGE_PREFIXES)}}}"))
     rank = {kind: i for i, kind in enumerate(ORDER)}
-    return sorted(items, key=lambda i: rank.get(i.kind, len(ORDER)))
+    return sorted(items, key=lambda i: rank["stack"] + 0.5 if i.owner else rank.get(i.kind, len(ORDER)))
 
 
 def _wait_gone(check, timeout_s: float, poll_s: float) -> bool:
@@ -227,7 +283,9 @@ def _delete(item: Item, spec: plan.Spec, poll_s: float) -> str | None:
     elif item.kind in ("training-job", "processing-job"):
         return _delete_job(item)
     elif item.kind == "log-group":
-        aws.client("logs").delete_log_group(logGroupName=item.name)
+        logs = aws.client("logs")
+        with contextlib.suppress(logs.exceptions.ResourceNotFoundException):  # gone already: as asked
+            logs.delete_log_group(logGroupName=item.name)
     elif item.kind == "s3-objects":
         from scones.cleanup import _delete_prefixes
 
@@ -280,14 +338,23 @@ def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=p
     from botocore.exceptions import BotoCoreError, ClientError
 
     result = CleanResult()
+    stack_deleted = False
     for item in inventory(spec, purge_data):
+        if item.owner:  # deleted by its stack's deletion, which comes first
+            if stack_deleted:
+                result.deleted.append(item)
+                log(f"deleted {item.kind} {item.name} (with the stack)")
+            else:
+                result.left.append((item, f"its stack {item.owner} was not deleted"))
+            continue
         try:
             note = _delete(item, spec, poll_s)
-        except (ClientError, BotoCoreError) as exc:
-            note = f"could not delete: {error_code(exc) or exc}"
+        except (ClientError, BotoCoreError, SconesError) as exc:  # SconesError: the stack's deletion failed
+            note = f"could not delete: {error_code(exc) or exc}" if not isinstance(exc, SconesError) else str(exc)
         if note and not note.startswith("stopped"):
             result.left.append((item, note))
         else:
+            stack_deleted = stack_deleted or (item.kind == "stack" and item.name == spec.stack)
             result.deleted.append(item)
             log(f"{'stopped' if note else 'deleted'} {item.kind} {item.name}" + (f" ({note})" if note else ""))
     remaining = [i for i in inventory(spec, purge_data) if i.kind != "s3-objects"]

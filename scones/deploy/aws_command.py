@@ -16,6 +16,7 @@ from scones.core.errors import UsageError
 def add_deploy_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("--target aws (make deploy-aws)")
     g.add_argument("--dry-run", action="store_true", help="print every AWS call it would make; call nothing")
+    g.add_argument("--yes", action="store_true", help="deploy without asking, once the cost estimate is printed")
     g.add_argument(
         "--role", default=None, help=f"SageMaker execution role, ARN or name (default ${settings.SAGEMAKER_ROLE})"
     )
@@ -82,17 +83,46 @@ def spec_from_args(args: argparse.Namespace):
     )
 
 
+def _answer_yes(question: str) -> bool:
+    """Ask on the terminal; only y or yes is a yes (end of input, Ctrl-D, is a no)."""
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        print()
+        return False
+
+
+def _ask_to_deploy(spec, yes: bool, account: str) -> bool:
+    """Print the cost estimate, then ask; --yes answers for the user, and no terminal without --yes refuses."""
+    from scones.deploy import cost
+
+    print(cost.render(cost.for_spec(spec)), end="", flush=True)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "not deploying without confirmation: no terminal to ask on", next_step="scones deploy --target aws --yes"
+        )
+    return _answer_yes(f"deploy to account {account} in {spec.region}, and start billing? [y/N] ")
+
+
 def deploy(args: argparse.Namespace) -> int:
-    from scones.deploy import images, plan
+    from scones.deploy import cost, images, plan
 
     spec = spec_from_args(args)
     if args.dry_run:
         steps = plan.build(spec, image=images.placeholder_or_retrieve)
         print(plan.render(steps, spec, plan.account_of(spec)), end="")
+        print()
+        print(cost.render(cost.estimate(steps, spec.region)), end="")
         return 0
     from scones.deploy import sagemaker
 
-    report = sagemaker.deploy(spec)
+    try:
+        report = sagemaker.deploy(spec, confirm=lambda account: _ask_to_deploy(spec, args.yes, account))
+    except sagemaker.NotConfirmed:
+        print("nothing deployed")
+        return 1
     changed = len(report.changed)
     print(
         f"deployed to account {report.account}: {changed} change(s); endpoint {spec.endpoint} bills per hour "
@@ -112,11 +142,11 @@ def clean(args: argparse.Namespace) -> int:
         return 0
     print(f"scones clean --target aws will delete, in this order ({spec.region}):")
     for item in items:
-        print(f"  {item.kind:<16} {item.name}")
+        print(f"  {item.kind:<20} {item.name}" + (f"   (deleted with stack {item.owner})" if item.owner else ""))
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError("not deleting without confirmation", next_step="scones clean --target aws --yes")
-        if input(f"delete these {len(items)}? [y/N] ").strip().lower() not in ("y", "yes"):
+        if not _answer_yes(f"delete these {len(items)}? [y/N] "):
             print("nothing deleted")
             return 1
     result = aws_clean.clean(spec, args.purge_data)

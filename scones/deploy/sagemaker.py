@@ -15,6 +15,7 @@ import re
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scones.core import aws, settings
@@ -217,10 +218,20 @@ def _source_name(uri: str) -> str:
     return match.group(1) if match else f"external-{plan.digest(uri)}"
 
 
-def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print) -> Report:
-    """The whole chain; every step skips what exists and matches."""
+class NotConfirmed(SconesError):
+    """The user answered no to the cost estimate: nothing was created."""
+
+
+def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str], bool] | None = None) -> Report:
+    """The whole chain; every step skips what exists and matches.
+
+    `confirm(account)` (the CLI's cost estimate and question) is asked once the credentials are known to work
+    (a free, read-only call) and before anything is created; False stops here with NotConfirmed.
+    """
     report = Report()
     images.require()  # before anything is created: the training step and the image URIs need the SDK
+    if confirm is not None and not confirm(preflight.credentials()):
+        raise NotConfirmed("nothing deployed: not confirmed")
     checked = preflight.run(spec, log)
     report.account = checked.account
     facts = plan.Facts(account=checked.account)

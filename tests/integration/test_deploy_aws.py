@@ -250,3 +250,125 @@ def test_scones_clean_target_aws_asks_first_and_says_when_nothing_is_there(local
     monkeypatch.setenv(settings.SCONES_ENDPOINT_NAME, "nothing-here")
     assert cli.main(["clean", "--target", "aws", "--yes"]) == 0
     assert "nothing to delete" in capsys.readouterr().out
+
+
+STACK_TAGGED = {  # how each kind of stack resource takes tags (what CloudFormation calls when it propagates them)
+    "AWS::Lambda::Function": lambda arn, tags: aws.client("lambda").tag_resource(Resource=arn, Tags=tags),
+    "AWS::StepFunctions::StateMachine": lambda arn, tags: aws.client("stepfunctions").tag_resource(
+        resourceArn=arn, tags=[{"key": k, "value": v} for k, v in tags.items()]
+    ),
+    "AWS::SNS::Topic": lambda arn, tags: aws.client("sns").tag_resource(
+        ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+    ),
+    "AWS::Logs::LogGroup": lambda arn, tags: aws.client("logs").tag_resource(resourceArn=arn, tags=tags),
+}
+
+
+def propagate_stack_tags(stack_name: str) -> list[str]:
+    """Play CloudFormation's part: on AWS a stack's tags, with aws:cloudformation:stack-name, go onto every
+    resource it creates that takes tags, so tag:GetResources lists them. moto 5.2.5 does this for EC2 only."""
+    cfn = aws.client("cloudformation")
+    found = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+    tags = {t["Key"]: t["Value"] for t in found["Tags"]}
+    tags.update({"aws:cloudformation:stack-name": stack_name, "aws:cloudformation:stack-id": found["StackId"]})
+    tagged = []
+    for resource in cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]:
+        kind, physical = resource["ResourceType"], resource["PhysicalResourceId"]
+        if kind not in STACK_TAGGED:
+            continue
+        if kind == "AWS::Lambda::Function":
+            physical = aws.client("lambda").get_function(FunctionName=physical)["Configuration"]["FunctionArn"]
+        elif kind == "AWS::Logs::LogGroup":
+            (group,) = aws.client("logs").describe_log_groups(logGroupNamePrefix=physical)["logGroups"]
+            physical = group["arn"].removesuffix(":*")
+        STACK_TAGGED[kind](physical, {**tags, "aws:cloudformation:logical-id": resource["LogicalResourceId"]})
+        tagged.append(physical)
+    return tagged
+
+
+@pytest.mark.e2e
+def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud, monkeypatch, capsys):
+    """On AWS the stack's resources carry its tags, so tag:GetResources lists them beside the stack; deleting
+    the stack deletes them. A clean that then calls them "left" exits 1 after a complete clean-up."""
+    import uuid
+
+    from scones import cli
+    from scones.deploy.checks import Report
+
+    suffix = uuid.uuid4().hex[:8]
+    spec = plan.Spec(stack=f"o{suffix}-workflow", bucket=f"o-{suffix}", endpoint=f"oep-{suffix}")
+    aws.client("s3").create_bucket(Bucket=spec.bucket)
+    sagemaker.ensure_stack(spec, Report(), log=lambda _m: None)
+    owned = propagate_stack_tags(spec.stack)
+    assert len(owned) == 9  # three functions and their log groups, two state machines, the topic (moto makes no alarm)
+    logs = aws.client("logs")
+    groups = {
+        f"/aws/lambda/{spec.name_prefix}-{f}" for f in ("serialize-image-data", "classify-image", "filter-inferences")
+    }
+    found = {g["logGroupName"]: g for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]}
+    assert {name: found[name].get("retentionInDays") for name in groups} == dict.fromkeys(groups, 30)
+    monkeypatch.setenv(settings.STACK_NAME, spec.stack)
+    monkeypatch.setenv(settings.BUCKET, spec.bucket)
+    monkeypatch.setenv(settings.SCONES_ENDPOINT_NAME, spec.endpoint)
+
+    code = cli.main(["clean", "--target", "aws", "--yes"])
+
+    out, err = capsys.readouterr()
+    assert "left:" not in err and ", left 0" in out, out + err
+    assert code == 0
+    listed = out.split("will delete", 1)[1]
+    assert f"lambda:function      {spec.name_prefix}-classify-image   (deleted with stack {spec.stack})" in listed
+    assert f"deleted states:stateMachine {spec.name_prefix}-classify-batch (with the stack)" in out
+    functions = [f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]]
+    assert not [name for name in functions if name.startswith(spec.name_prefix)]
+    assert aws_clean.inventory(spec) == []
+    left_groups = {g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]}
+    assert not groups & left_groups  # the stack took its log groups with it
+
+
+@pytest.mark.parametrize("failure", ["refused", "DELETE_FAILED"])
+def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypatch, failure):
+    from botocore.exceptions import ClientError
+
+    from scones.deploy.stack import DeployError
+
+    spec = plan.Spec(stack="f-workflow")
+    items = [aws_clean.Item("stack", spec.stack), aws_clean.Item("lambda:function", "f-classify-image", "", spec.stack)]
+    monkeypatch.setattr(aws_clean, "inventory", lambda *_a, **_k: [aws_clean.Item(**vars(i)) for i in items])
+
+    def fail(item, *_a):
+        if failure == "refused":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteStack")
+        raise DeployError("stack f-workflow delete failed: DELETE_FAILED")  # what stack.delete's waiter raises
+
+    monkeypatch.setattr(aws_clean, "_delete", fail)
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    expected = (
+        "could not delete: AccessDenied" if failure == "refused" else "stack f-workflow delete failed: DELETE_FAILED"
+    )
+    assert [(i.kind, reason) for i, reason in result.left] == [
+        ("stack", expected),
+        ("lambda:function", "its stack f-workflow was not deleted"),
+    ]
+    assert result.deleted == []
+
+
+def test_log_groups_an_older_stacks_functions_made_are_listed_and_deleted_after_the_stack(local_cloud, monkeypatch):
+    """Before template.yaml declared them, Lambda made /aws/lambda/<function> itself on first run; such a group
+    outlives the stack and would block the stack that now declares it. clean finds it by the stack's functions."""
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    spec = plan.Spec(stack=f"old{suffix}-workflow", bucket=f"old-{suffix}", endpoint=f"oldep-{suffix}")
+    group = f"/aws/lambda/old{suffix}-classify-image"
+    logs = aws.client("logs")
+    logs.create_log_group(logGroupName=group)  # what Lambda made; no tags, no stack
+    functions = [{"ResourceType": "AWS::Lambda::Function", "PhysicalResourceId": f"old{suffix}-classify-image"}]
+    monkeypatch.setattr(aws_clean, "stack_resources", lambda _stack: functions)
+
+    listed = aws_clean.inventory(spec)
+
+    assert [(i.kind, i.name, i.owner) for i in listed] == [("log-group", group, "")]
+    result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
+    assert result.left == [] and [i.name for i in result.deleted] == [group]
+    assert logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] == []
