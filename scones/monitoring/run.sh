@@ -5,6 +5,7 @@
 # It installs scones with the job's pinned requirements (scones/monitoring/requirements.txt), then runs the
 # monitor in a scratch folder; which bucket, endpoint and stack come from the job's Environment.
 set -eu
+export PYTHONUNBUFFERED=1  # the job's log (CloudWatch) in the order things happened
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 mkdir -p "$work/src"
