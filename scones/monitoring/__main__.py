@@ -8,7 +8,8 @@ capture bucket and prefix, threshold) come from the environment by settings.py's
 CreateProcessingJob request sets (scones/deploy/plan.py: monitoring_environment). `--out` takes strftime codes
 (UTC, at the start), so each hourly run writes its own folder; a folder under /opt/ml/processing/output is
 uploaded by SageMaker when the job ends, an s3:// prefix is uploaded by the job itself. A failure is one line
-on stderr and a non-zero exit (the job then ends Failed, with that line in its FailureReason's log).
+on stderr and a non-zero exit (the job then ends Failed); an unexpected one also leaves its traceback in the
+job's log, the only record a job has.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
             metrics=not args.no_metrics,
         )
     except Exception as exc:
-        failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
-        if settings.debug():
-            import traceback
+        if settings.debug() or not isinstance(exc, errors.SconesError):
+            import traceback  # the job's log is the only record of an unexpected error: keep its traceback there
 
             traceback.print_exc()
+        failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
         print(f"scones.monitoring: error: {failure.line()}", file=sys.stderr)
         return failure.exit_code
     return 1 if args.strict and result.failed else 0
