@@ -183,6 +183,7 @@ def test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing(deployed):
     kinds = [item.kind for item in listed]
     assert kinds.index("scaling-policy") < kinds.index("scalable-target") < kinds.index("endpoint")
     assert kinds.index("endpoint") < kinds.index("endpoint-config") < kinds.index("model") < kinds.index("stack")
+    assert kinds.index("schedule") < kinds.index("alarm") < kinds.index("dead-letter-queue")  # monitoring's
     result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
     assert result.left == []
     tagged = aws.client("resourcegroupstaggingapi").get_resources(
