@@ -38,6 +38,7 @@ ACCOUNT = "123456789012"  # moto's
 EXECUTION_ID = "d32c5kddcf5bb8c3"  # what EventBridge Scheduler puts for <aws.scheduler.execution-id> (AWS's example)
 # What the processing image (the PyTorch 2.8 training image) brings that the job uses: Python, boto3, numpy.
 IMAGE_PACKAGES = [f"{name}=={metadata.version(name)}" for name in ("boto3", "numpy")]
+IMAGE_PYTHON = "3.12"
 # A stack as small as the alert part of template.yaml: the topic the job alerts and the threshold it reads.
 ALERT_STACK = {
     "Parameters": {"Threshold": {"Type": "String", "Default": "0.93"}},
@@ -100,7 +101,8 @@ def image_python(tmp_path) -> Path:
     """A fresh copy of the image's Python (built once, cached): what the job installs goes into the copy only."""
     import shutil
 
-    base = venv.ensure("processing-image", IMAGE_PACKAGES).parent.parent
+    python = venv.find_python(IMAGE_PYTHON) or sys.executable  # the image's Python version where this machine has it
+    base = venv.ensure("processing-image", IMAGE_PACKAGES, python=python).parent.parent
     copy = tmp_path / "image"
     shutil.copytree(base, copy, symlinks=True)
     return venv.python_of(copy)
@@ -120,6 +122,8 @@ def test_the_scheduled_job_runs_in_the_processing_container_and_its_outputs_reac
     # Given the image's Python, which cannot run the model yet (the job must install onnxruntime itself)
     python = image_python(tmp_path)
     assert subprocess.run([str(python), "-c", "import onnxruntime"], capture_output=True).returncode != 0
+    version = subprocess.run([str(python), "-V"], capture_output=True, text=True).stdout.strip()
+    print(f"the image's Python here: {version}")
     # and no baseline yet: the job's first run must build it through the serving handlers
     s3 = aws.client("s3")
     assert "Contents" not in s3.list_objects_v2(Bucket=spec.bucket, Prefix="models/brightness-job/monitoring/")
