@@ -260,7 +260,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     result = monitor.run(
         args.capture,
         args.baseline,
-        Path(args.out) if args.out else None,
+        args.out,  # a folder or an s3:// prefix (a Path would fold s3:// into s3:/)
         args.threshold,
         args.since,
         args.endpoint,

@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--capture", default=None, help="s3://bucket/prefix/endpoint or a folder (default: the endpoint's)")
     p.add_argument("--baseline", default=None, help="a baseline folder, s3://…/ or model URI (default: newest model's)")
-    p.add_argument("--out", default=None, help="report folder (default data/reports/monitor/)")
+    p.add_argument("--out", default=None, help="report folder or s3:// prefix (default data/reports/monitor/)")
     p.add_argument("--threshold", type=float, default=None, help="default: the deployed stack's, else $THRESHOLD")
     p.add_argument("--since", default=None, help="only records since an ISO time or a duration back (15m, 2h)")
     p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")

@@ -60,9 +60,23 @@ def check_requirements(path: Path) -> list[str]:
     return lines
 
 
+def find_python(version: str) -> str | None:
+    """A `pythonX.Y` on PATH or under pyenv (these machines keep several there), else None."""
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "-c", "pass"], capture_output=True, check=False).returncode == 0:
+        return found  # (pyenv's shim exists even where that version is not selected: it then fails)
+    pyenv = Path.home() / ".pyenv" / "versions"
+    for folder in sorted(pyenv.glob(f"{version}.*"), reverse=True) if pyenv.is_dir() else []:
+        candidate = folder / "bin" / f"python{version}"
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
 def ensure(name: str, requirements: list[str], python: str = sys.executable, log=print) -> Path:
     """A venv named `name` with exactly `requirements` installed (built once, then reused). Returns its python."""
-    key = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()[:10]
+    interpreter = sys.version if python == sys.executable else str(python)  # another Python: another venv
+    key = hashlib.sha256("\n".join([interpreter, *requirements]).encode()).hexdigest()[:10]
     venv = root() / f"{name}-{key}"
     ready = venv / ".scones-ready"
     if ready.is_file():

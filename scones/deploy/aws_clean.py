@@ -3,9 +3,10 @@
 Resources are found by the project's tags (Resource Groups Tagging API: `scones:stack=<stack>`) plus the names
 a deploy derives and records (scaling target and policy, schedule, scheduler role, log groups: kinds the
 tagging API does not list). Order: scaling policy → scalable target → schedule → endpoint → endpoint config
-→ model → stack (and what it created) → scheduler role → job records → log groups → (with --purge-data) S3
-objects and bucket. What the workflow stack created carries the stack's tags on AWS (CloudFormation propagates
-them): it is listed with the stack and counts as deleted once the stack's deletion completes.
+→ model → stack (and what it created) → the schedule's alarm and dead-letter queue → scheduler role → job records →
+log groups → (with --purge-data) S3 objects and bucket. What the workflow stack created carries the stack's tags on
+AWS (CloudFormation propagates them): it is listed with the stack and counts as deleted once the stack's deletion
+completes.
 A second run finds nothing and deletes nothing. Exit status non-zero when anything is left.
 """
 
@@ -49,6 +50,8 @@ ORDER = (
     "endpoint-config",
     "model",
     "stack",
+    "alarm",
+    "dead-letter-queue",
     "scheduler-role",
     "training-job",
     "processing-job",
@@ -96,6 +99,10 @@ def tagged(stack: str) -> list[Item]:
                 found.append(Item("bucket", rest, arn))
             elif service == "scheduler" and kind == "schedule-group":
                 found.append(Item("schedule-group", name, arn))
+            elif service == "sqs":  # the monitoring schedule's dead-letter queue
+                found.append(Item("dead-letter-queue", rest, arn))
+            elif service == "cloudwatch" and rest.startswith("alarm:"):
+                found.append(Item("alarm", rest.split(":", 1)[1], arn))
             else:
                 found.append(Item(f"{service}:{kind}", name or rest, arn))
     return found
@@ -145,6 +152,14 @@ def _named(spec: plan.Spec) -> list[Item]:
         items.append(Item("scheduler-role", plan.scheduler_role_name(spec)))
     except iam.exceptions.NoSuchEntityException:
         pass
+    sqs, cloudwatch = aws.client("sqs"), aws.client("cloudwatch")
+    try:
+        sqs.get_queue_url(QueueName=plan.monitor_dlq_name(spec))
+        items.append(Item("dead-letter-queue", plan.monitor_dlq_name(spec)))
+    except sqs.exceptions.QueueDoesNotExist:
+        pass
+    if cloudwatch.describe_alarms(AlarmNames=[plan.monitor_alarm_name(spec)]).get("MetricAlarms"):
+        items.append(Item("alarm", plan.monitor_alarm_name(spec)))
     sm = aws.client("sagemaker")
     for kind, name in _recorded(spec).items():  # what the last deploy recorded, should its tags be gone
         try:
@@ -275,6 +290,12 @@ def _delete(item: Item, spec: plan.Spec, poll_s: float) -> str | None:
         from scones.deploy import stack
 
         stack.delete(item.name, log=lambda _m: None)
+    elif item.kind == "alarm":
+        aws.client("cloudwatch").delete_alarms(AlarmNames=[item.name])
+    elif item.kind == "dead-letter-queue":
+        sqs = aws.client("sqs")
+        with contextlib.suppress(sqs.exceptions.QueueDoesNotExist):
+            sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=item.name)["QueueUrl"])
     elif item.kind == "scheduler-role":
         iam = aws.client("iam")
         for policy in iam.list_role_policies(RoleName=item.name).get("PolicyNames", []):

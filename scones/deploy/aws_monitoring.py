@@ -1,6 +1,8 @@
 """Monitoring on AWS: an EventBridge Scheduler schedule that starts `python -m scones.monitoring` hourly as a
-SageMaker Processing job (Model Monitor schedules are closed to new customers). The job installs the scones
-package from a reproducible tarball in S3; the schedule's role may only start those jobs and pass the role.
+SageMaker Processing job (Model Monitor schedules are closed to new customers). The job's code input is one S3
+folder per content hash holding run.sh (its command) and a reproducible tarball of the scones source; the
+schedule's role may only start those jobs, pass the SageMaker role and send to the schedule's dead-letter
+queue, whose alarm tells the stack's alert topic when an hourly start failed after its retries.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import json
 import tarfile
 
 from scones.core import aws
+from scones.core.errors import NotReadyError
 from scones.deploy import images, plan
 from scones.deploy.checks import Report, contains, exists
 from scones.deploy.package import ROOT
 
 MONITOR_SOURCES = ("pyproject.toml", "README.md", "scones", "services", "training")
+RUN_SCRIPT = ROOT / "scones" / "monitoring" / plan.MONITOR_SCRIPT  # the job's command, beside the tarball
 
 
 def monitoring_source() -> tuple[str, bytes]:
@@ -40,16 +44,59 @@ def monitoring_source() -> tuple[str, bytes]:
     return plan.digest(raw), raw
 
 
+def ensure_dead_letter_queue(queue: plan.Call, report: Report, log=print) -> str:
+    """The schedule's DLQ (create_queue is idempotent with the same attributes); returns its URL."""
+    sqs, name = aws.client("sqs"), queue.params["QueueName"]
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except sqs.exceptions.QueueDoesNotExist:
+        url = sqs.create_queue(**queue.params)["QueueUrl"]
+        report.add("monitor", "created", f"dead-letter queue {name}", log)
+        return url
+    current = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get("Attributes", {})
+    if contains(current, queue.params["Attributes"]):
+        report.add("monitor", "unchanged", f"dead-letter queue {name}", log)
+    else:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=queue.params["Attributes"])
+        report.add("monitor", "updated", f"dead-letter queue {name}", log)
+    return url
+
+
+def ensure_alarm(alarm: plan.Call, report: Report, log=print) -> None:
+    cloudwatch, name = aws.client("cloudwatch"), alarm.params["AlarmName"]
+    found = cloudwatch.describe_alarms(AlarmNames=[name]).get("MetricAlarms", [])
+    wanted = {k: v for k, v in alarm.params.items() if k != "Tags"}
+    if found and contains(found[0], wanted):
+        report.add("monitor", "unchanged", f"alarm {name}", log)
+        return
+    cloudwatch.put_metric_alarm(**alarm.params)
+    report.add("monitor", "updated" if found else "created", f"alarm {name}", log)
+
+
 def ensure_monitoring(spec: plan.Spec, account: str, report: Report, log=print) -> None:
+    from scones.deploy import stack
+
     s3, iam, scheduler = aws.client("s3"), aws.client("iam"), aws.client("scheduler")
     source_digest, body = monitoring_source()
     key = plan.monitoring_source_key(spec, source_digest)
-    upload, role, policy, group, schedule = plan.monitoring_calls(spec, account, key, images.retrieve)
-    if exists(s3, spec.bucket, key):
-        report.add("monitor", "unchanged", f"s3://{spec.bucket}/{key}", log)
+    try:
+        topic = stack.outputs(spec.stack).get("AlertTopicArn") or ""
+    except NotReadyError:  # no workflow stack: the alarm has nobody to tell
+        topic = ""
+    calls = plan.monitoring_calls(spec, account, key, images.retrieve, topic_arn=topic)
+    upload, script, queue, alarm, role, policy, group, schedule = calls
+    for call, data in ((upload, body), (script, RUN_SCRIPT.read_bytes())):
+        where = f"s3://{spec.bucket}/{call.params['Key']}"
+        if exists(s3, spec.bucket, call.params["Key"]):
+            report.add("monitor", "unchanged", where, log)
+        else:
+            s3.put_object(**call.params, Body=data)
+            report.add("monitor", "created", where, log)
+    ensure_dead_letter_queue(queue, report, log)
+    if topic:
+        ensure_alarm(alarm, report, log)
     else:
-        s3.put_object(**upload.params, Body=body)
-        report.add("monitor", "created", f"s3://{spec.bucket}/{key}", log)
+        report.add("monitor", "skipped", f"alarm {alarm.params['AlarmName']} (the stack has no AlertTopicArn)", log)
     name = role.params["RoleName"]
     try:
         role_arn = iam.get_role(RoleName=name)["Role"]["Arn"]

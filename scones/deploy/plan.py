@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scones.core import settings
 from scones.deploy import images
 from scones.deploy.package import ROOT
 
@@ -22,6 +23,11 @@ VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 SCHEDULER_TARGET = "arn:aws:scheduler:::aws-sdk:sagemaker:createProcessingJob"
+MONITOR_CODE = "/opt/ml/processing/input/code"  # the processing job's code input (run.sh + the scones tarball)
+MONITOR_OUTPUT = "/opt/ml/processing/output"  # uploaded to monitor_out_uri when the job ends
+MONITOR_SCRIPT = "run.sh"  # scones/monitoring/run.sh
+MONITOR_TARBALL = "scones-src.tar.gz"
+ALERT_TOPIC_PLACEHOLDER = "<the workflow stack's AlertTopicArn>"  # known once the stack is deployed
 TRAINING_FILES = ("train.py", "model.py", "calibration.py", "requirements.txt")
 INFERENCE_FILE = ROOT / "services" / "endpoint" / "inference.py"
 # train.py prints `METRICS epoch=3 train_loss=0.21 …` (or the same keys as JSON): one regex per metric.
@@ -357,11 +363,32 @@ def schedule_name(spec: Spec) -> str:
 
 
 def monitor_job_prefix(spec: Spec) -> str:
-    return f"{spec.name_prefix}-monitor"
+    """At most 26 characters: the job name adds `-<aws.scheduler.execution-id>` (16 in AWS's example; a UUID's
+    36 allowed for) and ProcessingJobName stops at 63."""
+    name = f"{spec.name_prefix}-monitor"
+    return name if len(name) <= 26 else f"{spec.name_prefix[:17]}-{digest(spec.name_prefix)}"
+
+
+def monitor_dlq_name(spec: Spec) -> str:
+    """The schedule's dead-letter queue: where a CreateProcessingJob the scheduler could not make lands."""
+    return f"{spec.name_prefix}-monitor-dlq"
+
+
+def monitor_dlq_arn(spec: Spec, account: str) -> str:
+    return f"arn:aws:sqs:{spec.region}:{account}:{monitor_dlq_name(spec)}"
+
+
+def monitor_alarm_name(spec: Spec) -> str:
+    return f"{spec.name_prefix}-monitor-not-started"
+
+
+def monitoring_source_prefix(spec: Spec, body_digest: str) -> str:
+    """One folder per content: the job's ProcessingInput downloads all of it (run.sh + the scones source)."""
+    return f"deploy/{spec.stack}/monitoring/{body_digest}/"
 
 
 def monitoring_source_key(spec: Spec, body_digest: str) -> str:
-    return f"deploy/{spec.stack}/monitoring/scones-src-{body_digest}.tar.gz"
+    return monitoring_source_prefix(spec, body_digest) + MONITOR_TARBALL
 
 
 def capture_uri(spec: Spec) -> str:
@@ -372,37 +399,66 @@ def monitor_out_uri(spec: Spec) -> str:
     return f"s3://{spec.bucket}/monitoring/{spec.endpoint}"
 
 
+def monitoring_environment(spec: Spec) -> dict[str, str]:
+    """What `python -m scones.monitoring` reads in the job (settings.py's names): which bucket, endpoint, stack."""
+    return {
+        settings.TARGET: "aws",
+        settings.AWS_REGION: spec.region,
+        settings.BUCKET: spec.bucket,
+        settings.PREFIX: spec.prefix,
+        settings.SCONES_ENDPOINT_NAME: spec.endpoint,
+        settings.STACK_NAME: spec.stack,
+        settings.CAPTURE_BUCKET: spec.bucket,
+        settings.CAPTURE_PREFIX: spec.capture_prefix,
+        settings.THRESHOLD: str(spec.threshold),
+    }
+
+
 def processing_job_request(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> dict:
-    """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id."""
-    code = "/opt/ml/processing/input/code"
-    script = (
-        f"cd {code} && mkdir -p src && tar -xzf scones-src-*.tar.gz -C src && cd src"
-        " && python -m pip install --quiet . pandas matplotlib"
-        f" && python -m scones.monitoring --capture {capture_uri(spec)} --out {monitor_out_uri(spec)}"
-    )
+    """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id.
+
+    The container runs `sh run.sh --out <dated folder> --alert`: run.sh (scones/monitoring/run.sh, downloaded
+    beside the source tarball) installs scones with its pinned job requirements and runs
+    `python -m scones.monitoring`; SageMaker uploads /opt/ml/processing/output to monitor_out_uri at the end.
+    """
+    source_prefix = source_key.rsplit("/", 1)[0] + "/"
     return {
         "ProcessingJobName": f"{monitor_job_prefix(spec)}-<aws.scheduler.execution-id>",
         "RoleArn": role_arn(spec, account),
         "AppSpecification": {
             "ImageUri": image("processing", spec.region, spec.monitor_instance_type),
-            "ContainerEntrypoint": ["/bin/sh", "-c", script],
+            "ContainerEntrypoint": ["/bin/sh", f"{MONITOR_CODE}/{MONITOR_SCRIPT}"],
+            # Model Monitor's own layout: one folder per hourly run under the output prefix (strftime codes).
+            "ContainerArguments": ["--out", f"{MONITOR_OUTPUT}/%Y/%m/%d/%H", "--alert"],
         },
         "ProcessingInputs": [
             {
                 "InputName": "code",
                 "S3Input": {
-                    "S3Uri": f"s3://{spec.bucket}/{source_key}",
-                    "LocalPath": code,
+                    "S3Uri": f"s3://{spec.bucket}/{source_prefix}",
+                    "LocalPath": MONITOR_CODE,
                     "S3DataType": "S3Prefix",
                     "S3InputMode": "File",
                 },
             }
         ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "report",
+                    "S3Output": {
+                        "S3Uri": monitor_out_uri(spec),
+                        "LocalPath": MONITOR_OUTPUT,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
         "ProcessingResources": {
             "ClusterConfig": {"InstanceCount": 1, "InstanceType": spec.monitor_instance_type, "VolumeSizeInGB": 10}
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
-        "Environment": {"AWS_DEFAULT_REGION": spec.region},
+        "Environment": monitoring_environment(spec),
         "Tags": spec.tags(),
     }
 
@@ -431,15 +487,54 @@ def scheduler_role_policy(spec: Spec, account: str) -> dict:
                 "Resource": role_arn(spec, account),
                 "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             },
+            {  # the scheduler delivers a start it could not make to the dead-letter queue with this role
+                "Effect": "Allow",
+                "Action": "sqs:SendMessage",
+                "Resource": monitor_dlq_arn(spec, account),
+            },
         ],
     }
 
 
-def monitoring_calls(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> list[Call]:
+def monitor_dlq_alarm(spec: Spec, topic_arn: str) -> dict:
+    """Anything in the dead-letter queue is an hour without monitoring: tell the alert topic."""
+    return {
+        "AlarmName": monitor_alarm_name(spec),
+        "AlarmDescription": f"the hourly monitoring job of {spec.endpoint} could not be started (see the DLQ)",
+        "Namespace": "AWS/SQS",
+        "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": monitor_dlq_name(spec)}],
+        "Statistic": "Maximum",
+        "Period": 300,
+        "EvaluationPeriods": 1,
+        "Threshold": 1.0,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [topic_arn],
+        "Tags": spec.tags(),
+    }
+
+
+def monitoring_calls(
+    spec: Spec, account: str, source_key: str, image: Callable[..., str], topic_arn: str = ALERT_TOPIC_PLACEHOLDER
+) -> list[Call]:
     role = f"arn:aws:iam::{account}:role/{scheduler_role_name(spec)}"
     job = processing_job_request(spec, account, source_key, image)
+    script_key = source_key.rsplit("/", 1)[0] + "/" + MONITOR_SCRIPT
     return [
-        Call("s3", "put_object", {"Bucket": spec.bucket, "Key": source_key}, "the scones package, for the job"),
+        Call("s3", "put_object", {"Bucket": spec.bucket, "Key": source_key}, "the scones source, for the job"),
+        Call("s3", "put_object", {"Bucket": spec.bucket, "Key": script_key}, "the job's command (scones/monitoring)"),
+        Call(
+            "sqs",
+            "create_queue",
+            {
+                "QueueName": monitor_dlq_name(spec),
+                "Attributes": {"MessageRetentionPeriod": str(14 * 24 * 3600), "SqsManagedSseEnabled": "true"},
+                "tags": dict(t.values() for t in spec.tags()),
+            },
+            "the schedule's dead-letter queue",
+        ),
+        Call("cloudwatch", "put_metric_alarm", monitor_dlq_alarm(spec, topic_arn), "a dead letter alerts the topic"),
         Call(
             "iam",
             "create_role",
@@ -473,7 +568,9 @@ def monitoring_calls(spec: Spec, account: str, source_key: str, image: Callable[
                     "Arn": SCHEDULER_TARGET,
                     "RoleArn": role,
                     "Input": job,
-                    "RetryPolicy": {"MaximumRetryAttempts": 0},
+                    # a throttled or refused start is retried for up to an hour, then lands in the DLQ
+                    "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
+                    "DeadLetterConfig": {"Arn": monitor_dlq_arn(spec, account)},
                 },
             },
             "starts `python -m scones.monitoring` as a SageMaker Processing job",

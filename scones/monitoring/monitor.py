@@ -217,12 +217,14 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         "statistics": out_dir / "statistics.json",
+        "constraints": out_dir / "constraints.json",  # the baseline's: what this run was judged by
         "constraint_violations": out_dir / "constraint_violations.json",
         "records": out_dir / "records.csv",
         "summary": out_dir / "summary.json",
     }
     labels = result.baseline.labels
     files["statistics"].write_text(json.dumps(baseline_mod.statistics(result.frame, labels), indent=2) + "\n")
+    files["constraints"].write_text(json.dumps(result.baseline.constraints, indent=2) + "\n")
     files["constraint_violations"].write_text(json.dumps(drift.violations(result.checks), indent=2) + "\n")
     result.frame.to_csv(files["records"], index=False)
     if plots:
@@ -232,6 +234,19 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
     result.files = files
     files["summary"].write_text(json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def upload_outputs(folder: Path, uri: str) -> list[str]:
+    """Every file under `folder` to the s3:// prefix `uri`, keeping relative paths; returns the keys."""
+    from scones.core import aws
+
+    where = capture.Location.parse(uri)
+    s3, keys = aws.client("s3"), []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = "/".join(filter(None, [where.prefix, path.relative_to(folder).as_posix()]))
+        s3.upload_file(str(path), where.bucket, key)
+        keys.append(key)
+    return keys
 
 
 def metric_data(result: MonitorResult, endpoint: str) -> list[dict]:
@@ -298,7 +313,7 @@ def drift_rows(result: MonitorResult) -> str:
 def run(
     capture_uri: str | None = None,
     baseline: str | None = None,
-    out: Path | None = None,
+    out: Path | str | None = None,
     threshold: float | None = None,
     since: str | None = None,
     endpoint: str | None = None,
@@ -309,7 +324,8 @@ def run(
     log=print,
 ) -> MonitorResult:
     """The whole of `scones monitor`: read every capture record, compare with the baseline, write the report
-    and the Model Monitor-format files, put the metrics, and alert on drift when asked."""
+    and the Model Monitor-format files, put the metrics, and alert on drift when asked. `out` is a folder or an
+    s3:// prefix (written in a scratch folder, then uploaded)."""
     from scones.core.progress import Progress
     from scones.deploy.stack import filter_threshold
 
@@ -322,7 +338,13 @@ def run(
     log(result.table.summary())
     if result.skipped_before_since:
         log(f"  {result.skipped_before_since} record(s) before --since left out; {len(result.frame)} analysed")
-    out = out or settings.data_dir() / "reports" / "monitor"
+    out_uri = str(out) if str(out or "").startswith("s3://") else None
+    if out_uri is not None:
+        capture.Location.parse(out_uri)  # s3://bucket[/prefix]
+        if not out_uri[5:].split("/", 1)[0]:
+            raise UsageError(f"--out {out_uri}: name a bucket (s3://bucket/prefix)")
+        out = Path(tempfile.mkdtemp(prefix="scones-monitor-"))
+    out = Path(out) if out else settings.data_dir() / "reports" / "monitor"
     write_outputs(result, out)
     log(drift_rows(result))
     failed = ", ".join(c.name for c in result.failed)
@@ -335,5 +357,9 @@ def run(
             log(f"metrics not sent: {exc}")
     if alert_on_drift and result.failed:
         log(f"alert published (message {alert(result, endpoint)})")
+    if out_uri is not None:
+        keys = upload_outputs(out, out_uri)
+        log(f"report: {out_uri.rstrip('/')}/report.html  ({len(keys)} files uploaded to {out_uri})")
+        return result
     log(f"report: {result.files['report']}  (files in {out})")
     return result

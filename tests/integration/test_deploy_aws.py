@@ -150,12 +150,23 @@ def test_deploy_schedules_hourly_monitoring(deployed):
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
     assert schedule["Target"]["Arn"] == plan.SCHEDULER_TARGET
     job = json.loads(schedule["Target"]["Input"])
-    command = job["AppSpecification"]["ContainerEntrypoint"][-1]
-    assert f"python -m scones.monitoring --capture s3://{spec.bucket}/datacapture/{spec.endpoint}" in command
+    assert job["AppSpecification"]["ContainerEntrypoint"] == ["/bin/sh", f"{plan.MONITOR_CODE}/{plan.MONITOR_SCRIPT}"]
+    assert job["Environment"][settings.SCONES_ENDPOINT_NAME] == spec.endpoint
+    # the job's code input holds run.sh and the source tarball, both uploaded by the deploy
     source = job["ProcessingInputs"][0]["S3Input"]["S3Uri"]
-    aws.client("s3").head_object(Bucket=spec.bucket, Key=source.split("/", 3)[3])
+    listed = aws.client("s3").list_objects_v2(Bucket=spec.bucket, Prefix=source.split("/", 3)[3])["Contents"]
+    assert {o["Key"].rsplit("/", 1)[-1] for o in listed} == {plan.MONITOR_SCRIPT, plan.MONITOR_TARBALL}
     role = aws.client("iam").get_role(RoleName=plan.scheduler_role_name(spec))["Role"]
     assert schedule["Target"]["RoleArn"] == role["Arn"]
+    # a start the scheduler cannot make is retried, then lands in a queue whose alarm tells the alert topic
+    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    queue_arn = schedule["Target"]["DeadLetterConfig"]["Arn"]
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=plan.monitor_dlq_name(spec))["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"] == queue_arn
+    (alarm,) = aws.client("cloudwatch").describe_alarms(AlarmNames=[plan.monitor_alarm_name(spec)])["MetricAlarms"]
+    topic = aws.client("cloudformation").describe_stacks(StackName=spec.stack)["Stacks"][0]["Outputs"]
+    assert alarm["AlarmActions"] == [o["OutputValue"] for o in topic if o["OutputKey"] == "AlertTopicArn"]
 
 
 def test_a_second_deploy_changes_nothing(deployed):
@@ -172,6 +183,7 @@ def test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing(deployed):
     kinds = [item.kind for item in listed]
     assert kinds.index("scaling-policy") < kinds.index("scalable-target") < kinds.index("endpoint")
     assert kinds.index("endpoint") < kinds.index("endpoint-config") < kinds.index("model") < kinds.index("stack")
+    assert kinds.index("schedule") < kinds.index("alarm") < kinds.index("dead-letter-queue")  # monitoring's
     result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)
     assert result.left == []
     tagged = aws.client("resourcegroupstaggingapi").get_resources(

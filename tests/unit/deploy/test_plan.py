@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -139,3 +140,161 @@ def test_a_described_resource_with_aws_defaults_still_matches_what_was_asked():
     assert _contains(described, asked)
     assert not _contains({**described, "State": "DISABLED"}, asked)
     assert not _contains({"Target": {}}, asked)
+
+
+# --- monitoring: the schedule and the processing job it starts ------------------------------------------
+
+EXECUTION_ID = "0b9f1c5e-3d2a-4f7e-9c1b-8a6d5e4f3a2b"  # what the scheduler puts for <aws.scheduler.execution-id>
+
+
+def service_model_violations(service: str, operation: str, params: dict) -> list[str]:
+    """Every length, pattern, enum, list-size and required-member constraint of botocore's service model that
+    `params` breaks (botocore's own validator checks only types and required members)."""
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+    found: list[str] = []
+
+    def walk(shape, value, path: str) -> None:
+        meta = shape.metadata
+        if shape.type_name == "structure":
+            found.extend(f"{path}.{name}: required" for name in shape.required_members if name not in value)
+            for name, item in value.items():
+                if name not in shape.members:
+                    found.append(f"{path}.{name}: not a member of {shape.name}")
+                else:
+                    walk(shape.members[name], item, f"{path}.{name}")
+            return
+        size = len(value) if isinstance(value, list | dict | str) else value
+        if "min" in meta and size < meta["min"]:
+            found.append(f"{path}: {size} < min {meta['min']}")
+        if "max" in meta and size > meta["max"]:
+            found.append(f"{path}: {size} > max {meta['max']}")
+        if "enum" in meta and value not in meta["enum"]:
+            found.append(f"{path}: {value!r} not in {meta['enum']}")
+        if "pattern" in meta and isinstance(value, str) and not fullmatch(meta["pattern"], value):
+            found.append(f"{path}: {value!r} does not match {meta['pattern']}")
+        if shape.type_name == "list":
+            for i, item in enumerate(value):
+                walk(shape.member, item, f"{path}[{i}]")
+        elif shape.type_name == "map":
+            for key, item in value.items():
+                walk(shape.key, key, f"{path} key")
+                walk(shape.value, item, f"{path}[{key}]")
+
+    walk(shape, params, operation)
+    return found
+
+
+def fullmatch(pattern: str, value: str) -> bool:
+    """AWS patterns are Java regexes (\\p{L}…): the `regex` package reads them; without it such a pattern passes."""
+    try:
+        import regex
+    except ImportError:
+        try:
+            return re.fullmatch(pattern, value) is not None
+        except re.error:
+            return True
+    return regex.fullmatch(pattern, value) is not None
+
+
+def monitoring(spec: plan.Spec | None = None) -> dict[str, plan.Call]:
+    spec = spec or plan.Spec(role=ROLE)
+    step = next(s for s in plan.build(spec, image=fake_image) if s.key == "monitor")
+    return {f"{c.service}.{c.operation}": c for c in step.calls if c.operation != "put_object"} | {
+        f"s3.put_object:{c.params['Key'].rsplit('/', 1)[-1]}": c for c in step.calls if c.operation == "put_object"
+    }
+
+
+def job_as_sent(spec: plan.Spec) -> dict:
+    job = monitoring(spec)["scheduler.create_schedule"].params["Target"]["Input"]
+    return {**job, "ProcessingJobName": job["ProcessingJobName"].replace("<aws.scheduler.execution-id>", EXECUTION_ID)}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        plan.Spec(role=ROLE),
+        # the longest names a user is likely to pick: every field still within the service's limits
+        plan.Spec(
+            role=ROLE,
+            stack="scones-production-eu-workflow",
+            bucket="scones-unlimited-monitoring-and-models-eu-west-1",
+            endpoint="scones-endpoint-production-eu-west-1",
+            region="eu-west-1",
+            capture_prefix="captured/requests",
+        ),
+    ],
+    ids=["defaults", "long-names"],
+)
+def test_the_processing_job_and_schedule_fit_the_service_models(spec):
+    # Given the plan's CreateProcessingJob (as the scheduler sends it) and CreateSchedule requests
+    job = job_as_sent(spec)
+    schedule = monitoring(spec)["scheduler.create_schedule"].params
+    sent = {**schedule, "Target": {**schedule["Target"], "Input": json.dumps(job, sort_keys=True)}}
+    # Then nothing in them breaks a constraint of the service models (today's main: ContainerEntrypoint[2] > 256)
+    assert service_model_violations("sagemaker", "CreateProcessingJob", job) == []
+    assert service_model_violations("scheduler", "CreateSchedule", sent) == []
+    # and so does every other call of the monitoring step (policy documents go as JSON text)
+    for call in monitoring(spec).values():
+        params = {k: json.dumps(v) if k.endswith("PolicyDocument") else v for k, v in call.params.items()}
+        if call.operation == "create_schedule":
+            params = sent
+        operation = call.operation.title().replace("_", "")
+        assert service_model_violations(call.service, operation, params) == [], call.operation
+
+
+def test_the_job_takes_bucket_endpoint_stack_capture_and_threshold_from_its_environment():
+    from scones.core import settings
+
+    spec = plan.Spec(role=ROLE, bucket="b1", endpoint="ep1", stack="st-workflow", capture_prefix="cap", threshold=0.8)
+    env = job_as_sent(spec)["Environment"]
+    assert env[settings.BUCKET] == env[settings.CAPTURE_BUCKET] == "b1"
+    assert (env[settings.SCONES_ENDPOINT_NAME], env[settings.STACK_NAME]) == ("ep1", "st-workflow")
+    assert (env[settings.CAPTURE_PREFIX], env[settings.THRESHOLD], env[settings.TARGET]) == ("cap", "0.8", "aws")
+    assert (env[settings.PREFIX], env[settings.AWS_REGION]) == (spec.prefix, spec.region)
+
+
+def test_the_job_writes_under_its_declared_output_and_reads_its_declared_input():
+    spec = plan.Spec(role=ROLE)
+    job = job_as_sent(spec)
+    app, calls_ = job["AppSpecification"], monitoring(spec)
+    (output,) = job["ProcessingOutputConfig"]["Outputs"]
+    out = app["ContainerArguments"][app["ContainerArguments"].index("--out") + 1]
+    assert out.startswith(output["S3Output"]["LocalPath"] + "/") and "s3://" not in " ".join(app["ContainerArguments"])
+    assert output["S3Output"]["S3Uri"] == plan.monitor_out_uri(spec)
+    # the entrypoint is run.sh from the code input, which holds exactly the two objects the deploy uploads
+    (code,) = job["ProcessingInputs"]
+    script = calls_["s3.put_object:run.sh"].params["Key"]
+    tarball = calls_[f"s3.put_object:{plan.MONITOR_TARBALL}"].params["Key"]
+    assert app["ContainerEntrypoint"] == ["/bin/sh", f"{code['S3Input']['LocalPath']}/run.sh"]
+    assert {f"s3://{spec.bucket}/{k}" for k in (script, tarball)} == {
+        code["S3Input"]["S3Uri"] + "run.sh",
+        code["S3Input"]["S3Uri"] + plan.MONITOR_TARBALL,
+    }
+    assert (plan.ROOT / "scones" / "monitoring" / "run.sh").is_file()
+
+
+def test_a_start_the_scheduler_cannot_make_is_retried_then_dead_lettered_and_alarmed():
+    spec = plan.Spec(role=ROLE)
+    found = monitoring(spec)
+    target = found["scheduler.create_schedule"].params["Target"]
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+    queue = found["sqs.create_queue"].params["QueueName"]
+    assert target["DeadLetterConfig"]["Arn"] == f"arn:aws:sqs:{spec.region}:123456789012:{queue}"
+    # the schedule's role (which the scheduler uses to deliver dead letters) may send to that queue
+    policy = found["iam.put_role_policy"].params["PolicyDocument"]
+    dlq = target["DeadLetterConfig"]["Arn"]
+    allowed = [s for s in policy["Statement"] if s["Effect"] == "Allow" and s["Action"] == "sqs:SendMessage"]
+    assert [s["Resource"] for s in allowed] == [dlq]
+    alarm = found["cloudwatch.put_metric_alarm"].params
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": queue}] and alarm["Namespace"] == "AWS/SQS"
+
+
+def test_the_dry_run_shows_the_request_the_schedule_sends():
+    spec = plan.Spec(role=ROLE)
+    text = plan.render(plan.build(spec, image=fake_image), spec, plan.account_of(spec))
+    job = monitoring(spec)["scheduler.create_schedule"].params["Target"]["Input"]
+    for key, value in plan._flatten(job, "Target.Input"):
+        if not key.endswith("Tags"):
+            assert f"       {key} = {value}\n" in text
