@@ -133,3 +133,24 @@ def tiny_model(tiny_staged, tmp_path_factory) -> Path:
     assert out.returncode == 0, out.stderr[-3000:]
     add_serving_code(model_dir)
     return model_dir
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Tell the boto3 call recorder (aws_recorder.py) which test is running: its calls carry the test's id."""
+    import aws_recorder
+
+    aws_recorder.CURRENT_TEST = item.nodeid
+    yield
+
+
+@pytest.fixture(scope="session")
+def aws_calls():
+    """Every boto3 call made in this process from first use to the end of the session (tests/aws_recorder.py),
+    each with the test it was made in: the chain test_deploy_aws.py drives is checked call by call by
+    test_requests_strict.py and test_iam.py without running it twice."""
+    import aws_recorder
+
+    recorder = aws_recorder.Recorder().install()
+    yield recorder
+    recorder.uninstall()

@@ -8,14 +8,15 @@ skipped. A request that passes here is one AWS's own front door would not refuse
 Patterns are the models' regular expressions, written for Java, and a value must match the whole of one, as
 Java's `String.matches` does: that is how AWS's front doors apply them (SageMaker answers `has_underscore` for a
 job name with "failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9]…",
-though the model's text has no `^`). They are compiled with the `regex` package (Unicode property classes such as `\\p{L}`) after two
-translations (UTF-16 surrogate ranges, `\\z`); one that still does not compile is skipped and counted in
-`SKIPPED_PATTERNS`, never guessed at.
+though the model's text has no `^`). They are compiled with the `regex` package (Unicode property classes
+such as `\\p{L}`) after two translations (UTF-16 surrogate ranges, `\\z`); one that still does not compile
+is skipped and counted in `SKIPPED_PATTERNS`, never guessed at.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -44,14 +45,14 @@ class Problem:
         return f"{self.path}: {self.rule}: {self.detail}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(service: str) -> Any:
     import botocore.session
 
     return botocore.session.get_session().get_service_model(service)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def operation_name(service: str, operation: str) -> str:
     """The API name (CreateTrainingJob) for boto3's method name (create_training_job) or the API name itself."""
     from botocore import xform_name
@@ -65,7 +66,7 @@ def operation_name(service: str, operation: str) -> str:
     raise InvalidRequestError(f"{service} has no operation {operation}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(pattern: str) -> Any:
     """The model's pattern compiled, or None when it cannot be compiled here."""
     text = pattern.replace(_SURROGATE_RANGE, "\\U00010000-\\U0010FFFF").replace("\\z", "\\Z")
@@ -125,9 +126,9 @@ def _walk(value: Any, shape: Any, path: str, out: list[Problem]) -> None:
             size = len(value.encode() if isinstance(value, str) else value)
             _sizes(size, meta, path, "bytes", out)
         return
-    if kind in ("integer", "long", "float", "double") and isinstance(value, (int, float)):
-        if "max" in meta and value > meta["max"]:
-            out.append(Problem(path, "max", f"{value} is above the maximum {meta['max']}"))
+    numeric = kind in ("integer", "long", "float", "double") and isinstance(value, (int, float))
+    if numeric and "max" in meta and value > meta["max"]:
+        out.append(Problem(path, "max", f"{value} is above the maximum {meta['max']}"))
 
 
 def _sizes(size: int, meta: dict, path: str, unit: str, out: list[Problem], with_min: bool = True) -> None:
@@ -165,3 +166,55 @@ def check(service: str, operation: str, params: dict) -> None:
     if found:
         name = operation_name(service, operation)
         raise InvalidRequestError(f"{service}.{name} would be refused: " + "; ".join(str(p) for p in found))
+
+
+# --- the dry run's plan, as the requests it stands for ---------------------------------------------------
+
+# The plan's placeholders (what only the cloud or the clock knows) and a plausible value of the same shape.
+PLAUSIBLE = {
+    "<account-id>": "123456789012",
+    "<hash of the trained artifact>": "0f1e2d3c",
+    "<hash>": "0f1e2d3c4b5a6978",
+    "<timestamp>": "20261202181500",  # ModelTrainer appends %Y%m%d%H%M%S to the base name
+    "<training job>": "scones-train-0f1e2d3c-20261202181500",
+    "<aws.scheduler.execution-id>": "5d7c5b4e-3c1a-4f2e-9b8d-0a1b2c3d4e5f",  # a UUID, as the Scheduler fills it
+    "<lines of train.lst, read after staging>": "1000",
+    "<role: pass --role or set SCONES_SAGEMAKER_ROLE>": "scones-sagemaker",
+}
+_PLACEHOLDER = re.compile(r"<[^<>]+>")
+
+
+def plausible(value: Any) -> Any:
+    """The value with every placeholder filled; an unknown placeholder is an error (add it to PLAUSIBLE)."""
+    if isinstance(value, dict):
+        return {k: plausible(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plausible(v) for v in value]
+    if isinstance(value, str):
+        for placeholder, filled in PLAUSIBLE.items():
+            value = value.replace(placeholder, filled)
+        left = _PLACEHOLDER.search(value)
+        if left and left.group(0) != "<template.yaml>":
+            raise InvalidRequestError(f"no plausible value for the placeholder {left.group(0)}")
+    return value
+
+
+def wire(service: str, operation: str, params: dict, template_body: str = "") -> dict:
+    """A plan call's parameters as boto3 sends them: documents as JSON text, stack parameters as a list."""
+    params = plausible(params)
+    if (service, operation) == ("iam", "create_role"):
+        params["AssumeRolePolicyDocument"] = json.dumps(params["AssumeRolePolicyDocument"])
+    elif (service, operation) == ("iam", "put_role_policy"):
+        params["PolicyDocument"] = json.dumps(params["PolicyDocument"])
+    elif (service, operation) in (("scheduler", "create_schedule"), ("scheduler", "update_schedule")):
+        params["Target"] = {**params["Target"], "Input": json.dumps(params["Target"]["Input"], sort_keys=True)}
+    elif service == "cloudformation" and operation in ("create_stack", "update_stack"):
+        params["TemplateBody"] = template_body or params["TemplateBody"]
+        params["Parameters"] = [{"ParameterKey": k, "ParameterValue": v} for k, v in params["Parameters"].items()]
+    return params
+
+
+def scheduled_job(schedule_params: dict) -> dict:
+    """The CreateProcessingJob request a Scheduler schedule's universal target sends, context attributes filled."""
+    text = schedule_params["Target"]["Input"]
+    return plausible(json.loads(text) if isinstance(text, str) else text)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from scones.deploy import validate
@@ -106,3 +108,62 @@ def test_botocore_findings_come_first_and_unknown_operations_are_named():
             "create_processing_job",
             processing_job(AppSpecification={"ImageUri": "i", "ContainerEntrypoint": ["y" * 300]}),
         )
+
+
+# --- the dry run's plan ------------------------------------------------------------------------------
+
+TRAINC = "branch trainc: the plan's CreateTrainingJob is not in SageMaker's shape (SourceCode; channels' S3Uri)"
+PROCJOB = "branch procjob: the monitoring job's shell command is 296 characters, ContainerEntrypointString allows 256"
+SPECS = {
+    "script-spot": dict(role=ROLE, spot=True),
+    "builtin-serverless": dict(role=ROLE, algorithm="builtin", serverless=True),
+    "given-model": dict(role="scones-sagemaker", model_uri="s3://b/models/j/output/model.tar.gz"),
+}
+
+
+@functools.cache
+def planned(name: str) -> list[tuple[str, str, dict]]:
+    """(service, operation, request as sent) for every call of the plan, placeholders filled plausibly."""
+    pytest.importorskip("sagemaker", reason="image URIs come from the SDK's table: needs the aws extra")
+    from scones.deploy import plan, stack
+
+    spec = plan.Spec(**SPECS[name])
+    body = stack.TEMPLATE.read_text()
+    out = []
+    for step in plan.build(spec):
+        for call in step.calls:
+            params = validate.wire(call.service, call.operation, call.params, body)
+            out.append((call.service, call.operation, params))
+            if call.operation == "create_schedule":
+                out.append(("sagemaker", "create_processing_job(scheduled)", validate.scheduled_job(params)))
+    return out
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_call_of_the_dry_run_plan_passes_the_service_model(name):
+    refused = []
+    for service, operation, params in planned(name):
+        if operation in ("create_training_job", "create_processing_job(scheduled)"):
+            continue  # checked below, each against the branch that fixes it
+        refused += [f"{service}.{operation}: {p}" for p in validate.problems(service, operation, params)]
+    assert refused == [], "\n".join(refused)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=TRAINC)) for n in SPECS if n != "given-model"]
+)
+def test_the_planned_training_request_passes(name):
+    (request,) = [p for _s, op, p in planned(name) if op == "create_training_job"]
+    validate.check("sagemaker", "create_training_job", request)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PROCJOB)) for n in SPECS])
+def test_the_planned_scheduled_processing_job_passes(name):
+    (job,) = [p for _s, op, p in planned(name) if op == "create_processing_job(scheduled)"]
+    validate.check("sagemaker", "create_processing_job", job)
+
+
+def test_placeholders_get_plausible_values_and_an_unknown_one_is_named():
+    assert validate.plausible({"a": ["x-<account-id>"]}) == {"a": ["x-123456789012"]}
+    with pytest.raises(validate.InvalidRequestError, match="<new thing>"):
+        validate.plausible("name-<new thing>")
