@@ -57,6 +57,13 @@ S3_BUCKET = {  # operation -> action on arn:aws:s3:::bucket
     "GetBucketLocation": "s3:GetBucketLocation",
 }
 MISSING = ("NoSuchKey", "404", "NotFound")
+SAGEMAKER_NAMED = {  # request field naming the resource -> its ARN's resource type (names in lower case)
+    "TrainingJobName": "training-job",
+    "ProcessingJobName": "processing-job",
+    "ModelName": "model",
+    "EndpointConfigName": "endpoint-config",
+    "EndpointName": "endpoint",
+}
 TAG_ON_CREATE = {"sagemaker": "sagemaker:AddTags", "iam": None, "scheduler": "scheduler:TagResource"}
 PASSED_ROLE = {  # (service, operation) -> (path to the role ARN in the request, the service it is passed to)
     ("sagemaker", "CreateTrainingJob"): (("RoleArn",), "sagemaker.amazonaws.com"),
@@ -107,10 +114,15 @@ def needs(call: Call, account: str) -> list[Need]:
         arn = f"arn:aws:sagemaker:{call.region}:{account}:endpoint/{p['EndpointName'].lower()}"
         return [Need("sagemaker:InvokeEndpoint", arn, why=why)]
     action = "lambda:InvokeFunction" if (service, op) == ("lambda", "Invoke") else f"{prefix}:{op}"
-    found = [Need(action, why=why)]
+    resource = "*"
+    if service == "sagemaker" and op.startswith("Create"):
+        named = op.removeprefix("Create") + "Name"
+        if named in SAGEMAKER_NAMED and isinstance(p.get(named), str):
+            resource = f"arn:aws:sagemaker:{call.region}:{account}:{SAGEMAKER_NAMED[named]}/{p[named].lower()}"
+    found = [Need(action, resource, why=why)]
     if p.get("Tags") and service in TAG_ON_CREATE and op.startswith("Create"):
         tagging = TAG_ON_CREATE[service] or f"{prefix}:Tag{op.removeprefix('Create')}"
-        found.append(Need(tagging, why=f"{why} with Tags"))
+        found.append(Need(tagging, resource, why=f"{why} with Tags"))
     if (service, op) in PASSED_ROLE:
         path, to = PASSED_ROLE[(service, op)]
         value = p

@@ -1,0 +1,210 @@
+"""IAM, checked: what each piece really calls, against the policy it runs under (moto's policy evaluator).
+
+- The Lambdas: template.yaml deployed on the local cloud, each function's worker given a boto3 call recorder
+  (tests/aws_recorder.py, through PYTHONPATH: tests only), invoked on a present image, a missing one, an image to
+  classify and inferences to filter; their calls against their roles' policies as CloudFormation made them.
+- The state machines: every Task of the deployed definitions against the workflow role.
+- The schedule: the CreateProcessingJob its target sends, against the scheduler role's policy the deploy put.
+- The deploying user: every call of `deploy --target aws` → redeploy → `clean --target aws`, and what
+  CloudFormation does in the user's name for template.yaml's resources (its resource schemas' handler
+  permissions, as cfn-lint ships them), against docs/iam/deployer-policy.json.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import urllib.parse
+import uuid
+
+import aws_recorder
+import iam_check
+import pytest
+from helpers import ROOT, solid_png
+
+from scones.core import aws
+from scones.deploy import stack, validate
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEPLOYER_POLICY = ROOT / "docs" / "iam" / "deployer-policy.json"
+# CloudFormation handler permissions for features template.yaml does not use (VPC, EFS, KMS keys of its own,
+# log delivery to Firehose/S3, data protection): the user need not hold them.
+UNUSED_FEATURES = ("ec2:", "elasticfilesystem:", "s3files:", "kms:", "firehose:", "s3:REST.")
+UNUSED_ACTIONS = {
+    "logs:CreateLogDelivery",
+    "logs:PutDataProtectionPolicy",
+    "logs:GetDataProtectionPolicy",
+    "logs:DeleteDataProtectionPolicy",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DeleteResourcePolicy",
+    "logs:PutIndexPolicy",
+    "logs:DescribeIndexPolicies",
+    "logs:DeleteIndexPolicy",
+    "logs:PutBearerTokenAuthentication",
+    "sns:PutDataProtectionPolicy",
+    "sns:GetDataProtectionPolicy",
+    "lambda:PassCapacityProvider",
+    "lambda:AssociateRuntimeAlias",
+}
+
+
+def role_policies(role_arn: str) -> list[dict]:
+    """The inline policies of a role as the cloud holds them (CloudFormation resolved the template's !Sub/!Ref)."""
+    iam = aws.client("iam")
+    name = role_arn.rsplit("/", 1)[-1]
+    documents = []
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        if isinstance(document, str):  # AWS: URL-encoded JSON; moto's CloudFormation stores a Python repr
+            text = urllib.parse.unquote(document)
+            document = json.loads(text) if text.lstrip().startswith('{"') else ast.literal_eval(text)
+        documents.append(document)
+    assert documents, f"role {name} has no inline policy"
+    return documents
+
+
+@pytest.fixture(scope="module")
+def workflow(local_cloud, tmp_path_factory):
+    """template.yaml on the local cloud, its Lambdas recording their boto3 calls, each invoked."""
+    suffix = uuid.uuid4().hex[:8]
+    prefix, bucket = f"iam{suffix}", f"iam-{suffix}"
+    s3, lam = aws.client("s3"), aws.client("lambda")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="img/bright.png", Body=solid_png(230))
+    params = {
+        "NamePrefix": prefix,
+        "CodeBucket": bucket,
+        "DataBucket": bucket,
+        "EndpointName": f"ep-{suffix}",
+        "Labels": "bicycle,motorcycle",
+        "Threshold": "0.93",
+        "SageMakerRuntimeUrl": "",
+        "AlertEmail": "",
+    }
+    name = f"{prefix}-workflow"
+    outputs = stack.deploy(params, name=name, log=lambda _m: None).outputs
+    folder = tmp_path_factory.mktemp("iam-record")
+    record, site = folder / "calls.jsonl", aws_recorder.sitecustomize_dir(folder / "site")
+    functions = {key: outputs[f"{key}FunctionArn"] for key in ("Serialize", "Classify", "Filter")}
+    for arn in functions.values():
+        env = lam.get_function_configuration(FunctionName=arn).get("Environment", {}).get("Variables", {})
+        extra = {"PYTHONPATH": str(site), aws_recorder.RECORD_ENV: str(record)}
+        lam.update_function_configuration(FunctionName=arn, Environment={"Variables": {**env, **extra}})
+
+    def invoke(key: str, event: dict) -> dict:
+        answer = lam.invoke(FunctionName=functions[key], Payload=json.dumps(event).encode())
+        return {"error": answer.get("FunctionError"), "payload": json.loads(answer["Payload"].read() or b"null")}
+
+    image = base64.b64encode(solid_png(230)).decode()
+    answers = {
+        "present": invoke("Serialize", {"s3_bucket": bucket, "s3_key": "img/bright.png"}),
+        "missing": invoke("Serialize", {"s3_bucket": bucket, "s3_key": "img/no-such-image.png"}),
+        "classify": invoke("Classify", {"s3_bucket": bucket, "s3_key": "img/bright.png", "image_data": image}),
+        "filter": invoke("Filter", {"inferences": [0.99, 0.01], "labels": ["bicycle", "motorcycle"]}),
+    }
+    yield {
+        "outputs": outputs,
+        "functions": functions,
+        "answers": answers,
+        "calls": aws_recorder.read(record),
+        "account": aws.client("sts").get_caller_identity()["Account"],
+    }
+    stack.delete(name, log=lambda _m: None)
+
+
+def test_the_lambdas_calls_were_recorded_in_their_workers(workflow):
+    # Given the recorder in each worker, when the functions ran, then their own calls are in the record
+    calls = workflow["calls"]
+    serialize = [c for c in calls if c.function.endswith("-serialize-image-data")]
+    assert [(c.operation, c.error) for c in serialize] == [("GetObject", ""), ("GetObject", "NoSuchKey")]
+    assert [c.operation for c in calls if c.function.endswith("-classify-image")] == ["InvokeEndpoint"]
+    assert not [c for c in calls if c.function.endswith("-filter-inferences")]  # it calls nothing
+    assert workflow["answers"]["missing"]["payload"]["errorType"] == "ImageNotFoundError"
+
+
+@pytest.mark.parametrize("key", ["Serialize", "Classify", "Filter"])
+def test_each_lambdas_calls_are_allowed_by_its_role_in_the_template(workflow, key):
+    arn = workflow["functions"][key]
+    function = arn.rsplit(":", 1)[-1]
+    role = aws.client("lambda").get_function_configuration(FunctionName=arn)["Role"]
+    calls = [c for c in workflow["calls"] if c.function == function]
+    assert iam_check.refused(calls, role_policies(role), workflow["account"]) == []
+
+
+def test_the_serialize_role_may_list_the_bucket_so_a_missing_image_is_404_not_403(workflow):
+    """Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied: ImageNotFoundError never happens."""
+    arn = workflow["functions"]["Serialize"]
+    role = aws.client("lambda").get_function_configuration(FunctionName=arn)["Role"]
+    (missing,) = [c for c in workflow["calls"] if c.error == "NoSuchKey"]
+    needs = [str(n) for n in iam_check.needs(missing, workflow["account"])]
+    assert any(n.startswith("s3:ListBucket on arn:aws:s3:::iam-") for n in needs), needs
+    assert iam_check.refused([missing], role_policies(role), workflow["account"]) == []
+
+
+def test_the_state_machines_may_run_every_task(workflow):
+    sfn = aws.client("stepfunctions")
+    for key in ("ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"):
+        described = sfn.describe_state_machine(stateMachineArn=workflow["outputs"][key])
+        tasks = iam_check.state_machine_needs(json.loads(described["definition"]))
+        assert {n.action for n in tasks} == {"lambda:InvokeFunction", "sns:Publish"}
+        policies = role_policies(described["roleArn"])
+        assert [str(n) for n in tasks if not iam_check.permitted(policies, n)] == []
+
+
+def test_the_scheduler_role_may_start_the_job_its_schedule_sends(aws_chain_calls):
+    (put,) = [
+        c for c in aws_chain_calls if c.operation == "PutRolePolicy" and "-monitor-scheduler" in c.params["RoleName"]
+    ]
+    policy = json.loads(put.params["PolicyDocument"])
+    (schedule,) = [c for c in aws_chain_calls if c.operation == "CreateSchedule"]
+    job = validate.scheduled_job(schedule.params)
+    call = aws_recorder.Call("sagemaker", "CreateProcessingJob", job, schedule.region)
+    account = job["RoleArn"].split(":")[4]
+    needs = iam_check.needs(call, account)
+    assert {n.action for n in needs} == {"sagemaker:CreateProcessingJob", "sagemaker:AddTags", "iam:PassRole"}
+    assert [str(n) for n in needs if not iam_check.permitted([policy], n)] == []
+
+
+def cloudformation_permissions(template: dict, region: str) -> dict[str, list[str]]:
+    """What CloudFormation calls in the deploying user's name for each resource type of the template: the
+    create, read, update and delete handlers' permissions of the type's registry schema (cfn-lint's copy)."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    found = {}
+    for kind in sorted({r["Type"] for r in template["Resources"].values()}):
+        handlers = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, kind).schema["handlers"]
+        actions = {
+            a for h in ("create", "read", "update", "delete") for a in handlers.get(h, {}).get("permissions", [])
+        }
+        found[kind] = sorted(a for a in actions if not a.startswith(UNUSED_FEATURES) and a not in UNUSED_ACTIONS)
+    return found
+
+
+def test_the_deployer_policy_allows_every_call_of_the_chain(aws_chain_calls):
+    policy = json.loads(DEPLOYER_POLICY.read_text())
+    account = next(c.params["RoleArn"].split(":")[4] for c in aws_chain_calls if c.operation == "CreateTrainingJob")
+    assert iam_check.refused(aws_chain_calls, [policy], account) == []
+
+
+def test_the_deployer_policy_allows_what_cloudformation_does_for_the_template(aws_chain_calls):
+    import yaml
+
+    policy = json.loads(DEPLOYER_POLICY.read_text())
+    template = yaml.safe_load(stack.TEMPLATE.read_text())
+    missing = [
+        f"{kind}: {action}"
+        for kind, actions in cloudformation_permissions(template, "us-east-1").items()
+        for action in actions
+        if not iam_check.permitted([policy], iam_check.Need(action, context=_passed_to(action, kind)))
+    ]
+    assert missing == []
+
+
+def _passed_to(action: str, kind: str) -> tuple[tuple[str, str], ...]:
+    if action != "iam:PassRole":
+        return ()
+    service = {"AWS::Lambda::Function": "lambda", "AWS::StepFunctions::StateMachine": "states"}.get(kind, "sns")
+    return (("iam:PassedToService", f"{service}.amazonaws.com"),)
