@@ -132,7 +132,8 @@ def needs(call: Call, account: str) -> list[Need]:
             found.append(Need("iam:PassRole", value, (("iam:PassedToService", to),), why=why))
     if service == "application-autoscaling":
         if op == "RegisterScalableTarget":  # the first one in an account creates the service-linked role
-            found.append(Need("iam:CreateServiceLinkedRole", why=f"{why} (first use in the account)"))
+            linked = (("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com"),)
+            found.append(Need("iam:CreateServiceLinkedRole", "*", linked, why=f"{why} (first use in the account)"))
             if p.get("Tags"):
                 found.append(Need("application-autoscaling:TagResource", why=f"{why} with Tags"))
         if op == "PutScalingPolicy" and p.get("PolicyType") == "TargetTrackingScaling":
