@@ -155,12 +155,24 @@ def permitted(policies: list[dict], need: Need) -> bool:
         document = json.loads(policy) if isinstance(policy, str) else policy
         statements = document["Statement"]
         for statement in statements if isinstance(statements, list) else [statements]:
+            if statement.get("Effect") == "Allow" and _unknown_condition_keys(statement, need):
+                continue  # AWS: a condition on a key the request does not carry is false (moto: true)
             single = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
             result = IAMPolicy(single).is_action_permitted(need.action, need.resource, None, dict(need.context) or None)
             if result == PermissionResult.DENIED and statement.get("Effect") == "Deny":
                 return False
             allowed = allowed or (result == PermissionResult.PERMITTED and statement.get("Effect") == "Allow")
     return allowed
+
+
+def _unknown_condition_keys(statement: dict, need: Need) -> list[str]:
+    known = dict(need.context)
+    missing = []
+    for operator, keys in (statement.get("Condition") or {}).items():
+        if operator.endswith("IfExists") or operator == "Null":
+            continue
+        missing += [key for key in keys if key not in known]
+    return missing
 
 
 def refused(calls: list[Call], policies: list[dict], account: str) -> list[str]:
