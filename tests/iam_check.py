@@ -213,3 +213,53 @@ def state_machine_needs(definition: dict) -> list[Need]:
 
     walk(definition["States"])
     return found
+
+
+def _s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def job_needs(call: Call, account: str) -> list[Need]:
+    """What SageMaker does with the execution role for a job, model or endpoint the call creates (its documented
+    "execution role permissions"): read the inputs, write the outputs, pull the image, write logs and metrics."""
+    p, region, found = call.params, call.region, []
+    why = f"sagemaker.{call.operation} runs as the role"
+
+    def read(uri: str) -> None:
+        bucket, key = _s3(uri)
+        found.append(Need("s3:ListBucket", f"arn:aws:s3:::{bucket}", why=f"{why}: lists {uri}"))
+        first = key + "example.png" if key.endswith("/") else key  # an S3Prefix: every key that starts with it
+        found.append(Need("s3:GetObject", f"arn:aws:s3:::{bucket}/{first}", why=f"{why}: reads"))
+
+    def write(uri: str) -> None:
+        bucket, key = _s3(uri)
+        found.append(Need("s3:PutObject", f"arn:aws:s3:::{bucket}/{key.rstrip('/')}/example", why=f"{why}: writes"))
+
+    def runs(image: str, group: str) -> None:
+        repo = image.split("/", 1)[-1].split(":")[0].split("@")[0]
+        registry = image.split(".", 1)[0]
+        ecr = f"arn:aws:ecr:{region}:{registry}:repository/{repo}"
+        found.append(Need("ecr:GetAuthorizationToken", why=f"{why}: pulls {image}"))
+        found.extend(Need(f"ecr:{a}", ecr, why=f"{why}: pulls") for a in ("BatchGetImage", "GetDownloadUrlForLayer"))
+        logs = f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/{group}:*"
+        found.extend(Need(f"logs:{a}", logs, why=f"{why}: logs") for a in ("CreateLogStream", "PutLogEvents"))
+        found.append(Need("cloudwatch:PutMetricData", why=f"{why}: metrics"))
+
+    if call.operation == "CreateTrainingJob":
+        for channel in p.get("InputDataConfig", []):
+            read(channel["DataSource"]["S3DataSource"]["S3Uri"])
+        write(f"{p['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{p['TrainingJobName']}")
+        runs(p["AlgorithmSpecification"]["TrainingImage"], "TrainingJobs")
+    elif call.operation == "CreateModel":
+        container = p["PrimaryContainer"]
+        bucket, key = _s3(container["ModelDataUrl"])
+        found.append(Need("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}", why=f"{why}: reads the model"))
+        runs(container["Image"], "Endpoints")
+    elif call.operation == "CreateProcessingJob":
+        for item in p.get("ProcessingInputs", []):
+            read(item["S3Input"]["S3Uri"])
+        for item in p.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            write(item["S3Output"]["S3Uri"])
+        runs(p["AppSpecification"]["ImageUri"], "ProcessingJobs")
+    return found

@@ -29,6 +29,7 @@ from scones.deploy import stack, validate
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEPLOYER_POLICY = ROOT / "docs" / "iam" / "deployer-policy.json"
+SAGEMAKER_ROLE_POLICY = ROOT / "docs" / "iam" / "sagemaker-role-policy.json"
 # CloudFormation handler permissions for features template.yaml does not use (VPC, EFS, KMS keys of its own,
 # log delivery to Firehose/S3, data protection): the user need not hold them.
 UNUSED_FEATURES = ("ec2:", "elasticfilesystem:", "s3files:", "kms:", "firehose:", "s3:REST.")
@@ -222,3 +223,30 @@ def test_the_deployer_policy_is_a_policy_iam_accepts(local_cloud, unique):
     assert len("".join(text.split())) <= 6144
     arn = aws.client("iam").create_policy(PolicyName=f"scones-deployer-{unique}", PolicyDocument=text)["Policy"]["Arn"]
     aws.client("iam").delete_policy(PolicyArn=arn)
+
+
+def sagemaker_role_policies(bucket: str) -> list[dict]:
+    """The SageMaker execution role the README has users create: AmazonSageMakerFullAccess (moto's copy of the
+    managed policy) and docs/iam/sagemaker-role-policy.json for the project's bucket."""
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    managed = json.loads(aws_managed_policies_data)["AmazonSageMakerFullAccess"]["Document"]
+    inline = json.loads(SAGEMAKER_ROLE_POLICY.read_text().replace("scones-unlimited", bucket))
+    return [managed, inline]
+
+
+def test_the_documented_sagemaker_role_allows_what_the_jobs_and_the_endpoint_do_with_it(aws_chain_calls):
+    # Given the training job and model the chain created, and the processing job its schedule sends
+    created = [c for c in aws_chain_calls if c.operation in ("CreateTrainingJob", "CreateModel")]
+    (schedule,) = [c for c in aws_chain_calls if c.operation == "CreateSchedule"]
+    job = validate.scheduled_job(schedule.params)
+    created.append(aws_recorder.Call("sagemaker", "CreateProcessingJob", job, schedule.region))
+    assert {c.operation for c in created} == {"CreateTrainingJob", "CreateModel", "CreateProcessingJob"}
+    bucket = job["ProcessingInputs"][0]["S3Input"]["S3Uri"].split("/")[2]
+    account = job["RoleArn"].split(":")[4]
+    policies = sagemaker_role_policies(bucket)
+    # then what SageMaker does with the role for each is allowed
+    refused = {
+        str(n) for call in created for n in iam_check.job_needs(call, account) if not iam_check.permitted(policies, n)
+    }
+    assert sorted(refused) == []
