@@ -29,22 +29,27 @@ class Call:
     region: str
     error: str = ""  # the error code AWS (or the local cloud) answered, "" on success
     origin: str = ""  # the first caller outside botocore/boto3: scones.deploy.aws_clean, sagemaker.train…, a test
-    by_scones: bool = False  # a scones module (or the SDK called by one) made it, not a test's own check
+    by_scones: bool = False  # scones (or the SDK, or a transfer thread) made it, not a test's own check
     nodeid: str = ""  # the test during which it was made
     function: str = ""  # the Lambda function that made it (worker recordings)
     extra: dict = field(default_factory=dict)
 
 
+TEST_MODULES = ("test_", "conftest", "helpers", "monitoring_fixtures", "_aws_chain_helpers")
+
+
 def _origin() -> tuple[str, bool]:
-    frame, origin, by_scones = sys._getframe(2), "", False
+    """The first caller outside botocore/boto3, and whether scones made the call: a scones module is on the
+    stack, or no test module is (a transfer's worker thread, s3transfer's upload_file/download_file)."""
+    frame, origin, by_scones, by_test = sys._getframe(2), "", False, False
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not origin and not name.startswith(("botocore", "boto3", __name__)):
             origin = name
-        if name.startswith("scones.") or name == "scones":
-            by_scones = True
+        by_scones = by_scones or name.startswith("scones.") or name == "scones"
+        by_test = by_test or name.startswith(TEST_MODULES)
         frame = frame.f_back
-    return origin, by_scones
+    return origin, by_scones or not by_test
 
 
 def _safe(params: dict, as_json: bool = False) -> dict:
