@@ -218,3 +218,17 @@ def scheduled_job(schedule_params: dict) -> dict:
     """The CreateProcessingJob request a Scheduler schedule's universal target sends, context attributes filled."""
     text = schedule_params["Target"]["Input"]
     return plausible(json.loads(text) if isinstance(text, str) else text)
+
+
+def plan_requests(steps: list, template_body: str = "") -> list[tuple[str, str, dict, str]]:
+    """(service, operation, request as sent, what) for every call of a dry-run plan (scones.deploy.plan.build),
+    placeholders filled; the schedule's target request follows its CreateSchedule as ("sagemaker",
+    "create_processing_job", …, "scheduled"). For the dry run: `problems(*request[:3])` on each."""
+    out = []
+    for step in steps:
+        for call in step.calls:
+            params = wire(call.service, call.operation, call.params, template_body)
+            out.append((call.service, call.operation, params, step.key))
+            if call.operation in ("create_schedule", "update_schedule"):
+                out.append(("sagemaker", "create_processing_job", scheduled_job(params), "scheduled"))
+    return out

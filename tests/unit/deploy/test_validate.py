@@ -123,24 +123,19 @@ SPECS = {
 
 @functools.cache
 def planned(name: str) -> list[tuple[str, str, dict]]:
-    """(service, operation, request as sent) for every call of the plan, placeholders filled plausibly."""
+    """(service, operation, request as sent) for every call of the plan, placeholders filled plausibly; the
+    schedule's target request as operation "create_processing_job(scheduled)"."""
     pytest.importorskip("sagemaker", reason="image URIs come from the SDK's table: needs the aws extra")
     from scones.deploy import plan, stack
 
-    spec = plan.Spec(**SPECS[name])
-    body = stack.TEMPLATE.read_text()
-    out = []
-    for step in plan.build(spec):
-        for call in step.calls:
-            params = validate.wire(call.service, call.operation, call.params, body)
-            out.append((call.service, call.operation, params))
-            if call.operation == "create_schedule":
-                out.append(("sagemaker", "create_processing_job(scheduled)", validate.scheduled_job(params)))
-    return out
+    steps = plan.build(plan.Spec(**SPECS[name]))
+    requests = validate.plan_requests(steps, stack.TEMPLATE.read_text())
+    return [(s, op + ("(scheduled)" if what == "scheduled" else ""), p) for s, op, p, what in requests]
 
 
 @pytest.mark.parametrize("name", SPECS)
 def test_every_call_of_the_dry_run_plan_passes_the_service_model(name):
+    assert len(planned(name)) > 12  # the whole plan, not an empty one
     refused = []
     for service, operation, params in planned(name):
         if operation in ("create_training_job", "create_processing_job(scheduled)"):
