@@ -133,3 +133,86 @@ def tiny_model(tiny_staged, tmp_path_factory) -> Path:
     assert out.returncode == 0, out.stderr[-3000:]
     add_serving_code(model_dir)
     return model_dir
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Tell the boto3 call recorder (aws_recorder.py) which test is running: its calls carry the test's id."""
+    import aws_recorder
+
+    aws_recorder.CURRENT_TEST = item.nodeid
+    yield
+
+
+@pytest.fixture(scope="session")
+def aws_calls():
+    """Every boto3 call made in this process from first use to the end of the session (tests/aws_recorder.py),
+    each with the test it was made in: the chain test_deploy_aws.py drives is checked call by call by
+    test_requests_strict.py and test_iam.py without running it twice."""
+    import aws_recorder
+
+    recorder = aws_recorder.Recorder().install()
+    yield recorder
+    recorder.uninstall()
+
+
+AWS_CHAIN_TESTS = (  # the tests of tests/integration/test_deploy_aws.py that, with its fixture, make the chain
+    "test_a_second_deploy_changes_nothing",
+    "test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing",
+    "test_clean_purge_data_deletes_the_objects_and_the_bucket_it_made",
+)
+
+
+def _drive_aws_chain(cifar_tarball: Path, data_dir: Path) -> None:
+    """test_deploy_aws.py's chain (deploy, the artifact written, deploy, deploy again, clean, clean
+    --purge-data), once, with its own helpers, for when that module did not run in this session."""
+    import importlib.util
+    import uuid
+
+    from scones.core import aws
+    from scones.core.errors import NotReadyError
+    from scones.deploy import aws_clean, plan, sagemaker
+
+    where = ROOT / "tests" / "integration" / "test_deploy_aws.py"
+    module_spec = importlib.util.spec_from_file_location("_aws_chain_helpers", where)
+    chain = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(chain)
+    suffix = uuid.uuid4().hex[:8]
+    os.environ[settings.DATA_DIR] = str(data_dir)
+    quiet = {"poll_s": 0.01, "log": lambda _m: None}
+    try:
+        spec = plan.Spec(
+            stack=f"s{suffix}-workflow",
+            bucket=f"s-{suffix}",
+            endpoint=f"sep-{suffix}",
+            region=settings.region(),
+            role=chain.make_role(f"sms-{suffix}"),
+            spot=True,
+            source=str(cifar_tarball),
+        )
+        with pytest.raises(NotReadyError):
+            sagemaker.deploy(spec, **quiet)
+        sm = aws.client("sagemaker")
+        (job,) = sm.list_training_jobs(NameContains=plan.training_base_name(spec))["TrainingJobSummaries"]
+        artifact = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])["ModelArtifacts"]
+        bucket, key = artifact["S3ModelArtifacts"][5:].split("/", 1)
+        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=chain.fake_artifact())
+        for _ in range(2):
+            sagemaker.deploy(spec, **quiet)
+        assert aws_clean.clean(spec, **quiet).left == []
+        assert aws_clean.clean(spec, purge_data=True, **quiet).left == []
+    finally:
+        os.environ.pop(settings.DATA_DIR, None)
+
+
+@pytest.fixture(scope="session")
+def aws_chain_calls(aws_calls, local_cloud, cifar_tarball, tmp_path_factory) -> list:
+    """The boto3 calls of `deploy --target aws` → redeploy → `clean --target aws` on the local cloud, as scones
+    (and the SageMaker SDK it drives) made them; a test's own checks are left out. Taken from test_deploy_aws.py's
+    run when it ran whole in this session (it uses `aws_calls`), else made here once."""
+    recorded = [c for c in aws_calls.calls if "test_deploy_aws.py::" in c.nodeid and c.by_scones]
+    if not set(AWS_CHAIN_TESTS) <= {c.nodeid.rsplit("::", 1)[-1] for c in recorded}:
+        start = len(aws_calls.calls)
+        _drive_aws_chain(cifar_tarball, tmp_path_factory.mktemp("chain-data"))
+        recorded = [c for c in aws_calls.calls[start:] if c.by_scones]
+    return recorded

@@ -43,8 +43,9 @@ def fake_artifact() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def deployed(local_cloud, cifar_tarball, tmp_path_factory):
-    """One deploy on the local cloud: first run (stops at the artifact), the artifact written, second run."""
+def deployed(local_cloud, cifar_tarball, tmp_path_factory, aws_calls):
+    """One deploy on the local cloud: first run (stops at the artifact), the artifact written, second run. Every
+    boto3 call of the chain is recorded (aws_calls) for test_requests_strict.py and test_iam.py."""
     import os
     import uuid
 
