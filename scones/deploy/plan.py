@@ -417,7 +417,7 @@ def monitoring_environment(spec: Spec) -> dict[str, str]:
 def processing_job_request(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> dict:
     """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id.
 
-    The container runs `sh run.sh --out <dated folder> --alert`: run.sh (scones/monitoring/run.sh, downloaded
+    The container runs `sh run.sh --out <dated folder> --threshold <deployed> --alert`: run.sh (downloaded
     beside the source tarball) installs scones with its pinned job requirements and runs
     `python -m scones.monitoring`; SageMaker uploads /opt/ml/processing/output to monitor_out_uri at the end.
     """
@@ -429,7 +429,12 @@ def processing_job_request(spec: Spec, account: str, source_key: str, image: Cal
             "ImageUri": image("processing", spec.region, spec.monitor_instance_type),
             "ContainerEntrypoint": ["/bin/sh", f"{MONITOR_CODE}/{MONITOR_SCRIPT}"],
             # Model Monitor's own layout: one folder per hourly run under the output prefix (strftime codes).
-            "ContainerArguments": ["--out", f"{MONITOR_OUTPUT}/%Y/%m/%d/%H", "--alert"],
+            # The deployed threshold is passed, not looked up: the SageMaker role may not describe the stack.
+            "ContainerArguments": [
+                *("--out", f"{MONITOR_OUTPUT}/%Y/%m/%d/%H"),
+                *("--threshold", str(spec.threshold)),
+                "--alert",
+            ],
         },
         "ProcessingInputs": [
             {

@@ -180,6 +180,7 @@ PLAUSIBLE = {
     "<aws.scheduler.execution-id>": "5d7c5b4e-3c1a-4f2e-9b8d-0a1b2c3d4e5f",  # a UUID, as the Scheduler fills it
     "<lines of train.lst, read after staging>": "1000",
     "<role: pass --role or set SCONES_SAGEMAKER_ROLE>": "scones-sagemaker",
+    "<the workflow stack's AlertTopicArn>": "arn:aws:sns:us-east-1:123456789012:scones-alerts",
 }
 _PLACEHOLDER = re.compile(r"<[^<>]+>")
 

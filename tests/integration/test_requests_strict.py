@@ -9,26 +9,11 @@ lengths, patterns or enums), so the strict check (scones.deploy.validate) is wha
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from scones.deploy import validate
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-# Problems other branches of #20 fix: (operation, path regex, rule) → the branch. Each has its own xfail test
-# below, strict, so that the fix shows as XPASS and the entry is removed at merge.
-PROCJOB = "branch procjob: the monitoring job's shell command is 296 characters, ContainerEntrypointString allows 256"
-KNOWN = {
-    ("CreateProcessingJob", r"AppSpecification\.ContainerEntrypoint\[2\]", "max-length"): PROCJOB,
-}
-
-
-def _known(operation: str, problem: validate.Problem) -> bool:
-    return any(
-        op == operation and re.fullmatch(path, problem.path) and rule == problem.rule for op, path, rule in KNOWN
-    )
 
 
 def scheduled_jobs(calls: list) -> list[dict]:
@@ -49,20 +34,12 @@ def test_every_call_of_the_deploy_and_clean_chain_passes_the_service_model(aws_c
     refused = []
     for call in aws_chain_calls:
         for problem in validate.problems(call.service, call.operation, call.params):
-            if not _known(call.operation, problem):
-                refused.append(f"{call.service}.{call.operation} ({call.origin}): {problem}")
+            refused.append(f"{call.service}.{call.operation} ({call.origin}): {problem}")
     assert refused == [], "\n".join(refused)
 
 
-def test_the_scheduler_target_input_is_a_create_processing_job_request_apart_from_known_problems(aws_chain_calls):
+def test_the_scheduler_target_input_passes_as_create_processing_job(aws_chain_calls):
     jobs = scheduled_jobs(aws_chain_calls)
     assert jobs, "the chain made no schedule"
     for job in jobs:
-        problems = validate.problems("sagemaker", "CreateProcessingJob", job)
-        assert [str(p) for p in problems if not _known("CreateProcessingJob", p)] == []
-
-
-@pytest.mark.xfail(strict=True, reason=PROCJOB)
-def test_the_scheduler_target_input_passes_as_create_processing_job(aws_chain_calls):
-    for job in scheduled_jobs(aws_chain_calls):
         validate.check("sagemaker", "CreateProcessingJob", job)

@@ -113,7 +113,6 @@ def test_botocore_findings_come_first_and_unknown_operations_are_named():
 # --- the dry run's plan ------------------------------------------------------------------------------
 
 TRAINC = "branch trainc: the plan's CreateTrainingJob is not in SageMaker's shape (SourceCode; channels' S3Uri)"
-PROCJOB = "branch procjob: the monitoring job's shell command is 296 characters, ContainerEntrypointString allows 256"
 SPECS = {
     "script-spot": dict(role=ROLE, spot=True),
     "builtin-serverless": dict(role=ROLE, algorithm="builtin", serverless=True),
@@ -152,7 +151,7 @@ def test_the_planned_training_request_passes(name):
     validate.check("sagemaker", "create_training_job", request)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=PROCJOB)) for n in SPECS])
+@pytest.mark.parametrize("name", SPECS)
 def test_the_planned_scheduled_processing_job_passes(name):
     (job,) = [p for _s, op, p in planned(name) if op == "create_processing_job(scheduled)"]
     validate.check("sagemaker", "create_processing_job", job)
