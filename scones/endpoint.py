@@ -138,6 +138,18 @@ def serve(model: str | None, name: str, port: int | None, workers: int | None = 
     os.execv(sys.executable, [sys.executable, "-m", MODULE, *args])
 
 
+def serve_sagemaker(model: str | None, name: str, port: int | None, workers: int | None = None) -> int:
+    """The serving artifact `deploy --target aws` would upload for this model, run in the foreground by the SageMaker
+    PyTorch inference container's own code (scones.containers.inference); Ctrl-C stops it."""
+    from scones.containers import inference as container
+
+    uri, model_dir = prepare_model(model, name)
+    trained = Path(uri).read_bytes() if Path(uri).is_file() else models.archive_of(model_dir)
+    port = settings.endpoint_port() if port is None else port
+    print(f"serving {uri} as deploy --target aws packages it, in the PyTorch inference container's code", flush=True)
+    return container.serve_forever(container.start(models.serving_archive(trained), uri, port, workers=workers))
+
+
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 

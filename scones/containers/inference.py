@@ -89,7 +89,9 @@ def unpack(archive: bytes, dest: Path, origin: str) -> None:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(dest, filter="data")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise UsageError(f"{origin} is not a readable model.tar.gz ({exc})", "pass a model made by `scones train`")
+        raise UsageError(
+            f"{origin} is not a readable model.tar.gz ({exc})", "pass a model made by `scones train`"
+        ) from None
     code = dest / "code"
     if not code.is_dir():
         raise UsageError(
@@ -106,7 +108,11 @@ def unpack(archive: bytes, dest: Path, origin: str) -> None:
         try:
             venv.check_requirements(requirements)
         except UsageError as exc:
-            raise UsageError(f"{origin}: code/requirements.txt: {exc}".replace(str(requirements), ""), exc.next_step)
+            where = f"{origin}: code/requirements.txt"
+            raise UsageError(
+                str(exc).replace(str(requirements), where),
+                "fix that line: the container pip-installs code/requirements.txt at start, and a bad line stops it",
+            ) from None
 
 
 def layered_venv(base_python: Path, dest: Path) -> Path:
@@ -136,7 +142,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def environment(python: Path, port: int, scratch: Path, region: str) -> dict[str, str]:
+def environment(python: Path, port: int, scratch: Path, region: str, workers: int | None = None) -> dict[str, str]:
     """The model's environment (as deploy sends it) plus what keeps this copy private and on loopback."""
     from scones.deploy import plan
 
@@ -161,6 +167,8 @@ def environment(python: Path, port: int, scratch: Path, region: str) -> dict[str
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
     )
+    if workers:
+        env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)  # the toolkit's own knob (default: one per core)
     return env
 
 
@@ -200,6 +208,7 @@ class Container:
             self._log.close()
         shutil.rmtree(self.scratch / "venv", ignore_errors=True)  # the log stays for a look afterwards
         shutil.rmtree(self.scratch / "opt-ml", ignore_errors=True)
+        shutil.rmtree(self.scratch / "tmp", ignore_errors=True)
         return self.process.returncode
 
     def __enter__(self) -> Container:
@@ -210,7 +219,13 @@ class Container:
 
 
 def start(
-    archive: bytes, origin: str, port: int = 0, timeout_s: float = 300.0, region: str | None = None, log=print
+    archive: bytes,
+    origin: str,
+    port: int = 0,
+    timeout_s: float = 300.0,
+    region: str | None = None,
+    workers: int | None = None,
+    log=print,
 ) -> Container:
     """Run the toolkit on the serving artifact `archive` until its /ping answers 200."""
     check_java()
@@ -230,7 +245,7 @@ def start(
     ts_config.touch()
     work = scratch / "work"  # the cwd: the toolkit's model store is ./.sagemaker/ts/models
     work.mkdir()
-    env = environment(python, port, scratch, region or settings.region())
+    env = environment(python, port, scratch, region or settings.region(), workers)
     argv = optml.command(tree, [str(python), "-c", START], binds={ts_config: TS_CONFIG}, private_pids=True)
     log_path = scratch / "container.log"
     log_file = log_path.open("wb")

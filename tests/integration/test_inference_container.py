@@ -13,6 +13,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,3 +144,36 @@ def test_the_serving_archive_is_what_deploy_uploads(tiny_model):
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         names = set(tar.getnames())
     assert {"model.onnx", "labels.json", "config.json", "code/inference.py", "code/requirements.txt"} <= names
+
+
+def scones(*args: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "scones"), *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_the_cli_without_java_says_which_package_in_one_line(tiny_model):
+    import sys
+
+    done = scones(
+        "endpoint",
+        "serve",
+        "--runtime",
+        "sagemaker",
+        "--model",
+        str(tiny_model),
+        "--port",
+        "0",
+        env={"PATH": str(Path(sys.executable).parent)},
+    )  # no java on this PATH
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "apt-get install openjdk-17-jre-headless" in lines[0], done.stderr
+
+
+def test_the_cli_refuses_runtime_sagemaker_outside_serve():
+    done = scones("endpoint", "start", "--runtime", "sagemaker")
+    assert done.returncode == 2 and "applies to `endpoint serve` only" in done.stderr, done.stderr
