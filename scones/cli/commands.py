@@ -155,7 +155,7 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
             f"--runtime {args.runtime} applies to `endpoint serve` only", "scones endpoint serve --runtime sagemaker"
         )
     if args.action == "serve" and args.runtime == "sagemaker":
-        return endpoint.serve_sagemaker(args.model, name, args.port, args.workers)
+        endpoint.serve_sagemaker(args.model, name, args.port, args.workers)
     if args.action == "serve":
         endpoint.serve(args.model, name, args.port, args.workers)
     elif args.action == "start":

@@ -181,6 +181,7 @@ class Container:
     scratch: Path
     log_path: Path
     started_s: float = 0.0  # start → first /ping 200
+    ready_s: float = 0.0  # start → every TorchServe worker READY (TorchServe's /ping says 200 before they load)
     _log: object = field(default=None, repr=False)
 
     def tail(self, lines: int = 8) -> str:
@@ -227,7 +228,7 @@ def start(
     workers: int | None = None,
     log=print,
 ) -> Container:
-    """Run the toolkit on the serving artifact `archive` until its /ping answers 200."""
+    """Run the toolkit on the serving artifact `archive` until /ping answers 200 and every worker is READY."""
     check_java()
     check_mount_points()
     base = toolkit_python(log)
@@ -256,34 +257,49 @@ def start(
     container = Container(f"http://127.0.0.1:{port}", process, scratch, log_path, _log=log_file)
     log(f"starting the PyTorch inference container's code on {container.url} (log: {log_path}) ...")
     try:
-        _wait_ping(container, began, timeout_s, log)
+        _wait(container, began, timeout_s, log, _pinged)
+        container.started_s = time.monotonic() - began
+        _wait(container, began, timeout_s, log, _workers_ready)
+        container.ready_s = time.monotonic() - began
     except BaseException:
         container.stop(10)
         raise
-    container.started_s = time.monotonic() - began
     return container
 
 
-def _wait_ping(container: Container, began: float, timeout_s: float, log) -> None:
-    said = began
+def _pinged(url: str) -> bool:
+    return service.get_json(url + "/ping", timeout_s=2.0)[0] == 200
+
+
+def _workers_ready(url: str) -> bool:
+    """TorchServe's describe-model (management API, on the inference port as the toolkit configures it)."""
+    code, described = service.get_json(url + "/models/model", timeout_s=2.0)
+    if code != 200 or not isinstance(described, list) or not described:
+        return False
+    workers = described[0].get("workers") or []
+    return bool(workers) and all(w.get("status") == "READY" for w in workers)
+
+
+def _wait(container: Container, began: float, timeout_s: float, log, done) -> None:
+    said = began + 15 * ((time.monotonic() - began) // 15)  # a progress line every 15 s since the start
     while True:
-        code, _ = service.get_json(container.url + "/ping", timeout_s=2.0)
-        if code == 200:
+        if done(container.url):
             return
         if container.process.poll() is not None:
             raise ContainerError(
-                f"the container's code stopped (exit {container.process.returncode}) before /ping answered 200; "
+                f"the container's code stopped (exit {container.process.returncode}) before it was ready; "
                 f"its last words: {container.tail(3)}",
                 next_step=f"read {container.log_path}",
             )
         now = time.monotonic()
         if now - began > timeout_s:
             raise ContainerError(
-                f"/ping did not answer 200 within {timeout_s:.0f} s; last log lines: {container.tail(3)}",
+                f"not ready within {timeout_s:.0f} s (/ping 200 and every worker READY); last log lines: "
+                f"{container.tail(3)}",
                 next_step=f"read {container.log_path}",
             )
         if now - said >= 15:
-            log(f"  waiting for /ping ({now - began:.0f} s: pip installs code/requirements.txt, TorchServe loads)")
+            log(f"  waiting ({now - began:.0f} s: pip installs code/requirements.txt, TorchServe's workers load)")
             said = now
         time.sleep(0.25)
 
@@ -296,10 +312,33 @@ def serve_forever(container: Container, log=print) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        log(f"ready in {container.started_s:.1f} s: POST {container.url}/invocations (Ctrl-C stops)")
+        log(
+            f"/ping 200 after {container.started_s:.1f} s, every worker ready after {container.ready_s:.1f} s: "
+            f"POST {container.url}/invocations (Ctrl-C stops)"
+        )
         return container.process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         container.stop()
         print(f"stopped; the container's log: {container.log_path}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scones.containers.inference ARCHIVE ORIGIN PORT [WORKERS]`: what `scones endpoint serve --runtime
+    sagemaker` execs once the artifact is built (so that the command's state lock is not held while serving)."""
+    archive, origin, port, *workers = argv if argv is not None else sys.argv[1:]
+    try:
+        running = start(Path(archive).read_bytes(), origin, int(port), workers=int(workers[0]) if workers else None)
+    except SconesError as exc:
+        print(f"scones endpoint: error: {exc.line()}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        Path(archive).unlink(missing_ok=True)
+    return serve_forever(running)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
