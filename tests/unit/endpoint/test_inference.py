@@ -246,3 +246,13 @@ def test_the_toolkit_answers_a_bad_request_with_its_status(toolkit, tiny_model, 
     answer = toolkit.transform([{"body": body}], context)
     assert context.status is not None and context.status[0] == status, answer
     assert context.status[1]  # TorchServe sends it as the reason; None made the toolkit fail with a 503
+
+
+def test_the_server_chooses_threads_with_load_and_model_fn_reads_the_setting(tiny_model, monkeypatch):
+    # given the local server's loader with an explicit thread count, and model_fn under $SCONES_ORT_THREADS
+    loaded = inference.load(tiny_model, threads=1)
+    monkeypatch.setenv("SCONES_ORT_THREADS", "2")
+    by_setting = inference.model_fn(tiny_model, context=object())  # whatever context the toolkit appends
+    # then each session has the threads it was given
+    assert loaded.session.get_session_options().intra_op_num_threads == 1
+    assert by_setting.session.get_session_options().intra_op_num_threads == 2
