@@ -259,7 +259,7 @@ def start(
     try:
         _wait(container, began, timeout_s, log, _pinged)
         container.started_s = time.monotonic() - began
-        _wait(container, began, timeout_s, log, _workers_ready)
+        _wait(container, began, timeout_s, log, lambda url: _workers_ready(url) or _worker_died(container))
         container.ready_s = time.monotonic() - began
     except BaseException:
         container.stop(10)
@@ -269,6 +269,20 @@ def start(
 
 def _pinged(url: str) -> bool:
     return service.get_json(url + "/ping", timeout_s=2.0)[0] == 200
+
+
+def _worker_died(container: Container) -> bool:
+    """A worker that cannot load the model dies and TorchServe restarts it forever: name the handler's error."""
+    import re
+
+    text = container.log_path.read_text(errors="replace") if container.log_path.is_file() else ""
+    if text.count("Backend worker process died") < 2:
+        return False
+    errors = re.findall(r"MODEL_LOG - ((?:\w+\.)*\w*(?:Error|Exception)\b.*)", text)
+    raise ContainerError(
+        f"TorchServe's workers die while loading the model: {errors[-1].strip() if errors else 'see the log'}",
+        next_step=f"read {container.log_path} (the handler's traceback is there)",
+    )
 
 
 def _workers_ready(url: str) -> bool:

@@ -177,3 +177,20 @@ def test_the_cli_without_java_says_which_package_in_one_line(tiny_model):
 def test_the_cli_refuses_runtime_sagemaker_outside_serve():
     done = scones("endpoint", "start", "--runtime", "sagemaker")
     assert done.returncode == 2 and "applies to `endpoint serve` only" in done.stderr, done.stderr
+
+
+def test_the_old_model_fn_signature_never_gets_ready_in_the_container(tiny_model, tmp_path):
+    # given the serving artifact with the handler as it was: model_fn(model_dir, threads=None)
+    try:
+        container.check_java()
+    except NotReadyError as exc:
+        pytest.skip(exc.line())
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    code = model / "code" / "inference.py"
+    code.write_text(
+        code.read_text() + "\n\ndef model_fn(model_dir, threads=None):\n    return load(model_dir, threads)\n"
+    )
+    # when the container's code starts it, then its workers die on the context it appends, and we say so
+    with pytest.raises(container.ContainerError, match=r"workers die while loading the model: TypeError"):
+        container.start(models.archive_of(model), "old.tar.gz", log=lambda _m: None)
