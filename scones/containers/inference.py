@@ -123,11 +123,9 @@ def layered_venv(base_python: Path, dest: Path) -> Path:
     if made.returncode != 0:
         raise NotReadyError(f"could not create a venv at {dest}: {made.stderr.strip()}", "apt-get install python3-venv")
     python = venv.python_of(dest)
-    paths = subprocess.run(
-        [str(base_python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True
-    )
-    own = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True)
-    Path(own.stdout.decode().strip(), "_scones_base.pth").write_text(paths.stdout.strip() + "\n")
+    (base,) = (base_python.parent.parent / "lib").glob("python3.*/site-packages")
+    (own,) = (dest / "lib").glob("python3.*/site-packages")
+    (own / "_scones_base.pth").write_text(f"{base}\n")  # after its own site-packages on sys.path
     # The toolkit runs `torchserve` from PATH, and TorchServe starts its workers with that script's interpreter.
     script = base_python.parent / "torchserve"
     body = script.read_text().split("\n", 1)[1]
