@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -91,7 +94,7 @@ def test_an_unsupported_content_type_is_a_415_as_locally(served):
 def test_requirements_txt_alone_brings_onnxruntime(served):
     # the cached venv has no onnxruntime: the container got it from code/requirements.txt, as AWS's does
     base = container.toolkit_python(log=lambda _m: None)
-    probe = __import__("subprocess").run([str(base), "-c", "import onnxruntime"], capture_output=True)
+    probe = subprocess.run([str(base), "-c", "import onnxruntime"], capture_output=True, check=False)
     assert probe.returncode != 0
     assert "onnxruntime" in (served.scratch / "container.log").read_text(errors="replace")
 
@@ -146,18 +149,12 @@ def test_the_serving_archive_is_what_deploy_uploads(tiny_model):
     assert {"model.onnx", "labels.json", "config.json", "code/inference.py", "code/requirements.txt"} <= names
 
 
-def scones(*args: str, env: dict | None = None):
-    import os
-    import subprocess
-    import sys
-
+def scones(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).parent / "scones"), *args]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
 
 
 def test_the_cli_without_java_says_which_package_in_one_line(tiny_model):
-    import sys
-
     done = scones(
         "endpoint",
         "serve",
