@@ -47,6 +47,9 @@ train: up ## train on the staged data like a SageMaker job, upload model.tar.gz,
 deploy: up ## deploy the workflow stack (Lambdas, state machines, SNS) and the endpoint to the local cloud
 	$(BIN)/scones deploy --target local
 
+serve-sagemaker: venv ## serve MODEL (default: the newest trained) as deploy --target aws packages it, run by the SageMaker PyTorch inference container's own code (TorchServe; needs Java) on PORT (default 8080)
+	$(BIN)/scones endpoint serve --runtime sagemaker $(if $(MODEL),--model $(MODEL)) $(if $(PORT),--port $(PORT))
+
 deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training job, endpoint (100% capture, autoscaling), stack, hourly monitoring (DRY_RUN=1: print the plan)
 	$(BIN)/scones deploy --target aws $(if $(DRY_RUN),--dry-run) $(DEPLOY_ARGS)
 

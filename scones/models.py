@@ -151,3 +151,29 @@ def add_serving_code(model_dir: Path) -> None:
     code.mkdir(exist_ok=True)
     shutil.copy2(SERVING_CODE, code / "inference.py")
     (code / "requirements.txt").write_text(SERVING_REQUIREMENTS)
+
+
+def serving_archive(trained: bytes) -> bytes:
+    """The model.tar.gz `deploy --target aws` uploads for the PyTorch inference container: the trained artifact's
+    members plus code/inference.py and code/requirements.txt (`scones endpoint serve --runtime sagemaker` serves
+    exactly these bytes)."""
+    import io
+
+    with tempfile.TemporaryDirectory(prefix="scones-serving-") as tmp:
+        model_dir = Path(tmp) / "model"
+        model_dir.mkdir()
+        with tarfile.open(fileobj=io.BytesIO(trained)) as tar:
+            tar.extractall(model_dir, filter="data")
+        add_serving_code(model_dir)
+        return archive_of(model_dir)
+
+
+def archive_of(model_dir: Path) -> bytes:
+    """A model folder as a model.tar.gz (members at the top level, as training writes them)."""
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    return buffer.getvalue()

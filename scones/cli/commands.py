@@ -150,6 +150,12 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
     from scones import endpoint
 
     name = args.name or settings.endpoint_name()
+    if args.runtime != "scones" and args.action != "serve":
+        raise errors.UsageError(
+            f"--runtime {args.runtime} applies to `endpoint serve` only", "scones endpoint serve --runtime sagemaker"
+        )
+    if args.action == "serve" and args.runtime == "sagemaker":
+        endpoint.serve_sagemaker(args.model, name, args.port, args.workers)
     if args.action == "serve":
         endpoint.serve(args.model, name, args.port, args.workers)
     elif args.action == "start":

@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"server processes (default ${settings.ENDPOINT_WORKERS} or one per core)",
     )
+    p.add_argument(
+        "--runtime",
+        choices=["scones", "sagemaker"],
+        default="scones",
+        help="serve: our model server (default), or sagemaker: the artifact deploy uploads, run by the SageMaker "
+        "PyTorch inference container's own code (TorchServe; needs Java; docs/container-inference.md)",
+    )
 
     p = add(
         "deploy",

@@ -8,6 +8,7 @@ over `/opt/ml` for that one process tree; nothing on the host changes except the
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -41,9 +42,33 @@ def check() -> None:
         )
 
 
-def command(tree: Path, argv: Sequence[str]) -> list[str]:
-    """argv wrapped so that it sees `tree` at /opt/ml."""
-    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", _BIND, str(Path(tree).resolve()), *argv]
+def command(
+    tree: Path, argv: Sequence[str], binds: Mapping[Path, Path] | None = None, private_pids: bool = False
+) -> list[str]:
+    """argv wrapped so that it sees `tree` at /opt/ml.
+
+    binds: more {source: mount point} pairs (each mount point must exist on the host: a file over a file, a
+    folder over a folder). private_pids: a PID namespace of its own too (its /proc shows only its processes)."""
+    if not binds:
+        script = _BIND
+    else:
+        extra = "".join(
+            f"mount --bind {shlex.quote(str(Path(s).resolve()))} {shlex.quote(str(t))} && " for s, t in binds.items()
+        )
+        script = f'mount --bind "$0" /opt/ml && {extra}exec "$@"'
+    pids = ["--pid", "--fork", "--mount-proc"] if private_pids else []
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        *pids,
+        "sh",
+        "-c",
+        script,
+        str(Path(tree).resolve()),
+        *argv,
+    ]
 
 
 def run(

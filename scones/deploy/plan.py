@@ -242,6 +242,16 @@ def serving_key(job_or_model: str) -> str:
     return f"models/{job_or_model}/serving/model-{digest(INFERENCE_FILE.read_bytes())}.tar.gz"
 
 
+def serving_environment(region: str) -> dict[str, str]:
+    """The PyTorch inference container's environment (`scones endpoint serve --runtime sagemaker` uses it too)."""
+    return {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_REGION": region,
+    }
+
+
 def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
     if spec.algorithm == "builtin":
         container = {"Image": image("builtin", spec.region, spec.endpoint_instance_type)}
@@ -250,12 +260,7 @@ def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
     else:
         container = {
             "Image": image("inference", spec.region, spec.endpoint_instance_type),
-            "Environment": {
-                "SAGEMAKER_PROGRAM": "inference.py",
-                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                "SAGEMAKER_REGION": spec.region,
-            },
+            "Environment": serving_environment(spec.region),
         }
         model_data = facts.model_data or f"s3://{spec.bucket}/{serving_key('<training job>')}"
         serving_code = INFERENCE_FILE.read_bytes()

@@ -9,11 +9,8 @@ everything else is a plain boto3 call, exactly as the dry run prints it.
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +43,7 @@ def stage(spec: plan.Spec, log=print) -> dict:
 
 def package_for_serving(spec: plan.Spec, model_data: str, source: str, report: Report, log=print) -> str:
     """The trained artifact plus code/inference.py (the same file the local server runs), content-addressed."""
-    from scones.models import add_serving_code
+    from scones.models import serving_archive
 
     s3 = aws.client("s3")
     key = plan.serving_key(source)
@@ -59,18 +56,8 @@ def package_for_serving(spec: plan.Spec, model_data: str, source: str, report: R
             f"the model artifact {model_data} is missing",
             next_step="check the training job's output, then `scones deploy --target aws` again",
         )
-    with tempfile.TemporaryDirectory(prefix="scones-serving-") as tmp:
-        model_dir = Path(tmp) / "model"
-        model_dir.mkdir()
-        body = s3.get_object(Bucket=src_bucket, Key=src_key)["Body"].read()
-        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-            tar.extractall(model_dir, filter="data")
-        add_serving_code(model_dir)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-            for path in sorted(model_dir.rglob("*")):
-                tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    s3.put_object(Bucket=spec.bucket, Key=key, Body=buffer.getvalue())
+    body = s3.get_object(Bucket=src_bucket, Key=src_key)["Body"].read()
+    s3.put_object(Bucket=spec.bucket, Key=key, Body=serving_archive(body))
     report.add("package", "created", f"s3://{spec.bucket}/{key}", log)
     return f"s3://{spec.bucket}/{key}"
 

@@ -15,6 +15,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,9 @@ class InferenceError(_Base):
     status_code = 400
 
     def __init__(self, message: str) -> None:
-        super().__init__(type(self).status_code, message)
+        # The toolkit's handle_error sends `phrase` as the HTTP reason (None there is an AttributeError that
+        # TorchServe answers with a 503, whatever the status).
+        super().__init__(type(self).status_code, message, HTTPStatus(type(self).status_code).phrase)
         self.status_code = type(self).status_code
         self.message = message
 
@@ -93,7 +96,16 @@ def check_model_dir(model_dir: Path) -> None:
         )
 
 
-def model_fn(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
+def model_fn(model_dir: str | os.PathLike, context: object = None) -> Model:
+    """SageMaker's model_fn: load the model once (onnxruntime threads from $SCONES_ORT_THREADS, else all cores).
+
+    The inference toolkit counts a handler's parameters and, when there is one more than it passes, appends its
+    context (TorchServe's, in the PyTorch container): so the second parameter is that context and nothing else.
+    Our own server chooses the thread count with `load`."""
+    return load(model_dir)
+
+
+def load(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
     """Load model.onnx, labels.json and config.json once; refuse a model whose outputs and labels disagree.
 
     threads: onnxruntime intra-op threads (None: $SCONES_ORT_THREADS, else 0 = onnxruntime's default, all

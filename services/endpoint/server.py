@@ -75,7 +75,7 @@ class EndpointApp:
 
     def _load(self) -> None:
         try:
-            self.model = inference.model_fn(self.model_dir, self.threads)
+            self.model = inference.load(self.model_dir, self.threads)
         except Exception as exc:
             self.load_error = exc
             print(f"endpoint {self.name}: cannot load the model: {exc}", file=sys.stderr, flush=True)

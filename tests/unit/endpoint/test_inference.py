@@ -179,3 +179,80 @@ def test_model_dir_missing_labels_is_a_startup_error(tiny_model, tmp_path):
     (broken / "labels.json").unlink()
     with pytest.raises(inference.ModelLoadError, match=r"lacks labels\.json"):
         inference.model_fn(broken)
+
+
+# --- the SageMaker inference toolkit's own code calls the handlers -------------------------------------------
+
+
+class ToolkitContext:
+    """What sagemaker_inference's Transformer reads from TorchServe's context, and what it sets on it."""
+
+    def __init__(self, model_dir, content_type: str, accept: str = "application/json") -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        headers = {"Content-Type": content_type, "Accept": accept}
+        self.request_processor = [type("RequestProcessor", (), {"get_request_properties": lambda _self: headers})()]
+        self.status: tuple[int, str] | None = None
+        self.content_type: str | None = None
+
+    def set_response_status(self, code: int, phrase: str) -> None:
+        self.status = (code, phrase)
+
+    def set_response_content_type(self, index: int, content_type: str) -> None:
+        self.content_type = content_type
+
+
+@pytest.fixture
+def toolkit(tiny_model, monkeypatch):
+    """sagemaker-inference's Transformer with code/inference.py as its user module, as the container loads it."""
+    import sys
+
+    transformer = pytest.importorskip("sagemaker_inference.transformer", reason="pip install sagemaker-inference")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "inference.py")
+    monkeypatch.syspath_prepend(str(tiny_model / "code"))
+    monkeypatch.delitem(sys.modules, "inference", raising=False)
+    yield transformer.Transformer()
+    sys.modules.pop("inference", None)
+
+
+def test_the_toolkit_calls_every_handler_with_the_arguments_it_takes(toolkit, tiny_model, model):
+    # given the toolkit's Transformer (its own parameter-counting rule) over the packed code/inference.py
+    body = encode(RGB)
+    context = ToolkitContext(tiny_model, "image/png")
+    # when it serves a PNG as the container does: model_fn(model_dir[, context]), input_fn, predict_fn, output_fn
+    answer = toolkit.transform([{"body": body}], context)
+    # then no handler was refused or misfed, and the answer is our server's
+    assert context.status is None, answer
+    assert context.content_type == "application/json"
+    assert answer == [inference.output_fn(inference.predict_fn(inference.input_fn(body, "image/png"), model))]
+
+
+def test_model_fn_takes_the_context_the_toolkit_appends(toolkit, tiny_model):
+    # given a handler with one parameter more than the toolkit passes: it appends its context
+    context = ToolkitContext(tiny_model, "image/png")
+    toolkit._context = context
+    # when the toolkit calls model_fn by its own rule, then a model loads (the context is not a thread count)
+    loaded = toolkit._run_handler_function(inference.model_fn, str(tiny_model))
+    assert isinstance(loaded, inference.Model)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [(b"{}", "application/json", 415), (b"\x89PNG\r\n\x1a\n garbage", "image/png", 400), (b"", "image/png", 400)],
+)
+def test_the_toolkit_answers_a_bad_request_with_its_status(toolkit, tiny_model, body, content_type, status):
+    # given a request the handlers refuse
+    context = ToolkitContext(tiny_model, content_type)
+    # when the toolkit serves it, then its error handler sets our status and an HTTP reason phrase
+    answer = toolkit.transform([{"body": body}], context)
+    assert context.status is not None and context.status[0] == status, answer
+    assert context.status[1]  # TorchServe sends it as the reason; None made the toolkit fail with a 503
+
+
+def test_the_server_chooses_threads_with_load_and_model_fn_reads_the_setting(tiny_model, monkeypatch):
+    # given the local server's loader with an explicit thread count, and model_fn under $SCONES_ORT_THREADS
+    loaded = inference.load(tiny_model, threads=1)
+    monkeypatch.setenv("SCONES_ORT_THREADS", "2")
+    by_setting = inference.model_fn(tiny_model, context=object())  # whatever context the toolkit appends
+    # then each session has the threads it was given
+    assert loaded.session.get_session_options().intra_op_num_threads == 1
+    assert by_setting.session.get_session_options().intra_op_num_threads == 2
