@@ -268,6 +268,18 @@ def execute(request: dict, tree: Path, python: Path, region: str, log_path: Path
     return code
 
 
+def failure_reason(failure: Path, log_path: Path, code: int) -> str:
+    """One line: the script's own /opt/ml/output/failure (what SageMaker shows as FailureReason); where only the
+    driver wrote one (its traceback of the script's exit), the script's last `error:` line in the job's log."""
+    text = failure.read_text().strip() if failure.exists() else ""
+    if text and "Traceback" not in text:
+        return text.splitlines()[-1]
+    errors = (
+        [line.strip() for line in log_path.read_text().splitlines() if "error:" in line] if log_path.exists() else []
+    )
+    return errors[-1] if errors else (text.splitlines()[-1] if text else f"exit status {code}")
+
+
 # --- the whole job ---------------------------------------------------------------------------------------
 
 
@@ -305,9 +317,7 @@ def run(
     log_path = job_dir / "train.log"
     code = execute(request, tree, python, spec.region, log_path, log)
     if code != 0:
-        failure = tree / "output" / "failure"
-        lines = failure.read_text().strip().splitlines() if failure.exists() else []
-        reason = lines[-1] if lines else f"exit status {code}"
+        reason = failure_reason(tree / "output" / "failure", log_path, code)
         raise TrainingJobError(
             f"training job {job} failed: {reason}", f"see {log_path}, fix, run scones train --mode container again"
         )

@@ -152,11 +152,16 @@ def training_hyperparameters(spec: Spec, num_training_samples: int | None) -> di
         hps["num_training_samples"] = (
             str(num_training_samples) if num_training_samples else "<lines of train.lst, read after staging>"
         )
-    else:
-        hps = {"classes": ",".join(spec.classes)}
+        if spec.epochs is not None:
+            hps["epochs"] = str(spec.epochs)
+        hps.update(dict(spec.hyperparameters))  # the built-in algorithm's own names, underscored
+        return hps
+    hps = {"classes": ",".join(spec.classes)}
     if spec.epochs is not None:
         hps["epochs"] = str(spec.epochs)
-    hps.update(dict(spec.hyperparameters))
+    # The SDK's basic script driver passes each as `--<name> <value>`, name verbatim, and train.py's options are
+    # dashed (`--oe-weight`): `oe_weight` would reach it as an unknown option, which it ignores.
+    hps.update({name.replace("_", "-"): value for name, value in spec.hyperparameters})
     return hps
 
 

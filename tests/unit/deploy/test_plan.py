@@ -229,3 +229,17 @@ def test_onnx_pins_are_the_same_for_the_container_and_the_project():
     assert set(pinned) == {"onnx", "onnxscript"}, "pyproject's ml extra pins onnx and onnxscript exactly"
     for name, line in pinned.items():
         assert container[name] == line
+
+
+def test_every_hyperparameter_reaches_train_py_through_the_sdks_driver():
+    """The SDK's basic script driver turns HyperParameters into `--<name> <value>` verbatim; train.py ignores
+    options it does not know, so an `oe_weight` (as `--hp` takes it) would be dropped on AWS without a word."""
+    drivers = pytest.importorskip("sagemaker.train.container_drivers.common.utils", reason="needs the aws extra")
+    from training import train
+
+    hps = (("oe_weight", "0.5"), ("batch_size", "16"), ("val_fraction", "0.2"), ("lr", "0.05"))
+    job = plan.training_request(plan.Spec(role=ROLE, epochs=2, hyperparameters=hps), plan.Facts(), fake_image)
+    argv = drivers.hyperparameters_to_cli_args(job["HyperParameters"])
+    args, unknown = train.build_parser().parse_known_args(argv)
+    assert unknown == []
+    assert (args.oe_weight, args.batch_size, args.val_fraction, args.lr, args.epochs) == (0.5, 16, 0.2, 0.05, 2)
