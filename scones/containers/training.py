@@ -309,9 +309,8 @@ def run(
     job_dir = training_job.job_folder(job)
     tree = job_dir / "opt_ml"
     counts = layout(request, tree, log)
-    log(
-        f"training job {job} (as SageMaker runs it, here): channels " + ", ".join(f"{k} {v}" for k, v in counts.items())
-    )
+    files = ", ".join(f"{name} {n}" for name, n in counts.items())
+    log(f"training job {job}, as SageMaker runs it, here; files per channel: {files}")
     python = container_python(log)
     (job_dir / "request.json").write_text(json.dumps(request, indent=1, default=str))
     log_path = job_dir / "train.log"
