@@ -78,6 +78,8 @@ def spec_for(bucket: str, prefix: str, classes: list[str], hps: dict):
 
 def sent_request(spec, outliers: bool, job_base: str | None, log) -> dict:
     """What ModelTrainer sends for this spec (its uploads done), answered here."""
+    from botocore.exceptions import EndpointConnectionError
+
     from scones.deploy import aws_training, images, plan
 
     request = plan.training_request(spec, plan.Facts(account=plan.account_of(spec), outliers=outliers), images.retrieve)
@@ -85,8 +87,27 @@ def sent_request(spec, outliers: bool, job_base: str | None, log) -> dict:
         request["TrainingJobName"] = f"{job_base}-{plan.UNKNOWN_TIMESTAMP}"
     trainer, channels = aws_training.model_trainer(spec, request)
     log("ModelTrainer: uploading the code and its drivers, then CreateTrainingJob (answered here) ...")
-    with aws_training.sent_request(trainer, answer_here=True) as sent:
-        trainer.train(input_data_config=channels, wait=False, logs=False)
+    # SageMaker's calls are answered by the hook; should one get past it, it meets a closed port, not a SageMaker.
+    closed = f"{settings.SERVICE_ENDPOINT_PREFIX}SAGEMAKER"
+    saved = os.environ.get(closed)
+    os.environ[closed] = "http://127.0.0.1:9"
+    missed = TrainingJobError(
+        "ModelTrainer's CreateTrainingJob got past the hook that answers it here (has the SageMaker SDK changed "
+        "how it calls it?); nothing was created",
+        "scones train (the same script without the SDK's drivers)",
+    )
+    try:
+        with aws_training.sent_request(trainer, answer_here=True) as sent:
+            trainer.train(input_data_config=channels, wait=False, logs=False)
+    except EndpointConnectionError:
+        raise missed from None
+    finally:
+        if saved is None:
+            os.environ.pop(closed, None)
+        else:
+            os.environ[closed] = saved
+    if "TrainingJobName" not in sent:
+        raise missed
     return dict(sent)
 
 

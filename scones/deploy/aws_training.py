@@ -27,6 +27,20 @@ def _training_jobs(base: str) -> list[dict]:
     return found.get("TrainingJobSummaries", [])
 
 
+def _listed_job(base: str, poll_s: float, tries: int = 20) -> str:
+    """The newest job of `base` once ListTrainingJobs shows it (eventually consistent): a bounded wait. Only used
+    where the sent request was not seen (an SDK that sends it through a client made before the hook)."""
+    for _ in range(tries):
+        found = _training_jobs(base)
+        if found:
+            return found[0]["TrainingJobName"]
+        time.sleep(poll_s)
+    raise SconesError(
+        f"a training job {base}-… was created but ListTrainingJobs does not show it after {tries} tries",
+        next_step="`scones deploy --target aws` again in a minute: it finds and follows the running job",
+    )
+
+
 def _log_lines(job: str, seen: dict[str, str]) -> list[str]:
     """New lines of the job's CloudWatch log streams (none where there are no logs yet)."""
     from botocore.exceptions import ClientError
@@ -200,7 +214,7 @@ def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log
     with sent_request(trainer) as sent:
         trainer.train(input_data_config=channels, wait=False, logs=False)
     # The name the SDK sent (it appends a timestamp to the base); ListTrainingJobs may not show the job yet.
-    name = sent["TrainingJobName"]
+    name = sent.get("TrainingJobName") or _listed_job(base, poll_s)
     report.add("train", "created", f"{name} on {spec.instance_type}{' (spot)' if spec.spot else ''}", log)
     try:
         return name, wait_training(name, poll_s, log)

@@ -93,3 +93,22 @@ def test_deploy_takes_the_jobs_name_from_the_request_when_the_listing_lags(spec,
     assert name.startswith(plan.training_base_name(spec) + "-")
     assert artifact.endswith(f"/{name}/output/model.tar.gz")
     assert ("train", "created", f"{name} on {spec.instance_type}") in report.actions
+
+
+def test_container_mode_creates_no_job_anywhere_even_if_the_sdk_got_past_the_hook(spec, monkeypatch):
+    """`scones train --mode container` answers CreateTrainingJob here; were the SDK to send it through a client
+    the hook does not see, it meets a closed port (never the target's SageMaker) and the user gets one line."""
+    import contextlib
+
+    from scones.containers import training as container
+    from scones.training_job import TrainingJobError
+
+    @contextlib.contextmanager
+    def blind(trainer, answer_here=False):
+        yield {}
+
+    monkeypatch.setattr(aws_training, "sent_request", blind)
+    here = container.spec_for(spec.bucket, "data", ["bicycle", "motorcycle"], {"epochs": 1})
+    with pytest.raises(TrainingJobError, match=r"got past the hook .* nothing was created"):
+        container.sent_request(here, True, "blind", lambda _m: None)
+    assert aws.client("sagemaker").list_training_jobs(NameContains="blind")["TrainingJobSummaries"] == []
