@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sysconfig
@@ -33,6 +34,7 @@ from pathlib import Path
 from scones import training_job
 from scones.containers import optml, venv
 from scones.core import settings, target
+from scones.core.errors import UsageError
 from scones.core.progress import Progress
 from scones.training_job import TrainingJobError, TrainingResult
 
@@ -316,6 +318,12 @@ def run(
 ) -> TrainingResult:
     """`scones train --mode container`; `job_name` is the base ModelTrainer appends its timestamp to."""
     started = time.perf_counter()
+    if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,47}", job_name):
+        raise UsageError(
+            f"--job-name {job_name!r}: 1-48 letters, digits and hyphens (ModelTrainer appends -YYYYmmddHHMMSS, "
+            "and SageMaker allows 63 characters)",
+            "pass another --job-name",
+        )
     optml.check()  # before any upload: this machine must allow a private /opt/ml
     hps = dict(hyperparameters or {})
     if epochs is not None:

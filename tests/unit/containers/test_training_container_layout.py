@@ -95,3 +95,12 @@ def test_a_request_without_a_container_command_is_refused_in_one_line(tmp_path):
     request = plan.training_request(plan.Spec(role=ROLE, algorithm="builtin"), plan.Facts(), fake_image)
     with pytest.raises(TrainingJobError, match="only script-mode jobs run here"):
         container.execute(request, tmp_path, Path("/usr/bin/python3"), "us-east-1", tmp_path / "log")
+
+
+def test_a_job_name_the_sdk_would_make_too_long_is_refused_before_any_work():
+    from scones.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="1-48 letters"):
+        container.run("bucket", "data", job_name="x" * 49)
+    with pytest.raises(UsageError, match="1-48 letters"):
+        container.run("bucket", "data", job_name="bad_name")
