@@ -94,7 +94,7 @@ def test_local_mode_builds_a_local_cpu_container_job_from_the_same_request(monke
 
     seen = {}
     monkeypatch.setattr(ModelTrainer, "train", lambda self, **kwargs: seen.update(trainer=self, **kwargs))
-    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None)
+    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None, outliers=True)
     trainer = seen["trainer"]
     assert trainer.training_mode == Mode.LOCAL_CONTAINER and trainer.compute.instance_type == "local_cpu"
     assert "pytorch-training:2.8.0-cpu-py312" in trainer.training_image
