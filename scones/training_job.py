@@ -124,10 +124,27 @@ def format_metrics(fields: dict) -> str:
     return f"epoch {fields.get('epoch', '?')}/{fields.get('epochs', '?')}  " + _format(rest)
 
 
+def outliers_staged(manifest: dict) -> bool:
+    return (manifest.get("outliers") or {}).get("mode") == "auto"
+
+
 def channel_splits(manifest: dict) -> tuple[str, ...]:
     """The channels a training job gets: train and test, plus the training outliers when they are staged."""
-    found = manifest.get("outliers") or {}
-    return ("train", "test", found["train"]["channel"]) if found.get("mode") == "auto" else ("train", "test")
+    if outliers_staged(manifest):
+        return ("train", "test", manifest["outliers"]["train"]["channel"])
+    return ("train", "test")
+
+
+def staged_classes(manifest: dict, classes: list[str] | None, bucket: str, prefix: str) -> list[str]:
+    """The staged classes; `--classes`, when given, must be them."""
+    staged = manifest["classes"]
+    if classes and classes != staged:
+        raise TrainingJobError(
+            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
+            f"({','.join(staged)})",
+            f"scones stage --classes {','.join(classes)}",
+        )
+    return staged
 
 
 def check_hyperparameters(hps: dict[str, str], allow_unknown: bool = False) -> None:
@@ -239,13 +256,7 @@ def run(
     check_hyperparameters(hps, allow_unknown)  # before any download
     job_dir = job_folder(job_name)
     manifest = read_manifest(bucket, prefix)
-    staged = manifest["classes"]
-    if classes and classes != staged:
-        raise TrainingJobError(
-            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
-            f"({','.join(staged)})",
-            f"scones stage --classes {','.join(classes)}",
-        )
+    staged = staged_classes(manifest, classes, bucket, prefix)
     ml = job_dir / "opt_ml"
     channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
     model_dir, output_dir = ml / "model", ml / "output"

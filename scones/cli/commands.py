@@ -119,7 +119,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     bucket, prefix = bucket_and_prefix(args)
     classes = parse_classes(args.classes) if args.classes else None
     hyperparameters = parse_hyperparameters(args.hyperparameter or [])
-    result = training_job.run(
+    if args.mode == "container":  # the SDK's job, its drivers and a private /opt/ml: no Docker
+        from scones.containers import training as container
+
+        run = container.run
+    else:
+        run = training_job.run
+    result = run(
         bucket, prefix, args.job_name, args.epochs, classes, hyperparameters, allow_unknown=args.allow_unknown_hp
     )
     print(training_job.metrics_table(result.metrics, list(result.metrics["per_class"])))

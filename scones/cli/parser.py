@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("train", c.cmd_train, "train on the staged data as a SageMaker script-mode job would, locally", data=True)
-    p.add_argument("--mode", choices=["local", "sagemaker-local"], default="local", help="sagemaker-local: Docker")
+    p.add_argument(
+        "--mode",
+        choices=["local", "container", "sagemaker-local"],
+        default="local",
+        help="container: the job ModelTrainer creates for AWS, run here without Docker in a private /opt/ml "
+        "(docs/container-training.md); sagemaker-local: the SDK's local mode (Docker)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="default: train.py's")
     p.add_argument("--job-name", default=None, help="default scones-YYYYmmdd-HHMMSS")
     p.add_argument("--classes", default=None, help="must match the staged classes (checked)")

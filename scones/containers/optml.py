@@ -91,3 +91,17 @@ def run(
         stderr=stderr,
         check=False,
     )
+
+
+def popen(
+    tree: Path,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    **popen_args,
+) -> subprocess.Popen:
+    """`run`, started and not awaited (the caller streams its output); popen_args go to subprocess.Popen."""
+    check()
+    return subprocess.Popen(
+        command(tree, argv), env=dict(env) if env is not None else os.environ.copy(), cwd=cwd, **popen_args
+    )

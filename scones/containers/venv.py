@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from scones.core import settings
@@ -73,10 +74,21 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def ensure(name: str, requirements: list[str], python: str = sys.executable, log=print) -> Path:
-    """A venv named `name` with exactly `requirements` installed (built once, then reused). Returns its python."""
+def ensure(
+    name: str,
+    requirements: list[str],
+    python: str = sys.executable,
+    log=print,
+    layered_on: Sequence[Path] = (),
+) -> Path:
+    """A venv named `name` with exactly `requirements` installed (built once, then reused). Returns its python.
+
+    `layered_on`: site-packages folders the venv also sees, after its own (a `.pth` file), as a container image's
+    packages sit under what its job installs: pip counts what they hold as installed and never writes to them.
+    """
     interpreter = sys.version if python == sys.executable else str(python)  # another Python: another venv
-    key = hashlib.sha256("\n".join([interpreter, *requirements]).encode()).hexdigest()[:10]
+    layers = [str(Path(p).resolve()) for p in layered_on]
+    key = hashlib.sha256("\n".join([interpreter, *requirements, *layers]).encode()).hexdigest()[:10]
     venv = root() / f"{name}-{key}"
     ready = venv / ".scones-ready"
     if ready.is_file():
@@ -89,6 +101,20 @@ def ensure(name: str, requirements: list[str], python: str = sys.executable, log
         raise NotReadyError(
             f"could not create a venv at {venv}: {made.stderr.strip()}", next_step="apt-get install python3-venv"
         )
-    pip_install(python_of(venv), list(requirements), f"the {name} environment")
+    if layers:
+        (site_packages(venv) / "_scones_layers.pth").write_text("\n".join(layers) + "\n")
+    if requirements:
+        pip_install(python_of(venv), list(requirements), f"the {name} environment")
     ready.write_text("\n".join(requirements) + "\n")
     return python_of(venv)
+
+
+def site_packages(venv: Path) -> Path:
+    """The venv's own site-packages folder (asked of its python: the version is its own)."""
+    done = subprocess.run(
+        [str(python_of(venv)), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(done.stdout.strip())

@@ -6,14 +6,17 @@ is followed to its end. The SDK (the `aws` extra) is imported here, lazily.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from scones.core import aws, settings
 from scones.core.errors import SconesError
 from scones.deploy import images, plan
 from scones.deploy.checks import Report
-from scones.deploy.package import ROOT
 
 FINISHED = ("Completed", "Failed", "Stopped")
 
@@ -22,6 +25,20 @@ def _training_jobs(base: str) -> list[dict]:
     sm = aws.client("sagemaker")
     found = sm.list_training_jobs(NameContains=base, SortBy="CreationTime", SortOrder="Descending", MaxResults=100)
     return found.get("TrainingJobSummaries", [])
+
+
+def _listed_job(base: str, poll_s: float, tries: int = 20) -> str:
+    """The newest job of `base` once ListTrainingJobs shows it (eventually consistent): a bounded wait. Only used
+    where the sent request was not seen (an SDK that sends it through a client made before the hook)."""
+    for _ in range(tries):
+        found = _training_jobs(base)
+        if found:
+            return found[0]["TrainingJobName"]
+        time.sleep(poll_s)
+    raise SconesError(
+        f"a training job {base}-… was created but ListTrainingJobs does not show it after {tries} tries",
+        next_step="`scones deploy --target aws` again in a minute: it finds and follows the running job",
+    )
 
 
 def _log_lines(job: str, seen: dict[str, str]) -> list[str]:
@@ -70,25 +87,29 @@ def wait_training(job: str, poll_s: float, log=print) -> str:
 
 
 def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
-    """The SDK's ModelTrainer for the planned request (lazy import: the `aws` extra); `local`: in Docker here."""
+    """The SDK's ModelTrainer for the planned request (lazy import: the `aws` extra); `local`: in Docker here.
+
+    The request is ModelTrainer's own shape (plan.training_request); the channels it adds for SourceCode (the
+    code and its drivers) are left to it, everything else is read back from the request.
+    """
     images._sdk()
     import boto3
     from sagemaker.core.helper.session_helper import Session
-    from sagemaker.core.training.configs import Compute, InputData, SourceCode, StoppingCondition
+    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, SourceCode, StoppingCondition
     from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode
 
     session = Session(
         boto_session=boto3.session.Session(region_name=spec.region),
         default_bucket=spec.bucket,
-        default_bucket_prefix=f"deploy/{spec.stack}/training",
+        default_bucket_prefix=plan.staging_prefix(spec),
     )
-    stopping = request["StoppingCondition"]
+    stopping, algorithm = request["StoppingCondition"], request["AlgorithmSpecification"]
     kwargs = {
-        "training_image": request["AlgorithmSpecification"]["TrainingImage"],
+        "training_image": algorithm["TrainingImage"],
         "compute": Compute(
             instance_type=request["ResourceConfig"]["InstanceType"],
-            instance_count=1,
+            instance_count=request["ResourceConfig"]["InstanceCount"],
             volume_size_in_gb=request["ResourceConfig"]["VolumeSizeInGB"],
             enable_managed_spot_training=request["EnableManagedSpotTraining"],
         ),
@@ -99,20 +120,16 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
         "role": None if local else request["RoleArn"],  # local containers assume no role
         "training_mode": Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
         "sagemaker_session": session,
-        "base_job_name": request["TrainingJobName"].removesuffix("-<timestamp>"),
+        "base_job_name": request["TrainingJobName"].removesuffix(f"-{plan.UNKNOWN_TIMESTAMP}"),
         "hyperparameters": request["HyperParameters"],
         "tags": [{"key": t["Key"], "value": t["Value"]} for t in request["Tags"]],
+        "output_data_config": OutputDataConfig(
+            s3_output_path=request["OutputDataConfig"]["S3OutputPath"],
+            compression_type=request["OutputDataConfig"]["CompressionType"],
+        ),
     }
-    from sagemaker.core.training.configs import OutputDataConfig
-
-    kwargs["output_data_config"] = OutputDataConfig(s3_output_path=request["OutputDataConfig"]["S3OutputPath"])
-    if "SourceCode" in request:
-        code = request["SourceCode"]
-        kwargs["source_code"] = SourceCode(
-            source_dir=str(ROOT / code["SourceDir"]),
-            entry_script=code["EntryScript"],
-            requirements=code["Requirements"],
-        )
+    if "ContainerEntrypoint" in algorithm:  # script mode: the SDK uploads the code and runs it with its drivers
+        kwargs["source_code"] = SourceCode(source_dir=str(plan.TRAINING_DIR), **plan.SOURCE_CODE)
     # The SDK re-checks the role with iam:SimulatePrincipalPolicy and fails where that API is absent or denied;
     # preflight has made the same checks (reporting an unverifiable one as a note), so the SDK's is skipped.
     saved = os.environ.get(settings.SDK_VALIDATE_ROLE)
@@ -124,24 +141,62 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
             os.environ.pop(settings.SDK_VALIDATE_ROLE, None)
         else:
             os.environ[settings.SDK_VALIDATE_ROLE] = saved
-    if "MetricDefinitions" in request["AlgorithmSpecification"]:
+    if "MetricDefinitions" in algorithm:
         from sagemaker.core.training.configs import MetricDefinition
 
         trainer = trainer.with_metric_definitions(
-            [
-                MetricDefinition(name=m["Name"], regex=m["Regex"])
-                for m in request["AlgorithmSpecification"]["MetricDefinitions"]
-            ]
+            [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in algorithm["MetricDefinitions"]]
         )
+    sdk_channels = (plan.SDK_CODE_CHANNEL, plan.SDK_DRIVERS_CHANNEL)
     channels = [
         InputData(
             channel_name=c["ChannelName"],
-            data_source=c["S3Uri"],
+            data_source=c["DataSource"]["S3DataSource"]["S3Uri"],
             **({"content_type": c["ContentType"]} if "ContentType" in c else {}),
         )
         for c in request["InputDataConfig"]
+        if c["ChannelName"] not in sdk_channels
     ]
     return trainer, channels
+
+
+@contextlib.contextmanager
+def sent_request(trainer, answer_here: bool = False) -> Iterator[dict]:
+    """The CreateTrainingJob parameters the trainer's client really sends (filled in when it sends them).
+
+    A botocore hook on the trainer's own boto3 session records them as the client receives them. With
+    `answer_here`, the call (and the DescribeTrainingJob that ModelTrainer makes after it) is answered here and
+    nothing is created in any SageMaker: `scones train --mode container` then runs that job on this machine.
+    """
+    from botocore.awsrequest import AWSResponse
+
+    sent: dict = {}
+    events = trainer.sagemaker_session.boto_session.events
+
+    def record(params, **_kwargs):
+        sent.clear()
+        sent.update(copy.deepcopy(params))
+
+    def answer(model, **_kwargs):
+        name = sent.get("TrainingJobName", "")
+        arn = (
+            f"arn:aws:sagemaker:{trainer.sagemaker_session.boto_region_name}:{plan.UNKNOWN_ACCOUNT}:training-job/{name}"
+        )
+        if model.name == "CreateTrainingJob":
+            return AWSResponse("local://", 200, {}, None), {"TrainingJobArn": arn}
+        described = {**sent, "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"}
+        return AWSResponse("local://", 200, {}, None), {**described, "CreationTime": datetime.now(UTC)}
+
+    handlers = [("provide-client-params.sagemaker.CreateTrainingJob", record)]
+    if answer_here:
+        handlers += [(f"before-call.sagemaker.{op}", answer) for op in ("CreateTrainingJob", "DescribeTrainingJob")]
+    for event, handler in handlers:
+        events.register(event, handler)
+    try:
+        yield sent
+    finally:
+        for event, handler in handlers:
+            events.unregister(event, handler)
 
 
 def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log=print) -> tuple[str, str]:
@@ -156,8 +211,10 @@ def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log
             return job["TrainingJobName"], wait_training(job["TrainingJobName"], poll_s, log)
     request = plan.training_request(spec, facts, images.retrieve)
     trainer, channels = model_trainer(spec, request)
-    trainer.train(input_data_config=channels, wait=False, logs=False)
-    name = _training_jobs(base)[0]["TrainingJobName"]  # the newest: ModelTrainer appends a timestamp to the base
+    with sent_request(trainer) as sent:
+        trainer.train(input_data_config=channels, wait=False, logs=False)
+    # The name the SDK sent (it appends a timestamp to the base); ListTrainingJobs may not show the job yet.
+    name = sent.get("TrainingJobName") or _listed_job(base, poll_s)
     report.add("train", "created", f"{name} on {spec.instance_type}{' (spot)' if spec.spot else ''}", log)
     try:
         return name, wait_training(name, poll_s, log)

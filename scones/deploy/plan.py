@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scones.core import settings
 from scones.deploy import images
@@ -28,7 +30,12 @@ MONITOR_OUTPUT = "/opt/ml/processing/output"  # uploaded to monitor_out_uri when
 MONITOR_SCRIPT = "run.sh"  # scones/monitoring/run.sh
 MONITOR_TARBALL = "scones-src.tar.gz"
 ALERT_TOPIC_PLACEHOLDER = "<the workflow stack's AlertTopicArn>"  # known once the stack is deployed
-TRAINING_FILES = ("train.py", "model.py", "calibration.py", "requirements.txt")
+TRAINING_DIR = ROOT / "training"  # ModelTrainer's SourceCode.source_dir: every file in it is uploaded (training_files)
+SOURCE_CODE = {"entry_script": "train.py", "requirements": "requirements.txt"}  # SourceCode's other fields
+# SourceCode's default ignore_patterns, for dry runs without the SDK (a test holds it equal to the SDK's)
+SDK_IGNORE_PATTERNS = (".env", ".git", "__pycache__", ".DS_Store", ".cache", ".ipynb_checkpoints")
+SDK_CODE_CHANNEL, SDK_DRIVERS_CHANNEL = "code", "sm_drivers"  # the channels ModelTrainer adds for SourceCode
+UNKNOWN_TIMESTAMP = "<timestamp>"  # ModelTrainer appends the time of the call to the base name
 INFERENCE_FILE = ROOT / "services" / "endpoint" / "inference.py"
 # train.py prints `METRICS epoch=3 train_loss=0.21 …` (or the same keys as JSON): one regex per metric.
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "epoch_s")
@@ -116,6 +123,7 @@ class Facts:
     account: str = UNKNOWN_ACCOUNT
     model_data: str | None = None  # the artifact the model serves
     num_training_samples: int | None = None  # builtin: lines of train.lst
+    outliers: bool = True  # the staged prefix holds the training outliers (deploy always stages them)
 
 
 def digest(*parts: object, n: int = 8) -> str:
@@ -149,18 +157,55 @@ def training_hyperparameters(spec: Spec, num_training_samples: int | None) -> di
         hps["num_training_samples"] = (
             str(num_training_samples) if num_training_samples else "<lines of train.lst, read after staging>"
         )
-    else:
-        hps = {"classes": ",".join(spec.classes)}
+        if spec.epochs is not None:
+            hps["epochs"] = str(spec.epochs)
+        hps.update(dict(spec.hyperparameters))  # the built-in algorithm's own names, underscored
+        return hps
+    hps = {"classes": ",".join(spec.classes)}
     if spec.epochs is not None:
         hps["epochs"] = str(spec.epochs)
-    hps.update(dict(spec.hyperparameters))
+    # The SDK's basic script driver passes each as `--<name> <value>`, name verbatim, and train.py's options are
+    # dashed (`--oe-weight`): `oe_weight` would reach it as an unknown option, which it ignores.
+    hps.update({name.replace("_", "-"): value for name, value in spec.hyperparameters})
     return hps
 
 
-def training_fingerprint(spec: Spec) -> str:
-    """Same code, data selection and settings → same fingerprint → the finished job is reused."""
-    code = [(ROOT / "training" / name).read_bytes() for name in TRAINING_FILES] if spec.algorithm == "script" else []
-    settings = [
+def sdk_ignore_patterns() -> list[str]:
+    """What SourceCode leaves out of the code channel: the SDK's own default (its copy when the SDK is absent)."""
+    try:
+        from sagemaker.core.training.configs import SourceCode
+    except ImportError:
+        return list(SDK_IGNORE_PATTERNS)
+    return list(SourceCode.model_fields["ignore_patterns"].default)
+
+
+def training_files(source_dir: Path = TRAINING_DIR) -> list[Path]:
+    """Every file ModelTrainer uploads as the `code` channel: the source dir copied with the SDK's own filter
+    (`shutil.copytree(..., ignore=shutil.ignore_patterns(*SourceCode.ignore_patterns))`), relative paths."""
+    ignore = shutil.ignore_patterns(*sdk_ignore_patterns())
+    found: list[Path] = []
+
+    def walk(folder: Path) -> None:
+        names = sorted(p.name for p in folder.iterdir())
+        for name in sorted(set(names) - ignore(str(folder), names)):
+            path = folder / name
+            if path.is_dir():
+                walk(path)
+            else:
+                found.append(path.relative_to(source_dir))
+
+    walk(source_dir)
+    return found
+
+
+def training_fingerprint(spec: Spec, source_dir: Path = TRAINING_DIR) -> str:
+    """Same code, data selection and settings → same fingerprint → the finished job is reused. The code is every
+    file the job uploads (names and bytes), so a change to any of them makes a new job."""
+    code = []
+    if spec.algorithm == "script":
+        for name in training_files(source_dir):
+            code += [str(name), (source_dir / name).read_bytes()]
+    chosen = [
         spec.algorithm,
         spec.instance_type,
         spec.spot,
@@ -172,14 +217,18 @@ def training_fingerprint(spec: Spec) -> str:
         spec.prefix,
         training_hyperparameters(spec, None),
     ]
-    return digest(*code, settings)
+    return digest(*code, chosen)
 
 
 def training_base_name(spec: Spec) -> str:
     return f"{spec.name_prefix}-train-{training_fingerprint(spec)}"
 
 
-def channels(spec: Spec) -> list[dict[str, str]]:
+def data_channels(spec: Spec, outliers: bool = True) -> list[dict[str, str]]:
+    """The staged data each channel reads (name, S3 prefix, content type): what `scones train` downloads. The
+    script's job also gets the training outliers (staged by `scones stage` and by deploy) for outlier exposure."""
+    from scones.data.staging import OUTLIER_SPLITS
+
     data = f"s3://{spec.bucket}/{spec.prefix}"
     if spec.algorithm == "builtin":
         kind = "application/x-image"
@@ -189,12 +238,39 @@ def channels(spec: Spec) -> list[dict[str, str]]:
             {"ChannelName": "train_lst", "S3Uri": f"{data}/train.lst", "ContentType": kind},
             {"ChannelName": "validation_lst", "S3Uri": f"{data}/test.lst", "ContentType": kind},
         ]
-    return [
-        {"ChannelName": "train", "S3Uri": f"{data}/train/"},
-        {"ChannelName": "test", "S3Uri": f"{data}/test/"},
-        {"ChannelName": "train_lst", "S3Uri": f"{data}/train.lst"},
-        {"ChannelName": "test_lst", "S3Uri": f"{data}/test.lst"},
-    ]
+    splits = ("train", "test", OUTLIER_SPLITS["train"]) if outliers else ("train", "test")
+    images = [{"ChannelName": split, "S3Uri": f"{data}/{split}/"} for split in splits]
+    lists = [{"ChannelName": f"{split}_lst", "S3Uri": f"{data}/{split}.lst"} for split in splits]
+    return images + lists
+
+
+def channel(name: str, s3_uri: str, content_type: str | None = None) -> dict:
+    """One InputDataConfig entry as ModelTrainer sends it for an S3 URI."""
+    entry: dict = {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": s3_uri, "S3DataDistributionType": "FullyReplicated"}
+        },
+        "InputMode": "File",
+    }
+    if content_type:
+        entry["ContentType"] = content_type
+    return entry
+
+
+def staging_prefix(spec: Spec) -> str:
+    """Where ModelTrainer uploads the code and its drivers (the SDK session's default bucket and prefix)."""
+    return f"{settings.DEPLOY_PREFIX}/{spec.stack}/training"
+
+
+def sdk_container_command() -> tuple[list[str], list[str]]:
+    """ContainerEntrypoint and ContainerArguments ModelTrainer sets for SourceCode: its drivers' sm_train.sh."""
+    try:
+        from sagemaker.core.training import constants
+    except ImportError:
+        unknown = "<the SDK's sm_train.sh command: needs the aws extra>"
+        return [unknown], [unknown]
+    return list(constants.DEFAULT_CONTAINER_ENTRYPOINT), list(constants.DEFAULT_CONTAINER_ARGUMENTS)
 
 
 def metric_definitions() -> list[dict[str, str]]:
@@ -202,36 +278,37 @@ def metric_definitions() -> list[dict[str, str]]:
 
 
 def training_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
-    """The CreateTrainingJob request in SageMaker's own field names (ModelTrainer sends it; see sagemaker.py)."""
+    """CreateTrainingJob exactly as sagemaker.train.ModelTrainer sends it (aws_training.py builds the trainer
+    from this); only the job's timestamp, and so its code and driver URIs, are known after the call."""
     stopping = {"MaxRuntimeInSeconds": spec.max_run_s}
     if spec.spot:
         stopping["MaxWaitTimeInSeconds"] = spec.max_wait
-    algorithm = {
+    algorithm: dict = {
+        "TrainingInputMode": "File",
         "TrainingImage": image(
             "builtin" if spec.algorithm == "builtin" else "training", spec.region, spec.instance_type
         ),
-        "TrainingInputMode": "File",
     }
-    request = {
-        "TrainingJobName": f"{training_base_name(spec)}-<timestamp>",
-        "AlgorithmSpecification": algorithm,
-        "RoleArn": role_arn(spec, facts.account),
-        "HyperParameters": training_hyperparameters(spec, facts.num_training_samples),
-        "InputDataConfig": channels(spec),
-        "OutputDataConfig": {"S3OutputPath": f"s3://{spec.bucket}/models"},
-        "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
-        "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": spec.spot,
-        "Tags": spec.tags(),
-    }
+    base = training_base_name(spec)
+    job = f"{base}-{UNKNOWN_TIMESTAMP}"
+    inputs = [channel(c["ChannelName"], c["S3Uri"], c.get("ContentType")) for c in data_channels(spec, facts.outliers)]
     if spec.algorithm == "script":
         algorithm["MetricDefinitions"] = metric_definitions()
-        request["SourceCode"] = {
-            "SourceDir": "training/",
-            "EntryScript": "train.py",
-            "Requirements": "requirements.txt",
-        }
-    return request
+        algorithm["ContainerEntrypoint"], algorithm["ContainerArguments"] = sdk_container_command()
+        uploaded = f"s3://{spec.bucket}/{staging_prefix(spec)}/{base}/{job}/input"
+        inputs += [channel(name, f"{uploaded}/{name}") for name in (SDK_CODE_CHANNEL, SDK_DRIVERS_CHANNEL)]
+    return {
+        "TrainingJobName": job,
+        "HyperParameters": training_hyperparameters(spec, facts.num_training_samples),
+        "AlgorithmSpecification": algorithm,
+        "RoleArn": role_arn(spec, facts.account),
+        "InputDataConfig": inputs,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{spec.bucket}/models", "CompressionType": "GZIP"},
+        "ResourceConfig": {"InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": stopping,
+        "Tags": spec.tags(),
+        "EnableManagedSpotTraining": spec.spot,
+    }
 
 
 # --- serving -----------------------------------------------------------------------------------------

@@ -16,8 +16,11 @@ NO_DOCKER = (
 )
 
 
-def train(spec: plan.Spec, docker_answers=None, log=print) -> str:
-    """Run the planned training request in a local container; returns the model artifact's location."""
+def train(spec: plan.Spec, docker_answers=None, log=print, outliers: bool | None = None) -> str:
+    """Run the planned training request in a local container; returns the model artifact's location.
+
+    `outliers`: whether the staged prefix holds the training outliers (default: what its manifest says).
+    """
     if docker_answers is None:
         from scones.localcloud import docker_engine_answers as docker_answers
     if not docker_answers():
@@ -26,7 +29,12 @@ def train(spec: plan.Spec, docker_answers=None, log=print) -> str:
 
     # The image of a CPU instance (the SDK's table maps local_cpu to the GPU image), run as local_cpu.
     cpu = plan.Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
-    request = plan.training_request(cpu, plan.Facts(account=plan.account_of(spec)), images.retrieve)
+    if outliers is None:
+        from scones import training_job
+
+        outliers = training_job.outliers_staged(training_job.read_manifest(spec.bucket, spec.prefix))
+    facts = plan.Facts(account=plan.account_of(spec), outliers=outliers)
+    request = plan.training_request(cpu, facts, images.retrieve)
     request["ResourceConfig"]["InstanceType"] = "local_cpu"
     trainer, channels = model_trainer(cpu, request, local=True)
     log(f"training in {request['AlgorithmSpecification']['TrainingImage']} (local container) ...")

@@ -298,3 +298,107 @@ def test_the_dry_run_shows_the_request_the_schedule_sends():
     for key, value in plan._flatten(job, "Target.Input"):
         if not key.endswith("Tags"):
             assert f"       {key} = {value}\n" in text
+
+
+# --- training: the request ModelTrainer sends, its channels, its fingerprint ---------------------------
+
+
+def test_the_aws_job_gets_every_channel_scones_train_downloads_outliers_included(tmp_path):
+    """Local training reads train, test and the staged outliers (with their .lst channels); the AWS job must
+    read the same, or the confidence filter passes on AWS what it blocks locally."""
+    from scones import training_job
+
+    manifest = {"classes": ["bicycle", "motorcycle"], "outliers": {"mode": "auto", "train": {"channel": "outliers"}}}
+    splits = training_job.channel_splits(manifest)
+    local = {name for split in splits for name in (split, f"{split}_lst")}
+    spec = plan.Spec(role=ROLE)
+    job = plan.training_request(spec, plan.Facts(), fake_image)
+    data = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert set(data) - {plan.SDK_CODE_CHANNEL, plan.SDK_DRIVERS_CHANNEL} == local
+    assert data["outliers"] == "s3://scones-unlimited/data/outliers/"  # the folder, not outliers_test/
+    assert data["outliers_lst"] == "s3://scones-unlimited/data/outliers.lst"
+    # where nothing was staged for them (`scones stage --outliers none`), neither gets them
+    bare = plan.training_request(spec, plan.Facts(outliers=False), fake_image)
+    assert not {c["ChannelName"] for c in bare["InputDataConfig"]} & {"outliers", "outliers_lst"}
+
+
+def test_the_training_request_passes_botocores_validation_in_the_sdks_shape():
+    import boto3
+    from botocore.validate import validate_parameters
+
+    model = boto3.session.Session(region_name="us-east-1").client("sagemaker").meta.service_model
+    shape = model.operation_model("CreateTrainingJob").input_shape
+    for algorithm in ("script", "builtin"):
+        job = plan.training_request(plan.Spec(role=ROLE, algorithm=algorithm, spot=True), plan.Facts(), fake_image)
+        validate_parameters(job, shape)  # raises ParamValidationError listing every problem
+        assert "SourceCode" not in job  # not a CreateTrainingJob field: ModelTrainer's, turned into channels
+        for c in job["InputDataConfig"]:
+            assert c["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    script = plan.training_request(plan.Spec(role=ROLE), plan.Facts(), fake_image)
+    assert [c["ChannelName"] for c in script["InputDataConfig"]][-2:] == ["code", "sm_drivers"]
+
+
+def copy_training(tmp_path: Path) -> Path:
+    import shutil
+
+    source = tmp_path / "training"
+    shutil.copytree(plan.TRAINING_DIR, source, ignore=shutil.ignore_patterns("__pycache__"))
+    return source
+
+
+def test_changing_any_file_the_job_uploads_changes_the_fingerprint(tmp_path):
+    source = copy_training(tmp_path)
+    spec = plan.Spec(role=ROLE)
+    before = plan.training_fingerprint(spec, source)
+    uploaded = plan.training_files(source)
+    assert {"train.py", "model.py", "calibration.py", "metrics.py", "requirements.txt"} <= {str(p) for p in uploaded}
+    for name in uploaded:
+        path = source / name
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# changed\n")
+        assert plan.training_fingerprint(spec, source) != before, f"{name} changed, fingerprint did not"
+        path.write_bytes(original)
+    assert plan.training_fingerprint(spec, source) == before
+    (source / "extra.py").write_text("X = 1\n")  # a new file is uploaded too
+    assert plan.training_fingerprint(spec, source) != before
+    (source / "extra.py").unlink()
+    (source / "__pycache__").mkdir()  # what the SDK leaves out does not count
+    (source / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
+    (source / ".DS_Store").write_bytes(b"\0")
+    assert plan.training_fingerprint(spec, source) == before
+
+
+def test_the_fingerprints_ignore_list_is_the_sdks():
+    pytest.importorskip("sagemaker", reason="compares with the SDK's SourceCode: needs the aws extra")
+    from sagemaker.core.training.configs import SourceCode
+
+    assert list(plan.SDK_IGNORE_PATTERNS) == SourceCode().ignore_patterns == plan.sdk_ignore_patterns()
+
+
+def test_onnx_pins_are_the_same_for_the_container_and_the_project():
+    import tomllib
+
+    from scones.containers import venv
+
+    container = {
+        line.split("==")[0].lower(): line for line in venv.check_requirements(plan.TRAINING_DIR / "requirements.txt")
+    }
+    project = tomllib.loads((plan.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    pinned = {line.split("==")[0].lower(): line for line in project if line.startswith(("onnx==", "onnxscript=="))}
+    assert set(pinned) == {"onnx", "onnxscript"}, "pyproject's ml extra pins onnx and onnxscript exactly"
+    for name, line in pinned.items():
+        assert container[name] == line
+
+
+def test_every_hyperparameter_reaches_train_py_through_the_sdks_driver():
+    """The SDK's basic script driver turns HyperParameters into `--<name> <value>` verbatim; train.py ignores
+    options it does not know, so an `oe_weight` (as `--hp` takes it) would be dropped on AWS without a word."""
+    drivers = pytest.importorskip("sagemaker.train.container_drivers.common.utils", reason="needs the aws extra")
+    from training import train
+
+    hps = (("oe_weight", "0.5"), ("batch_size", "16"), ("val_fraction", "0.2"), ("lr", "0.05"))
+    job = plan.training_request(plan.Spec(role=ROLE, epochs=2, hyperparameters=hps), plan.Facts(), fake_image)
+    argv = drivers.hyperparameters_to_cli_args(job["HyperParameters"])
+    args, unknown = train.build_parser().parse_known_args(argv)
+    assert unknown == []
+    assert (args.oe_weight, args.batch_size, args.val_fraction, args.lr, args.epochs) == (0.5, 16, 0.2, 0.05, 2)

@@ -94,12 +94,13 @@ def test_local_mode_builds_a_local_cpu_container_job_from_the_same_request(monke
 
     seen = {}
     monkeypatch.setattr(ModelTrainer, "train", lambda self, **kwargs: seen.update(trainer=self, **kwargs))
-    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None)
+    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None, outliers=True)
     trainer = seen["trainer"]
     assert trainer.training_mode == Mode.LOCAL_CONTAINER and trainer.compute.instance_type == "local_cpu"
     assert "pytorch-training:2.8.0-cpu-py312" in trainer.training_image
     assert trainer.hyperparameters == {"classes": "bicycle,motorcycle", "epochs": "2"}
-    assert [c.channel_name for c in seen["input_data_config"]] == ["train", "test", "train_lst", "test_lst"]
+    data = ["train", "test", "outliers", "train_lst", "test_lst", "outliers_lst"]  # ModelTrainer adds code, sm_drivers
+    assert [c.channel_name for c in seen["input_data_config"]] == data
 
 
 def test_clean_without_credentials_is_one_line_too(no_credentials, capsys):

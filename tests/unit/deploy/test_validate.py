@@ -112,7 +112,6 @@ def test_botocore_findings_come_first_and_unknown_operations_are_named():
 
 # --- the dry run's plan ------------------------------------------------------------------------------
 
-TRAINC = "branch trainc: the plan's CreateTrainingJob is not in SageMaker's shape (SourceCode; channels' S3Uri)"
 SPECS = {
     "script-spot": dict(role=ROLE, spot=True),
     "builtin-serverless": dict(role=ROLE, algorithm="builtin", serverless=True),
@@ -138,14 +137,12 @@ def test_every_call_of_the_dry_run_plan_passes_the_service_model(name):
     refused = []
     for service, operation, params in planned(name):
         if operation in ("create_training_job", "create_processing_job(scheduled)"):
-            continue  # checked below, each against the branch that fixes it
+            continue  # checked below, one test each
         refused += [f"{service}.{operation}: {p}" for p in validate.problems(service, operation, params)]
     assert refused == [], "\n".join(refused)
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=TRAINC)) for n in SPECS if n != "given-model"]
-)
+@pytest.mark.parametrize("name", [n for n in SPECS if n != "given-model"])
 def test_the_planned_training_request_passes(name):
     (request,) = [p for _s, op, p in planned(name) if op == "create_training_job"]
     validate.check("sagemaker", "create_training_job", request)
