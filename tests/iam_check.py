@@ -64,7 +64,12 @@ SAGEMAKER_NAMED = {  # request field naming the resource -> its ARN's resource t
     "EndpointConfigName": "endpoint-config",
     "EndpointName": "endpoint",
 }
-TAG_ON_CREATE = {"sagemaker": "sagemaker:AddTags", "iam": None, "scheduler": "scheduler:TagResource"}
+TAG_ON_CREATE = {
+    "sagemaker": "sagemaker:AddTags",
+    "iam": None,
+    "scheduler": "scheduler:TagResource",
+    "sqs": "sqs:TagQueue",
+}
 PASSED_ROLE = {  # (service, operation) -> (path to the role ARN in the request, the service it is passed to)
     ("sagemaker", "CreateTrainingJob"): (("RoleArn",), "sagemaker.amazonaws.com"),
     ("sagemaker", "CreateModel"): (("ExecutionRoleArn",), "sagemaker.amazonaws.com"),
@@ -119,8 +124,11 @@ def needs(call: Call, account: str) -> list[Need]:
         named = op.removeprefix("Create") + "Name"
         if named in SAGEMAKER_NAMED and isinstance(p.get(named), str):
             resource = f"arn:aws:sagemaker:{call.region}:{account}:{SAGEMAKER_NAMED[named]}/{p[named].lower()}"
+    if service == "sqs":  # a queue by name, or by its URL, whose last segment is the name
+        name = p.get("QueueName") or str(p.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1]
+        resource = f"arn:aws:sqs:{call.region}:{account}:{name}" if name else "*"
     found = [Need(action, resource, why=why)]
-    if p.get("Tags") and service in TAG_ON_CREATE and op.startswith("Create"):
+    if (p.get("Tags") or p.get("tags")) and service in TAG_ON_CREATE and op.startswith("Create"):
         tagging = TAG_ON_CREATE[service] or f"{prefix}:Tag{op.removeprefix('Create')}"
         found.append(Need(tagging, resource, why=f"{why} with Tags"))
     if (service, op) in PASSED_ROLE:

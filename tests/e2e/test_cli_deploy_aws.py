@@ -33,7 +33,8 @@ def test_dry_run_works_with_no_credentials_at_all(tmp_path):
         "DataCaptureConfig.InitialSamplingPercentage = 100",
         "MaxCapacity = 4",
         "PredefinedMetricType = SageMakerVariantInvocationsPerInstance",
-        "python -m scones.monitoring --capture s3://scones-unlimited/datacapture/scones-endpoint",
+        "Target.Input.AppSpecification.ContainerEntrypoint[1] = /opt/ml/processing/input/code/run.sh",
+        "Target.Input.Environment.SCONES_ENDPOINT_NAME = scones-endpoint",
         "tags on everything: project=scones, scones:stack=scones-workflow",
     ):
         assert expected in out.stdout, expected
