@@ -23,13 +23,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from scones.core import settings
+
 from . import inference
 from .batching import DynamicBatcher
 from .board import Board
-from .capture import CaptureWriter
+from .capture import VARIANT, CaptureWriter
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-VARIANT = "AllTraffic"
 
 
 class PayloadTooLargeError(inference.InferenceError):
@@ -42,14 +43,19 @@ class EndpointApp:
         model_dir: Path,
         name: str,
         capture: CaptureWriter | None = None,
-        max_batch_size: int = 32,
-        max_wait_ms: float = 2.0,
-        max_body_bytes: int = 6 * 1024 * 1024,
+        max_batch_size: int | None = None,
+        max_wait_ms: float | None = None,
+        max_body_bytes: int | None = None,
         board: Board | None = None,
         threads: int | None = None,
     ) -> None:
+        """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults)."""
+        if max_batch_size is None:
+            max_batch_size = settings.max_batch_size()
+        if max_wait_ms is None:
+            max_wait_ms = settings.max_wait_ms()
         self.model_dir, self.name, self.capture = Path(model_dir), name, capture
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = settings.max_payload_bytes() if max_body_bytes is None else max_body_bytes
         self.board = board or Board(1)  # this worker's counters, beside the other workers'
         self.threads = threads
         self.model: inference.Model | None = None

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 from PIL import Image
 
+from scones.core import settings
 from services.endpoint.app import EndpointApp
 from services.endpoint.board import Board
 
@@ -102,3 +103,16 @@ def test_stats_sum_every_workers_counters(tiny_model):
     stats = json.loads(call(app, "GET", "/_scones/stats")[2])
     assert stats["workers"] == 3 and stats["requests_per_worker"] == [3, 0, 5]
     assert stats["requests"] == 8 and stats["captured"] == 5 and stats["capture_pending"] == 1
+
+
+def test_limits_are_the_settings_unless_given(tiny_model, monkeypatch):
+    # given settings for the batch size, the wait and the largest body
+    monkeypatch.setenv(settings.MAX_BATCH_SIZE, "5")
+    monkeypatch.setenv(settings.MAX_WAIT_MS, "7")
+    monkeypatch.setenv(settings.MAX_PAYLOAD_MB, "1")
+    # when an app is made without limits, and one with them
+    from_settings = EndpointApp(tiny_model, "ep")
+    given = EndpointApp(tiny_model, "ep", max_batch_size=2, max_wait_ms=0, max_body_bytes=10)
+    # then the arguments beat the settings
+    limits = [(a.batcher.max_batch_size, a.batcher.max_wait_s, a.max_body_bytes) for a in (from_settings, given)]
+    assert limits == [(5, 0.007, 1024 * 1024), (2, 0.0, 10)]
