@@ -1,3 +1,3 @@
-from services.endpoint.server import main
+from services.endpoint.cli import main
 
 main()

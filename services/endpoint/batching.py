@@ -21,8 +21,8 @@ class DynamicBatcher:
     def __init__(
         self,
         predict: Callable[[np.ndarray], np.ndarray],
-        max_batch_size: int = 32,
-        max_wait_ms: float = 2.0,
+        max_batch_size: int,
+        max_wait_ms: float,
         expected: Callable[[], int] | None = None,
     ) -> None:
         if max_batch_size < 1 or max_wait_ms < 0:

@@ -25,6 +25,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scones.core import settings
+
+VARIANT = "AllTraffic"  # the production variant a local endpoint serves: in every capture key, and answered in a header
+
 try:  # orjson: ~5× faster serialisation of capture lines; the standard library's json writes the same JSON
     import orjson
 
@@ -93,13 +97,16 @@ class CaptureWriter:
         self,
         put: Callable[[str, bytes], None],
         endpoint: str,
-        prefix: str = "datacapture",
-        variant: str = "AllTraffic",
-        percent: float = 100.0,
+        prefix: str | None = None,
+        variant: str = VARIANT,
+        percent: float | None = None,
         max_records: int = 500,
         max_age_s: float = 5.0,
         fallback_dir: Path | None = None,
     ) -> None:
+        """`prefix` and `percent` left None are the settings' ($SCONES_CAPTURE_PREFIX, $SCONES_CAPTURE_PERCENT)."""
+        prefix = settings.capture_prefix() if prefix is None else prefix
+        percent = settings.capture_percent() if percent is None else percent
         if not 0 <= percent <= 100:
             raise ValueError(f"sampling percentage must be in 0..100, got {percent}")
         self.put, self.endpoint, self.prefix, self.variant = put, endpoint, prefix, variant

@@ -1,6 +1,6 @@
 """SageMaker inference handlers for the scones classifier: model_fn, input_fn, predict_fn, output_fn.
 
-The same file serves three ways: imported by our local model server (services/endpoint/server.py), packed
+The same file serves three ways: imported by our local model server (services/endpoint/app.py), packed
 as `code/inference.py` into model.tar.gz for the SageMaker PyTorch inference container, and called by
 tests with plain bytes. Dependencies: numpy, Pillow, onnxruntime (code/requirements.txt).
 

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import uuid
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from scones.core import settings
 from services.endpoint.batching import DynamicBatcher
-from services.endpoint.capture import CaptureWriter, object_key, parse_lines, record
+from services.endpoint.capture import CaptureWriter, event_id, object_key, parse_lines, record
 
 KEY = re.compile(r"^datacapture/ep/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/\d{2}-\d{2}-\d{3}-[0-9a-f-]{36}\.jsonl$")
 
@@ -33,11 +36,6 @@ def test_record_has_sagemakers_shape():
 
 
 def test_event_ids_are_version_4_uuids():
-    import os
-    import uuid
-
-    from services.endpoint.capture import event_id
-
     for raw in (bytes(16), b"\xff" * 16, os.urandom(16)):
         parsed = uuid.UUID(event_id(raw))
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == event_id(raw)
@@ -47,6 +45,18 @@ def test_key_layout():
     when = datetime(2024, 11, 25, 23, 21, 43, 123456, tzinfo=UTC)
     key = object_key("datacapture", "ep", "AllTraffic", when)
     assert KEY.match(key) and key.startswith("datacapture/ep/AllTraffic/2024/11/25/23/21-43-123-")
+
+
+def test_writer_takes_prefix_and_percent_from_the_settings_unless_given(monkeypatch):
+    # given settings that move the capture and sample a quarter of it
+    monkeypatch.setenv(settings.CAPTURE_PREFIX, "elsewhere/")
+    monkeypatch.setenv(settings.CAPTURE_PERCENT, "25")
+    # when a writer is made without them, and one with them
+    from_settings = CaptureWriter(lambda k, b: None, "ep")
+    given = CaptureWriter(lambda k, b: None, "ep", prefix="datacapture", percent=100)
+    # then the arguments beat the settings, which beat the defaults
+    assert (from_settings.prefix, from_settings.percent, from_settings.variant) == ("elsewhere", 25.0, "AllTraffic")
+    assert (given.prefix, given.percent) == ("datacapture", 100)
 
 
 def test_writer_flushes_by_count_and_reads_back_every_line():

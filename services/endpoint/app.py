@@ -1,42 +1,36 @@
-"""The model server: SageMaker's container contract and runtime API on one ASGI app, served by uvicorn.
+"""The endpoint's ASGI app: SageMaker's container contract and runtime API, one worker's requests.
 
-    GET  /ping                             200 once the model is loaded, 503 before
+    GET  /ping                             200 once the model is loaded (by every worker), 503 before
     POST /invocations                      the container contract (what SageMaker's front end calls)
     POST /endpoints/{name}/invocations     the runtime API, so boto3's sagemaker-runtime.invoke_endpoint works
                                            through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME
-    GET  /_scones/stats                    counters (requests, batches, captured and written records)
+    GET  /_scones/stats                    counters (requests, batches, captured and written records), summed
+                                           over every worker from the board (board.py)
 
-Requests are decoded on arrival, grouped by the dynamic batcher, answered as a JSON list of probabilities
-and captured (sampled) in SageMaker's format. `--workers N` runs N such servers as processes sharing the
-port (workers.py), each with cores / N onnxruntime threads; /ping answers 200 once every worker has loaded
-the model and /_scones/stats sums every worker's counters. SIGTERM: each worker finishes its in-flight
-requests, then flushes its capture buffer.
-
-    python -m services.endpoint --model MODEL_DIR [--name scones-endpoint] [--host 127.0.0.1] [--port 8080]
-                                [--workers N]
+Requests are decoded on arrival, grouped by the dynamic batcher (batching.py), answered as a JSON list of
+probabilities by the serving handlers (inference.py) and captured (sampled) in SageMaker's format
+(capture.py). The model loads on a thread after startup; shutdown flushes the capture buffer. The processes
+that run this app are supervisor.py's; the command line is cli.py's.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scones.core import settings
+
 from . import inference
 from .batching import DynamicBatcher
-from .capture import CaptureWriter
-from .workers import CANNOT_LOAD, Board, claim_port, reuseport_socket, supervise
+from .board import Board
+from .capture import VARIANT, CaptureWriter
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-VARIANT = "AllTraffic"
 
 
 class PayloadTooLargeError(inference.InferenceError):
@@ -49,14 +43,19 @@ class EndpointApp:
         model_dir: Path,
         name: str,
         capture: CaptureWriter | None = None,
-        max_batch_size: int = 32,
-        max_wait_ms: float = 2.0,
-        max_body_bytes: int = 6 * 1024 * 1024,
+        max_batch_size: int | None = None,
+        max_wait_ms: float | None = None,
+        max_body_bytes: int | None = None,
         board: Board | None = None,
         threads: int | None = None,
     ) -> None:
+        """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults)."""
+        if max_batch_size is None:
+            max_batch_size = settings.max_batch_size()
+        if max_wait_ms is None:
+            max_wait_ms = settings.max_wait_ms()
         self.model_dir, self.name, self.capture = Path(model_dir), name, capture
-        self.max_body_bytes = max_body_bytes
+        self.max_body_bytes = settings.max_payload_bytes() if max_body_bytes is None else max_body_bytes
         self.board = board or Board(1)  # this worker's counters, beside the other workers'
         self.threads = threads
         self.model: inference.Model | None = None
@@ -282,152 +281,3 @@ class EndpointApp:
             "capture_pending": captured - written,
             "capture_files": board.total("files"),
         }
-
-
-def s3_put(bucket: str):
-    """The capture writer's uploader: through the project's client factory (AWS_ENDPOINT_URL picks the cloud)."""
-    from scones.core import aws
-
-    s3 = aws.client("s3")
-
-    def put(key: str, body: bytes) -> None:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
-
-    return put
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def run_uvicorn(app: EndpointApp, sock: socket.socket) -> int:
-    """Serve on `sock` until SIGTERM/SIGINT (graceful: requests finish, capture flushes); CANNOT_LOAD when
-    the model could not be loaded, else 0."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=30,
-        backlog=2048,
-        proxy_headers=False,  # no proxy in front: skip its middleware on every request
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
-
-    def stop(*_args) -> None:
-        server.should_exit = True
-
-    app.on_load_error = stop
-    # Until uvicorn installs its own handlers (and again when it re-raises the signal after its graceful
-    # shutdown, with the handler it found) a stop signal just asks the server to stop.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.run(sockets=[sock])
-    return CANNOT_LOAD if app.load_error is not None else 0
-
-
-def serve(
-    build: Callable[[Board], EndpointApp],
-    host: str,
-    port: int,
-    workers: int = 1,
-    record_path: Path | None = None,
-    about: dict | None = None,
-) -> int:
-    """Run `workers` servers on host:port, each made by `build(board)`; returns the exit status.
-
-    One worker serves in this process. Several: this process holds the port (bound, not listening, so
-    port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT."""
-    about = about or {}
-    board = Board(workers)
-    sock = claim_port(host, port, shared=workers > 1)  # bound before the record is written: 0 picks a free port
-    port = sock.getsockname()[1]
-    url = f"http://{host}:{port}"
-    if record_path is not None:
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_suffix(".tmp")
-        record = {"pid": os.getpid(), "url": url, "port": port, "workers": workers, "started": time.time()}
-        tmp.write_text(json.dumps({**record, **about}))
-        os.replace(tmp, record_path)
-    plural = "s" if workers > 1 else ""
-    print(f"endpoint {about.get('name', '')} listening on {url} with {workers} worker{plural} {about}", flush=True)
-
-    def worker(slot: int) -> None:
-        sock.close()  # the supervisor's: never listening
-        board.slot = slot
-        board.table[slot] = 0  # a restarted worker is not loaded until it has loaded
-        app = build(board)
-        code = run_uvicorn(app, reuseport_socket(host, port))
-        print(f"worker {slot} (pid {os.getpid()}) stopped after {app.requests} requests", flush=True)
-        sys.exit(code)
-
-    try:
-        if workers == 1:
-            code = run_uvicorn(build(board), sock)
-        else:
-            code = supervise(workers, worker, log=lambda m: print(m, flush=True))
-    finally:
-        if record_path is not None:
-            try:
-                if json.loads(record_path.read_text()).get("pid") == os.getpid():
-                    record_path.unlink()
-            except (OSError, ValueError):
-                pass
-        totals = {name: board.total(name) for name in ("requests", "errors", "captured", "written", "files")}
-        print(f"endpoint stopped; {totals}", flush=True)
-        if board.read_note():
-            print(f"error: {board.read_note()}", file=sys.stderr, flush=True)
-    return code
-
-
-def main(argv: list[str] | None = None) -> None:
-    from scones.core import settings
-
-    p = argparse.ArgumentParser(
-        prog="python -m services.endpoint", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--model", type=Path, required=True, help="an unpacked model folder (model.onnx, labels.json, …)")
-    p.add_argument("--name", default=settings.endpoint_name())
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=settings.endpoint_port())
-    p.add_argument(
-        "--workers", type=int, default=None, help="server processes (default $SCONES_ENDPOINT_WORKERS or one per core)"
-    )
-    p.add_argument("--record", type=Path, default=None, help="write pid and url here once listening")
-    p.add_argument("--source", default=None, help="where the model came from (an s3:// URI), for the record")
-    p.add_argument("--no-capture", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        inference.check_model_dir(args.model)
-        workers = args.workers if args.workers is not None else settings.endpoint_workers()
-        if not 0 <= workers <= 64:
-            raise ValueError(f"--workers must be in 0..64 (0: one per core), got {workers}")
-        workers = workers or cores()
-        threads = settings.ort_threads() or max(1, cores() // workers)
-        bucket, prefix, percent = settings.capture_bucket(), settings.capture_prefix(), settings.capture_percent()
-        unsent = settings.state_dir() / "capture-unsent"
-        max_batch, max_wait, max_body = settings.max_batch_size(), settings.max_wait_ms(), settings.max_payload_bytes()
-
-        def build(board: Board) -> EndpointApp:  # in the worker: its boto3 client is its own
-            capture = None
-            if not args.no_capture:
-                capture = CaptureWriter(s3_put(bucket), args.name, prefix=prefix, percent=percent, fallback_dir=unsent)
-            return EndpointApp(args.model, args.name, capture, max_batch, max_wait, max_body, board, threads)
-
-        about = {"name": args.name, "model_dir": str(args.model), "model_uri": args.source or str(args.model)}
-        code = serve(build, args.host, args.port, workers, args.record, about)
-    except (inference.ModelLoadError, settings.SettingsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    sys.exit(code)

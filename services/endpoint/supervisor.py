@@ -1,10 +1,13 @@
-"""Several server processes behind one port, and the shared board their counters are summed on.
+"""The process side of the endpoint: one port, one or several worker processes, signals, restarts, the record.
+
+`serve` claims the port, writes the record (pid, url) and runs the app built by `build(board)`: in this
+process for one worker, else in `workers` forked processes that `supervise` starts, stops and restarts.
 
 Each worker is a whole server (event loop, batcher, onnxruntime session, capture writer) in its own process,
 so HTTP parsing, decoding and capture of one worker run while another worker's model computes: a single
 process is held back by its GIL. Each worker listens on its own socket bound to the same port with
 SO_REUSEPORT (the kernel spreads connections over them); the supervisor holds the port bound but not
-listening, so that port 0 resolves once for all of them.
+listening, so that port 0 resolves once for all of them. Their counters meet on the board (board.py).
 
 Capture: every worker owns its own writer and files (their names carry a uuid), so no record is shared,
 lost or written twice across workers; SIGTERM reaches every worker (the server's process group), each
@@ -14,57 +17,21 @@ finishes its requests and flushes its buffer, and the supervisor exits once they
 from __future__ import annotations
 
 import contextlib
-import mmap
+import json
 import os
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np
+import uvicorn
+
+from .app import EndpointApp
+from .board import Board
 
 CANNOT_LOAD = 2  # a worker's exit status when the model cannot be loaded: not restarted
-FIELDS = ("pid", "loaded", "requests", "errors", "batches", "batched_images", "captured", "written", "files")
-
-
-NOTE_BYTES = 1024
-
-
-class Board:
-    """int64 counters per worker in anonymous shared memory (created before fork, seen by every worker),
-    and one short note (why a worker stopped the endpoint) for the supervisor to report."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        size = workers * len(FIELDS) * 8
-        self._memory = mmap.mmap(-1, size + NOTE_BYTES)  # MAP_SHARED: survives fork()
-        self.table = np.frombuffer(self._memory, dtype=np.int64, count=workers * len(FIELDS)).reshape(
-            workers, len(FIELDS)
-        )
-        self._note = memoryview(self._memory)[size:]
-        self.slot = 0  # which row this process writes
-
-    def note(self, text: str) -> None:
-        data = text.encode()[: NOTE_BYTES - 1]
-        self._note[: len(data) + 1] = data + b"\0"
-
-    def read_note(self) -> str:
-        return bytes(self._note).split(b"\0", 1)[0].decode(errors="replace")
-
-    def set(self, **values: int) -> None:
-        row = self.table[self.slot]
-        for name, value in values.items():
-            row[FIELDS.index(name)] = value
-
-    def column(self, name: str) -> np.ndarray:
-        return self.table[:, FIELDS.index(name)]
-
-    def total(self, name: str) -> int:
-        return int(self.column(name).sum())
-
-    def all_loaded(self) -> bool:
-        return bool(self.column("loaded").all())
 
 
 def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
@@ -156,3 +123,86 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
             if not stopping:
                 start(slot)
     return worst
+
+
+def run_uvicorn(app: EndpointApp, sock: socket.socket) -> int:
+    """Serve on `sock` until SIGTERM/SIGINT (graceful: requests finish, capture flushes); CANNOT_LOAD when
+    the model could not be loaded, else 0."""
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=30,
+        backlog=2048,
+        proxy_headers=False,  # no proxy in front: skip its middleware on every request
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+
+    def stop(*_args) -> None:
+        server.should_exit = True
+
+    app.on_load_error = stop
+    # Until uvicorn installs its own handlers (and again when it re-raises the signal after its graceful
+    # shutdown, with the handler it found) a stop signal just asks the server to stop.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    server.run(sockets=[sock])
+    return CANNOT_LOAD if app.load_error is not None else 0
+
+
+def serve(
+    build: Callable[[Board], EndpointApp],
+    host: str,
+    port: int,
+    workers: int = 1,
+    record_path: Path | None = None,
+    about: dict | None = None,
+) -> int:
+    """Run `workers` servers on host:port, each made by `build(board)`; returns the exit status.
+
+    One worker serves in this process. Several: this process holds the port (bound, not listening, so
+    port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT."""
+    about = about or {}
+    board = Board(workers)
+    sock = claim_port(host, port, shared=workers > 1)  # bound before the record is written: 0 picks a free port
+    port = sock.getsockname()[1]
+    url = f"http://{host}:{port}"
+    if record_path is not None:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record_path.with_suffix(".tmp")
+        record = {"pid": os.getpid(), "url": url, "port": port, "workers": workers, "started": time.time()}
+        tmp.write_text(json.dumps({**record, **about}))
+        os.replace(tmp, record_path)
+    plural = "s" if workers > 1 else ""
+    print(f"endpoint {about.get('name', '')} listening on {url} with {workers} worker{plural} {about}", flush=True)
+
+    def worker(slot: int) -> None:
+        sock.close()  # the supervisor's: never listening
+        board.slot = slot
+        board.table[slot] = 0  # a restarted worker is not loaded until it has loaded
+        app = build(board)
+        code = run_uvicorn(app, reuseport_socket(host, port))
+        print(f"worker {slot} (pid {os.getpid()}) stopped after {app.requests} requests", flush=True)
+        sys.exit(code)
+
+    try:
+        if workers == 1:
+            code = run_uvicorn(build(board), sock)
+        else:
+            code = supervise(workers, worker, log=lambda m: print(m, flush=True))
+    finally:
+        if record_path is not None:
+            try:
+                if json.loads(record_path.read_text()).get("pid") == os.getpid():
+                    record_path.unlink()
+            except (OSError, ValueError):
+                pass
+        totals = {name: board.total(name) for name in ("requests", "errors", "captured", "written", "files")}
+        print(f"endpoint stopped; {totals}", flush=True)
+        if board.read_note():
+            print(f"error: {board.read_note()}", file=sys.stderr, flush=True)
+    return code

@@ -1,20 +1,18 @@
-"""The ASGI app called directly (no sockets): /ping, routing, and the shared board of several workers."""
+"""The ASGI app called directly (no sockets): /ping, routing, load errors, stats summed over the board."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import os
-import signal
-import time
+import shutil
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from services.endpoint.server import EndpointApp
-from services.endpoint.workers import CANNOT_LOAD, Board, claim_port, reuseport_socket, supervise
+from scones.core import settings
+from services.endpoint.app import EndpointApp
+from services.endpoint.board import Board
 
 
 def png() -> bytes:
@@ -82,8 +80,6 @@ def test_a_wrong_endpoint_name_is_a_404_validation_error(tiny_model):
 
 
 def test_a_model_that_cannot_load_stops_the_worker(tiny_model, tmp_path):
-    import shutil
-
     broken = tmp_path / "model"
     shutil.copytree(tiny_model, broken)
     (broken / "labels.json").write_text(json.dumps(["a", "b", "c"]))
@@ -109,73 +105,14 @@ def test_stats_sum_every_workers_counters(tiny_model):
     assert stats["requests"] == 8 and stats["captured"] == 5 and stats["capture_pending"] == 1
 
 
-def test_board_is_shared_with_forked_workers():
-    board = Board(2)
-    pid = os.fork()
-    if pid == 0:
-        board.slot = 1
-        board.set(requests=7)
-        os._exit(0)
-    os.waitpid(pid, 0)
-    assert board.total("requests") == 7
-
-
-def test_supervisor_stops_every_worker_when_one_cannot_load():
-    # given a worker that cannot load its model and one that would serve until told to stop
-    def worker(slot: int) -> None:
-        if slot == 0:
-            raise SystemExit(CANNOT_LOAD)
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        time.sleep(30)
-        os._exit(9)  # never reached: the supervisor stops it
-
-    pid = os.fork()
-    if pid == 0:  # the supervisor runs in a child so that its signal handlers stay out of pytest
-        os._exit(supervise(2, worker, log=lambda _m: None))
-    started = time.monotonic()
-    _, status = os.waitpid(pid, 0)
-    # then the supervisor exits with the load failure, promptly, instead of restarting the worker
-    assert os.waitstatus_to_exitcode(status) == CANNOT_LOAD
-    assert time.monotonic() - started < 10
-
-
-def test_supervisor_restarts_a_worker_that_dies(tmp_path):
-    marks = tmp_path / "starts"
-    marks.mkdir()
-
-    def worker(slot: int) -> None:
-        (marks / f"{slot}-{os.getpid()}").touch()
-        if slot == 1 and len(list(marks.glob("1-*"))) == 1:
-            os._exit(1)  # the first worker 1 dies on its own
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        time.sleep(30)
-
-    pid = os.fork()
-    if pid == 0:
-        os._exit(supervise(2, worker, log=lambda _m: None))
-    deadline = time.monotonic() + 10
-    while len(list(marks.glob("1-*"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGTERM)
-    _, status = os.waitpid(pid, 0)
-    assert len(list(marks.glob("1-*"))) == 2 and len(list(marks.glob("0-*"))) == 1
-    assert os.waitstatus_to_exitcode(status) == 1  # the worst exit status seen
-
-
-def test_several_workers_never_join_another_servers_port():
-    # given another server of this user listening with SO_REUSEPORT on a port
-    other = reuseport_socket("127.0.0.1", 0)
-    other.listen()
-    port = other.getsockname()[1]
-    try:
-        # then a new endpoint cannot claim it, with one worker or several
-        for shared in (False, True):
-            with pytest.raises(OSError):
-                claim_port("127.0.0.1", port, shared)
-    finally:
-        other.close()
-    # and once it is free, several workers share it
-    first = claim_port("127.0.0.1", port, shared=True)
-    second = reuseport_socket("127.0.0.1", port)
-    first.close()
-    second.close()
+def test_limits_are_the_settings_unless_given(tiny_model, monkeypatch):
+    # given settings for the batch size, the wait and the largest body
+    monkeypatch.setenv(settings.MAX_BATCH_SIZE, "5")
+    monkeypatch.setenv(settings.MAX_WAIT_MS, "7")
+    monkeypatch.setenv(settings.MAX_PAYLOAD_MB, "1")
+    # when an app is made without limits, and one with them
+    from_settings = EndpointApp(tiny_model, "ep")
+    given = EndpointApp(tiny_model, "ep", max_batch_size=2, max_wait_ms=0, max_body_bytes=10)
+    # then the arguments beat the settings
+    limits = [(a.batcher.max_batch_size, a.batcher.max_wait_s, a.max_body_bytes) for a in (from_settings, given)]
+    assert limits == [(5, 0.007, 1024 * 1024), (2, 0.0, 10)]

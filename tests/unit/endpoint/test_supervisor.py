@@ -1,0 +1,72 @@
+"""The supervisor's worker processes (stop, restart) and the port they share, with stand-in workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from services.endpoint.supervisor import CANNOT_LOAD, claim_port, reuseport_socket, supervise
+
+
+def test_supervisor_stops_every_worker_when_one_cannot_load():
+    # given a worker that cannot load its model and one that would serve until told to stop
+    def worker(slot: int) -> None:
+        if slot == 0:
+            raise SystemExit(CANNOT_LOAD)
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        time.sleep(30)
+        os._exit(9)  # never reached: the supervisor stops it
+
+    pid = os.fork()
+    if pid == 0:  # the supervisor runs in a child so that its signal handlers stay out of pytest
+        os._exit(supervise(2, worker, log=lambda _m: None))
+    started = time.monotonic()
+    _, status = os.waitpid(pid, 0)
+    # then the supervisor exits with the load failure, promptly, instead of restarting the worker
+    assert os.waitstatus_to_exitcode(status) == CANNOT_LOAD
+    assert time.monotonic() - started < 10
+
+
+def test_supervisor_restarts_a_worker_that_dies(tmp_path):
+    marks = tmp_path / "starts"
+    marks.mkdir()
+
+    def worker(slot: int) -> None:
+        (marks / f"{slot}-{os.getpid()}").touch()
+        if slot == 1 and len(list(marks.glob("1-*"))) == 1:
+            os._exit(1)  # the first worker 1 dies on its own
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        time.sleep(30)
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(supervise(2, worker, log=lambda _m: None))
+    deadline = time.monotonic() + 10
+    while len(list(marks.glob("1-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert len(list(marks.glob("1-*"))) == 2 and len(list(marks.glob("0-*"))) == 1
+    assert os.waitstatus_to_exitcode(status) == 1  # the worst exit status seen
+
+
+def test_several_workers_never_join_another_servers_port():
+    # given another server of this user listening with SO_REUSEPORT on a port
+    other = reuseport_socket("127.0.0.1", 0)
+    other.listen()
+    port = other.getsockname()[1]
+    try:
+        # then a new endpoint cannot claim it, with one worker or several
+        for shared in (False, True):
+            with pytest.raises(OSError):
+                claim_port("127.0.0.1", port, shared)
+    finally:
+        other.close()
+    # and once it is free, several workers share it
+    first = claim_port("127.0.0.1", port, shared=True)
+    second = reuseport_socket("127.0.0.1", port)
+    first.close()
+    second.close()
