@@ -78,7 +78,7 @@ format: venv ## apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I .
 	$(BIN)/ruff format .
 
-bench: venv ## benchmarks (each starts its own local cloud and prints what it measured)
+bench: venv ## benchmarks (each starts its own local cloud, prints what it measured and rewrites its section of docs/benchmarks.md)
 	$(BIN)/python bench/bench_localcloud.py
 	$(BIN)/python bench/bench_staging.py
 	$(BIN)/python bench/bench_training.py
@@ -86,7 +86,7 @@ bench: venv ## benchmarks (each starts its own local cloud and prints what it me
 	$(BIN)/python bench/bench_workflow.py
 	$(BIN)/python bench/bench_monitor.py
 
-bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios
+bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios (docs/benchmarks.md)
 	$(BIN)/python bench/bench_targets.py
 
 clean: ## remove everything the project created: endpoints, stack, S3 objects, local cloud, LocalStack, .venv, .scones, data (TARGET=aws: only what `make deploy-aws` made on AWS, tagged; asks first)

@@ -33,6 +33,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import local_cloud, stage_synthetic, train_model
+from _report import Report
 from _serving import raw_rate, wrk, wrk_available, wrk_script
 from _stats import pct
 
@@ -194,46 +195,51 @@ def main() -> int:
                 answered = before[c]["requests"] - before[c]["errors"]
                 complete[c] = (captured_records(bucket, names[c]), answered, before[c])
 
+    report = Report("endpoint")
     print(f"model: {model_dir}; body: a {len(body)}-byte 32×32 PNG; {os.cpu_count()} cores shared by client and server")
     r50, r99, s50, s99 = pct(raw1, 0.5), pct(raw1, 0.99), pct(lat1, 0.5), pct(lat1, 0.99)
-    print(f"raw in-process, 1 image (decode+preprocess+onnxruntime): p50 {r50:.2f} ms  p99 {r99:.2f} ms")
-    print(
-        f"served, concurrency 1 ({len(lat1)} requests, {first[0]} workers, capture on, {failed1} failed clients): "
-        f"p50 {s50:.2f} ms  p99 {s99:.2f} ms → overhead p50 {s50 - r50:.2f} ms, p99 {s99 - r99:.2f} ms   target <= 5 ms"
+    report.result("raw in-process, 1 image (decode+preprocess+onnxruntime)", f"p50 {r50:.2f} ms, p99 {r99:.2f} ms")
+    report.result(
+        f"served, concurrency 1 ({len(lat1)} requests, {first[0]} workers, capture on, {failed1} failed clients)",
+        f"p50 {s50:.2f} ms, p99 {s99:.2f} ms → overhead over raw p50 {s50 - r50:+.2f} ms, p99 {s99 - r99:+.2f} ms",
+        "overhead <= 5 ms",
     )
     raw_ms = statistics.median(raw_cpu)
-    print(
-        f"raw in-process, batches of 8 on one process: {listed(raws)} images/s (median {statistics.median(raws):.0f}); "
-        f"CPU {raw_ms:.3f} ms per image"
+    report.result(
+        "raw in-process, batches of 8 on one process",
+        f"{listed(raws)} images/s (median {statistics.median(raws):.0f}); CPU {raw_ms:.3f} ms per image",
     )
     print(f"concurrency 8, wrk -t2 -c8 -d{args.seconds:.0f}s, per round:")
     for c in configs:
         ratios = [r / raw for r, raw in zip(rates[c], raws, strict=True)]
         p50 = statistics.median(p for p, _ in latency[c])
         p99 = statistics.median(p for _, p in latency[c])
-        print(
-            f"  {c[0]} workers, capture {'on ' if c[1] else 'off'}: {listed(rates[c])} images/s "
-            f"(median {statistics.median(rates[c]):.0f}), p50 {p50:.2f} ms p99 {p99:.2f} ms; "
-            f"served/raw {listed(ratios, 2)} → median {statistics.median(ratios):.2f}   target >= 0.8"
-        )
         server_ms = statistics.median(s for s, _ in cpu[c])
         client_ms = statistics.median(k for _, k in cpu[c])
-        print(
-            f"      CPU per image: server {server_ms:.3f} ms, wrk {client_ms:.3f} ms; raw CPU / server CPU "
-            f"{raw_ms / server_ms:.2f}"
+        report.result(
+            f"concurrency 8 (wrk -t2 -c8), {c[0]} workers, capture {'on' if c[1] else 'off'}: served ÷ raw",
+            f"{listed(rates[c])} images/s (median {statistics.median(rates[c]):.0f}), "
+            f"p50 {p50:.2f} ms p99 {p99:.2f} ms; "
+            f"served/raw {listed(ratios, 2)} → median {statistics.median(ratios):.2f}; CPU per image: server "
+            f"{server_ms:.3f} ms, wrk {client_ms:.3f} ms; raw CPU / server CPU {raw_ms / server_ms:.2f}",
+            ">= 0.8",
         )
     for w in counts:
         ratios = [a / b for a, b in zip(rates[(w, True)], rates[(w, False)], strict=True)]
-        print(
-            f"  {w} workers: capture on / off {listed(ratios, 2)} → median {statistics.median(ratios):.2f}"
-            f"   target >= 0.95"
+        report.result(
+            f"{w} workers: capture on ÷ off",
+            f"{listed(ratios, 2)} → median {statistics.median(ratios):.2f}",
+            ">= 0.95",
         )
     for c, (records, answered, st) in complete.items():
-        print(
-            f"capture completeness, {c[0]} workers: {records} records in S3 for {answered} successful responses "
+        report.result(
+            f"capture completeness, {c[0]} workers",
+            f"{records} records in S3 for {answered} successful responses "
             f"({'exact' if records == answered else 'MISMATCH'}); per worker {st.get('requests_per_worker')}, "
-            f"mean batch {st.get('mean_batch_size', 0):.1f}"
+            f"mean batch {st.get('mean_batch_size', 0):.1f}",
+            "exact",
         )
+    report.write()
     return 0 if all(r == a for r, a, _ in complete.values()) and not failed1 else 1
 
 

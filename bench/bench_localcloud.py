@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _cloud import executions_of, local_cloud
 from _cloud import lost as lost_executions
 from _cloud import poll as wait
+from _report import Report
 from _stats import pct
 
 from scones.core import aws, settings
@@ -56,6 +57,7 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    report = Report("localcloud")
     lam = aws.client("lambda", max_pool_connections=64)
     sfn = aws.client("stepfunctions", max_pool_connections=64)
     suffix = uuid.uuid4().hex[:6]
@@ -73,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         lam.invoke(FunctionName=fn, Payload=b'{"x": 1}')
         times.append((time.perf_counter() - t0) * 1000)
-    print(
-        f"warm Lambda invoke (boto3, n=200): p50 {pct(times, 0.5):.1f} ms  p99 {pct(times, 0.99):.1f} ms"
-        f"   target p50 <= 15 ms"
+    report.result(
+        "warm Lambda invoke of an echo function (boto3, n=200)",
+        f"p50 {pct(times, 0.5):.1f} ms, p99 {pct(times, 0.99):.1f} ms",
+        "p50 <= 15 ms",
     )
 
     three = {"StartAt": "A", "States": {"A": task(fn, "B"), "B": task(fn, "C"), "C": task(fn, None)}}
@@ -90,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
         done = wait(sfn, sfn.start_execution(stateMachineArn=machine, input='{"x": 1}')["executionArn"])
         times.append((time.perf_counter() - t0) * 1000)
         assert done["status"] == "SUCCEEDED", done
-    print(
-        f"3-Lambda execution, start to SUCCEEDED (n=30): p50 {pct(times, 0.5):.0f} ms  "
-        f"p99 {pct(times, 0.99):.0f} ms   target p50 <= 150 ms"
+    report.result(
+        "3 echo Lambdas in one execution, start to SUCCEEDED (n=30)",
+        f"p50 {pct(times, 0.5):.0f} ms, p99 {pct(times, 0.99):.0f} ms",
+        "p50 <= 150 ms",
     )
 
     before = executions_of(sfn, machine)
@@ -127,11 +131,12 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     lost = lost_executions(sfn, machine, before, started, finished)
     succeeded = statuses.get("SUCCEEDED", 0)
-    print(
-        f"sustained ({args.threads} clients, {elapsed:.0f} s): {succeeded / elapsed:.1f} SUCCEEDED/s; "
+    report.result(
+        f"sustained executions of it ({args.threads} clients, {elapsed:.0f} s)",
+        f"{succeeded / elapsed:.1f} SUCCEEDED/s; "
         f"{len(started)} started, final statuses {dict(sorted(statuses.items()))}, {lost} lost; "
-        f"client threads died {len(deaths)}/{args.threads}{': ' + '; '.join(deaths) if deaths else ''}"
-        f"   target >= 10 exec/s, 0 lost"
+        f"client threads died {len(deaths)}/{args.threads}{': ' + '; '.join(deaths) if deaths else ''}",
+        ">= 10 exec/s, 0 lost",
     )
 
     mapped = {
@@ -164,10 +169,12 @@ def run(args: argparse.Namespace) -> int:
         )
         times.append(time.perf_counter() - t0)
         assert done["status"] == "SUCCEEDED" and json.loads(done["output"]) == list(range(100)), done
-    print(
-        f"Map over 100 items (n=3): median {statistics.median(times):.2f} s  "
-        f"(runs: {', '.join(f'{t:.2f}' for t in times)})   target <= 3 s"
+    report.result(
+        "Map over 100 echo items, start to SUCCEEDED (n=3, output checked)",
+        f"median {statistics.median(times):.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)})",
+        "<= 3 s",
     )
+    report.write()
     return 0
 
 

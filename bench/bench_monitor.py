@@ -30,10 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _cloud import local_cloud, stage_synthetic, train_model
+from _report import Report
 from monitoring_fixtures import traffic_records, write_capture
 
 from scones.core import aws, settings
 from scones.monitoring import baseline, capture, monitor
+
+REPORT = Report("monitor")
 
 
 def staged_and_model(tmp: Path, model: Path | None) -> tuple[Path, Path]:
@@ -130,12 +133,13 @@ def big_monitor(tmp: Path, model: Path, images, base_dir: Path, n: int, env: dic
     summary = json.loads((tmp / "big-report" / "summary.json").read_text())
     assert summary["records"] == n and summary["parsed"] == n, summary
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(
-        f"scones monitor over {n} records ({total_bytes / 1e6:.0f} MB): {wall:.1f} s wall, {cpu:.1f} s CPU, "
+    REPORT.result(
+        f"`scones monitor` over {n} capture records ({total_bytes / 1e6:.0f} MB of JSON lines in S3, {files} files)",
+        f"{wall:.1f} s wall, {cpu:.1f} s CPU, "
         f"peak memory {peak_tree:.0f} MB summed over the process and its parser workers (largest single process "
-        f"{after.ru_maxrss / 1024:.0f} MB) (targets: <= 30 s, <= 2048 MB); load average during the run "
+        f"{after.ru_maxrss / 1024:.0f} MB); load average during the run "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; verdict {summary['verdict']}",
-        flush=True,
+        "<= 30 s, <= 2 GB",
     )
 
 
@@ -192,12 +196,13 @@ def stream_cpu(tmp: Path, model: Path, images, env: dict, rate: float, seconds: 
                 os.environ[k] = v
     (cpu_s, _, _), (cpu, wall, summary) = runs[2.0], runs[seconds]
     marginal = (cpu - cpu_s) / (seconds - 2.0)
-    print(
-        f"scones load --mode stream --rate {rate:g} --duration {seconds:g} via the endpoint: sent {summary['sent']} "
+    REPORT.result(
+        f"`scones load --mode stream --rate {rate:g} --duration {seconds:g} --via endpoint`, its own CPU",
+        f"sent {summary['sent']} "
         f"({summary['succeeded']} succeeded, {summary['failed']} failed), {summary['throughput_per_s']:.1f}/s, "
         f"latency p50 {summary['latency_ms']['p50']} ms; its own CPU {cpu:.1f} s over {wall:.1f} s wall "
         f"(start-up {cpu_s:.1f} s CPU); while streaming: {100 * marginal:.0f}% of one core",
-        flush=True,
+        "small",
     )
 
 
@@ -242,10 +247,11 @@ def fresh_false_alarms(tmp: Path, model: Path, base, seeds: int) -> None:
         alarms += result.verdict == "DRIFT"
         for c in result.failed:
             failing[c.name] = failing.get(c.name, 0) + 1
-    print(
-        f"{'false-alarm rate (fresh)':<28} {alarms}/{seeds} = {alarms / seeds:.0%} at {n} records: new synthetic test "
-        f"sets (seeds 1..{seeds}; the baseline is seed 0's), each image once; checks that fired: {failing}",
-        flush=True,
+    REPORT.result(
+        f"false alarms, {n} new images from the same distribution (synthetic test sets of seeds 1..{seeds}; "
+        "the baseline is seed 0's), each sent once",
+        f"{alarms}/{seeds} = {alarms / seeds:.0%}; checks that fired: {failing}",
+        "<= 5 %",
     )
 
 
@@ -260,7 +266,11 @@ def rates(tmp: Path, model: Path, images, base, seeds: int, count: int = 200) ->
             for c in result.failed:
                 failing[c.name] = failing.get(c.name, 0) + 1
         what = "false-alarm rate (clean)" if kind is None else f"detection rate ({kind})"
-        print(f"{what:<28} {alarms}/{seeds} = {alarms / seeds:.0%} at {count} records; checks that fired: {failing}")
+        REPORT.result(
+            f"{what}, traffic resampled from the baseline's images, {seeds} seeds × {count} records",
+            f"{alarms}/{seeds} = {alarms / seeds:.0%}; checks that fired: {failing}",
+            "<= 5 %" if kind is None else "high",
+        )
 
 
 def main() -> None:
@@ -295,6 +305,7 @@ def main() -> None:
             stream_cpu(tmp, model, images, env, args.rate, args.seconds)
             if not args.skip_big:
                 big_monitor(tmp, model, images, base_dir, args.records, env)
+    REPORT.write(notes=f"The model: {args.model or 'trained on the synthetic set with train.py defaults'}.")
 
 
 if __name__ == "__main__":

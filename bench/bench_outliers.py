@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _report  # noqa: E402
+
 from scones import evaluation as evaluate  # noqa: E402
 from scones.data import lst, outliers, staging  # noqa: E402
 from scones.data.classes import VEHICLES  # noqa: E402
@@ -101,31 +103,39 @@ def main() -> int:
     print(f"outlier kinds used in training (after): {', '.join(manifest['outliers']['train']['kinds'])}")
     print(f"rule: {outliers.RULE}")
     print(f"before: train.py seed {seeds[0]} without the outliers channel; after sN: with it, train.py --seed N\n")
-    print(f"| held-out input | n | passes >= {evaluate.DEFAULT_THRESHOLD}: " + " | ".join(names) + " | target |")
-    print("|---|---|" + "---|" * (len(names) + 1))
+    held_out = _report.Table(
+        "held-out input", "n", *[f"passes >= {evaluate.DEFAULT_THRESHOLD}: {n}" for n in names], "target"
+    )
     vehicle_kinds = set(VEHICLES)
     for kind in test_kinds:
         rates = [runs[name][1]["false_pass"]["per_kind"][kind] for name in names]
         target = TARGETS["vehicle" if kind in vehicle_kinds else "generated"]
-        print(f"| {kind} | {rates[0]['n']} | " + " | ".join(f"{r['rate']:.3f}" for r in rates) + f" | {target} |")
+        held_out.row(kind, rates[0]["n"], *[f"{r['rate']:.3f}" for r in rates], target)
     overall = [runs[name][1]["false_pass"] for name in names]
-    print(f"| all held-out outliers | {overall[0]['n']} | " + " | ".join(f"{r['rate']:.3f}" for r in overall) + " | |")
+    held_out.row("all held-out outliers", overall[0]["n"], *[f"{r['rate']:.3f}" for r in overall], "")
     rows = [
         ("test accuracy", "accuracy", "{:.4f}", ">= 0.97"),
         ("ECE (served, calibrated)", "ece", "{:.4f}", "<= 0.03"),
         (f"coverage (test at >= {evaluate.DEFAULT_THRESHOLD})", "coverage", "{:.3f}", ">= 0.90"),
         ("accuracy among covered", "accuracy_covered", "{:.4f}", ""),
     ]
-    print("\n| figure | " + " | ".join(names) + " | target |\n|---|" + "---|" * (len(names) + 1))
+    figures = _report.Table("figure", *names, "target")
     for label, key, fmt, target in rows:
-        print(f"| {label} | " + " | ".join(fmt.format(runs[name][1][key]) for name in names) + f" | {target} |")
+        figures.row(label, *[fmt.format(runs[name][1][key]) for name in names], target)
     for label, key in (
         ("training loop, wall s", "train_s"),
         ("train.py process, wall s", "process_wall_s"),
         ("train.py process, CPU s (user+sys)", "process_cpu_s"),
     ):
         target = "<= 60" if key == "process_wall_s" and not args.vehicles else ""  # the binary set's target
-        print(f"| {label} | " + " | ".join(f"{runs[name][0][key]:.1f}" for name in names) + f" | {target} |")
+        figures.row(label, *[f"{runs[name][0][key]:.1f}" for name in names], target)
+    print(held_out.markdown() + "\n\n" + figures.markdown())
+    _report.write(
+        "outliers-vehicles" if args.vehicles else "outliers",
+        [held_out, figures],
+        notes=f"{args.threads} torch threads, {precision} training steps. before: train.py seed {seeds[0]} without "
+        "the outliers channel; after sN: with it, train.py --seed N.",
+    )
     print(
         f"\n{args.threads} torch threads, {precision} training steps, {os.cpu_count()} CPU cores visible, load "
         f"average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; staged data and models in {work}"

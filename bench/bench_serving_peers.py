@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import local_cloud
+from _report import Report
 from _serving import WrkResult, tree_rss_mb, wrk, wrk_available, wrk_script
 from bench_endpoint import quick_model, random_png
 
@@ -212,29 +213,33 @@ def main() -> int:
             if ts_proc is not None:
                 stop_group(ts_proc.pid)
 
+    report = Report("serving-peers")
     print(f"model: {model_dir}; body: a {len(body)}-byte PNG; {cores} cores shared by wrk and the server")
     print(f"wrk -t2 -c8 -d{args.seconds:.0f}s, {args.rounds} rounds; {workers} workers × {threads} ORT threads")
     for who, label in (("ours", "scones endpoint, capture on"), ("torchserve", "TorchServe (batch 8, 2 ms)")):
         runs = results[who]
         if not runs:
-            print(f"  {label}: skipped: {skipped}")
+            report.result(label, f"skipped: {skipped}")
             continue
         rates = ", ".join(f"{r.rps:.0f}" for r in runs)
         p50, p99 = statistics.median(r.p50_ms for r in runs), statistics.median(r.p99_ms for r in runs)
-        print(
-            f"  {label}: {rates} img/s (median {statistics.median(r.rps for r in runs):.0f}), "
+        report.result(
+            f"{label}, wrk -t2 -c8, {workers} workers × {threads} ORT threads",
+            f"{rates} img/s (median {statistics.median(r.rps for r in runs):.0f}), "
             f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, RSS {rss[who]:.0f} MB, "
-            f"CPU {statistics.median(r.cpu_ms_per_request() for r in runs):.3f} ms per image"
+            f"CPU {statistics.median(r.cpu_ms_per_request() for r in runs):.3f} ms per image",
         )
     if results["torchserve"]:
         ratios = [a.rps / b.rps for a, b in zip(results["ours"], results["torchserve"], strict=True)]
-        print(
-            f"ours / TorchServe img/s: {', '.join(f'{x:.2f}' for x in ratios)} → median {statistics.median(ratios):.2f}"
-            f"   target >= 2.0"
+        report.result(
+            "ours ÷ TorchServe img/s",
+            f"{', '.join(f'{x:.2f}' for x in ratios)} → median {statistics.median(ratios):.2f}",
+            ">= 2.0",
         )
         cpu_ours = statistics.median(r.cpu_ms_per_request() for r in results["ours"])
         cpu_ts = statistics.median(r.cpu_ms_per_request() for r in results["torchserve"])
-        print(f"TorchServe CPU per image / ours: {cpu_ts / cpu_ours:.2f} (img/s on a machine of its own)")
+        report.result("TorchServe CPU per image ÷ ours (img/s on a machine of its own)", f"{cpu_ts / cpu_ours:.2f}")
+    report.write()
     return 0
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import _report  # noqa: E402
 from _cloud import poll  # noqa: E402
 from _stats import pct  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
@@ -167,11 +168,12 @@ def main() -> int:
             print(f"measuring {name} at {url} ...", flush=True)
             measured[name] = measure(name, model, args.n)
     print(f"\n{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
-    print("| operation | embedded | LocalStack (host mode) | ratio LocalStack / embedded |")
-    print("|---|---:|---:|---:|")
+    table = _report.Table("operation", "embedded", "LocalStack (host mode)", "ratio LocalStack / embedded")
     for key, value in measured["local"].items():
         other = measured["localstack"][key]
-        print(f"| {key} | {value:.3g} | {other:.3g} | {other / value:.1f}× |")
+        table.row(key, f"{value:.3g}", f"{other:.3g}", f"{other / value:.1f}×")
+    print(table.markdown())
+    _report.write("targets", [table])
     return 0
 
 

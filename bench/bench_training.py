@@ -9,6 +9,7 @@ Targets (issue #4): binary test accuracy >= 0.97, ECE after scaling <= 0.03, wal
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import local_cloud
+from _report import Report
 
 
 def main() -> int:
@@ -47,9 +49,24 @@ def main() -> int:
         if trained.returncode:
             raise SystemExit(trained.stdout + trained.stderr)
     print(trained.stdout)
-    print(
-        f"`scones train` wall time, {classes}, {os.cpu_count()} CPU cores: {wall:.1f} s (process start to model in S3)"
+    report = Report("training-vehicles" if args.vehicles else "training")
+    found = sorted(Path(tmp).glob("state/**/model/metrics.json"), key=lambda p: p.stat().st_mtime)
+    if found:
+        m = json.loads(found[-1].read_text())
+        report.result(f"test accuracy, {classes}", f"{m['accuracy']:.3f}", ">= 0.90" if args.vehicles else ">= 0.97")
+        report.result(
+            "ECE before → after temperature scaling", f"{m['ece_before']:.3f} → {m['ece_after']:.3f}", "<= 0.03"
+        )
+        report.result(
+            "train.py: epochs / training loop / script wall",
+            f"{m['epochs']} / {m['train_seconds']:.1f} s / {m['wall_seconds']:.1f} s",
+        )
+    report.result(
+        f"`scones train` wall time, {classes}, {os.cpu_count()} CPU cores (process start to model in S3)",
+        f"{wall:.1f} s",
+        "" if args.vehicles else "<= 60 s",
     )
+    report.write()
     return 0
 
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cloud import executions_of, local_cloud
 from _cloud import lost as lost_executions
+from _report import Report
 from _stats import pct
 
 from scones import cli, endpoint, workflow
@@ -95,17 +96,19 @@ def main() -> int:
             assert cli.main(["stage", "--source", "synthetic"]) == 0
             deployed = ["deploy", "--target", "local", "--model", str(model), "--threshold", str(args.threshold)]
             assert cli.main(deployed) == 0
-            print(
+            ran = (
                 f"ran: model {model} ({f'{args.epochs} epochs, synthetic set' if not args.model else 'given'}; "
                 f"test accuracy {accuracy if accuracy is None else f'{accuracy:.3f}'}), threshold {args.threshold}, "
                 f"{os.cpu_count()} CPUs"
             )
-            return run(args, bucket)
+            print(ran)
+            return run(args, bucket, ran)
         finally:
             endpoint.stop("bench-endpoint", log=lambda _m: None)
 
 
-def run(args: argparse.Namespace, bucket: str) -> int:
+def run(args: argparse.Namespace, bucket: str, ran: str = "") -> int:
+    report = Report("workflow")
     outputs = stack.outputs()
     single, batch = outputs["ClassifyImageStateMachineArn"], outputs["ClassifyBatchStateMachineArn"]
     sfn = aws.client("stepfunctions", max_pool_connections=64)
@@ -125,9 +128,10 @@ def run(args: argparse.Namespace, bucket: str) -> int:
     samples = [once(key) for key in keys[:50]]
     succeeded = [ms for name, ms in samples if name == "SUCCEEDED"]
     headline = f"SUCCEEDED p50 {pct(succeeded, 0.5):.0f} ms" if succeeded else "no SUCCEEDED execution"
-    print(
-        f"single-image execution, start to final status (n={len(samples)}): {headline}   target p50 <= 150 ms\n"
-        f"  by outcome: {by_outcome(samples)}"
+    report.result(
+        f"single-image workflow execution, start to final status (n={len(samples)})",
+        f"{headline}; by outcome: {by_outcome(samples)}",
+        "SUCCEEDED p50 <= 150 ms",
     )
 
     before = executions_of(sfn, single)
@@ -166,12 +170,13 @@ def run(args: argparse.Namespace, bucket: str) -> int:
         t.join()
     elapsed = time.monotonic() - t0
     lost = lost_executions(sfn, single, before, started, finished)
-    print(
-        f"sustained, {args.clients} clients for {elapsed:.0f} s: {len(finished) / elapsed:.1f} executions/s reached a "
+    report.result(
+        f"sustained workflow executions, {args.clients} clients for {elapsed:.0f} s",
+        f"{len(finished) / elapsed:.1f} executions/s reached a "
         f"final status ({outcomes['SUCCEEDED'] / elapsed:.1f}/s SUCCEEDED); {len(started)} started, "
         f"{len(finished)} finished: {dict(sorted(outcomes.items()))}; lost {lost}; "
-        f"client threads died {len(deaths)}/{args.clients}{': ' + '; '.join(deaths) if deaths else ''}   "
-        f"target >= 10/s, 0 lost"
+        f"client threads died {len(deaths)}/{args.clients}{': ' + '; '.join(deaths) if deaths else ''}",
+        ">= 10/s, 0 lost",
     )
 
     times, items = [], collections.Counter()
@@ -188,11 +193,14 @@ def run(args: argparse.Namespace, bucket: str) -> int:
         assert described["status"] == "SUCCEEDED" and len(rows) == 100, described
         items = collections.Counter(f"{r.status} {r.error}".strip() for r in rows)
         alerts = sum(r.alerted for r in rows)
-    print(
-        f"Map over 100 images, start to final status (n=3): median {statistics.median(times):.2f} s "
+    report.result(
+        "Map over 100 staged images, start to final status (n=3)",
+        f"median {statistics.median(times):.2f} s "
         f"(runs {', '.join(f'{t:.2f}' for t in times)}); items of the last run: {dict(sorted(items.items()))}, "
-        f"{alerts} alerts sent   target <= 3 s"
+        f"{alerts} alerts sent",
+        "<= 3 s",
     )
+    report.write(notes=ran)
     return 0
 
 
