@@ -171,7 +171,8 @@ def _drive_aws_chain(cifar_tarball: Path, data_dir: Path) -> None:
 
     from scones.core import aws
     from scones.core.errors import NotReadyError
-    from scones.deploy import aws_clean, plan, sagemaker
+    from scones.deploy import aws_clean, requests, sagemaker
+    from scones.deploy.spec import Spec
 
     where = ROOT / "tests" / "integration" / "test_deploy_aws.py"
     module_spec = importlib.util.spec_from_file_location("_aws_chain_helpers", where)
@@ -181,7 +182,7 @@ def _drive_aws_chain(cifar_tarball: Path, data_dir: Path) -> None:
     os.environ[settings.DATA_DIR] = str(data_dir)
     quiet = {"poll_s": 0.01, "log": lambda _m: None}
     try:
-        spec = plan.Spec(
+        spec = Spec(
             stack=f"s{suffix}-workflow",
             bucket=f"s-{suffix}",
             endpoint=f"sep-{suffix}",
@@ -193,7 +194,7 @@ def _drive_aws_chain(cifar_tarball: Path, data_dir: Path) -> None:
         with pytest.raises(NotReadyError):
             sagemaker.deploy(spec, **quiet)
         sm = aws.client("sagemaker")
-        (job,) = sm.list_training_jobs(NameContains=plan.training_base_name(spec))["TrainingJobSummaries"]
+        (job,) = sm.list_training_jobs(NameContains=requests.training_base_name(spec))["TrainingJobSummaries"]
         artifact = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])["ModelArtifacts"]
         bucket, key = artifact["S3ModelArtifacts"][5:].split("/", 1)
         aws.client("s3").put_object(Bucket=bucket, Key=key, Body=chain.fake_artifact())

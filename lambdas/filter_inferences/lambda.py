@@ -1,4 +1,4 @@
-"""Filter: pass the event on when the top inference reaches THRESHOLD (default 0.93), else fail loudly."""
+"""Filter: pass the event on when the top inference reaches SCONES_THRESHOLD (default 0.93), else fail loudly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from scones_event import InvalidEventError, require, unwrap
 
 __all__ = ["InvalidEventError", "LowConfidenceError", "lambda_handler"]
 DEFAULT_THRESHOLD = 0.93
+# scones.core.settings' name (this file cannot import it); the old name is read for one more release.
+THRESHOLD, OLD_THRESHOLD = "SCONES_THRESHOLD", "THRESHOLD"
 
 
 class LowConfidenceError(Exception):
@@ -15,13 +17,14 @@ class LowConfidenceError(Exception):
 
 
 def threshold() -> float:
-    raw = os.environ.get("THRESHOLD", "")
+    name = THRESHOLD if os.environ.get(THRESHOLD, "") or not os.environ.get(OLD_THRESHOLD, "") else OLD_THRESHOLD
+    raw = os.environ.get(name, "")
     try:
         value = float(raw) if raw else DEFAULT_THRESHOLD
     except ValueError:
-        raise InvalidEventError(f"THRESHOLD={raw!r} is not a number") from None
+        raise InvalidEventError(f"{name}={raw!r} is not a number") from None
     if not 0 <= value <= 1:
-        raise InvalidEventError(f"THRESHOLD={value} is outside 0..1")
+        raise InvalidEventError(f"{name}={value} is outside 0..1")
     return value
 
 

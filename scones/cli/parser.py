@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture", default=None, help="s3://bucket/prefix/endpoint or a folder (default: the endpoint's)")
     p.add_argument("--baseline", default=None, help="a baseline folder, s3://…/ or model URI (default: newest model's)")
     p.add_argument("--out", default=None, help="report folder or s3:// prefix (default data/reports/monitor/)")
-    p.add_argument("--threshold", type=float, default=None, help="default: the deployed stack's, else $THRESHOLD")
+    p.add_argument(
+        "--threshold", type=float, default=None, help=f"default: the deployed stack's, else ${settings.THRESHOLD}"
+    )
     p.add_argument("--since", default=None, help="only records since an ISO time or a duration back (15m, 2h)")
     p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")
     p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")

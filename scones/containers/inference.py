@@ -6,7 +6,7 @@ Java for TorchServe's front end, as the container runs them:
 
 - the artifact is unpacked at a private `/opt/ml/model` (optml: a user+mount+PID namespace; the toolkit hard-codes
   `/opt/ml` and writes its TorchServe config to `/etc/sagemaker-ts.properties`, which is bound to a scratch file);
-- the model's environment is `deploy.plan.serving_environment` (SAGEMAKER_PROGRAM=inference.py, …);
+- the model's environment is `deploy.requests.serving_environment` (SAGEMAKER_PROGRAM=inference.py, …);
 - each start gets a fresh venv layered over the cached one, so what `code/requirements.txt` installs (the toolkit
   pip-installs it at start) is gone at the next start, as in a fresh container: onnxruntime comes only from there;
 - the toolkit's own config sets `enable_envvars_config=true`, so TorchServe's `TS_*` variables keep every listener
@@ -142,12 +142,12 @@ def free_port() -> int:
 
 def environment(python: Path, port: int, scratch: Path, region: str, workers: int | None = None) -> dict[str, str]:
     """The model's environment (as deploy sends it) plus what keeps this copy private and on loopback."""
-    from scones.deploy import plan
+    from scones.deploy import requests
 
     tmp = scratch / "tmp"
     tmp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TS_", "SM_", "PYTHON"))}
-    env.update(plan.serving_environment(region))
+    env.update(requests.serving_environment(region))
     loopback = f"http://127.0.0.1:{port}"
     env.update(
         {

@@ -2,7 +2,7 @@
 
     scones train --mode container [--epochs N] [--job-name BASE] [--hp NAME=VALUE ...]
 
-1. The SDK v3's ModelTrainer gets the same request as the AWS deploy (plan.training_request, on a CPU instance
+1. The SDK v3's ModelTrainer gets the same request as the AWS deploy (requests.training_request, on a CPU instance
    type): it uploads the training code (`code` channel) and its own drivers (`sm_drivers`: sm_train.sh and the
    basic script driver) to S3 and sends CreateTrainingJob. That call is recorded and answered on this machine
    (aws_training.sent_request): no SageMaker, local or real, creates anything.
@@ -62,10 +62,10 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def spec_for(bucket: str, prefix: str, classes: list[str], hps: dict):
     """The deploy's Spec for this data, on a CPU instance (the image and resourceconfig.json follow from it)."""
-    from scones.deploy import plan
+    from scones.deploy.spec import Spec
 
     epochs = hps.pop("epochs", None)
-    return plan.Spec(
+    return Spec(
         stack=settings.stack_name(),
         bucket=bucket,
         prefix=prefix,
@@ -82,11 +82,13 @@ def sent_request(spec, outliers: bool, job_base: str | None, log) -> dict:
     """What ModelTrainer sends for this spec (its uploads done), answered here."""
     from botocore.exceptions import EndpointConnectionError
 
-    from scones.deploy import aws_training, images, plan
+    from scones.deploy import aws_training, images, naming, requests
 
-    request = plan.training_request(spec, plan.Facts(account=plan.account_of(spec), outliers=outliers), images.retrieve)
+    request = requests.training_request(
+        spec, requests.Facts(account=naming.account_of(spec), outliers=outliers), images.retrieve
+    )
     if job_base:
-        request["TrainingJobName"] = f"{job_base}-{plan.UNKNOWN_TIMESTAMP}"
+        request["TrainingJobName"] = f"{job_base}-{naming.UNKNOWN_TIMESTAMP}"
     trainer, channels = aws_training.model_trainer(spec, request)
     log("ModelTrainer: uploading the code and its drivers, then CreateTrainingJob (answered here) ...")
     # SageMaker's calls are answered by the hook; should one get past it, it meets a closed port, not a SageMaker.

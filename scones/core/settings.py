@@ -3,12 +3,14 @@
 Rule: an explicit argument beats the environment, which beats the default here. Reading a setting has no
 side effect: what the target needs in the environment is computed once in `scones.core.target`. Lambdas
 cannot import this module (they are zipped alone with boto3 and the standard library), so the few names they read
-(ENDPOINT_NAME, THRESHOLD) are repeated there and listed here as the source of truth.
+(ENDPOINT_NAME, SCONES_THRESHOLD) are repeated there and listed here as the source of truth.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from pathlib import Path
 
 from scones.core.errors import UsageError
@@ -36,7 +38,8 @@ MAX_WAIT_MS = "SCONES_MAX_WAIT_MS"  # dynamic batching: how long a batch waits t
 MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refused (413)
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads per endpoint worker (0: cores / workers)
-THRESHOLD = "THRESHOLD"  # read by the filter lambda
+THRESHOLD = "SCONES_THRESHOLD"  # the filter's confidence threshold, read by the filter lambda too
+OLD_THRESHOLD = "THRESHOLD"  # deprecated: still read when SCONES_THRESHOLD is unset, for one release
 DEBUG = "SCONES_DEBUG"  # 1: commands show tracebacks (as --debug does)
 LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStack host mode (else python3.13, pyenv)
 LOCALSTACK_PORT = "SCONES_LOCALSTACK_PORT"  # LocalStack's gateway port (default 4566; 0: any free port)
@@ -58,6 +61,9 @@ TARGETS = ("local", "localstack", "aws")
 DEFAULT_TARGET = "local"
 DEFAULT_BUCKET = "scones-unlimited"
 DEFAULT_PREFIX = "data"
+DEFAULT_STACK_NAME = "scones-workflow"
+DEFAULT_ENDPOINT_NAME = "scones-endpoint"
+DEFAULT_CAPTURE_PREFIX = "datacapture"
 MODELS_PREFIX = "models"  # s3://<bucket>/models/<job>/output/model.tar.gz, as SageMaker lays it out
 DEPLOY_PREFIX = "deploy"  # Lambda zips and state machine definitions, per stack
 DEFAULT_HOST = "127.0.0.1"
@@ -109,7 +115,7 @@ def _number(name: str, default: float, lo: float, hi: float, kind=float, what: s
 
 
 def endpoint_name() -> str:
-    return _get(SCONES_ENDPOINT_NAME, "scones-endpoint")
+    return _get(SCONES_ENDPOINT_NAME, DEFAULT_ENDPOINT_NAME)
 
 
 def endpoint_port() -> int:
@@ -131,7 +137,7 @@ def capture_bucket() -> str:
 
 
 def capture_prefix() -> str:
-    return _get(CAPTURE_PREFIX, "datacapture").strip("/")
+    return _get(CAPTURE_PREFIX, DEFAULT_CAPTURE_PREFIX).strip("/")
 
 
 def capture_percent() -> float:
@@ -151,11 +157,20 @@ def max_payload_bytes() -> int:
 
 
 def stack_name() -> str:
-    return _get(STACK_NAME, "scones-workflow")
+    return _get(STACK_NAME, DEFAULT_STACK_NAME)
 
 
 def threshold() -> float:
+    if not _get(THRESHOLD, "") and _get(OLD_THRESHOLD, ""):
+        _deprecated(OLD_THRESHOLD, THRESHOLD)
+        return _number(OLD_THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
     return _number(THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
+
+
+@functools.cache
+def _deprecated(old: str, new: str) -> None:
+    """One line on stderr, once per process, for an old variable name that still works."""
+    print(f"scones: ${old} is deprecated and read for one more release: set ${new} instead", file=sys.stderr)
 
 
 def sagemaker_role() -> str | None:

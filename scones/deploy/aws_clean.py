@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from scones.core import aws
 from scones.core.errors import SconesError
-from scones.deploy import plan
+from scones.deploy import naming
 from scones.deploy.checks import code as error_code
+from scones.deploy.spec import TAG_PROJECT, TAG_STACK, Spec
 
 PURGE_PREFIXES = ("data/", "models/", "deploy/", "datacapture/", "monitoring/")
 CFN_STACK_TAG = "aws:cloudformation:stack-name"  # CloudFormation's own tag on what a stack creates
@@ -82,7 +83,7 @@ def tagged(stack: str) -> list[Item]:
     """
     found = []
     pages = aws.client("resourcegroupstaggingapi").get_paginator("get_resources")
-    for page in pages.paginate(TagFilters=[{"Key": plan.TAG_STACK, "Values": [stack]}]):
+    for page in pages.paginate(TagFilters=[{"Key": TAG_STACK, "Values": [stack]}]):
         for mapping in page.get("ResourceTagMappingList", []):
             arn = arn_of(mapping["ResourceARN"])
             owner = {t["Key"]: t["Value"] for t in mapping.get("Tags", [])}.get(CFN_STACK_TAG, "")
@@ -108,9 +109,9 @@ def tagged(stack: str) -> list[Item]:
     return found
 
 
-def _scaling(spec: plan.Spec) -> list[Item]:
+def _scaling(spec: Spec) -> list[Item]:
     scaling = aws.client("application-autoscaling")
-    resource = plan.scaling_resource_id(spec.endpoint)
+    resource = naming.scaling_resource_id(spec.endpoint)
     items = [
         Item("scaling-policy", p["PolicyName"], resource)
         for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource).get(
@@ -122,7 +123,7 @@ def _scaling(spec: plan.Spec) -> list[Item]:
     return items
 
 
-def _recorded(spec: plan.Spec) -> dict[str, str]:
+def _recorded(spec: Spec) -> dict[str, str]:
     import json
 
     from scones.deploy.sagemaker import record_path
@@ -133,33 +134,33 @@ def _recorded(spec: plan.Spec) -> dict[str, str]:
         return {}
 
 
-def _named(spec: plan.Spec) -> list[Item]:
+def _named(spec: Spec) -> list[Item]:
     """What the tagging API does not list, found by the names a deploy gives it."""
     items = _scaling(spec)
     scheduler, iam, logs = aws.client("scheduler"), aws.client("iam"), aws.client("logs")
     try:
-        scheduler.get_schedule(Name=plan.schedule_name(spec), GroupName=plan.schedule_group(spec))
-        items.append(Item("schedule", plan.schedule_name(spec), plan.schedule_group(spec)))
+        scheduler.get_schedule(Name=naming.schedule_name(spec), GroupName=naming.schedule_group(spec))
+        items.append(Item("schedule", naming.schedule_name(spec), naming.schedule_group(spec)))
     except scheduler.exceptions.ResourceNotFoundException:
         pass
     try:
-        scheduler.get_schedule_group(Name=plan.schedule_group(spec))
-        items.append(Item("schedule-group", plan.schedule_group(spec)))
+        scheduler.get_schedule_group(Name=naming.schedule_group(spec))
+        items.append(Item("schedule-group", naming.schedule_group(spec)))
     except scheduler.exceptions.ResourceNotFoundException:
         pass
     try:
-        iam.get_role(RoleName=plan.scheduler_role_name(spec))
-        items.append(Item("scheduler-role", plan.scheduler_role_name(spec)))
+        iam.get_role(RoleName=naming.scheduler_role_name(spec))
+        items.append(Item("scheduler-role", naming.scheduler_role_name(spec)))
     except iam.exceptions.NoSuchEntityException:
         pass
     sqs, cloudwatch = aws.client("sqs"), aws.client("cloudwatch")
     try:
-        sqs.get_queue_url(QueueName=plan.monitor_dlq_name(spec))
-        items.append(Item("dead-letter-queue", plan.monitor_dlq_name(spec)))
+        sqs.get_queue_url(QueueName=naming.monitor_dlq_name(spec))
+        items.append(Item("dead-letter-queue", naming.monitor_dlq_name(spec)))
     except sqs.exceptions.QueueDoesNotExist:
         pass
-    if cloudwatch.describe_alarms(AlarmNames=[plan.monitor_alarm_name(spec)]).get("MetricAlarms"):
-        items.append(Item("alarm", plan.monitor_alarm_name(spec)))
+    if cloudwatch.describe_alarms(AlarmNames=[naming.monitor_alarm_name(spec)]).get("MetricAlarms"):
+        items.append(Item("alarm", naming.monitor_alarm_name(spec)))
     sm = aws.client("sagemaker")
     for kind, name in _recorded(spec).items():  # what the last deploy recorded, should its tags be gone
         try:
@@ -217,7 +218,7 @@ def _lambda_log_groups(resources: list[dict], physical_ids: set[str]) -> list[It
     return items
 
 
-def inventory(spec: plan.Spec, purge_data: bool = False) -> list[Item]:
+def inventory(spec: Spec, purge_data: bool = False) -> list[Item]:
     """What a clean would delete, in deletion order, without duplicates.
 
     What the workflow stack created is listed right after the stack, with `owner` set: the stack's deletion
@@ -252,19 +253,19 @@ def _wait_gone(check, timeout_s: float, poll_s: float) -> bool:
     return not check()
 
 
-def _delete(item: Item, spec: plan.Spec, poll_s: float) -> str | None:
+def _delete(item: Item, spec: Spec, poll_s: float) -> str | None:
     """Delete one item and wait until it is gone; returns a note when it stays (on purpose or not)."""
     sm = aws.client("sagemaker")
     if item.kind == "scaling-policy":
         aws.client("application-autoscaling").delete_scaling_policy(
             ServiceNamespace="sagemaker",
             ResourceId=item.arn,
-            ScalableDimension=plan.SCALABLE_DIMENSION,
+            ScalableDimension=naming.SCALABLE_DIMENSION,
             PolicyName=item.name,
         )
     elif item.kind == "scalable-target":
         aws.client("application-autoscaling").deregister_scalable_target(
-            ServiceNamespace="sagemaker", ResourceId=item.name, ScalableDimension=plan.SCALABLE_DIMENSION
+            ServiceNamespace="sagemaker", ResourceId=item.name, ScalableDimension=naming.SCALABLE_DIMENSION
         )
     elif item.kind == "schedule":
         aws.client("scheduler").delete_schedule(Name=item.name, GroupName=item.arn)
@@ -338,7 +339,7 @@ def _delete_job(item: Item) -> str | None:
             raise
         # This cloud cannot delete job records (the embedded local cloud): a finished job bills nothing, so its
         # record is only untagged, which takes it out of the project's inventory.
-        sm.delete_tags(ResourceArn=item.arn, TagKeys=[plan.TAG_STACK, plan.TAG_PROJECT[0]])
+        sm.delete_tags(ResourceArn=item.arn, TagKeys=[TAG_STACK, TAG_PROJECT[0]])
     return None
 
 
@@ -354,7 +355,7 @@ def _delete_log_streams(group: str, job: str) -> None:
         pass
 
 
-def clean(spec: plan.Spec, purge_data: bool = False, poll_s: float = 10.0, log=print) -> CleanResult:
+def clean(spec: Spec, purge_data: bool = False, poll_s: float = 10.0, log=print) -> CleanResult:
     """Delete everything in the inventory, in order; then look again and report what is left."""
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -11,27 +11,51 @@ import sys
 
 from scones.core import settings
 from scones.core.errors import UsageError
+from scones.data.classes import parse_classes
+from scones.deploy.spec import TAG_STACK, Spec, default, from_settings
 
 
 def add_deploy_flags(p: argparse.ArgumentParser) -> None:
+    """Every choice defaults to None: the spec fills it from settings, else from its own default (shown in help)."""
     g = p.add_argument_group("--target aws (make deploy-aws)")
     g.add_argument("--dry-run", action="store_true", help="print every AWS call it would make; call nothing")
     g.add_argument("--yes", action="store_true", help="deploy without asking, once the cost estimate is printed")
     g.add_argument(
         "--role", default=None, help=f"SageMaker execution role, ARN or name (default ${settings.SAGEMAKER_ROLE})"
     )
-    g.add_argument("--instance-type", default="ml.g4dn.xlarge", help="training instance (default ml.g4dn.xlarge)")
-    g.add_argument("--spot", action="store_true", help="managed spot training (max wait >= max run)")
-    g.add_argument("--max-run", type=int, default=3600, help="MaxRuntimeInSeconds of the training job (default 3600)")
+    g.add_argument("--instance-type", default=None, help=f"training instance (default {default('instance_type')})")
+    g.add_argument("--spot", action="store_true", default=None, help="managed spot training (max wait >= max run)")
+    g.add_argument(
+        "--max-run",
+        type=int,
+        default=None,
+        help=f"MaxRuntimeInSeconds of the training job (default {default('max_run_s')})",
+    )
     g.add_argument("--max-wait", type=int, default=None, help="spot: MaxWaitTimeInSeconds (default 2 x --max-run)")
-    g.add_argument("--algorithm", choices=["script", "builtin"], default="script", help="builtin: image-classification")
+    g.add_argument(
+        "--algorithm",
+        choices=["script", "builtin"],
+        default=None,
+        help=f"builtin: image-classification (default {default('algorithm')})",
+    )
     g.add_argument("--epochs", type=int, default=None, help="training epochs (default: the algorithm's)")
-    g.add_argument("--source", default="synthetic", help="what `scones stage` stages (default synthetic)")
-    g.add_argument("--classes", default=None, help="default bicycle,motorcycle")
-    g.add_argument("--endpoint-instance-type", default="ml.m5.large", help="endpoint instance (default ml.m5.large)")
-    g.add_argument("--serverless", action="store_true", help="a serverless endpoint (no data capture)")
-    g.add_argument("--max-instances", type=int, default=4, help="autoscaling maximum (default 4)")
-    g.add_argument("--invocations-per-instance", type=int, default=70, help="autoscaling target (default 70)")
+    g.add_argument("--source", default=None, help=f"what `scones stage` stages (default {default('source')})")
+    g.add_argument("--classes", default=None, help=f"default {','.join(default('classes'))}")
+    g.add_argument(
+        "--endpoint-instance-type",
+        default=None,
+        help=f"endpoint instance (default {default('endpoint_instance_type')})",
+    )
+    g.add_argument("--serverless", action="store_true", default=None, help="a serverless endpoint (no data capture)")
+    g.add_argument(
+        "--max-instances", type=int, default=None, help=f"autoscaling maximum (default {default('max_instances')})"
+    )
+    g.add_argument(
+        "--invocations-per-instance",
+        type=int,
+        default=None,
+        help=f"autoscaling target (default {default('invocations_per_instance')})",
+    )
 
 
 def add_clean_flags(p: argparse.ArgumentParser) -> None:
@@ -41,46 +65,47 @@ def add_clean_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def spec_from_args(args: argparse.Namespace):
-    from scones.data.classes import parse_classes
-    from scones.deploy import plan
+# The Spec's field each flag sets, on whichever command has it (deploy, clean, train --mode sagemaker-local).
+FLAG_FIELDS = {
+    "bucket": "bucket",
+    "prefix": "prefix",
+    "role": "role",
+    "algorithm": "algorithm",
+    "instance_type": "instance_type",
+    "spot": "spot",
+    "max_run": "max_run_s",
+    "max_wait": "max_wait_s",
+    "endpoint_instance_type": "endpoint_instance_type",
+    "serverless": "serverless",
+    "max_instances": "max_instances",
+    "invocations_per_instance": "invocations_per_instance",
+    "source": "source",
+    "epochs": "epochs",
+    "model": "model_uri",
+    "threshold": "threshold",
+    "alert_email": "alert_email",
+}
 
+
+def spec_from_args(args: argparse.Namespace) -> Spec:
+    """The spec from the flags this command has (a flag it lacks or left unset is None: the setting decides)."""
+    chosen = {field: getattr(args, flag, None) for flag, field in FLAG_FIELDS.items()}
     classes = tuple(parse_classes(getattr(args, "classes", None)))
-    max_run = getattr(args, "max_run", 3600)
-    max_wait = getattr(args, "max_wait", None)
-    if getattr(args, "spot", False) and max_wait is not None and max_wait < max_run:
-        raise UsageError(f"--max-wait {max_wait} is below --max-run {max_run}: spot needs max wait >= max run")
-    if not 1 <= max_run <= 2_419_200:
-        raise UsageError(f"--max-run {max_run}: SageMaker allows 1 s to 28 days")
-    if getattr(args, "max_instances", 4) < 1:
+    return checked(from_settings(**chosen, classes=classes))
+
+
+def checked(spec: Spec) -> Spec:
+    if spec.spot and spec.max_wait_s is not None and spec.max_wait_s < spec.max_run_s:
+        raise UsageError(
+            f"--max-wait {spec.max_wait_s} is below --max-run {spec.max_run_s}: spot needs max wait >= max run"
+        )
+    if not 1 <= spec.max_run_s <= 2_419_200:
+        raise UsageError(f"--max-run {spec.max_run_s}: SageMaker allows 1 s to 28 days")
+    if spec.max_instances < 1:
         raise UsageError("--max-instances must be at least 1")
-    if getattr(args, "invocations_per_instance", 70) < 1:
+    if spec.invocations_per_instance < 1:
         raise UsageError("--invocations-per-instance must be at least 1")
-    threshold = settings.threshold() if getattr(args, "threshold", None) is None else args.threshold
-    return plan.Spec(
-        stack=settings.stack_name(),
-        bucket=getattr(args, "bucket", None) or settings.bucket(),
-        prefix=settings.prefix(),
-        endpoint=settings.endpoint_name(),
-        region=settings.region(),
-        role=getattr(args, "role", None) or settings.sagemaker_role(),
-        algorithm=getattr(args, "algorithm", "script"),
-        instance_type=getattr(args, "instance_type", "ml.g4dn.xlarge"),
-        spot=getattr(args, "spot", False),
-        max_run_s=max_run,
-        max_wait_s=max_wait,
-        endpoint_instance_type=getattr(args, "endpoint_instance_type", "ml.m5.large"),
-        serverless=getattr(args, "serverless", False),
-        max_instances=getattr(args, "max_instances", 4),
-        invocations_per_instance=getattr(args, "invocations_per_instance", 70),
-        source=getattr(args, "source", "synthetic"),
-        classes=classes,
-        epochs=getattr(args, "epochs", None),
-        model_uri=getattr(args, "model", None),
-        capture_prefix=settings.capture_prefix(),
-        threshold=threshold,
-        alert_email=getattr(args, "alert_email", None) or "",
-    )
+    return spec
 
 
 def _answer_yes(question: str) -> bool:
@@ -107,12 +132,12 @@ def _ask_to_deploy(spec, yes: bool, account: str) -> bool:
 
 
 def deploy(args: argparse.Namespace) -> int:
-    from scones.deploy import cost, images, plan
+    from scones.deploy import cost, images, naming, plan, render
 
     spec = spec_from_args(args)
     if args.dry_run:
         steps = plan.build(spec, image=images.placeholder_or_retrieve)
-        print(plan.render(steps, spec, plan.account_of(spec)), end="")
+        print(render.render(steps, spec, naming.account_of(spec)), end="")
         print()
         print(cost.render(cost.estimate(steps, spec.region)), end="")
         return 0
@@ -138,7 +163,7 @@ def clean(args: argparse.Namespace) -> int:
     preflight.credentials()
     items = aws_clean.inventory(spec, args.purge_data)
     if not items:
-        print(f"nothing tagged {aws_clean.plan.TAG_STACK}={spec.stack} or named by it: nothing to delete")
+        print(f"nothing tagged {TAG_STACK}={spec.stack} or named by it: nothing to delete")
         return 0
     print(f"scones clean --target aws will delete, in this order ({spec.region}):")
     for item in items:
@@ -159,10 +184,9 @@ def clean(args: argparse.Namespace) -> int:
 
 
 def train_local(args: argparse.Namespace) -> int:
-    from scones.deploy import plan, sagemaker_local
+    from scones.deploy import sagemaker_local
 
-    spec = spec_from_args(args)
-    spec = plan.Spec(**{**spec.__dict__, "epochs": args.epochs, "prefix": args.prefix or spec.prefix})
+    spec = spec_from_args(args)  # train's --epochs and --prefix included
     where = sagemaker_local.train(spec)
     print(f"local container job done: {where}")
     return 0

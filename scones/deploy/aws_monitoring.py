@@ -14,12 +14,13 @@ import tarfile
 
 from scones.core import aws
 from scones.core.errors import NotReadyError
-from scones.deploy import images, plan
+from scones.deploy import images, naming, requests
 from scones.deploy.checks import Report, contains, exists
 from scones.deploy.package import ROOT
+from scones.deploy.spec import Spec
 
 MONITOR_SOURCES = ("pyproject.toml", "README.md", "scones", "services", "training")
-RUN_SCRIPT = ROOT / "scones" / "monitoring" / plan.MONITOR_SCRIPT  # the job's command, beside the tarball
+RUN_SCRIPT = ROOT / "scones" / "monitoring" / naming.MONITOR_SCRIPT  # the job's command, beside the tarball
 
 
 def monitoring_source() -> tuple[str, bytes]:
@@ -41,10 +42,10 @@ def monitoring_source() -> tuple[str, bytes]:
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
     raw = buffer.getvalue()
-    return plan.digest(raw), raw
+    return naming.digest(raw), raw
 
 
-def ensure_dead_letter_queue(queue: plan.Call, report: Report, log=print) -> str:
+def ensure_dead_letter_queue(queue: requests.Call, report: Report, log=print) -> str:
     """The schedule's DLQ (create_queue is idempotent with the same attributes); returns its URL."""
     sqs, name = aws.client("sqs"), queue.params["QueueName"]
     try:
@@ -62,7 +63,7 @@ def ensure_dead_letter_queue(queue: plan.Call, report: Report, log=print) -> str
     return url
 
 
-def ensure_alarm(alarm: plan.Call, report: Report, log=print) -> None:
+def ensure_alarm(alarm: requests.Call, report: Report, log=print) -> None:
     cloudwatch, name = aws.client("cloudwatch"), alarm.params["AlarmName"]
     found = cloudwatch.describe_alarms(AlarmNames=[name]).get("MetricAlarms", [])
     wanted = {k: v for k, v in alarm.params.items() if k != "Tags"}
@@ -73,17 +74,17 @@ def ensure_alarm(alarm: plan.Call, report: Report, log=print) -> None:
     report.add("monitor", "updated" if found else "created", f"alarm {name}", log)
 
 
-def ensure_monitoring(spec: plan.Spec, account: str, report: Report, log=print) -> None:
+def ensure_monitoring(spec: Spec, account: str, report: Report, log=print) -> None:
     from scones.deploy import stack
 
     s3, iam, scheduler = aws.client("s3"), aws.client("iam"), aws.client("scheduler")
     source_digest, body = monitoring_source()
-    key = plan.monitoring_source_key(spec, source_digest)
+    key = naming.monitoring_source_key(spec, source_digest)
     try:
         topic = stack.outputs(spec.stack).get("AlertTopicArn") or ""
     except NotReadyError:  # no workflow stack: the alarm has nobody to tell
         topic = ""
-    calls = plan.monitoring_calls(spec, account, key, images.retrieve, topic_arn=topic)
+    calls = requests.monitoring_calls(spec, account, key, images.retrieve, topic_arn=topic)
     upload, script, queue, alarm, role, policy, group, schedule = calls
     for call, data in ((upload, body), (script, RUN_SCRIPT.read_bytes())):
         where = f"s3://{spec.bucket}/{call.params['Key']}"

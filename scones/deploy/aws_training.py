@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 
 from scones.core import aws, settings
 from scones.core.errors import SconesError
-from scones.deploy import images, plan
+from scones.deploy import images, naming, requests
 from scones.deploy.checks import Report
+from scones.deploy.spec import Spec
 
 FINISHED = ("Completed", "Failed", "Stopped")
 
@@ -86,10 +87,10 @@ def wait_training(job: str, poll_s: float, log=print) -> str:
     return described["ModelArtifacts"]["S3ModelArtifacts"]
 
 
-def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
+def model_trainer(spec: Spec, request: dict, local: bool = False):
     """The SDK's ModelTrainer for the planned request (lazy import: the `aws` extra); `local`: in Docker here.
 
-    The request is ModelTrainer's own shape (plan.training_request); the channels it adds for SourceCode (the
+    The request is ModelTrainer's own shape (requests.training_request); the channels it adds for SourceCode (the
     code and its drivers) are left to it, everything else is read back from the request.
     """
     images._sdk()
@@ -102,7 +103,7 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
     session = Session(
         boto_session=boto3.session.Session(region_name=spec.region),
         default_bucket=spec.bucket,
-        default_bucket_prefix=plan.staging_prefix(spec),
+        default_bucket_prefix=naming.staging_prefix(spec),
     )
     stopping, algorithm = request["StoppingCondition"], request["AlgorithmSpecification"]
     kwargs = {
@@ -120,7 +121,7 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
         "role": None if local else request["RoleArn"],  # local containers assume no role
         "training_mode": Mode.LOCAL_CONTAINER if local else Mode.SAGEMAKER_TRAINING_JOB,
         "sagemaker_session": session,
-        "base_job_name": request["TrainingJobName"].removesuffix(f"-{plan.UNKNOWN_TIMESTAMP}"),
+        "base_job_name": request["TrainingJobName"].removesuffix(f"-{naming.UNKNOWN_TIMESTAMP}"),
         "hyperparameters": request["HyperParameters"],
         "tags": [{"key": t["Key"], "value": t["Value"]} for t in request["Tags"]],
         "output_data_config": OutputDataConfig(
@@ -129,7 +130,7 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
         ),
     }
     if "ContainerEntrypoint" in algorithm:  # script mode: the SDK uploads the code and runs it with its drivers
-        kwargs["source_code"] = SourceCode(source_dir=str(plan.TRAINING_DIR), **plan.SOURCE_CODE)
+        kwargs["source_code"] = SourceCode(source_dir=str(requests.TRAINING_DIR), **requests.SOURCE_CODE)
     # The SDK re-checks the role with iam:SimulatePrincipalPolicy and fails where that API is absent or denied;
     # preflight has made the same checks (reporting an unverifiable one as a note), so the SDK's is skipped.
     saved = os.environ.get(settings.SDK_VALIDATE_ROLE)
@@ -147,7 +148,7 @@ def model_trainer(spec: plan.Spec, request: dict, local: bool = False):
         trainer = trainer.with_metric_definitions(
             [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in algorithm["MetricDefinitions"]]
         )
-    sdk_channels = (plan.SDK_CODE_CHANNEL, plan.SDK_DRIVERS_CHANNEL)
+    sdk_channels = (requests.SDK_CODE_CHANNEL, requests.SDK_DRIVERS_CHANNEL)
     channels = [
         InputData(
             channel_name=c["ChannelName"],
@@ -179,9 +180,8 @@ def sent_request(trainer, answer_here: bool = False) -> Iterator[dict]:
 
     def answer(model, **_kwargs):
         name = sent.get("TrainingJobName", "")
-        arn = (
-            f"arn:aws:sagemaker:{trainer.sagemaker_session.boto_region_name}:{plan.UNKNOWN_ACCOUNT}:training-job/{name}"
-        )
+        region = trainer.sagemaker_session.boto_region_name
+        arn = f"arn:aws:sagemaker:{region}:{naming.UNKNOWN_ACCOUNT}:training-job/{name}"
         if model.name == "CreateTrainingJob":
             return AWSResponse("local://", 200, {}, None), {"TrainingJobArn": arn}
         described = {**sent, "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting"}
@@ -199,9 +199,9 @@ def sent_request(trainer, answer_here: bool = False) -> Iterator[dict]:
             events.unregister(event, handler)
 
 
-def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log=print) -> tuple[str, str]:
+def train(spec: Spec, facts: requests.Facts, report: Report, poll_s: float, log=print) -> tuple[str, str]:
     """(job name, model artifact URI): a finished job with the same fingerprint is reused, a running one awaited."""
-    base = plan.training_base_name(spec)
+    base = requests.training_base_name(spec)
     for job in _training_jobs(base):
         if job["TrainingJobStatus"] == "Completed":
             report.add("train", "reused", job["TrainingJobName"], log)
@@ -209,7 +209,7 @@ def train(spec: plan.Spec, facts: plan.Facts, report: Report, poll_s: float, log
         if job["TrainingJobStatus"] in ("InProgress", "Stopping"):
             report.add("train", "resumed", f"{job['TrainingJobName']} is running: waiting for it", log)
             return job["TrainingJobName"], wait_training(job["TrainingJobName"], poll_s, log)
-    request = plan.training_request(spec, facts, images.retrieve)
+    request = requests.training_request(spec, facts, images.retrieve)
     trainer, channels = model_trainer(spec, request)
     with sent_request(trainer) as sent:
         trainer.train(input_data_config=channels, wait=False, logs=False)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from scones.deploy import plan, prices
+from scones.deploy.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def estimate(steps: list[plan.Step], region: str) -> Estimate:
     return Estimate(region, table, tuple(costs))
 
 
-def for_spec(spec: plan.Spec) -> Estimate:
+def for_spec(spec: Spec) -> Estimate:
     """The estimate for what `scones deploy --target aws` would send for this spec (builds the plan; calls nothing)."""
     return estimate(plan.build(spec, image=lambda *_: "<image>"), spec.region)
 

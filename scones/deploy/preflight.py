@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from scones.core import aws
 from scones.core.errors import NotReadyError, SconesError, UsageError
-from scones.deploy import plan
+from scones.deploy import naming, requests
 from scones.deploy.checks import code as error_code
+from scones.deploy.spec import Spec
 
 ROLE_HELP = "create it as the README's 'The role' shows, then pass --role ARN or set SCONES_SAGEMAKER_ROLE"
 
@@ -59,11 +60,11 @@ def _trusts_sagemaker(document: object) -> bool:
     return False
 
 
-def role(spec: plan.Spec, account: str) -> str:
+def role(spec: Spec, account: str) -> str:
     """The role's ARN, once it exists and SageMaker may assume it."""
     if not spec.role:
         raise UsageError("no SageMaker execution role given", next_step=ROLE_HELP)
-    arn = plan.role_arn(spec, account)
+    arn = naming.role_arn(spec, account)
     name = arn.rsplit("/", 1)[-1]
     iam = aws.client("iam")
     try:
@@ -128,7 +129,7 @@ def quota_hint(instance_type: str, spot: bool) -> str | None:
     return None
 
 
-def bucket(spec: plan.Spec) -> bool:
+def bucket(spec: Spec) -> bool:
     """Make sure the bucket exists; create it private and encrypted when absent. True when created."""
     s3 = aws.client("s3")
     try:
@@ -143,7 +144,7 @@ def bucket(spec: plan.Spec) -> bool:
             ) from None
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise
-    calls = {c.operation: c.params for c in plan.bucket_calls(spec)}
+    calls = {c.operation: c.params for c in requests.bucket_calls(spec)}
     create = dict(calls["create_bucket"])
     if spec.region != "us-east-1":
         create["CreateBucketConfiguration"] = {"LocationConstraint": spec.region}
@@ -154,7 +155,7 @@ def bucket(spec: plan.Spec) -> bool:
     return True
 
 
-def run(spec: plan.Spec, log=print) -> Preflight:
+def run(spec: Spec, log=print) -> Preflight:
     account = credentials()
     log(f"preflight: account {account}, region {spec.region}")
     arn = role(spec, account)

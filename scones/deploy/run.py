@@ -9,14 +9,15 @@ SageMaker endpoint of the same name answers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from scones import endpoint, localcloud, localstack, models
-from scones.core import aws, settings
+from scones.core import aws
 from scones.core.errors import NotReadyError, UsageError
 from scones.core.target import Target
-from scones.deploy import stack
+from scones.deploy import requests, stack
+from scones.deploy.spec import from_settings
 
 
 @dataclass
@@ -43,19 +44,6 @@ def local_serving(name: str, model: str | None, host: str | None = None, log: Ca
     return Serving(name, served.get("model_uri", ""), Path(served["model_dir"]), current.url or "")
 
 
-def stack_parameters(serving: Serving, bucket: str, threshold: float, alert_email: str | None) -> dict[str, str]:
-    return {
-        "NamePrefix": settings.stack_name().removesuffix("-workflow"),
-        "CodeBucket": bucket,
-        "DataBucket": bucket,
-        "EndpointName": serving.name,
-        "Labels": ",".join(models.labels_of(serving.model_dir)),
-        "Threshold": str(threshold),
-        "SageMakerRuntimeUrl": serving.runtime_url,
-        "AlertEmail": alert_email or "",
-    }
-
-
 def deploy(
     target: Target,
     bucket: str,
@@ -64,18 +52,18 @@ def deploy(
     alert_email: str | None = None,
     log: Callable[[str], None] = print,
 ) -> stack.DeployResult:
-    threshold = settings.threshold() if threshold is None else threshold
-    if not 0 <= threshold <= 1:
-        raise UsageError(f"--threshold {threshold} is outside 0..1")
+    spec = from_settings(bucket=bucket, threshold=threshold, alert_email=alert_email)
+    if not 0 <= spec.threshold <= 1:
+        raise UsageError(f"--threshold {spec.threshold} is outside 0..1")
     if target.name == "local" and not (target.endpoint_url and localcloud.health(target.endpoint_url)):
         raise NotReadyError("the local cloud is not running", "scones up (or pass --target aws|localstack)")
     if target.name == "localstack":
         localstack.require(target.endpoint_url or "")
-    aws.ensure_bucket(bucket, log)
-    name = settings.endpoint_name()
+    aws.ensure_bucket(spec.bucket, log)
     if target.name == "localstack":  # in Docker mode the endpoint binds the bridge, Lambdas use its host name
-        serving = local_serving(name, model, localstack.endpoint_host(log), log)
+        serving = local_serving(spec.endpoint, model, localstack.endpoint_host(log), log)
         serving.runtime_url = localstack.url_for_lambdas(serving.runtime_url)
     else:
-        serving = local_serving(name, model, log=log)
-    return stack.deploy(stack_parameters(serving, bucket, threshold, alert_email), log=log)
+        serving = local_serving(spec.endpoint, model, log=log)
+    served = replace(spec, classes=tuple(models.labels_of(serving.model_dir)))
+    return stack.deploy(requests.stack_parameters(served, serving.runtime_url), log=log)

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError
-from scones.deploy import aws_monitoring, aws_training, images, plan, preflight
+from scones.deploy import aws_monitoring, aws_training, images, naming, preflight, requests
 from scones.deploy.checks import Report, contains, exists, missing
+from scones.deploy.spec import Spec
 
 # --- stage -------------------------------------------------------------------------------------------
 
 
-def stage(spec: plan.Spec, log=print) -> dict:
+def stage(spec: Spec, log=print) -> dict:
     """`scones stage`, unchanged: build the local folder and send what differs. Returns the manifest."""
     from scones.data import staging
 
@@ -41,12 +42,12 @@ def stage(spec: plan.Spec, log=print) -> dict:
 # --- serve -------------------------------------------------------------------------------------------
 
 
-def package_for_serving(spec: plan.Spec, model_data: str, source: str, report: Report, log=print) -> str:
+def package_for_serving(spec: Spec, model_data: str, source: str, report: Report, log=print) -> str:
     """The trained artifact plus code/inference.py (the same file the local server runs), content-addressed."""
     from scones.models import serving_archive
 
     s3 = aws.client("s3")
-    key = plan.serving_key(source)
+    key = naming.serving_key(source)
     if exists(s3, spec.bucket, key):
         report.add("package", "unchanged", f"s3://{spec.bucket}/{key}", log)
         return f"s3://{spec.bucket}/{key}"
@@ -106,7 +107,7 @@ def _wait_in_service(name: str, poll_s: float, log=print) -> None:
         time.sleep(poll_s)
 
 
-def ensure_endpoint(spec: plan.Spec, config_name: str, report: Report, poll_s: float, log=print) -> None:
+def ensure_endpoint(spec: Spec, config_name: str, report: Report, poll_s: float, log=print) -> None:
     sm = aws.client("sagemaker")
     try:
         current = sm.describe_endpoint(EndpointName=spec.endpoint)
@@ -128,7 +129,7 @@ def ensure_endpoint(spec: plan.Spec, config_name: str, report: Report, poll_s: f
 
 def _deregister_scaling(endpoint: str) -> None:
     scaling = aws.client("application-autoscaling")
-    resource = plan.scaling_resource_id(endpoint)
+    resource = naming.scaling_resource_id(endpoint)
     found = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
     if found.get("ScalableTargets"):
         for policy in scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource).get(
@@ -137,17 +138,17 @@ def _deregister_scaling(endpoint: str) -> None:
             scaling.delete_scaling_policy(
                 ServiceNamespace="sagemaker",
                 ResourceId=resource,
-                ScalableDimension=plan.SCALABLE_DIMENSION,
+                ScalableDimension=naming.SCALABLE_DIMENSION,
                 PolicyName=policy["PolicyName"],
             )
         scaling.deregister_scalable_target(
-            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=plan.SCALABLE_DIMENSION
+            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=naming.SCALABLE_DIMENSION
         )
 
 
-def ensure_scaling(spec: plan.Spec, account: str, report: Report, log=print) -> None:
+def ensure_scaling(spec: Spec, account: str, report: Report, log=print) -> None:
     scaling = aws.client("application-autoscaling")
-    register, policy = plan.scaling_calls(spec, account)
+    register, policy = requests.scaling_calls(spec, account)
     resource = register.params["ResourceId"]
     targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])
     current = next(iter(targets.get("ScalableTargets", [])), None)
@@ -169,7 +170,7 @@ def ensure_scaling(spec: plan.Spec, account: str, report: Report, log=print) -> 
         report.add(
             "scaling",
             "updated" if policies else "created",
-            f"policy {policy.params['PolicyName']}: {config['TargetValue']:g} {plan.SCALING_METRIC}",
+            f"policy {policy.params['PolicyName']}: {config['TargetValue']:g} {naming.SCALING_METRIC}",
             log,
         )
 
@@ -177,10 +178,10 @@ def ensure_scaling(spec: plan.Spec, account: str, report: Report, log=print) -> 
 # --- the workflow stack and monitoring ---------------------------------------------------------------
 
 
-def ensure_stack(spec: plan.Spec, report: Report, log=print) -> dict[str, str]:
+def ensure_stack(spec: Spec, report: Report, log=print) -> dict[str, str]:
     from scones.deploy import stack
 
-    result = stack.deploy(plan.stack_parameters(spec), name=spec.stack, log=lambda _m: None, tags=spec.tags())
+    result = stack.deploy(requests.stack_parameters(spec), name=spec.stack, log=lambda _m: None, tags=spec.tags())
     report.add("stack", result.action, f"{spec.stack} ({result.uploaded} artifacts uploaded)", log)
     return result.outputs
 
@@ -192,7 +193,7 @@ def record_path(stack: str) -> Path:
     return settings.state_dir() / f"aws-{stack}.json"
 
 
-def _record(spec: plan.Spec, report: Report) -> None:
+def _record(spec: Spec, report: Report) -> None:
     path = record_path(spec.stack)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -202,14 +203,14 @@ def _record(spec: plan.Spec, report: Report) -> None:
 
 def _source_name(uri: str) -> str:
     match = re.search(r"models/([^/]+)/output/model\.tar\.gz$", uri)
-    return match.group(1) if match else f"external-{plan.digest(uri)}"
+    return match.group(1) if match else f"external-{naming.digest(uri)}"
 
 
 class NotConfirmed(SconesError):
     """The user answered no to the cost estimate: nothing was created."""
 
 
-def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str], bool] | None = None) -> Report:
+def deploy(spec: Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str], bool] | None = None) -> Report:
     """The whole chain; every step skips what exists and matches.
 
     `confirm(account)` (the CLI's cost estimate and question) is asked once the credentials are known to work
@@ -221,7 +222,7 @@ def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[
         raise NotConfirmed("nothing deployed: not confirmed")
     checked = preflight.run(spec, log)
     report.account = checked.account
-    facts = plan.Facts(account=checked.account)
+    facts = requests.Facts(account=checked.account)
     if spec.model_uri is None:
         manifest = stage(spec, log)
         facts.num_training_samples = sum(manifest["counts"]["train"].values())
@@ -233,9 +234,9 @@ def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[
     facts.model_data = (
         artifact if spec.algorithm == "builtin" else package_for_serving(spec, artifact, source, report, log)
     )
-    model = plan.model_request(spec, facts, images.retrieve)
+    model = requests.model_request(spec, facts, images.retrieve)
     ensure_model(model, report, log)
-    config = plan.endpoint_config_request(spec, model["ModelName"])
+    config = requests.endpoint_config_request(spec, model["ModelName"])
     if spec.serverless:
         log("note: serverless endpoints do not capture data: `scones monitor` will have nothing to read")
     ensure_endpoint_config(config, report, log)
@@ -246,9 +247,9 @@ def deploy(spec: plan.Spec, poll_s: float = 30.0, log=print, confirm: Callable[[
     ensure_stack(spec, report, log)
     aws_monitoring.ensure_monitoring(spec, checked.account, report, log)
     report.names.update(
-        schedule=plan.schedule_name(spec),
-        schedule_group=plan.schedule_group(spec),
-        scheduler_role=plan.scheduler_role_name(spec),
+        schedule=naming.schedule_name(spec),
+        schedule_group=naming.schedule_group(spec),
+        scheduler_role=naming.scheduler_role_name(spec),
     )
     _record(spec, report)
     return report

@@ -8,7 +8,8 @@ same script the same way without Docker.
 from __future__ import annotations
 
 from scones.core.errors import NotReadyError
-from scones.deploy import images, plan
+from scones.deploy import images, naming, requests
+from scones.deploy.spec import Spec
 
 NO_DOCKER = (
     "--mode sagemaker-local runs SageMaker's training container in Docker (compose v2) "
@@ -16,7 +17,7 @@ NO_DOCKER = (
 )
 
 
-def train(spec: plan.Spec, docker_answers=None, log=print, outliers: bool | None = None) -> str:
+def train(spec: Spec, docker_answers=None, log=print, outliers: bool | None = None) -> str:
     """Run the planned training request in a local container; returns the model artifact's location.
 
     `outliers`: whether the staged prefix holds the training outliers (default: what its manifest says).
@@ -28,13 +29,13 @@ def train(spec: plan.Spec, docker_answers=None, log=print, outliers: bool | None
     from scones.deploy.aws_training import model_trainer
 
     # The image of a CPU instance (the SDK's table maps local_cpu to the GPU image), run as local_cpu.
-    cpu = plan.Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
+    cpu = Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
     if outliers is None:
         from scones import training_job
 
         outliers = training_job.outliers_staged(training_job.read_manifest(spec.bucket, spec.prefix))
-    facts = plan.Facts(account=plan.account_of(spec), outliers=outliers)
-    request = plan.training_request(cpu, facts, images.retrieve)
+    facts = requests.Facts(account=naming.account_of(spec), outliers=outliers)
+    request = requests.training_request(cpu, facts, images.retrieve)
     request["ResourceConfig"]["InstanceType"] = "local_cpu"
     trainer, channels = model_trainer(cpu, request, local=True)
     log(f"training in {request['AlgorithmSpecification']['TrainingImage']} (local container) ...")

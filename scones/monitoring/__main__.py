@@ -5,7 +5,7 @@
 
 It is `scones monitor` without the CLI around it: the names (bucket, staged-data prefix, endpoint, stack,
 capture bucket and prefix, threshold) come from the environment by settings.py's names, which the schedule's
-CreateProcessingJob request sets (scones/deploy/plan.py: monitoring_environment). `--out` takes strftime codes
+CreateProcessingJob request sets (scones/deploy/requests.py: monitoring_environment). `--out` takes strftime codes
 (UTC, at the start), so each hourly run writes its own folder; a folder under /opt/ml/processing/output is
 uploaded by SageMaker when the job ends, an s3:// prefix is uploaded by the job itself. A failure is one line
 on stderr and a non-zero exit (the job then ends Failed); an unexpected one also leaves its traceback in the

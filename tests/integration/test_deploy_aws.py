@@ -17,7 +17,8 @@ import pytest
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError
-from scones.deploy import aws_clean, plan, sagemaker
+from scones.deploy import aws_clean, naming, requests, sagemaker
+from scones.deploy.spec import Spec
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def deployed(local_cloud, cifar_tarball, tmp_path_factory, aws_calls):
 
     suffix = uuid.uuid4().hex[:8]
     os.environ[settings.DATA_DIR] = str(tmp_path_factory.mktemp("data"))
-    spec = plan.Spec(
+    spec = Spec(
         stack=f"t{suffix}-workflow",
         bucket=f"t-{suffix}",
         endpoint=f"ep-{suffix}",
@@ -64,7 +65,7 @@ def deployed(local_cloud, cifar_tarball, tmp_path_factory, aws_calls):
     with pytest.raises(NotReadyError, match=r"artifact .* is missing"):
         sagemaker.deploy(spec, poll_s=0.01, log=logs.append)
     sm = aws.client("sagemaker")
-    (job,) = sm.list_training_jobs(NameContains=plan.training_base_name(spec))["TrainingJobSummaries"]
+    (job,) = sm.list_training_jobs(NameContains=requests.training_base_name(spec))["TrainingJobSummaries"]
     artifact = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])["ModelArtifacts"]["S3ModelArtifacts"]
     bucket, key = artifact[5:].split("/", 1)
     aws.client("s3").put_object(Bucket=bucket, Key=key, Body=fake_artifact())
@@ -76,7 +77,7 @@ def deployed(local_cloud, cifar_tarball, tmp_path_factory, aws_calls):
 def test_deploy_creates_the_training_job_as_planned(deployed):
     spec, report, job, _ = deployed
     described = aws.client("sagemaker").describe_training_job(TrainingJobName=job)
-    assert job.startswith(plan.training_base_name(spec))
+    assert job.startswith(requests.training_base_name(spec))
     assert ("train", "reused", job) in report.actions  # the second run did not train again
     assert described["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
     assert described["EnableManagedSpotTraining"] is True
@@ -109,7 +110,7 @@ def test_deploy_serves_the_model_with_full_capture_and_scaling(deployed):
     assert {"labels.json", "model.onnx", "code/inference.py", "code/requirements.txt"} <= set(names)
 
     scaling = aws.client("application-autoscaling")
-    resource = plan.scaling_resource_id(spec.endpoint)
+    resource = naming.scaling_resource_id(spec.endpoint)
     (target,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource])[
         "ScalableTargets"
     ]
@@ -117,7 +118,7 @@ def test_deploy_serves_the_model_with_full_capture_and_scaling(deployed):
     (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource)["ScalingPolicies"]
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["TargetValue"] == 70.0
-    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == plan.SCALING_METRIC
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == naming.SCALING_METRIC
 
 
 def test_deploy_tags_everything_and_points_the_stack_at_the_endpoint(deployed):
@@ -147,25 +148,30 @@ def test_deploy_tags_everything_and_points_the_stack_at_the_endpoint(deployed):
 
 def test_deploy_schedules_hourly_monitoring(deployed):
     spec, _, _, _ = deployed
-    schedule = aws.client("scheduler").get_schedule(Name=plan.schedule_name(spec), GroupName=plan.schedule_group(spec))
+    schedule = aws.client("scheduler").get_schedule(
+        Name=naming.schedule_name(spec), GroupName=naming.schedule_group(spec)
+    )
     assert schedule["ScheduleExpression"] == "rate(1 hour)"
-    assert schedule["Target"]["Arn"] == plan.SCHEDULER_TARGET
+    assert schedule["Target"]["Arn"] == naming.SCHEDULER_TARGET
     job = json.loads(schedule["Target"]["Input"])
-    assert job["AppSpecification"]["ContainerEntrypoint"] == ["/bin/sh", f"{plan.MONITOR_CODE}/{plan.MONITOR_SCRIPT}"]
+    assert job["AppSpecification"]["ContainerEntrypoint"] == [
+        "/bin/sh",
+        f"{naming.MONITOR_CODE}/{naming.MONITOR_SCRIPT}",
+    ]
     assert job["Environment"][settings.SCONES_ENDPOINT_NAME] == spec.endpoint
     # the job's code input holds run.sh and the source tarball, both uploaded by the deploy
     source = job["ProcessingInputs"][0]["S3Input"]["S3Uri"]
     listed = aws.client("s3").list_objects_v2(Bucket=spec.bucket, Prefix=source.split("/", 3)[3])["Contents"]
-    assert {o["Key"].rsplit("/", 1)[-1] for o in listed} == {plan.MONITOR_SCRIPT, plan.MONITOR_TARBALL}
-    role = aws.client("iam").get_role(RoleName=plan.scheduler_role_name(spec))["Role"]
+    assert {o["Key"].rsplit("/", 1)[-1] for o in listed} == {naming.MONITOR_SCRIPT, naming.MONITOR_TARBALL}
+    role = aws.client("iam").get_role(RoleName=naming.scheduler_role_name(spec))["Role"]
     assert schedule["Target"]["RoleArn"] == role["Arn"]
     # a start the scheduler cannot make is retried, then lands in a queue whose alarm tells the alert topic
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] > 0
     queue_arn = schedule["Target"]["DeadLetterConfig"]["Arn"]
     sqs = aws.client("sqs")
-    url = sqs.get_queue_url(QueueName=plan.monitor_dlq_name(spec))["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=naming.monitor_dlq_name(spec))["QueueUrl"]
     assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"] == queue_arn
-    (alarm,) = aws.client("cloudwatch").describe_alarms(AlarmNames=[plan.monitor_alarm_name(spec)])["MetricAlarms"]
+    (alarm,) = aws.client("cloudwatch").describe_alarms(AlarmNames=[naming.monitor_alarm_name(spec)])["MetricAlarms"]
     topic = aws.client("cloudformation").describe_stacks(StackName=spec.stack)["Stacks"][0]["Outputs"]
     assert alarm["AlarmActions"] == [o["OutputValue"] for o in topic if o["OutputKey"] == "AlertTopicArn"]
 
@@ -193,7 +199,7 @@ def test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing(deployed):
     assert [m["ResourceARN"] for m in tagged if ":s3:::" not in m["ResourceARN"]] == []
     assert (
         aws.client("application-autoscaling").describe_scalable_targets(
-            ServiceNamespace="sagemaker", ResourceIds=[plan.scaling_resource_id(spec.endpoint)]
+            ServiceNamespace="sagemaker", ResourceIds=[naming.scaling_resource_id(spec.endpoint)]
         )["ScalableTargets"]
         == []
     )
@@ -217,7 +223,7 @@ def test_builtin_algorithm_on_a_serverless_endpoint_round_trip(local_cloud, cifa
 
     suffix = uuid.uuid4().hex[:8]
     monkeypatch.setenv(settings.DATA_DIR, str(tmp_path))
-    spec = plan.Spec(
+    spec = Spec(
         stack=f"b{suffix}-workflow",
         bucket=f"b-{suffix}",
         endpoint=f"bep-{suffix}",
@@ -247,7 +253,7 @@ def test_builtin_algorithm_on_a_serverless_endpoint_round_trip(local_cloud, cifa
     assert any("do not capture data" in line for line in lines)
     assert (
         aws.client("application-autoscaling").describe_scalable_targets(
-            ServiceNamespace="sagemaker", ResourceIds=[plan.scaling_resource_id(spec.endpoint)]
+            ServiceNamespace="sagemaker", ResourceIds=[naming.scaling_resource_id(spec.endpoint)]
         )["ScalableTargets"]
         == []
     )
@@ -309,7 +315,7 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
     from scones.deploy.checks import Report
 
     suffix = uuid.uuid4().hex[:8]
-    spec = plan.Spec(stack=f"o{suffix}-workflow", bucket=f"o-{suffix}", endpoint=f"oep-{suffix}")
+    spec = Spec(stack=f"o{suffix}-workflow", bucket=f"o-{suffix}", endpoint=f"oep-{suffix}")
     aws.client("s3").create_bucket(Bucket=spec.bucket)
     sagemaker.ensure_stack(spec, Report(), log=lambda _m: None)
     owned = propagate_stack_tags(spec.stack)
@@ -345,7 +351,7 @@ def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypat
 
     from scones.deploy.stack import DeployError
 
-    spec = plan.Spec(stack="f-workflow")
+    spec = Spec(stack="f-workflow")
     items = [aws_clean.Item("stack", spec.stack), aws_clean.Item("lambda:function", "f-classify-image", "", spec.stack)]
     monkeypatch.setattr(aws_clean, "inventory", lambda *_a, **_k: [aws_clean.Item(**vars(i)) for i in items])
 
@@ -372,7 +378,7 @@ def test_log_groups_an_older_stacks_functions_made_are_listed_and_deleted_after_
     import uuid
 
     suffix = uuid.uuid4().hex[:8]
-    spec = plan.Spec(stack=f"old{suffix}-workflow", bucket=f"old-{suffix}", endpoint=f"oldep-{suffix}")
+    spec = Spec(stack=f"old{suffix}-workflow", bucket=f"old-{suffix}", endpoint=f"oldep-{suffix}")
     group = f"/aws/lambda/old{suffix}-classify-image"
     logs = aws.client("logs")
     logs.create_log_group(logGroupName=group)  # what Lambda made; no tags, no stack

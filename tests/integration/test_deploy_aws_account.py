@@ -11,12 +11,13 @@ import pytest
 from helpers import solid_png
 
 from scones.core import aws, settings
-from scones.deploy import aws_clean, plan, preflight, sagemaker
+from scones.deploy import aws_clean, preflight, sagemaker
+from scones.deploy.spec import Spec
 
 pytestmark = [pytest.mark.aws, pytest.mark.integration]
 
 
-def _spec(**overrides) -> plan.Spec:
+def _spec(**overrides) -> Spec:
     role = settings.sagemaker_role()
     if not role:
         pytest.fail(f"set {settings.SAGEMAKER_ROLE} to a SageMaker execution role (README: 'The role')")
@@ -30,7 +31,7 @@ def _spec(**overrides) -> plan.Spec:
         "role": role,
         **overrides,
     }
-    return plan.Spec(**values)
+    return Spec(**values)
 
 
 def test_preflight_passes_with_the_configured_role_and_creates_a_private_bucket():

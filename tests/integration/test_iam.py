@@ -24,7 +24,8 @@ import pytest
 from helpers import ROOT, solid_png
 
 from scones.core import aws
-from scones.deploy import plan, stack, validate
+from scones.deploy import requests, stack, validate
+from scones.deploy.spec import Spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -300,7 +301,7 @@ def monitoring_job_calls(local_cloud, aws_calls, tmp_path_factory) -> list:
     key = f"datacapture/{endpoint}/AllTraffic/2024/11/25/23/21-43-000-{uuid.uuid4()}.jsonl"
     s3.put_object(Bucket=bucket, Key=key, Body=records)
     start = len(aws_calls.calls)
-    arguments = plan.processing_job_request(plan.Spec(), "123456789012", "src/", lambda *_a: "image")[
+    arguments = requests.processing_job_request(Spec(), "123456789012", "src/", lambda *_a: "image")[
         "AppSpecification"
     ]["ContainerArguments"]
     with environ({settings.DATA_DIR: str(tmp / "data")}):

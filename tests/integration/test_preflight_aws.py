@@ -9,13 +9,14 @@ import pytest
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError
-from scones.deploy import plan, preflight
+from scones.deploy import preflight
+from scones.deploy.spec import Spec
 
 pytestmark = pytest.mark.integration
 
 
-def spec_with(role: str | None, bucket: str | None = None) -> plan.Spec:
-    return plan.Spec(role=role, bucket=bucket or f"pf-{uuid.uuid4().hex[:8]}", region=settings.region())
+def spec_with(role: str | None, bucket: str | None = None) -> Spec:
+    return Spec(role=role, bucket=bucket or f"pf-{uuid.uuid4().hex[:8]}", region=settings.region())
 
 
 def test_a_missing_role_is_named(local_cloud):

@@ -27,8 +27,9 @@ from monitoring_fixtures import held_out_images, traffic_records
 from scones import cli
 from scones.containers import optml, processing, venv
 from scones.core import aws, settings
-from scones.deploy import aws_monitoring, plan
+from scones.deploy import aws_monitoring, naming
 from scones.deploy.checks import Report
+from scones.deploy.spec import Spec
 from scones.monitoring import baseline, capture, monitor
 from services.endpoint.capture import object_key
 
@@ -53,7 +54,7 @@ def put_capture(s3, bucket: str, prefix: str, endpoint: str, records: list[dict]
         chunk = records[start : start + per_file]
         when = datetime.fromisoformat(chunk[0]["eventMetadata"]["inferenceTime"].replace("Z", "+00:00"))
         body = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in chunk)
-        s3.put_object(Bucket=bucket, Key=object_key(prefix, endpoint, plan.VARIANT, when), Body=body.encode())
+        s3.put_object(Bucket=bucket, Key=object_key(prefix, endpoint, naming.VARIANT, when), Body=body.encode())
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def scheduled(local_cloud, tmp_path_factory):
     suffix, env = deployment_env("proc")
     env[settings.DATA_DIR] = str(tmp_path_factory.mktemp("data"))
     with environ(env):
-        spec = plan.Spec(
+        spec = Spec(
             stack=env[settings.STACK_NAME],
             bucket=env[settings.BUCKET],
             endpoint=env[settings.SCONES_ENDPOINT_NAME],
@@ -90,7 +91,7 @@ def scheduled(local_cloud, tmp_path_factory):
         alerts = subscribe_queue(topic["OutputValue"], f"proc-alerts-{suffix}")
         aws_monitoring.ensure_monitoring(spec, ACCOUNT, Report(), log=lambda _m: None)
         schedule = aws.client("scheduler").get_schedule(
-            Name=plan.schedule_name(spec), GroupName=plan.schedule_group(spec)
+            Name=naming.schedule_name(spec), GroupName=naming.schedule_group(spec)
         )
         job = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.execution-id>", EXECUTION_ID))
         yield {"spec": spec, "job": job, "alerts": alerts, "records": len(records)}
@@ -134,18 +135,18 @@ def test_the_scheduled_job_runs_in_the_processing_container_and_its_outputs_reac
     # Then it succeeded, read the inputs it was given, and judged the dark traffic a drift
     assert run.returncode == 0, run.output[-4000:]
     assert sorted(run.downloaded) == [
-        f"{plan.MONITOR_CODE}/{plan.MONITOR_SCRIPT}",
-        f"{plan.MONITOR_CODE}/scones-src.tar.gz",
+        f"{naming.MONITOR_CODE}/{naming.MONITOR_SCRIPT}",
+        f"{naming.MONITOR_CODE}/scones-src.tar.gz",
     ]
     assert "verdict: DRIFT" in run.output, run.output[-4000:]
     # its outputs are in S3 under the hour it ran, as the ProcessingOutput declares
-    hour = f"{plan.monitor_out_uri(spec)}/{started:%Y/%m/%d/%H}/"
+    hour = f"{naming.monitor_out_uri(spec)}/{started:%Y/%m/%d/%H}/"
     names = {uri.removeprefix(hour) for uri in run.uploaded if uri.startswith(hour)}
     assert {"report.html", "statistics.json", "constraints.json", "constraint_violations.json"} <= names, run.uploaded
     where = capture.Location.parse(hour)
     summary = json.loads(s3.get_object(Bucket=where.bucket, Key=f"{where.prefix}/summary.json")["Body"].read())
     assert summary["records"] == scheduled["records"] and summary["verdict"] == "DRIFT"
-    assert summary["capture"] == plan.capture_uri(spec)  # the capture prefix came from the Environment
+    assert summary["capture"] == naming.capture_uri(spec)  # the capture prefix came from the Environment
     violations = json.loads(
         s3.get_object(Bucket=where.bucket, Key=f"{where.prefix}/constraint_violations.json")["Body"].read()
     )

@@ -13,8 +13,9 @@ import uuid
 import pytest
 
 from scones.core import aws, settings
-from scones.deploy import aws_training, images, plan
+from scones.deploy import aws_training, images, naming, requests
 from scones.deploy.checks import Report
+from scones.deploy.spec import Spec
 
 pytestmark = pytest.mark.integration
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
@@ -25,20 +26,20 @@ def spec(local_cloud):
     pytest.importorskip("sagemaker", reason="ModelTrainer is the SDK's: needs the aws extra")
     bucket = f"treq-{uuid.uuid4().hex[:8]}"
     aws.client("s3").create_bucket(Bucket=bucket)
-    return plan.Spec(bucket=bucket, region=settings.region(), role=ROLE)
+    return Spec(bucket=bucket, region=settings.region(), role=ROLE)
 
 
-def send(spec: plan.Spec, answer_here: bool = False) -> tuple[dict, dict, str]:
+def send(spec: Spec, answer_here: bool = False) -> tuple[dict, dict, str]:
     """(the plan's request, what ModelTrainer sent with its timestamp replaced by the plan's placeholder, the
     timestamp)."""
-    planned = plan.training_request(spec, plan.Facts(account=plan.account_of(spec)), images.retrieve)
+    planned = requests.training_request(spec, requests.Facts(account=naming.account_of(spec)), images.retrieve)
     trainer, channels = aws_training.model_trainer(spec, planned)
     with aws_training.sent_request(trainer, answer_here=answer_here) as sent:
         trainer.train(input_data_config=channels, wait=False, logs=False)
-    base = planned["TrainingJobName"].removesuffix(f"-{plan.UNKNOWN_TIMESTAMP}")
+    base = planned["TrainingJobName"].removesuffix(f"-{naming.UNKNOWN_TIMESTAMP}")
     stamp = sent["TrainingJobName"].removeprefix(f"{base}-")
     assert stamp.isdigit() and len(stamp) == 14, sent["TrainingJobName"]  # YYYYmmddHHMMSS
-    return planned, json.loads(json.dumps(sent).replace(stamp, plan.UNKNOWN_TIMESTAMP)), stamp
+    return planned, json.loads(json.dumps(sent).replace(stamp, naming.UNKNOWN_TIMESTAMP)), stamp
 
 
 def validate(request: dict) -> None:
@@ -54,7 +55,7 @@ def validate(request: dict) -> None:
     ids=["script", "script-spot", "builtin"],
 )
 def test_the_plans_request_is_the_one_model_trainer_sends(spec, changes):
-    spec = plan.Spec(**{**spec.__dict__, **changes})
+    spec = Spec(**{**spec.__dict__, **changes})
     planned, sent, _ = send(spec)
     validate(planned)
     validate(sent)
@@ -67,12 +68,12 @@ def test_the_code_channel_holds_exactly_the_files_the_fingerprint_covers(spec):
     s3 = aws.client("s3")
 
     def keys(uri: str) -> set[str]:
-        real = uri.replace(plan.UNKNOWN_TIMESTAMP, stamp)
+        real = uri.replace(naming.UNKNOWN_TIMESTAMP, stamp)
         prefix = real.split("/", 3)[3]
         listed = s3.list_objects_v2(Bucket=spec.bucket, Prefix=prefix + "/").get("Contents", [])
         return {o["Key"][len(prefix) + 1 :] for o in listed}
 
-    assert keys(channels["code"]) == {str(p) for p in plan.training_files()}
+    assert keys(channels["code"]) == {str(p) for p in requests.training_files()}
     assert {"sm_train.sh", "sourcecode.json", "distributed_drivers/basic_script_driver.py"} <= keys(
         channels["sm_drivers"]
     )
@@ -81,7 +82,7 @@ def test_the_code_channel_holds_exactly_the_files_the_fingerprint_covers(spec):
 def test_answered_here_nothing_is_created_and_the_request_is_the_same(spec):
     planned, sent, _ = send(spec, answer_here=True)
     assert sent == planned
-    base = planned["TrainingJobName"].removesuffix(f"-{plan.UNKNOWN_TIMESTAMP}")
+    base = planned["TrainingJobName"].removesuffix(f"-{naming.UNKNOWN_TIMESTAMP}")
     assert aws.client("sagemaker").list_training_jobs(NameContains=base)["TrainingJobSummaries"] == []
 
 
@@ -89,8 +90,8 @@ def test_deploy_takes_the_jobs_name_from_the_request_when_the_listing_lags(spec,
     """ListTrainingJobs is eventually consistent: right after CreateTrainingJob it may not show the job."""
     monkeypatch.setattr(aws_training, "_training_jobs", lambda base: [])
     report, logs = Report(), []
-    name, artifact = aws_training.train(spec, plan.Facts(account="123456789012"), report, 0.01, logs.append)
-    assert name.startswith(plan.training_base_name(spec) + "-")
+    name, artifact = aws_training.train(spec, requests.Facts(account="123456789012"), report, 0.01, logs.append)
+    assert name.startswith(requests.training_base_name(spec) + "-")
     assert artifact.endswith(f"/{name}/output/model.tar.gz")
     assert ("train", "created", f"{name} on {spec.instance_type}") in report.actions
 

@@ -220,7 +220,7 @@ def test_redeploy_with_a_lower_threshold_lets_a_grey_image_through(deployed, cap
     try:
         assert f"stack {deployed['stack']}: updated" in deploy(capsys, "--threshold", "0.4")
         variables = aws.client("lambda").get_function_configuration(FunctionName=filter_arn)["Environment"]
-        assert variables["Variables"]["THRESHOLD"] == "0.4"
+        assert variables["Variables"]["SCONES_THRESHOLD"] == "0.4"
         row = single(deployed, "img/grey-2.png")
         assert row.status == "SUCCEEDED" and row.label == "bicycle" and 0.4 <= row.confidence < 0.93
     finally:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scones.containers import training as container
-from scones.deploy import plan
+from scones.deploy import requests
+from scones.deploy.spec import Spec
 
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
 
@@ -49,8 +50,8 @@ def test_channel_paths_follow_the_sdks_local_mode():
 
 
 def test_the_config_files_are_sagemakers_for_the_request():
-    spec = plan.Spec(role=ROLE, instance_type="ml.m5.large", algorithm="builtin")
-    request = plan.training_request(spec, plan.Facts(), fake_image)
+    spec = Spec(role=ROLE, instance_type="ml.m5.large", algorithm="builtin")
+    request = requests.training_request(spec, requests.Facts(), fake_image)
     config = container.input_data_config(request)
     assert config["train"] == {
         "TrainingInputMode": "File",
@@ -92,7 +93,7 @@ def test_the_failure_reason_is_the_scripts_not_the_drivers(tmp_path):
 def test_a_request_without_a_container_command_is_refused_in_one_line(tmp_path):
     from scones.training_job import TrainingJobError
 
-    request = plan.training_request(plan.Spec(role=ROLE, algorithm="builtin"), plan.Facts(), fake_image)
+    request = requests.training_request(Spec(role=ROLE, algorithm="builtin"), requests.Facts(), fake_image)
     with pytest.raises(TrainingJobError, match="only script-mode jobs run here"):
         container.execute(request, tmp_path, Path("/usr/bin/python3"), "us-east-1", tmp_path / "log")
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from scones.deploy import cost, plan, prices
+from scones.deploy.spec import Spec
 
 ROUND = prices.Table(  # round numbers, so the hand calculations below are easy to check
     region="xx-test-1",
@@ -23,14 +24,14 @@ def round_prices(monkeypatch):
     monkeypatch.setitem(prices.TABLES, ROUND.region, ROUND)
 
 
-def spec(**kw) -> plan.Spec:
+def spec(**kw) -> Spec:
     base = dict(
         region=ROUND.region,
         instance_type="ml.t.train",
         endpoint_instance_type="ml.t.host",
         monitor_instance_type="ml.t.proc",
     )
-    return plan.Spec(**{**base, **kw})
+    return Spec(**{**base, **kw})
 
 
 def by_what(found: cost.Estimate) -> dict[str, cost.Cost]:
@@ -104,7 +105,7 @@ def test_a_cron_schedule_that_varies_by_day_gets_a_per_run_figure_only(round_pri
 
 
 def test_a_region_without_prices_says_so_and_nothing_else():
-    found = cost.for_spec(plan.Spec(region="eu-west-3"))
+    found = cost.for_spec(Spec(region="eu-west-3"))
     assert found.table is None and found.costs == ()
     text = cost.render(found)
     assert text.startswith("cost estimate: no estimate for eu-west-3") and "$" not in text.split(";")[0]
@@ -120,7 +121,7 @@ def test_the_default_deploy_at_us_east_1_list_prices():
     # the table's own figures: g4dn.xlarge training 0.736 $/h, m5.large hosting and processing 0.115 $/h
     table = prices.table("us-east-1")
     assert table.as_of == prices.AS_OF
-    text = cost.render(cost.for_spec(plan.Spec(spot=True)))
+    text = cost.render(cost.for_spec(Spec(spot=True)))
     assert f"as of {prices.AS_OF}" in text
     assert "at most $0.736 per job" in text  # 0.736 x 1 h
     assert "$0.115 per hour, $83.95 per month" in text  # 0.115 x 730

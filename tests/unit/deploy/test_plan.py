@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from scones.core.errors import UsageError
-from scones.deploy import aws_command, images, plan
+from scones.deploy import aws_command, images, naming, plan, render, requests
+from scones.deploy.spec import TAG_STACK, Spec
 
 SNAPSHOT = Path(__file__).with_name("dry_run.txt")
 ROLE = "arn:aws:iam::123456789012:role/scones-sagemaker"
@@ -26,21 +27,21 @@ def normalized(text: str) -> str:
     return re.sub(r"(?<=-)[0-9a-f]{8}\b", "<hash8>", text)
 
 
-def calls(steps: list[plan.Step]) -> dict[str, plan.Call]:
+def calls(steps: list[plan.Step]) -> dict[str, requests.Call]:
     return {f"{c.service}.{c.operation}": c for s in steps for c in s.calls}
 
 
 def test_the_dry_run_matches_its_snapshot():
     pytest.importorskip("sagemaker", reason="the snapshot shows the SDK's image URIs: needs the aws extra")
-    spec = plan.Spec(role=ROLE, spot=True)
-    text = normalized(plan.render(plan.build(spec), spec, plan.account_of(spec)))
+    spec = Spec(role=ROLE, spot=True)
+    text = normalized(render.render(plan.build(spec), spec, naming.account_of(spec)))
     if os.environ.get("SCONES_UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text(), "dry run changed: review, then SCONES_UPDATE_SNAPSHOTS=1 pytest this test"
 
 
 def test_the_plan_holds_every_required_setting():
-    spec = plan.Spec(role=ROLE, spot=True, max_run_s=1800)
+    spec = Spec(role=ROLE, spot=True, max_run_s=1800)
     found = calls(plan.build(spec, image=fake_image))
     job = found["sagemaker.create_training_job"].params
     assert job["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
@@ -54,27 +55,27 @@ def test_the_plan_holds_every_required_setting():
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 4)
     for call in found.values():
         if "Tags" in call.params and isinstance(call.params["Tags"], list):
-            assert {"Key": plan.TAG_STACK, "Value": spec.stack} in call.params["Tags"], call.operation
+            assert {"Key": TAG_STACK, "Value": spec.stack} in call.params["Tags"], call.operation
 
 
 def test_without_spot_there_is_no_max_wait_and_max_runtime_is_always_set():
-    job = calls(plan.build(plan.Spec(role=ROLE), image=fake_image))["sagemaker.create_training_job"].params
+    job = calls(plan.build(Spec(role=ROLE), image=fake_image))["sagemaker.create_training_job"].params
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
     assert job["EnableManagedSpotTraining"] is False
 
 
 def test_metric_definitions_read_train_py_metrics_lines_in_both_shapes():
     lines = ["METRICS epoch=3 train_loss=0.2104 val_acc=0.9 epoch_s=4.1", 'METRICS {"epoch": 3, "val_acc": 0.9}']
-    for definition in plan.metric_definitions():
+    for definition in requests.metric_definitions():
         if definition["Name"] in ("val_acc",):
             assert [re.search(definition["Regex"], line).group(1) for line in lines] == ["0.9", "0.9"]
-    train_loss = next(d for d in plan.metric_definitions() if d["Name"] == "train_loss")
+    train_loss = next(d for d in requests.metric_definitions() if d["Name"] == "train_loss")
     assert re.search(train_loss["Regex"], lines[0]).group(1) == "0.2104"
 
 
 def test_builtin_uses_the_course_channels_and_hyperparameters():
-    spec = plan.Spec(role=ROLE, algorithm="builtin")
-    job = plan.training_request(spec, plan.Facts(num_training_samples=1000), fake_image)
+    spec = Spec(role=ROLE, algorithm="builtin")
+    job = requests.training_request(spec, requests.Facts(num_training_samples=1000), fake_image)
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "validation", "train_lst", "validation_lst"]
     assert {c["ContentType"] for c in job["InputDataConfig"]} == {"application/x-image"}
     hps = job["HyperParameters"]
@@ -84,7 +85,7 @@ def test_builtin_uses_the_course_channels_and_hyperparameters():
 
 
 def test_serverless_has_no_capture_and_no_autoscaling_and_says_so():
-    spec = plan.Spec(role=ROLE, serverless=True)
+    spec = Spec(role=ROLE, serverless=True)
     steps = plan.build(spec, image=fake_image)
     found = calls(steps)
     config = found["sagemaker.create_endpoint_config"].params
@@ -94,13 +95,13 @@ def test_serverless_has_no_capture_and_no_autoscaling_and_says_so():
 
 
 def test_names_change_with_what_they_describe():
-    a, b = plan.Spec(role=ROLE), plan.Spec(role=ROLE, instance_type="ml.p3.2xlarge")
-    assert plan.training_base_name(a) != plan.training_base_name(b)
-    assert plan.training_base_name(a) == plan.training_base_name(plan.Spec(role=ROLE))
-    one, two = (plan.model_request(a, plan.Facts(model_data=f"s3://b/{n}.tar.gz"), fake_image) for n in "12")
+    a, b = Spec(role=ROLE), Spec(role=ROLE, instance_type="ml.p3.2xlarge")
+    assert requests.training_base_name(a) != requests.training_base_name(b)
+    assert requests.training_base_name(a) == requests.training_base_name(Spec(role=ROLE))
+    one, two = (requests.model_request(a, requests.Facts(model_data=f"s3://b/{n}.tar.gz"), fake_image) for n in "12")
     assert one["ModelName"] != two["ModelName"]  # a new artifact is a new model (models are immutable)
-    small = plan.endpoint_config_request(a, "m")["EndpointConfigName"]
-    large = plan.endpoint_config_request(plan.Spec(endpoint_instance_type="ml.c5.xlarge"), "m")["EndpointConfigName"]
+    small = requests.endpoint_config_request(a, "m")["EndpointConfigName"]
+    large = requests.endpoint_config_request(Spec(endpoint_instance_type="ml.c5.xlarge"), "m")["EndpointConfigName"]
     assert small != large
 
 
@@ -198,15 +199,15 @@ def fullmatch(pattern: str, value: str) -> bool:
     return regex.fullmatch(pattern, value) is not None
 
 
-def monitoring(spec: plan.Spec | None = None) -> dict[str, plan.Call]:
-    spec = spec or plan.Spec(role=ROLE)
+def monitoring(spec: Spec | None = None) -> dict[str, requests.Call]:
+    spec = spec or Spec(role=ROLE)
     step = next(s for s in plan.build(spec, image=fake_image) if s.key == "monitor")
     return {f"{c.service}.{c.operation}": c for c in step.calls if c.operation != "put_object"} | {
         f"s3.put_object:{c.params['Key'].rsplit('/', 1)[-1]}": c for c in step.calls if c.operation == "put_object"
     }
 
 
-def job_as_sent(spec: plan.Spec) -> dict:
+def job_as_sent(spec: Spec) -> dict:
     job = monitoring(spec)["scheduler.create_schedule"].params["Target"]["Input"]
     return {**job, "ProcessingJobName": job["ProcessingJobName"].replace("<aws.scheduler.execution-id>", EXECUTION_ID)}
 
@@ -214,9 +215,9 @@ def job_as_sent(spec: plan.Spec) -> dict:
 @pytest.mark.parametrize(
     "spec",
     [
-        plan.Spec(role=ROLE),
+        Spec(role=ROLE),
         # the longest names a user is likely to pick: every field still within the service's limits
-        plan.Spec(
+        Spec(
             role=ROLE,
             stack="scones-production-eu-workflow",
             bucket="scones-unlimited-monitoring-and-models-eu-west-1",
@@ -247,7 +248,7 @@ def test_the_processing_job_and_schedule_fit_the_service_models(spec):
 def test_the_job_takes_bucket_endpoint_stack_capture_and_threshold_from_its_environment():
     from scones.core import settings
 
-    spec = plan.Spec(role=ROLE, bucket="b1", endpoint="ep1", stack="st-workflow", capture_prefix="cap", threshold=0.8)
+    spec = Spec(role=ROLE, bucket="b1", endpoint="ep1", stack="st-workflow", capture_prefix="cap", threshold=0.8)
     env = job_as_sent(spec)["Environment"]
     assert env[settings.BUCKET] == env[settings.CAPTURE_BUCKET] == "b1"
     assert (env[settings.SCONES_ENDPOINT_NAME], env[settings.STACK_NAME]) == ("ep1", "st-workflow")
@@ -256,27 +257,27 @@ def test_the_job_takes_bucket_endpoint_stack_capture_and_threshold_from_its_envi
 
 
 def test_the_job_writes_under_its_declared_output_and_reads_its_declared_input():
-    spec = plan.Spec(role=ROLE)
+    spec = Spec(role=ROLE)
     job = job_as_sent(spec)
     app, calls_ = job["AppSpecification"], monitoring(spec)
     (output,) = job["ProcessingOutputConfig"]["Outputs"]
     out = app["ContainerArguments"][app["ContainerArguments"].index("--out") + 1]
     assert out.startswith(output["S3Output"]["LocalPath"] + "/") and "s3://" not in " ".join(app["ContainerArguments"])
-    assert output["S3Output"]["S3Uri"] == plan.monitor_out_uri(spec)
+    assert output["S3Output"]["S3Uri"] == naming.monitor_out_uri(spec)
     # the entrypoint is run.sh from the code input, which holds exactly the two objects the deploy uploads
     (code,) = job["ProcessingInputs"]
     script = calls_["s3.put_object:run.sh"].params["Key"]
-    tarball = calls_[f"s3.put_object:{plan.MONITOR_TARBALL}"].params["Key"]
+    tarball = calls_[f"s3.put_object:{naming.MONITOR_TARBALL}"].params["Key"]
     assert app["ContainerEntrypoint"] == ["/bin/sh", f"{code['S3Input']['LocalPath']}/run.sh"]
     assert {f"s3://{spec.bucket}/{k}" for k in (script, tarball)} == {
         code["S3Input"]["S3Uri"] + "run.sh",
-        code["S3Input"]["S3Uri"] + plan.MONITOR_TARBALL,
+        code["S3Input"]["S3Uri"] + naming.MONITOR_TARBALL,
     }
-    assert (plan.ROOT / "scones" / "monitoring" / "run.sh").is_file()
+    assert (requests.ROOT / "scones" / "monitoring" / "run.sh").is_file()
 
 
 def test_a_start_the_scheduler_cannot_make_is_retried_then_dead_lettered_and_alarmed():
-    spec = plan.Spec(role=ROLE)
+    spec = Spec(role=ROLE)
     found = monitoring(spec)
     target = found["scheduler.create_schedule"].params["Target"]
     assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
@@ -292,10 +293,10 @@ def test_a_start_the_scheduler_cannot_make_is_retried_then_dead_lettered_and_ala
 
 
 def test_the_dry_run_shows_the_request_the_schedule_sends():
-    spec = plan.Spec(role=ROLE)
-    text = plan.render(plan.build(spec, image=fake_image), spec, plan.account_of(spec))
+    spec = Spec(role=ROLE)
+    text = render.render(plan.build(spec, image=fake_image), spec, naming.account_of(spec))
     job = monitoring(spec)["scheduler.create_schedule"].params["Target"]["Input"]
-    for key, value in plan._flatten(job, "Target.Input"):
+    for key, value in render._flatten(job, "Target.Input"):
         if not key.endswith("Tags"):
             assert f"       {key} = {value}\n" in text
 
@@ -311,14 +312,14 @@ def test_the_aws_job_gets_every_channel_scones_train_downloads_outliers_included
     manifest = {"classes": ["bicycle", "motorcycle"], "outliers": {"mode": "auto", "train": {"channel": "outliers"}}}
     splits = training_job.channel_splits(manifest)
     local = {name for split in splits for name in (split, f"{split}_lst")}
-    spec = plan.Spec(role=ROLE)
-    job = plan.training_request(spec, plan.Facts(), fake_image)
+    spec = Spec(role=ROLE)
+    job = requests.training_request(spec, requests.Facts(), fake_image)
     data = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
-    assert set(data) - {plan.SDK_CODE_CHANNEL, plan.SDK_DRIVERS_CHANNEL} == local
+    assert set(data) - {requests.SDK_CODE_CHANNEL, requests.SDK_DRIVERS_CHANNEL} == local
     assert data["outliers"] == "s3://scones-unlimited/data/outliers/"  # the folder, not outliers_test/
     assert data["outliers_lst"] == "s3://scones-unlimited/data/outliers.lst"
     # where nothing was staged for them (`scones stage --outliers none`), neither gets them
-    bare = plan.training_request(spec, plan.Facts(outliers=False), fake_image)
+    bare = requests.training_request(spec, requests.Facts(outliers=False), fake_image)
     assert not {c["ChannelName"] for c in bare["InputDataConfig"]} & {"outliers", "outliers_lst"}
 
 
@@ -329,12 +330,12 @@ def test_the_training_request_passes_botocores_validation_in_the_sdks_shape():
     model = boto3.session.Session(region_name="us-east-1").client("sagemaker").meta.service_model
     shape = model.operation_model("CreateTrainingJob").input_shape
     for algorithm in ("script", "builtin"):
-        job = plan.training_request(plan.Spec(role=ROLE, algorithm=algorithm, spot=True), plan.Facts(), fake_image)
+        job = requests.training_request(Spec(role=ROLE, algorithm=algorithm, spot=True), requests.Facts(), fake_image)
         validate_parameters(job, shape)  # raises ParamValidationError listing every problem
         assert "SourceCode" not in job  # not a CreateTrainingJob field: ModelTrainer's, turned into channels
         for c in job["InputDataConfig"]:
             assert c["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
-    script = plan.training_request(plan.Spec(role=ROLE), plan.Facts(), fake_image)
+    script = requests.training_request(Spec(role=ROLE), requests.Facts(), fake_image)
     assert [c["ChannelName"] for c in script["InputDataConfig"]][-2:] == ["code", "sm_drivers"]
 
 
@@ -342,37 +343,37 @@ def copy_training(tmp_path: Path) -> Path:
     import shutil
 
     source = tmp_path / "training"
-    shutil.copytree(plan.TRAINING_DIR, source, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(requests.TRAINING_DIR, source, ignore=shutil.ignore_patterns("__pycache__"))
     return source
 
 
 def test_changing_any_file_the_job_uploads_changes_the_fingerprint(tmp_path):
     source = copy_training(tmp_path)
-    spec = plan.Spec(role=ROLE)
-    before = plan.training_fingerprint(spec, source)
-    uploaded = plan.training_files(source)
+    spec = Spec(role=ROLE)
+    before = requests.training_fingerprint(spec, source)
+    uploaded = requests.training_files(source)
     assert {"train.py", "model.py", "calibration.py", "metrics.py", "requirements.txt"} <= {str(p) for p in uploaded}
     for name in uploaded:
         path = source / name
         original = path.read_bytes()
         path.write_bytes(original + b"\n# changed\n")
-        assert plan.training_fingerprint(spec, source) != before, f"{name} changed, fingerprint did not"
+        assert requests.training_fingerprint(spec, source) != before, f"{name} changed, fingerprint did not"
         path.write_bytes(original)
-    assert plan.training_fingerprint(spec, source) == before
+    assert requests.training_fingerprint(spec, source) == before
     (source / "extra.py").write_text("X = 1\n")  # a new file is uploaded too
-    assert plan.training_fingerprint(spec, source) != before
+    assert requests.training_fingerprint(spec, source) != before
     (source / "extra.py").unlink()
     (source / "__pycache__").mkdir()  # what the SDK leaves out does not count
     (source / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"\0")
     (source / ".DS_Store").write_bytes(b"\0")
-    assert plan.training_fingerprint(spec, source) == before
+    assert requests.training_fingerprint(spec, source) == before
 
 
 def test_the_fingerprints_ignore_list_is_the_sdks():
     pytest.importorskip("sagemaker", reason="compares with the SDK's SourceCode: needs the aws extra")
     from sagemaker.core.training.configs import SourceCode
 
-    assert list(plan.SDK_IGNORE_PATTERNS) == SourceCode().ignore_patterns == plan.sdk_ignore_patterns()
+    assert list(requests.SDK_IGNORE_PATTERNS) == SourceCode().ignore_patterns == requests.sdk_ignore_patterns()
 
 
 def test_onnx_pins_are_the_same_for_the_container_and_the_project():
@@ -381,9 +382,10 @@ def test_onnx_pins_are_the_same_for_the_container_and_the_project():
     from scones.containers import venv
 
     container = {
-        line.split("==")[0].lower(): line for line in venv.check_requirements(plan.TRAINING_DIR / "requirements.txt")
+        line.split("==")[0].lower(): line
+        for line in venv.check_requirements(requests.TRAINING_DIR / "requirements.txt")
     }
-    project = tomllib.loads((plan.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    project = tomllib.loads((requests.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     pinned = {line.split("==")[0].lower(): line for line in project if line.startswith(("onnx==", "onnxscript=="))}
     assert set(pinned) == {"onnx", "onnxscript"}, "pyproject's ml extra pins onnx and onnxscript exactly"
     for name, line in pinned.items():
@@ -397,7 +399,7 @@ def test_every_hyperparameter_reaches_train_py_through_the_sdks_driver():
     from training import train
 
     hps = (("oe_weight", "0.5"), ("batch_size", "16"), ("val_fraction", "0.2"), ("lr", "0.05"))
-    job = plan.training_request(plan.Spec(role=ROLE, epochs=2, hyperparameters=hps), plan.Facts(), fake_image)
+    job = requests.training_request(Spec(role=ROLE, epochs=2, hyperparameters=hps), requests.Facts(), fake_image)
     argv = drivers.hyperparameters_to_cli_args(job["HyperParameters"])
     args, unknown = train.build_parser().parse_known_args(argv)
     assert unknown == []

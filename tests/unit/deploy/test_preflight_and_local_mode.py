@@ -7,7 +7,8 @@ import pytest
 from scones import cli
 from scones.core import aws
 from scones.core.errors import NotReadyError, UsageError
-from scones.deploy import plan, preflight, sagemaker_local
+from scones.deploy import preflight, sagemaker_local
+from scones.deploy.spec import Spec
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_deploy_without_credentials_exits_3_before_anything_else(no_credentials,
 
 def test_no_role_given_is_a_usage_error():
     with pytest.raises(UsageError, match="no SageMaker execution role"):
-        preflight.role(plan.Spec(role=None), "123456789012")
+        preflight.role(Spec(role=None), "123456789012")
 
 
 def test_the_trust_policy_must_name_sagemaker():
@@ -72,7 +73,7 @@ def test_the_trust_policy_must_name_sagemaker():
 
 def test_local_mode_without_docker_says_so_and_names_scones_train():
     with pytest.raises(NotReadyError) as caught:
-        sagemaker_local.train(plan.Spec(), docker_answers=lambda: False)
+        sagemaker_local.train(Spec(), docker_answers=lambda: False)
     assert "no Docker engine answers" in str(caught.value) and caught.value.next_step == "scones train"
 
 
@@ -94,7 +95,7 @@ def test_local_mode_builds_a_local_cpu_container_job_from_the_same_request(monke
 
     seen = {}
     monkeypatch.setattr(ModelTrainer, "train", lambda self, **kwargs: seen.update(trainer=self, **kwargs))
-    sagemaker_local.train(plan.Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None, outliers=True)
+    sagemaker_local.train(Spec(epochs=2), docker_answers=lambda: True, log=lambda _m: None, outliers=True)
     trainer = seen["trainer"]
     assert trainer.training_mode == Mode.LOCAL_CONTAINER and trainer.compute.instance_type == "local_cpu"
     assert "pytorch-training:2.8.0-cpu-py312" in trainer.training_image

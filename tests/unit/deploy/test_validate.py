@@ -125,8 +125,9 @@ def planned(name: str) -> list[tuple[str, str, dict]]:
     schedule's target request as operation "create_processing_job(scheduled)"."""
     pytest.importorskip("sagemaker", reason="image URIs come from the SDK's table: needs the aws extra")
     from scones.deploy import plan, stack
+    from scones.deploy.spec import Spec
 
-    steps = plan.build(plan.Spec(**SPECS[name]))
+    steps = plan.build(Spec(**SPECS[name]))
     requests = validate.plan_requests(steps, stack.TEMPLATE.read_text())
     return [(s, op + ("(scheduled)" if what == "scheduled" else ""), p) for s, op, p, what in requests]
 

@@ -149,27 +149,45 @@ def test_classify_bad_image_data(runtime, context):
 
 
 def test_filter_passes_a_confident_event(event, context, monkeypatch):
+    monkeypatch.delenv("SCONES_THRESHOLD", raising=False)
     monkeypatch.delenv("THRESHOLD", raising=False)
     out = filter_.lambda_handler(event("filter_input_confident"), context)
     assert out == event("filter_input_confident")
 
 
 def test_filter_fails_loudly_below_threshold(event, context, monkeypatch):
+    monkeypatch.delenv("SCONES_THRESHOLD", raising=False)
     monkeypatch.delenv("THRESHOLD", raising=False)
     with pytest.raises(filter_.LowConfidenceError, match=r"motorcycle at 0\.5900 is below the threshold 0\.93"):
         filter_.lambda_handler(event("filter_input_unsure"), context)
 
 
 def test_filter_threshold_from_environment(event, context, monkeypatch):
+    monkeypatch.delenv("THRESHOLD", raising=False)
+    monkeypatch.setenv("SCONES_THRESHOLD", "0.5")
+    assert filter_.lambda_handler(event("filter_input_unsure"), context)["inferences"] == [0.41, 0.59]
+    monkeypatch.setenv("SCONES_THRESHOLD", "high")
+    with pytest.raises(filter_.InvalidEventError, match="SCONES_THRESHOLD"):
+        filter_.lambda_handler(event("filter_input_unsure"), context)
+
+
+def test_filter_still_reads_the_old_threshold_name_when_the_new_one_is_unset(event, context, monkeypatch):
+    # given: only the deprecated THRESHOLD (a stack deployed by the previous release)
+    monkeypatch.delenv("SCONES_THRESHOLD", raising=False)
     monkeypatch.setenv("THRESHOLD", "0.5")
+    # then: it is the threshold
     assert filter_.lambda_handler(event("filter_input_unsure"), context)["inferences"] == [0.41, 0.59]
     monkeypatch.setenv("THRESHOLD", "high")
-    with pytest.raises(filter_.InvalidEventError, match="THRESHOLD"):
+    with pytest.raises(filter_.InvalidEventError, match=r"^THRESHOLD='high'"):
+        filter_.lambda_handler(event("filter_input_unsure"), context)
+    # and: the new name wins when both are set
+    monkeypatch.setenv("SCONES_THRESHOLD", "0.99")
+    with pytest.raises(filter_.LowConfidenceError, match=r"below the threshold 0\.99"):
         filter_.lambda_handler(event("filter_input_unsure"), context)
 
 
 def test_filter_wrapped_event_without_labels(event, context, monkeypatch):
-    monkeypatch.setenv("THRESHOLD", "0.93")
+    monkeypatch.setenv("SCONES_THRESHOLD", "0.93")
     assert filter_.lambda_handler(event("filter_input_wrapped_no_labels"), context)["inferences"] == [0.95, 0.05]
 
 
