@@ -259,13 +259,12 @@ def draw(
     from scones import workflow
     from scones.core import aws
     from scones.core.errors import NotReadyError
-    from scones.deploy import stack
-    from scones.invoke import BATCH, SINGLE
+    from scones import stacks
 
     sfn = aws.client("stepfunctions")
     arn = execution
     if arn is None:
-        machine = stack.outputs()[BATCH if batch else SINGLE]
+        machine = stacks.outputs()[stacks.BATCH if batch else stacks.SINGLE]
         executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
         executions = [e for e in executions if status in (None, e["status"])]
         if not executions:

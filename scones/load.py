@@ -127,17 +127,6 @@ def choose(keys: list[str], count: int, kind: str | None, rng: np.random.Generat
     return [pool[i] for i in rng.integers(0, len(pool), count)]
 
 
-def staged_keys(bucket: str, prefix: str) -> list[str]:
-    from scones.core import aws
-
-    keys = []
-    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/test/"):
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].lower().endswith(".png")]
-    if not keys:
-        raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
-    return keys
-
-
 # --- senders ------------------------------------------------------------------------------------------
 
 
@@ -321,10 +310,10 @@ def generate(
     times = schedule(mode, count, rate, duration_s, rng)
     check_loopback(target.current().name, via)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
-    from scones.deploy.stack import filter_threshold
+    from scones.stacks import filter_threshold
 
     threshold = filter_threshold(threshold)
-    chosen = choose(staged_keys(bucket, prefix), len(times), drift, rng)
+    chosen = choose(staged.test_images(bucket, prefix), len(times), drift, rng)
     s3 = aws.client("s3")
     bodies: dict[str, bytes] = {}
     for key in sorted(set(chosen)):  # each distinct image fetched (and drifted) once
@@ -333,7 +322,7 @@ def generate(
     if via == "endpoint":
         send = endpoint_sender(name, concurrency)
     else:
-        from scones.deploy import stack
+        from scones import stacks
 
         if drift in ("dark", "noise"):  # the workflow reads images from S3: put the drifted ones there
             moved = {}
@@ -342,7 +331,7 @@ def generate(
                 s3.put_object(Bucket=bucket, Key=moved[key], Body=body, ContentType="image/png")
             chosen = [moved[k] for k in chosen]
             bodies = {moved[k]: v for k, v in bodies.items()}
-        send = workflow_sender(stack.outputs()["ClassifyImageStateMachineArn"], bucket, concurrency)
+        send = workflow_sender(stacks.outputs()[stacks.SINGLE], bucket, concurrency)
     summary = Summary(mode, via, drift, threshold=threshold)
     summary = run(send, chosen, bodies.__getitem__, times, concurrency, summary, on_result, progress)
     summary.capture_flushed = wait_for_capture(name) if settings.target() != "aws" else None

@@ -25,8 +25,7 @@ from scones.core import service, settings
 from scones.core.errors import SconesError, UsageError
 from scones.core.progress import Progress
 
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN_SCRIPT = ROOT / "training" / "train.py"
+TRAIN_SCRIPT = settings.ROOT / "training" / "train.py"
 METRICS_PREFIX, RESULT_PREFIX = "METRICS ", "RESULT "
 
 
@@ -70,37 +69,6 @@ def read_manifest(bucket: str, prefix: str) -> dict:
             raise TrainingJobError(f"bucket {bucket!r} does not exist: run `scones up` or pass --bucket") from None
         raise
     return json.loads(body)
-
-
-def download_channels(
-    bucket: str, prefix: str, data_dir: Path, splits: tuple[str, ...] = ("train", "test")
-) -> dict[str, Path]:
-    from scones.core import aws
-
-    s3 = aws.client("s3", max_pool_connections=32)
-    jobs: list[tuple[str, Path]] = []
-    channels = {}
-    for split in splits:
-        channels[split] = data_dir / split
-        channels[split].mkdir(parents=True, exist_ok=True)
-        channels[f"{split}_lst"] = data_dir / f"{split}_lst"
-        channels[f"{split}_lst"].mkdir(parents=True, exist_ok=True)
-        jobs.append((f"{prefix}/{split}.lst", channels[f"{split}_lst"] / f"{split}.lst"))
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{split}/"):
-            for obj in page.get("Contents", []):
-                jobs.append((obj["Key"], channels[split] / obj["Key"][len(prefix) + len(split) + 2 :]))
-    progress = Progress(f"downloading channels from s3://{bucket}/{prefix}/").start(len(jobs))
-
-    def fetch(job: tuple[str, Path]) -> None:
-        key, dest = job
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        progress.advance()
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(fetch, jobs))
-    progress.finish()
-    return channels
 
 
 def parse_line(line: str) -> tuple[str, dict] | None:
@@ -210,7 +178,7 @@ def sm_environment(job_name: str, channels: dict[str, Path], model_dir: Path, ou
 def stream(argv: list[str], env: dict, log_path: Path, log) -> int:
     """Run train.py, keep its whole output in the job log, show its METRICS/RESULT lines; returns its exit code."""
     with open(log_path, "w") as job_log:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=settings.ROOT)
         assert proc.stdout is not None
         for line in proc.stdout:
             job_log.write(line)
@@ -258,7 +226,7 @@ def run(
     manifest = read_manifest(bucket, prefix)
     staged = staged_classes(manifest, classes, bucket, prefix)
     ml = job_dir / "opt_ml"
-    channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
+    channels = staged.download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
     model_dir, output_dir = ml / "model", ml / "output"
     model_dir.mkdir(parents=True)
     (output_dir / "data").mkdir(parents=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from scones.core.errors import UsageError
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: templates, Lambdas, training code, compose file
+
 # --- names -------------------------------------------------------------------------------------------
 TARGET = "SCONES_TARGET"  # local | localstack | aws
 STATE_DIR = "SCONES_STATE_DIR"  # pid files, logs, unpacked lambda code
@@ -66,6 +68,7 @@ DEFAULT_ENDPOINT_NAME = "scones-endpoint"
 DEFAULT_CAPTURE_PREFIX = "datacapture"
 MODELS_PREFIX = "models"  # s3://<bucket>/models/<job>/output/model.tar.gz, as SageMaker lays it out
 DEPLOY_PREFIX = "deploy"  # Lambda zips and state machine definitions, per stack
+MONITORING_PREFIX = "monitoring"  # the AWS monitoring job's reports, per endpoint
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"

@@ -8,7 +8,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from scones.core.settings import ROOT
+
 LAMBDAS = ROOT / "lambdas"
 SHARED = LAMBDAS / "shared" / "scones_event.py"
 STATEMACHINES = ROOT / "statemachine"

@@ -43,7 +43,7 @@ from scones.deploy.naming import (
     serving_key,
     staging_prefix,
 )
-from scones.deploy.package import ROOT
+from scones.core.settings import ROOT
 from scones.deploy.spec import Spec
 
 TRAINING_DIR = ROOT / "training"  # ModelTrainer's SourceCode.source_dir: every file in it is uploaded (training_files)

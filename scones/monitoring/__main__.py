@@ -18,7 +18,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from scones.core import errors, settings
+from scones.core import errors, failures, settings
 from scones.core import target as targets
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
             import traceback  # the job's log is the only record of an unexpected error: keep its traceback there
 
             traceback.print_exc()
-        failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
+        failure = failures.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
         print(f"scones.monitoring: error: {failure.line()}", file=sys.stderr)
         return failure.exit_code
     return 1 if args.strict and result.failed else 0

@@ -119,7 +119,7 @@ def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float,
     folder = models.reports_dir(model_uri) / "baseline"
     with tempfile.TemporaryDirectory(prefix="scones-baseline-") as tmp:
         model_dir = models.fetch_model(model_uri, Path(tmp) / "model")
-        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        channels = staged.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
         images = [(p.name, p.read_bytes()) for p in sorted(channels["test"].rglob("*.png"))]
         if not images:
             raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
@@ -286,9 +286,9 @@ def alert(result: MonitorResult, endpoint: str, topic_arn: str | None = None) ->
     if not result.failed:
         return None
     from scones.core import aws
-    from scones.deploy import stack
+    from scones import stacks
 
-    topic_arn = topic_arn or stack.outputs().get("AlertTopicArn")
+    topic_arn = topic_arn or stacks.outputs().get("AlertTopicArn")
     if not topic_arn:
         raise NotReadyError("the deployed stack has no AlertTopicArn output", next_step="scones deploy")
     message = {k: v for k, v in result.summary().items() if k != "checks"}
@@ -327,7 +327,7 @@ def run(
     and the Model Monitor-format files, put the metrics, and alert on drift when asked. `out` is a folder or an
     s3:// prefix (written in a scratch folder, then uploaded)."""
     from scones.core.progress import Progress
-    from scones.deploy.stack import filter_threshold
+    from scones.stacks import filter_threshold
 
     where = capture.Location.parse(capture_uri or default_capture())
     threshold = filter_threshold(threshold)

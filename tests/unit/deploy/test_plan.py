@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scones.core import settings
 from scones.core.errors import UsageError
 from scones.deploy import aws_command, images, naming, plan, render, requests
 from scones.deploy.spec import TAG_STACK, Spec
@@ -273,7 +274,7 @@ def test_the_job_writes_under_its_declared_output_and_reads_its_declared_input()
         code["S3Input"]["S3Uri"] + "run.sh",
         code["S3Input"]["S3Uri"] + naming.MONITOR_TARBALL,
     }
-    assert (requests.ROOT / "scones" / "monitoring" / "run.sh").is_file()
+    assert (settings.ROOT / "scones" / "monitoring" / "run.sh").is_file()
 
 
 def test_a_start_the_scheduler_cannot_make_is_retried_then_dead_lettered_and_alarmed():
@@ -385,7 +386,7 @@ def test_onnx_pins_are_the_same_for_the_container_and_the_project():
         line.split("==")[0].lower(): line
         for line in venv.check_requirements(requests.TRAINING_DIR / "requirements.txt")
     }
-    project = tomllib.loads((requests.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    project = tomllib.loads((settings.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     pinned = {line.split("==")[0].lower(): line for line in project if line.startswith(("onnx==", "onnxscript=="))}
     assert set(pinned) == {"onnx", "onnxscript"}, "pyproject's ml extra pins onnx and onnxscript exactly"
     for name, line in pinned.items():
