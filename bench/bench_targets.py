@@ -36,9 +36,15 @@ from _cloud import poll  # noqa: E402
 from _stats import pct  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
 
-from scones import cli, endpoint, localcloud, localstack, workflow  # noqa: E402
+from scones import (  # noqa: E402
+    cli,
+    endpoint,
+    localcloud,
+    localstack,
+    stacks,
+    workflow,
+)
 from scones.core import aws, settings  # noqa: E402
-from scones import stacks  # noqa: E402
 from scones.selftest import create_function, ensure_role  # noqa: E402
 
 ECHO = "def handler(event, context):\n    return event\n"

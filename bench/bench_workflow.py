@@ -37,9 +37,9 @@ from _cloud import lost as lost_executions
 from _report import Report
 from _stats import pct
 
-from scones import cli, endpoint, workflow
+from scones import cli, endpoint, stacks, workflow
 from scones.core import aws, settings
-from scones import stacks
+from scones.data import staged
 
 
 def outcome(described: dict) -> str:

@@ -7,6 +7,7 @@ captured inferences); the bucket too with --delete-bucket. Files on disk are `ma
 
 from __future__ import annotations
 
+from scones import endpoint, localcloud, stacks, storage
 from scones.core import aws, settings
 from scones.core.target import Target
 
@@ -14,9 +15,6 @@ from scones.core.target import Target
 def clean(target: Target, delete_bucket: bool = False) -> list[str]:
     """Remove the project's resources on `target`; returns one line per thing done."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from scones import endpoint, localcloud
-    from scones import stacks
 
     done: list[str] = []
     for name in endpoint.recorded_names():

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import models
+from scones import models, workflow
 from scones.core import aws, service, settings, target
 from scones.core.errors import SconesError, UsageError
 
@@ -151,8 +151,6 @@ class Answer:
 def invoke_file(path: Path, name: str) -> Answer:
     """Send an image file to the endpoint through boto3's sagemaker-runtime, as any client would."""
     import json
-
-    from scones import workflow
 
     if not path.exists():
         raise UsageError(f"{path}: no such file", "pass the path of a PNG or JPEG image")

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import models, training_job
+from scones import models, scoring
+from scones.data import staged
 from scones.data.lst import load_images
+from scones.scoring import false_pass_table as table
 from scones.stacks import filter_threshold
 
 
@@ -30,13 +32,11 @@ def evaluate(
 ) -> Evaluation:
     """Metrics on the staged test split, and false passes on the held-out outliers when they are staged.
     `threshold`: the given one, else the deployed stack's, else the setting."""
-    from scones import scoring
-
     threshold = filter_threshold(threshold)
     uri = model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")
-        held_out = (training_job.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
+        held_out = (staged.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
         splits = ("test", held_out["channel"]) if held_out else ("test",)
         channels = staged.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
         images, labels = load_images(channels["test"], channels["test_lst"] / "test.lst")
@@ -59,6 +59,4 @@ def evaluate(
 
 
 def false_pass_table(metrics: dict) -> str:
-    from scones.scoring import false_pass_table as table
-
     return table(metrics)

@@ -11,6 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scones import stacks, workflow
+from scones.core import aws
+from scones.core.errors import NotReadyError
+
 COLOURS = {
     "SUCCEEDED": "#2e9e44",
     "CAUGHT_ERROR": "#f0932b",
@@ -256,11 +260,6 @@ def draw(
     out: Path, execution: str | None = None, batch: bool = False, status: str | None = None
 ) -> tuple[Path, str, str]:
     """Render an execution (default: the newest of the deployed machine); returns (file, execution ARN, status)."""
-    from scones import workflow
-    from scones.core import aws
-    from scones.core.errors import NotReadyError
-    from scones import stacks
-
     sfn = aws.client("stepfunctions")
     arn = execution
     if arn is None:

@@ -6,11 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from scones import workflow
+from scones import stacks, workflow
 from scones.core import aws
-from scones.core.errors import NotReadyError, UsageError
-from scones import stacks
-
+from scones.core.errors import UsageError
+from scones.data import staged
 
 
 def invoke(

@@ -8,8 +8,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from scones.core import aws
-
 
 @dataclass
 class Row:

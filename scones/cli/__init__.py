@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from scones.cli.parser import build_parser
-from scones.core import errors, lock, settings
+from scones.core import lock, settings
 from scones.core import target as targets
 
 __all__ = ["build_parser", "main"]

@@ -33,6 +33,7 @@ from scones import endpoint, models
 from scones.containers import optml, venv
 from scones.core import service, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.deploy import requests
 
 ENV_NAME = "sagemaker-pytorch-inference"
 ENV_PINS = [  # the PyTorch 2.6 inference image's serving stack; onnxruntime deliberately absent
@@ -143,8 +144,6 @@ def free_port() -> int:
 
 def environment(python: Path, port: int, scratch: Path, region: str, workers: int | None = None) -> dict[str, str]:
     """The model's environment (as deploy sends it) plus what keeps this copy private and on loopback."""
-    from scones.deploy import requests
-
     tmp = scratch / "tmp"
     tmp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TS_", "SM_", "PYTHON"))}
@@ -339,7 +338,8 @@ def serve_forever(container: Container, log=print) -> int:
 
 def serve_artifact(model: str | None, name: str, port: int | None, workers: int | None = None) -> None:
     """The serving artifact `deploy --target aws` would upload for this model, run in the foreground (in place of
-    this process) by the SageMaker PyTorch inference container's own code: `scones endpoint serve --runtime sagemaker`."""
+    this process) by the SageMaker PyTorch inference container's own code (`scones endpoint serve --runtime sagemaker`).
+    """
     check_java()  # before the model is fetched and packed
     check_mount_points()
     uri, model_dir = endpoint.prepare_model(model, name)

@@ -1,7 +1,8 @@
 """One error hierarchy: every failure a user can cause or meet carries its exit code and the next step.
 
-`scones.core.failures` turns any other exception into one of these. `scones.cli` prints `scones <command>: error: <message> (next: <next_step>)` on one line and exits with
-`exit_code`; nothing else in the project decides exit codes.
+`scones.core.failures` turns any other exception into one of these. `scones.cli` prints
+`scones <command>: error: <message> (next: <next_step>)` on one line and exits with `exit_code`; nothing else in
+the project decides exit codes.
 """
 
 from __future__ import annotations

@@ -6,7 +6,13 @@ from __future__ import annotations
 import time
 import traceback
 
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
 from scones.core import settings
 from scones.core.errors import NotReadyError, SconesError, UsageError

@@ -23,7 +23,6 @@ from pathlib import Path
 from scones.core import settings
 
 
-
 def read_record(path: Path) -> dict | None:
     """A service's JSON record (pid, url, …), or None when absent or unreadable."""
     try:

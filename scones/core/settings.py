@@ -140,7 +140,7 @@ def capture_bucket() -> str:
 
 
 def capture_prefix() -> str:
-    return _get(CAPTURE_PREFIX, DEFAULT_CAPTURE_PREFIX).strip("/")
+    return _own_prefix(CAPTURE_PREFIX, DEFAULT_CAPTURE_PREFIX)
 
 
 def capture_percent() -> float:
@@ -188,8 +188,18 @@ def bucket() -> str:
     return _get(BUCKET, DEFAULT_BUCKET)
 
 
+def _own_prefix(name: str, default: str) -> str:
+    """A key prefix the project writes and deletes under: never the bucket's root, never climbing out of it."""
+    value = _get(name, default).strip("/")
+    if not value or ".." in value.split("/"):
+        raise SettingsError(
+            f"{name}={os.environ.get(name)!r} would reach outside the project's own keys", f"unset {name}"
+        )
+    return value
+
+
 def prefix() -> str:
-    return _get(PREFIX, DEFAULT_PREFIX).strip("/")
+    return _own_prefix(PREFIX, DEFAULT_PREFIX)
 
 
 def region() -> str:

@@ -1,4 +1,4 @@
-"""What `scones stage` left in S3, read back: the test images and the channels a job downloads.
+"""What `scones stage` left in S3, read back: its manifest, the test images and the channels a job downloads.
 
 Train, evaluate and the monitor's baseline download the same channels; load, invoke and the benches pick
 from the same test images. A key that would land outside the destination folder is refused, never written.
@@ -6,12 +6,55 @@ from the same test images. A key that would land outside the destination folder 
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from botocore.exceptions import ClientError
 
 from scones.core import aws
 from scones.core.errors import NotReadyError, UsageError
 from scones.core.progress import Progress
+
+
+def read_manifest(bucket: str, prefix: str) -> dict:
+    """The manifest.json `scones stage` wrote beside the data: classes, counts, outlier channels."""
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404"):
+            raise NotReadyError(
+                f"nothing staged at s3://{bucket}/{prefix}/ (no manifest.json)", "scones stage"
+            ) from None
+        if code == "NoSuchBucket":
+            raise NotReadyError(f"bucket {bucket!r} does not exist", "scones up, or pass --bucket") from None
+        raise
+    return json.loads(body)
+
+
+def outliers_staged(manifest: dict) -> bool:
+    """Whether the training outliers were staged beside the data."""
+    return (manifest.get("outliers") or {}).get("mode") == "auto"
+
+
+def channel_splits(manifest: dict) -> tuple[str, ...]:
+    """The channels a training job gets: train and test, plus the training outliers when they are staged."""
+    if outliers_staged(manifest):
+        return ("train", "test", manifest["outliers"]["train"]["channel"])
+    return ("train", "test")
+
+
+def staged_classes(manifest: dict, classes: list[str] | None, bucket: str, prefix: str) -> list[str]:
+    """The staged classes; `--classes`, when given, must be them."""
+    staged = manifest["classes"]
+    if classes and classes != staged:
+        raise UsageError(
+            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
+            f"({','.join(staged)})",
+            f"scones stage --classes {','.join(classes)}",
+        )
+    return staged
 
 
 def test_images(bucket: str, prefix: str) -> list[str]:

@@ -17,11 +17,12 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from scones import stacks
+from scones import stacks, storage
 from scones.core import aws
 from scones.core.errors import SconesError
 from scones.deploy import naming
 from scones.deploy.checks import code as error_code
+from scones.deploy.sagemaker import record_path
 from scones.deploy.spec import TAG_PROJECT, TAG_STACK, Spec
 
 CFN_STACK_TAG = "aws:cloudformation:stack-name"  # CloudFormation's own tag on what a stack creates
@@ -125,8 +126,6 @@ def _scaling(spec: Spec) -> list[Item]:
 
 def _recorded(spec: Spec) -> dict[str, str]:
     import json
-
-    from scones.deploy.sagemaker import record_path
 
     try:
         return json.loads(record_path(spec.stack).read_text())
@@ -239,7 +238,12 @@ def inventory(spec: Spec, purge_data: bool = False) -> list[Item]:
             seen.add((item.kind, item.name))
             items.append(item)
     if purge_data:
-        items.append(Item("s3-objects", f"s3://{spec.bucket}/{{{','.join(storage.project_prefixes(spec.prefix, spec.capture_prefix))}}}"))
+        items.append(
+            Item(
+                "s3-objects",
+                f"s3://{spec.bucket}/{{{','.join(storage.project_prefixes(spec.prefix, spec.capture_prefix))}}}",
+            )
+        )
     rank = {kind: i for i, kind in enumerate(ORDER)}
     return sorted(items, key=lambda i: rank["stack"] + 0.5 if i.owner else rank.get(i.kind, len(ORDER)))
 

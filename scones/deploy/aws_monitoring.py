@@ -15,9 +15,9 @@ import tarfile
 from scones import stacks
 from scones.core import aws
 from scones.core.errors import NotReadyError
+from scones.core.settings import ROOT
 from scones.deploy import images, naming, requests
 from scones.deploy.checks import Report, contains, exists
-from scones.core.settings import ROOT
 from scones.deploy.spec import Spec
 
 MONITOR_SOURCES = ("pyproject.toml", "README.md", "scones", "services", "training")

@@ -6,7 +6,6 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from scones.core.settings import ROOT
 

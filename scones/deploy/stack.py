@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 
 from scones import stacks
-from scones.stacks import DeployError
 from scones.core import aws, settings
 from scones.deploy import package
+from scones.stacks import DeployError
 
 TEMPLATE = settings.ROOT / "template.yaml"
 

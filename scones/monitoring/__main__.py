@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from scones.core import errors, failures, settings
 from scones.core import target as targets
+from scones.monitoring import monitor
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,8 +41,6 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     out = (now or datetime.now(UTC)).strftime(args.out) if args.out else None
     try:
         targets.activate()
-        from scones.monitoring import monitor
-
         result = monitor.run(
             args.capture,
             args.baseline,

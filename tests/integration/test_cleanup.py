@@ -11,7 +11,7 @@ import uuid
 import pytest
 from helpers import make_brightness_model, solid_png
 
-from scones import cleanup, cli, endpoint, localcloud, stacks, storage, workflow
+from scones import cli, endpoint, localcloud, stacks, storage, workflow
 from scones.core import aws, service, settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -23,8 +23,8 @@ import iam_check
 import pytest
 from helpers import ROOT, solid_png
 
-from scones.core import aws
 from scones import stacks
+from scones.core import aws
 from scones.deploy import requests, stack, validate
 from scones.deploy.spec import Spec
 

@@ -15,9 +15,8 @@ import pytest
 from helpers import deployment_env, environ, make_brightness_model, subscribe_queue
 from monitoring_fixtures import held_out_images
 
-from scones import cli, endpoint, load
+from scones import cli, endpoint, load, stacks
 from scones.core import aws, settings
-from scones import stacks
 from scones.monitoring import capture, monitor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,9 +17,8 @@ import zipfile
 import pytest
 from helpers import TARGET, deployment_env, environ, make_brightness_model, solid_png, subscribe_queue
 
-from scones import cli, endpoint, localcloud, workflow
+from scones import cli, endpoint, localcloud, stacks, workflow
 from scones.core import aws, settings
-from scones import stacks
 from scones.deploy import package
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]

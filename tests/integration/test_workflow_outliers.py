@@ -22,10 +22,9 @@ import pytest
 from helpers import deployment_env, environ, subscribe_queue
 from PIL import Image
 
-from scones import cli, endpoint, workflow
+from scones import cli, endpoint, stacks, workflow
 from scones.core import aws, settings
 from scones.data import lst, staging
-from scones import stacks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

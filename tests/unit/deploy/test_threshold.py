@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from scones import stacks
 from scones.core import settings
 from scones.core.errors import UsageError
-from scones import stacks
 
 
 @pytest.mark.parametrize(
