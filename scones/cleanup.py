@@ -1,8 +1,9 @@
 """`scones clean`: remove what the project created on a target, and say what was removed.
 
-Local targets: every endpoint this state dir started, the workflow stack, the project's S3 prefixes, then the
-local cloud itself. AWS: the stack and the project's S3 prefixes (staged data, models, deploy artifacts,
-captured inferences); the bucket too with --delete-bucket. Files on disk are `make clean`'s business.
+The local targets (the embedded cloud and LocalStack): every endpoint this state dir started, the workflow stack,
+the objects under the project's S3 prefixes (scones.storage), the bucket too with --delete-bucket, then the local
+cloud itself. `--target aws` is scones.deploy.aws_clean's, which lists what it will delete first. Files on disk are
+`make clean`'s business.
 """
 
 from __future__ import annotations

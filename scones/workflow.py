@@ -1,4 +1,5 @@
-"""Run the deployed workflow and read it back: start/wait executions, result rows, graph, export."""
+"""Run the deployed workflow and read it back: start executions and wait for them, their result rows and alerts,
+and the result table. `scones graph` draws them; `scones invoke` starts them."""
 
 from __future__ import annotations
 
