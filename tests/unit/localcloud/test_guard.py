@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from botocore.auth import S3SigV4Auth, SigV4Auth
@@ -19,6 +22,7 @@ KEY, SECRET = (
     settings.FAKE_CREDENTIALS[settings.AWS_SECRET_ACCESS_KEY],
 )
 SEEN: list[dict] = []
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def moto_like(environ, start_response):
@@ -169,3 +173,15 @@ def test_an_old_signature_is_refused():
     assert guard.signature_problem(environ, settings.FAKE_CREDENTIALS) is None
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=20)
     assert "15 minutes" in guard.signature_problem(environ, settings.FAKE_CREDENTIALS, now=later)
+
+
+def test_the_server_refuses_a_non_loopback_bind_address(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "services.localcloud", "--host", "0.0.0.0", "--port", "0", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "not a loopback address" in done.stderr and "Traceback" not in done.stderr
