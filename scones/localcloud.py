@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 
-from scones.core import aws, service, settings
+from scones.core import aws, service, settings, statedir
 from scones.core.errors import SconesError
 
 HEALTH_PATH = "/_scones/health"
@@ -61,8 +61,7 @@ def up(port: int | None = None, host: str | None = None, timeout_s: float = 60.0
             f"port {port} is taken by {holder}",
             f"scones up --port 0 (any free port), or set {settings.LOCALCLOUD_PORT}",
         )
-    state = settings.state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    state = statedir.ensure()
     env = dict(os.environ, **{settings.STATE_DIR: str(state)})
     env.pop(settings.AWS_ENDPOINT_URL, None)  # the server must not point at itself through a stale value
     log(f"starting local cloud on {host}:{port} (log: {cloud.log_path}) ...")

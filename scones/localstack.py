@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones import localcloud
-from scones.core import aws, service, settings
+from scones.core import aws, service, settings, statedir
 from scones.core.errors import NotReadyError, SconesError, UsageError
 
 PLUGIN_DIR = settings.ROOT / "services" / "localstack"
@@ -212,7 +212,7 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
     if mode() == "docker":
         localcloud.compose("up", "-d", "--wait")
         url = f"http://{settings.DEFAULT_HOST}:4566"
-        settings.state_dir().mkdir(parents=True, exist_ok=True)
+        statedir.ensure()
         _write_record({"mode": "docker", "url": url, "pid": None})
         with aws.pointed_at(url):
             aws.ensure_bucket(settings.bucket())
@@ -231,7 +231,7 @@ def up(port: int | None = None, timeout_s: float = 180.0, log=print) -> Status:
         _check_port_free(port)  # before the (slow) venv: a taken port fails at once
     python = ensure_venv(log=log)
     port = port or _free_port()
-    state = settings.state_dir()
+    state = statedir.ensure()
     (state / "localstack").mkdir(parents=True, exist_ok=True)
     settings.localstack_record_path().unlink(missing_ok=True)
     log_path = state / "localstack.log"

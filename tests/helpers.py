@@ -190,3 +190,36 @@ def environ(values: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def listening_sockets(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket in LISTEN state owned by `pid` or any process below it, read from
+    /proc/net/tcp and /proc/net/tcp6 (the socket, not a configuration): which interfaces a server really uses."""
+    import ipaddress
+
+    import psutil
+
+    root = psutil.Process(pid)
+    inodes = set()
+    for process in [root, *root.children(recursive=True)]:
+        fd_dir = Path(f"/proc/{process.pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            next(rows)  # the header
+            for row in rows:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state != "0A" or inode not in inodes:  # 0A: TCP_LISTEN
+                    continue
+                address_hex, port_hex = local.split(":")
+                raw = bytes.fromhex(address_hex)  # the kernel writes each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+                found.append((str(ipaddress.ip_address(words)), int(port_hex, 16)))
+    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from scones.cli.parser import build_parser
-from scones.core import lock, settings
+from scones.core import lock, settings, statedir
 from scones.core import target as targets
 
 __all__ = ["build_parser", "main"]
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or settings.debug()
     try:
+        statedir.ensure(create=False)  # a state folder others can read is tightened, with one line (docs/security.md)
         if getattr(args, "target", None) is None:
             targets.activate()  # commands with --target activate the one they were given
         if not args.locks or (args.command == "endpoint" and args.action in ("status", "invoke")):

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from scones.core import settings
+from scones.core import statedir
 from scones.core.errors import SconesError
 
 
@@ -30,8 +30,7 @@ def hold(
     log: Callable[[str], None] = print,
 ) -> Iterator[None]:
     """Hold the state lock of `target` for the duration of the block."""
-    path = settings.state_dir() / f"lock-{target}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = statedir.ensure() / f"lock-{target}"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

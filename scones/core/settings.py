@@ -262,3 +262,24 @@ def debug() -> bool:
 def error_log_path() -> Path:
     """Where unexpected errors' tracebacks go (the one line on screen names it)."""
     return state_dir() / "errors.log"
+
+
+# --- who may talk to the embedded local cloud (docs/security.md) ------------------------------------------
+CORS_ORIGINS = "SCONES_CORS_ORIGINS"  # comma-separated origins granted CORS by the local cloud (default: none)
+VERIFY_SIGNATURES = "SCONES_VERIFY_SIGNATURES"  # 1: the local cloud checks SigV4 against FAKE_CREDENTIALS
+
+
+def cors_origins() -> tuple[str, ...]:
+    """Origins (scheme://host[:port]) whose web pages may call the local cloud; none by default."""
+    origins = tuple(o.strip().rstrip("/") for o in _get(CORS_ORIGINS, "").split(",") if o.strip())
+    for origin in origins:
+        if origin == "*" or "://" not in origin:
+            raise SettingsError(
+                f"{CORS_ORIGINS} holds {origin!r}: list origins as scheme://host[:port] (no wildcard)",
+                f"fix or unset {CORS_ORIGINS}",
+            )
+    return origins
+
+
+def verify_signatures() -> bool:
+    return _get(VERIFY_SIGNATURES, "0").lower() in ("1", "true", "yes")

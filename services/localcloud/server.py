@@ -15,7 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from scones.core import settings
+from scones.core import settings, statedir
+
+from . import guard
 
 HEALTH_PATH = "/_scones/health"
 
@@ -84,7 +86,13 @@ def serve(host: str, port: int, state_dir: Path) -> None:
     }
     runtime = LambdaRuntime(settings.lambda_workdir(), base_env)
     applied = patches.apply_all(patches.Context(runtime, port, settings.lambda_concurrency()))
-    holder["app"] = _health_app(DomainDispatcherApplication(create_backend_app), runtime, started)
+    # The guard sits in front of everything, the health route included (docs/security.md).
+    holder["app"] = guard.Guard(
+        _health_app(DomainDispatcherApplication(create_backend_app), runtime, started),
+        cors_origins=settings.cors_origins(),
+        verify_signatures=settings.verify_signatures(),
+        unsigned_paths=(HEALTH_PATH,),  # `scones status` probes it with plain urllib
+    )
 
     record_path = state_dir / "localcloud.json"
     record = {
@@ -122,14 +130,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=settings.localcloud_port(), help="0 picks a free port")
     parser.add_argument("--state-dir", type=Path, default=settings.state_dir())
     args = parser.parse_args(argv)
+    if not guard.is_loopback_address(args.host):
+        print(
+            f"error: --host {args.host} is not a loopback address: the local cloud runs code for whoever reaches it "
+            f"(docs/security.md); use 127.0.0.1 or unset {settings.LOCALCLOUD_HOST}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     os.environ[settings.STATE_DIR] = str(args.state_dir.resolve())
     from .patches import PatchError
 
     try:
+        statedir.ensure(args.state_dir)
         serve(args.host, args.port, args.state_dir.resolve())
     except PatchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(3)
+    except settings.SettingsError as exc:
+        print(f"error: {exc.line()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         sys.exit(2)

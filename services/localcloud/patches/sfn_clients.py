@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from scones.core import settings
+
 NAME = "sfn-clients"
 WHAT = "the Step Functions interpreter reuses one boto3 client per service"
 _PARSER = "moto.stepfunctions.parser.asl"
@@ -48,8 +50,9 @@ def apply(context: Any) -> None:
                     service,
                     region_name=region,
                     endpoint_url=f"http://127.0.0.1:{context.port}",  # the emulator calling itself
-                    aws_access_key_id="ak",
-                    aws_secret_access_key="sk",
+                    # the local cloud's own credentials: what SCONES_VERIFY_SIGNATURES=1 checks
+                    aws_access_key_id=settings.FAKE_CREDENTIALS[settings.AWS_ACCESS_KEY_ID],
+                    aws_secret_access_key=settings.FAKE_CREDENTIALS[settings.AWS_SECRET_ACCESS_KEY],
                     config=Config(
                         parameter_validation=False,
                         retries={"max_attempts": 0, "total_max_attempts": 1},
