@@ -180,6 +180,9 @@ class CaptureWriter:
         with self._lock:
             return bool(self._buffer or self._encoded) and time.monotonic() - self._oldest >= self.max_age_s
 
+    def flushing(self) -> bool:
+        return self._flush_lock.locked()
+
     def pending(self) -> int:
         with self._lock:
             return len(self._buffer) + len(self._encoded)
