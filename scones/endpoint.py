@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
+import signal
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +116,144 @@ def start(
     return ready
 
 
+def orphan_workers(port: int) -> list[int]:
+    """Endpoint processes still listening on `port` (workers whose supervisor is gone): the kernel's table of
+    listening sockets (/proc/net/tcp), mapped to pids through /proc/*/fd, as psutil reads them."""
+    import psutil
+
+    try:
+        found = {
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+        }
+    except psutil.AccessDenied:
+        return []
+    return sorted(pid for pid in found if service.runs_module(pid, MODULE))
+
+
+def _stop_pids(pids: list[int], timeout_s: float) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # graceful: requests finish, capture flushes
+    deadline = time.monotonic() + timeout_s
+    while any(service.alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def stop(name: str, timeout_s: float = 30.0, log=print) -> bool:
+    port = record(name).get("port")
     pid = _service(name).stop(timeout_s)  # SIGTERM: in-flight requests finish, capture is flushed
+    orphans = orphan_workers(port) if port and not pid else []  # the supervisor was killed, its workers not
+    if orphans:
+        _stop_pids(orphans, timeout_s)
     if target.is_active():
         target.refresh()
-    log(f"endpoint {name} stopped (pid {pid})" if pid else f"endpoint {name} is not running")
-    return pid is not None
+    if orphans:
+        log(f"endpoint {name}: its supervisor was gone; stopped {len(orphans)} orphan workers (pids {orphans})")
+    else:
+        log(f"endpoint {name} stopped (pid {pid})" if pid else f"endpoint {name} is not running")
+    return pid is not None or bool(orphans)
+
+
+def probe_image(size: tuple[int, int]) -> bytes:
+    """A PNG of the model's input size: what a switch sends the new model before it serves."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (128, 96, 64)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def check_answers(url: str, model_dir: Path, timeout_s: float = 30.0) -> None:
+    """/ping is 200 and a probe image gets one probability per label; else EndpointError saying what failed."""
+    labels = models.labels_of(model_dir)
+    size = json.loads((model_dir / "config.json").read_text())["preprocessing"]["input_size"]
+    request = urllib.request.Request(
+        url + "/invocations", data=probe_image((size[1], size[0])), headers={"Content-Type": "image/png"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError) as exc:
+        raise EndpointError(f"the probe image got no answer ({exc})") from None
+    if not isinstance(answer, list) or len(answer) != len(labels):
+        raise EndpointError(f"the probe image got {str(answer)[:80]}, not {len(labels)} probabilities")
+
+
+def _candidate(uri: str, model_dir: Path, name: str, host: str | None, timeout_s: float) -> None:
+    """Serve the new model alone on a free port, check /ping and a probe image, stop it; EndpointError if not."""
+    path = settings.state_dir() / f"candidate-{name}.json"  # not endpoint-*.json: not an endpoint of its own
+    log_path = settings.state_dir() / f"endpoint-{name}.log"
+    trial = service.Service(f"the new model for endpoint {name}", MODULE, path, log_path, _probe, EndpointError)
+    args = [*server_args(model_dir, name, 0, path, uri, host, workers=1), "--no-capture"]
+    try:
+        found = trial.start(args, dict(os.environ), timeout_s)
+        check_answers(found.url or "", model_dir)
+    finally:
+        trial.stop()
+
+
+def _listening(pid: int, port: int) -> int:
+    """How many of `pid` and its children listen on `port`."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children()]
+    except psutil.NoSuchProcess:
+        return 0
+    count = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            count += sum(
+                1 for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            )
+    return count
+
+
+def switch(model: str, name: str, timeout_s: float = 60.0, log=print) -> EndpointStatus:
+    """Serve `model` as the running endpoint `name` on the same URL, with no request failing meanwhile.
+
+    1. The new model is unpacked and served alone on a free port until /ping and a probe image answer: any
+       failure leaves the running endpoint as it is (EndpointError says so, in one line).
+    2. A new worker set joins the endpoint's port (SO_REUSEPORT), each worker listening once loaded.
+    3. The old set stops gracefully (SIGTERM: it finishes its requests and flushes its capture).
+    An endpoint started before servers bound with SO_REUSEPORT is restarted instead (a short gap, said)."""
+    old = record(name)
+    current = status(name)
+    if not current.running:
+        return start(model, name, timeout_s=timeout_s, log=log)
+    kept = f"endpoint {name} still serves {old.get('model_uri')}"
+    host = (current.url or "").split("//")[1].rsplit(":", 1)[0]
+    try:
+        uri, model_dir = prepare_model(model, name)
+        log(f"checking {uri} on a free port before endpoint {name} serves it ...")
+        _candidate(uri, model_dir, name, host, timeout_s)
+    except SconesError as exc:
+        raise EndpointError(f"the new model was refused: {exc}; {kept}", "scones endpoint status") from None
+    if not old.get("reuseport"):
+        log(f"endpoint {name} predates switches without a gap: restarting it")
+        stop(name, log=log)
+        return start(uri, name, old.get("port"), timeout_s, log, host, old.get("workers"))
+    server = _service(name)
+    args = [*server_args(model_dir, name, old["port"], server.record_path, uri, host, old.get("workers")), "--join"]
+    proc = service.spawn(MODULE, args, server.log_path, dict(os.environ))
+    deadline = time.monotonic() + timeout_s
+    while _listening(proc.pid, old["port"]) < max(1, old.get("workers") or 1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            service.stop(proc.pid)
+            server.record_path.write_text(json.dumps(old))  # the new set wrote its own; the old one serves
+            raise EndpointError(
+                f"the new worker set did not come up (log: {server.log_path}); {kept}", "scones endpoint status"
+            )
+        time.sleep(0.1)
+    service.stop(old["pid"], timeout_s)  # the old set drains and exits; the new one already serves the port
+    ready = status(name)
+    log(f"endpoint {name} switched to {uri} at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
+    return ready
 
 
 def record(name: str) -> dict:

@@ -38,6 +38,11 @@ CAPTURE_PERCENT = "SCONES_CAPTURE_PERCENT"  # sampling percentage, 0..100
 MAX_BATCH_SIZE = "SCONES_MAX_BATCH_SIZE"  # dynamic batching: images per model call
 MAX_WAIT_MS = "SCONES_MAX_WAIT_MS"  # dynamic batching: how long a batch waits to fill
 MAX_PAYLOAD_MB = "SCONES_MAX_PAYLOAD_MB"  # request bodies above this are refused (413)
+MAX_IMAGE_PIXELS = "SCONES_MAX_IMAGE_PIXELS"  # images of more pixels are refused before decoding (413)
+BODY_TIMEOUT_S = "SCONES_BODY_TIMEOUT_S"  # a request body not received within this is refused (408)
+CAPTURE_MAX_MB = "SCONES_CAPTURE_MAX_MB"  # what one worker's capture buffer may hold (MiB)
+CAPTURE_WHEN_FULL = "SCONES_CAPTURE_WHEN_FULL"  # block (wait for room, then 503) | drop (count the loss, answer)
+CAPTURE_BLOCK_S = "SCONES_CAPTURE_BLOCK_S"  # block: how long a request waits for room before its 503
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads per endpoint worker (0: cores / workers)
 THRESHOLD = "SCONES_THRESHOLD"  # the filter's confidence threshold, read by the filter lambda too
@@ -74,6 +79,8 @@ DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 DEFAULT_LAMBDA_CONCURRENCY = 4
 DEFAULT_THRESHOLD = 0.93
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # services/endpoint/inference.py repeats it (it imports nothing of ours)
+CAPTURE_POLICIES = ("block", "drop")
 DEFAULT_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 FAKE_CREDENTIALS = {AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing"}
 
@@ -157,6 +164,32 @@ def max_wait_ms() -> float:
 
 def max_payload_bytes() -> int:
     return int(_number(MAX_PAYLOAD_MB, 6.0, 0.001, 1024.0) * 1024 * 1024)
+
+
+def max_image_pixels() -> int:
+    return _number(MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS, 1, 2**31, int, "an integer")
+
+
+def body_timeout_s() -> float:
+    return _number(BODY_TIMEOUT_S, 30.0, 0.01, 3600.0)
+
+
+def capture_max_bytes() -> int:
+    return int(_number(CAPTURE_MAX_MB, 256.0, 0.001, 65536.0) * 1024 * 1024)
+
+
+def capture_when_full() -> str:
+    value = _get(CAPTURE_WHEN_FULL, "block")
+    if value not in CAPTURE_POLICIES:
+        raise SettingsError(
+            f"{CAPTURE_WHEN_FULL}={value!r} is not one of {', '.join(CAPTURE_POLICIES)}",
+            f"unset {CAPTURE_WHEN_FULL} or fix it",
+        )
+    return value
+
+
+def capture_block_s() -> float:
+    return _number(CAPTURE_BLOCK_S, 10.0, 0.0, 600.0)
 
 
 def stack_name() -> str:

@@ -34,9 +34,11 @@ def local_serving(name: str, model: str | None, host: str | None = None, log: Ca
     """The local endpoint, started (or restarted when --model names another model, or it must bind elsewhere)."""
     current = endpoint.status(name)
     moved = current.running and host is not None and f"//{host}:" not in (current.url or "")
-    if current.running and (moved or (model and endpoint.record(name).get("model_uri") != model)):
+    if current.running and moved:
         endpoint.stop(name, log=log)
         current = endpoint.status(name)
+    elif current.running and model and endpoint.record(name).get("model_uri") != model:
+        current = endpoint.switch(model, name, log=log)  # the old model serves until the new one answers
     if not current.running:
         current = endpoint.start(model, name, log=log, host=host)
     served = endpoint.record(name)

@@ -16,6 +16,8 @@ that run this app are supervisor.py's; the command line is cli.py's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import os
 import sys
@@ -37,6 +39,32 @@ class PayloadTooLargeError(inference.InferenceError):
     status_code = 413
 
 
+class RequestTimeoutError(inference.InferenceError):
+    status_code = 408
+
+
+class CaptureFullError(inference.InferenceError):
+    """The capture buffer stayed full (S3 unreachable?) for the whole wait: answered rather than lost silently."""
+
+    status_code = 503
+
+
+BIG_BODY = 65536  # bodies above this decode off the event loop, at most BIG_DECODES at once per worker
+BIG_DECODES = 2  # bounds a worker's decoding memory: each big decode holds up to ~4 bytes × MAX_PIXELS × 3
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0): hands freed heap pages back to the system (after big decodes, the freed arrays of
+    every arena otherwise stay in the process). A no-op elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        return lambda: trim(0)
+    return lambda: None
+
+
+trim_memory = _malloc_trim()
+
+
 class EndpointApp:
     def __init__(
         self,
@@ -48,6 +76,8 @@ class EndpointApp:
         max_body_bytes: int | None = None,
         board: Board | None = None,
         threads: int | None = None,
+        body_timeout_s: float | None = None,
+        capture_block_s: float | None = None,
     ) -> None:
         """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults)."""
         if max_batch_size is None:
@@ -56,15 +86,22 @@ class EndpointApp:
             max_wait_ms = settings.max_wait_ms()
         self.model_dir, self.name, self.capture = Path(model_dir), name, capture
         self.max_body_bytes = settings.max_payload_bytes() if max_body_bytes is None else max_body_bytes
+        self.body_timeout_s = settings.body_timeout_s() if body_timeout_s is None else body_timeout_s
+        self.capture_block_s = settings.capture_block_s() if capture_block_s is None else capture_block_s
         self.board = board or Board(1)  # this worker's counters, beside the other workers'
         self.threads = threads
         self.model: inference.Model | None = None
         self.load_error: Exception | None = None
         self.on_load_error: Callable[[], None] = lambda: None
+        self.load_first = False  # load during startup, before the socket listens (a deploy joining a port)
         self.batcher = DynamicBatcher(self._predict, max_batch_size, max_wait_ms, expected=lambda: self.active)
         self.active = 0  # requests accepted and not yet answered: the batcher waits only for these
         self.requests = 0
         self.errors = 0
+        self.refused = 0  # answered 503: the capture buffer stayed full (block policy)
+        self.timeouts = 0  # answered 408: the body did not arrive in time
+        self._big_decodes: asyncio.Semaphore | None = None
+        self._big_active = 0
         self._tasks: list[asyncio.Task] = []
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -94,6 +131,11 @@ class EndpointApp:
             captured=capture.captured if capture else 0,
             written=capture.written if capture else 0,
             files=capture.files if capture else 0,
+            dropped=capture.dropped if capture else 0,
+            spooled=capture.spooled if capture else 0,
+            unsent=capture.unsent if capture else 0,
+            refused=self.refused,
+            timeouts=self.timeouts,
         )
 
     def _flush(self, final: bool = False) -> None:
@@ -102,7 +144,10 @@ class EndpointApp:
 
     async def startup(self) -> None:
         await self.batcher.start()
-        threading.Thread(target=self._load, daemon=True).start()  # /ping answers 503 meanwhile
+        if self.load_first:
+            await asyncio.get_running_loop().run_in_executor(None, self._load)
+        else:
+            threading.Thread(target=self._load, daemon=True).start()  # /ping answers 503 meanwhile
         if self.capture is not None:
             self._tasks.append(asyncio.create_task(self._flush_when_due()))
 
@@ -155,6 +200,9 @@ class EndpointApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.startup()
+                if self.load_first and self.load_error is not None:  # never listen: the old server keeps serving
+                    await send({"type": "lifespan.startup.failed", "message": str(self.load_error)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
@@ -163,10 +211,19 @@ class EndpointApp:
 
     async def _read_body(self, scope, receive) -> bytes:
         """The whole body, or PayloadTooLargeError once it passes the limit. An oversized body is still read
-        (and dropped) up to 16× the limit so that the client, which sends before it reads, gets the 413."""
+        (and dropped) up to 16× the limit so that the client, which sends before it reads, gets the 413.
+        A body not complete within body_timeout_s ($SCONES_BODY_TIMEOUT_S) is a 408: a slow client holds a
+        connection and its partial body for that long at most."""
         chunks, size, more = [], 0, True
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                self.timeouts += 1
+                raise RequestTimeoutError(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s (SCONES_BODY_TIMEOUT_S)"
+                ) from None
             chunk, more = message.get("body", b""), message.get("more_body", False)
             size += len(chunk)
             if size <= self.max_body_bytes:
@@ -210,10 +267,8 @@ class EndpointApp:
                 )
                 return
             inference.check_accept(accept)  # refuse a bad Accept before any work
-            if len(body) > 65536:  # large images decode off the event loop
-                image = await asyncio.get_running_loop().run_in_executor(
-                    None, inference.decode, body, content_type, self.model.size
-                )
+            if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
+                image = await self._decode_big(body, content_type)
             else:
                 image = inference.decode(body, content_type, self.model.size)
             row = await self.batcher.submit(image)
@@ -228,10 +283,46 @@ class EndpointApp:
             self.publish()
             await self._error(send, 500, f"{type(exc).__name__}: {exc}", "InternalServerError", runtime_api)
             return
-        if self.capture is not None and self.capture.sampled() and self.capture.add(body, content_type, output):
-            asyncio.get_running_loop().run_in_executor(None, self._flush)
+        if self.capture is not None and self.capture.sampled() and not await self._capture(body, content_type, output):
+            self.refused += 1
+            self.errors += 1
+            self.publish()
+            message = (
+                f"the capture buffer stayed full ({self.capture.max_bytes} bytes) for {self.capture_block_s:g} s: "
+                f"S3 unreachable? (SCONES_CAPTURE_WHEN_FULL=drop answers and counts the loss instead)"
+            )
+            await self._error(send, CaptureFullError.status_code, message, "CaptureFullError", runtime_api)
+            return
         self.publish()  # before the answer: a client that reads the stats next sees its request counted
         await self._respond(send, 200, output, [*JSON_HEADERS, *extra])
+
+    async def _decode_big(self, body: bytes, content_type: str):
+        if self._big_decodes is None:
+            self._big_decodes = asyncio.Semaphore(BIG_DECODES)
+        loop = asyncio.get_running_loop()
+        async with self._big_decodes:
+            self._big_active += 1
+            try:
+                return await loop.run_in_executor(None, inference.decode, body, content_type, self.model.size)
+            finally:
+                self._big_active -= 1
+                if self._big_active == 0:  # the last big decode: give its memory back
+                    loop.run_in_executor(None, trim_memory)
+
+    async def _capture(self, body: bytes, content_type: str, output: bytes) -> bool:
+        """Buffer the record; False when the block policy waited capture_block_s for room in vain."""
+        capture, loop = self.capture, asyncio.get_running_loop()
+        if not capture.room(body, output) and capture.when_full == "block":
+            deadline = loop.time() + self.capture_block_s
+            while not capture.room(body, output):
+                if loop.time() >= deadline:
+                    return False
+                if not capture.flushing():
+                    loop.run_in_executor(None, self._flush)
+                await asyncio.sleep(0.05)
+        if capture.add(body, content_type, output):
+            loop.run_in_executor(None, self._flush)
+        return True
 
     async def _error(self, send, status: int, message: str, error: str, runtime_api: bool) -> None:
         if runtime_api:  # as SageMaker's runtime reports a model's error: boto3 raises ModelError
@@ -280,4 +371,13 @@ class EndpointApp:
             "capture_written": written,
             "capture_pending": captured - written,
             "capture_files": board.total("files"),
+            # answered but not captured, by reason; refused (503) and timeouts (408) were not answered
+            "capture_lost": {
+                "dropped_full": board.total("dropped"),
+                "unsent": board.total("unsent"),
+                "killed_workers": board.total("lost_killed"),
+            },
+            "capture_spooled": board.total("spooled"),
+            "capture_refused_full": board.total("refused"),
+            "body_timeouts": board.total("timeouts"),
         }

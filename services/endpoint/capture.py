@@ -6,10 +6,15 @@ Each captured invocation is one JSON line:
                                       "encoding": "JSON"}},
    "eventMetadata": {"eventId": <uuid>, "inferenceTime": "2024-11-25T23:21:43Z"}, "eventVersion": "0"}
 A request only appends (time, body, content type, output) to a buffer; records are built, base64-encoded
-and serialised by the flush, off the request path. Lines are flushed (by count, by age, and on shutdown) to
+and serialised by the flush, off the request path, once. Lines are flushed (by count, by age, and on shutdown) to
   s3://{bucket}/{prefix}/{endpoint}/{variant}/YYYY/MM/DD/HH/{mm-ss-fff}-{uuid}.jsonl
 one file per hour of the first record it holds, as SageMaker lays them out. A failed upload keeps its
-records for the next flush; at shutdown, what still cannot be uploaded is written to a local file.
+encoded lines for the next flush; at shutdown, what still cannot be uploaded is written to a local file.
+
+Memory is bounded: what the writer holds (every record not yet written, counted as its encoded line) stays
+under `max_bytes` ($SCONES_CAPTURE_MAX_MB). Past it, the app applies `when_full`: block (the request waits
+for room, then answers 503) or drop (answered, not captured, counted in `dropped`). Every record answered but
+not captured is counted by reason (`lost()`), never lost silently.
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ VARIANT = "AllTraffic"  # the production variant a local endpoint serves: in eve
 try:  # orjson: ~5× faster serialisation of capture lines; the standard library's json writes the same JSON
     import orjson
 
-    def _line(rec: dict) -> str:
-        return orjson.dumps(rec).decode()
+    def _line(rec: dict) -> bytes:
+        return orjson.dumps(rec)
 except ImportError:  # pragma: no cover - orjson is in the serve extra
 
-    def _line(rec: dict) -> str:
-        return json.dumps(rec, separators=(",", ":"))
+    def _line(rec: dict) -> bytes:
+        return json.dumps(rec, separators=(",", ":")).encode()
 
 
 def event_id(random16: bytes) -> str:
@@ -92,6 +97,15 @@ def parse_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+RECORD_OVERHEAD = 400  # bytes of a line besides its base64 input and its output (keys, ids, times)
+MAX_FILE_BYTES = 32 * 1024 * 1024  # an upload joins at most this much, so a large retry is not copied whole
+
+
+def held_size(body: bytes, output: bytes) -> int:
+    """What one record counts against the byte bound: its encoded line's size, known before encoding."""
+    return (len(body) + 2) // 3 * 4 + len(output) + RECORD_OVERHEAD
+
+
 class CaptureWriter:
     def __init__(
         self,
@@ -103,8 +117,11 @@ class CaptureWriter:
         max_records: int = 500,
         max_age_s: float = 5.0,
         fallback_dir: Path | None = None,
+        max_bytes: int | None = None,
+        when_full: str | None = None,
     ) -> None:
-        """`prefix` and `percent` left None are the settings' ($SCONES_CAPTURE_PREFIX, $SCONES_CAPTURE_PERCENT)."""
+        """`prefix`, `percent`, `max_bytes` and `when_full` left None are the settings' ($SCONES_CAPTURE_PREFIX,
+        $SCONES_CAPTURE_PERCENT, $SCONES_CAPTURE_MAX_MB, $SCONES_CAPTURE_WHEN_FULL)."""
         prefix = settings.capture_prefix() if prefix is None else prefix
         percent = settings.capture_percent() if percent is None else percent
         if not 0 <= percent <= 100:
@@ -112,26 +129,47 @@ class CaptureWriter:
         self.put, self.endpoint, self.prefix, self.variant = put, endpoint, prefix, variant
         self.percent, self.max_records, self.max_age_s = percent, max_records, max_age_s
         self.fallback_dir = fallback_dir
+        self.max_bytes = settings.capture_max_bytes() if max_bytes is None else max_bytes
+        self.when_full = settings.capture_when_full() if when_full is None else when_full
+        if self.when_full not in settings.CAPTURE_POLICIES:
+            raise ValueError(f"when_full must be one of {', '.join(settings.CAPTURE_POLICIES)}, got {self.when_full}")
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._buffer: list[tuple[float, bytes, str, bytes]] = []  # (time.time(), body, content type, output)
+        self._encoded: list[tuple[str, float, bytes]] = []  # (hour, time, line): built once, kept across retries
         self._oldest = 0.0
         self._flush_asked = False
-        self.captured = 0
-        self.written = 0
+        self.held = 0  # bytes counted against max_bytes: every record not yet written, as its encoded line
+        self.captured = 0  # records taken into the buffer
+        self.written = 0  # records uploaded
         self.files = 0
-        self.failures = 0
+        self.failures = 0  # failed uploads (their records are kept and retried)
+        self.dropped = 0  # records not taken: the buffer was full under the drop policy (lost, and counted)
+        self.spooled = 0  # records that could not be uploaded by shutdown, written to fallback_dir instead
+        self.unsent = 0  # records that could be neither uploaded nor written locally at shutdown (lost)
 
     def sampled(self) -> bool:
         return self.percent >= 100 or random.random() * 100 < self.percent
 
+    def room(self, body: bytes, output: bytes) -> bool:
+        """Whether this record fits under the byte bound now (an empty buffer takes any one record)."""
+        with self._lock:
+            return self.held == 0 or self.held + held_size(body, output) <= self.max_bytes
+
     def add(self, body: bytes, content_type: str, output: bytes) -> bool:
         """Buffer one invocation (no encoding here: it is on the request path); returns whether a flush is
-        due (the caller schedules it off the event loop)."""
+        due (the caller schedules it off the event loop). A record past the byte bound is dropped and counted
+        (`dropped`): under the block policy the app waits for `room` before it answers, so it seldom happens."""
+        size = held_size(body, output)
         with self._lock:
-            if not self._buffer:
+            if self.held and self.held + size > self.max_bytes:
+                self.dropped += 1
+                ask, self._flush_asked = not self._flush_asked, True
+                return ask
+            if not self._buffer and not self._encoded:
                 self._oldest = time.monotonic()
             self._buffer.append((time.time(), body, content_type, output))
+            self.held += size
             self.captured += 1
             if len(self._buffer) >= self.max_records and not self._flush_asked:
                 self._flush_asked = True  # once: every request after it would queue another flush thread
@@ -140,57 +178,108 @@ class CaptureWriter:
 
     def due(self) -> bool:
         with self._lock:
-            return bool(self._buffer) and time.monotonic() - self._oldest >= self.max_age_s
+            return bool(self._buffer or self._encoded) and time.monotonic() - self._oldest >= self.max_age_s
+
+    def flushing(self) -> bool:
+        return self._flush_lock.locked()
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._buffer)
+            return len(self._buffer) + len(self._encoded)
+
+    def lost(self) -> dict[str, int]:
+        """Records answered but not captured, by reason (what /_scones/stats and `scones endpoint status` show)."""
+        return {"dropped_full": self.dropped, "unsent": self.unsent}
+
+    def _encode(self, batch: list) -> list[tuple[str, float, bytes]]:
+        """Raw records → (hour, time, line), releasing each raw body as soon as its line exists."""
+        out, estimated, actual = [], 0, 0
+        seconds: dict[int, tuple[str, str]] = {}  # one strftime per second, not per record
+        ids = os.urandom(16 * len(batch))
+        for i, raw in enumerate(batch):
+            second = int(raw[0])
+            if second not in seconds:
+                at = datetime.fromtimestamp(second, UTC)
+                seconds[second] = (at.strftime("%Y%m%d%H"), at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            hour, stamp = seconds[second]
+            rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp)
+            line = _line(rec)
+            out.append((hour, raw[0], line))
+            estimated, actual = estimated + held_size(raw[1], raw[3]), actual + len(line)
+            batch[i] = rec = None  # the raw body goes now: memory holds a record once, not twice
+        with self._lock:
+            self.held += actual - estimated  # from now on a record counts as its line
+        return out
 
     def flush(self, final: bool = False) -> int:
-        """Upload what is buffered, one file per hour; returns the number of records written."""
+        """Upload what is buffered, one file per hour (split past MAX_FILE_BYTES); returns the records written.
+
+        Records are encoded once; a failed upload keeps their encoded lines for the next flush."""
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer, self._flush_asked = self._buffer, [], False
-            if not batch:
+                retry, self._encoded = self._encoded, []
+            if not batch and not retry:
                 return 0
-            groups: dict[str, list[tuple[float, str]]] = {}  # hour -> (time, line)
-            raws: dict[str, list] = {}
-            seconds: dict[int, tuple[str, str]] = {}  # one strftime per second, not per record
-            ids = os.urandom(16 * len(batch))
-            for i, raw in enumerate(batch):
-                second = int(raw[0])
-                if second not in seconds:
-                    at = datetime.fromtimestamp(second, UTC)
-                    seconds[second] = (at.strftime("%Y%m%d%H"), at.strftime("%Y-%m-%dT%H:%M:%SZ"))
-                hour, stamp = seconds[second]
-                rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp)
-                if hour not in groups:
-                    groups[hour], raws[hour] = [], []
-                groups[hour].append((raw[0], _line(rec)))
-                raws[hour].append(raw)
-            written, failed, failed_lines = 0, [], []
+            lines = retry + self._encode(batch)
+            del batch, retry
+            groups: dict[str, list[tuple[float, bytes]]] = {}  # hour -> (time, line)
+            for hour, at, line in lines:
+                groups.setdefault(hour, []).append((at, line))
+            del lines
+            written, failed = 0, []
             for hour, items in groups.items():
-                first = datetime.fromtimestamp(items[0][0], UTC)  # the file is named for its first record
-                key = object_key(self.prefix, self.endpoint, self.variant, first)
-                body = ("\n".join(line for _, line in items) + "\n").encode()
-                try:
-                    self.put(key, body)
-                    written += len(items)
-                    self.files += 1
-                except Exception as exc:  # keep the records: nothing captured is dropped
-                    self.failures += 1
-                    failed.extend(raws[hour])
-                    failed_lines.extend(line for _, line in items)
-                    print(f"capture: upload of {len(items)} records to {key} failed: {exc}", flush=True)
-            if failed:
-                if final and self.fallback_dir is not None:
-                    self.fallback_dir.mkdir(parents=True, exist_ok=True)
-                    path = self.fallback_dir / f"capture-unsent-{uuid.uuid4()}.jsonl"
-                    path.write_text("\n".join(failed_lines) + "\n")
-                    print(f"capture: {len(failed)} records could not be uploaded; kept in {path}", flush=True)
-                else:
-                    with self._lock:
-                        self._buffer[:0] = failed
-                        self._oldest = time.monotonic()
+                for chunk in _chunks(items):
+                    first = datetime.fromtimestamp(chunk[0][0], UTC)  # the file is named for its first record
+                    key = object_key(self.prefix, self.endpoint, self.variant, first)
+                    body = b"\n".join(line for _, line in chunk) + b"\n"
+                    try:
+                        self.put(key, body)
+                        written += len(chunk)
+                        self.files += 1
+                        with self._lock:
+                            self.held -= sum(len(line) for _, line in chunk)
+                    except Exception as exc:  # keep the records: nothing captured is dropped
+                        self.failures += 1
+                        failed.extend((hour, at, line) for at, line in chunk)
+                        print(f"capture: upload of {len(chunk)} records to {key} failed: {exc}", flush=True)
+                    del body
             self.written += written
+            if failed and final:
+                self._keep_locally(failed)
+            elif failed:
+                with self._lock:
+                    self._encoded[:0] = failed
+                    self._oldest = time.monotonic()
             return written
+
+    def _keep_locally(self, failed: list[tuple[str, float, bytes]]) -> None:
+        """At shutdown: what S3 would not take goes to a local file (spooled), else it is lost (unsent)."""
+        try:
+            if self.fallback_dir is None:
+                raise OSError("no fallback folder")
+            self.fallback_dir.mkdir(parents=True, exist_ok=True)
+            path = self.fallback_dir / f"capture-unsent-{uuid.uuid4()}.jsonl"
+            with open(path, "wb") as f:
+                for _, _, line in failed:
+                    f.write(line + b"\n")
+            self.spooled += len(failed)
+            print(f"capture: {len(failed)} records could not be uploaded; kept in {path}", flush=True)
+        except OSError as exc:
+            self.unsent += len(failed)
+            print(f"capture: {len(failed)} records could not be uploaded nor kept locally ({exc}): lost", flush=True)
+        with self._lock:
+            self.held -= sum(len(line) for _, _, line in failed)
+
+
+def _chunks(items: list[tuple[float, bytes]]):
+    """Consecutive runs of lines of at most MAX_FILE_BYTES together (one line alone may be larger)."""
+    chunk, size = [], 0
+    for item in items:
+        if chunk and size + len(item[1]) > MAX_FILE_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item[1]) + 1
+    if chunk:
+        yield chunk

@@ -56,6 +56,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--record", type=Path, default=None, help="write pid and url here once listening")
     p.add_argument("--source", default=None, help="where the model came from (an s3:// URI), for the record")
     p.add_argument("--no-capture", action="store_true")
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="join the server listening on --port (a deploy's switch): listen only once the model is loaded",
+    )
     return p
 
 
@@ -79,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
             return EndpointApp(args.model, args.name, capture, max_batch, max_wait, max_body, board, threads)
 
         about = {"name": args.name, "model_dir": str(args.model), "model_uri": args.source or str(args.model)}
-        code = serve(build, args.host, args.port, workers, args.record, about)
+        code = serve(build, args.host, args.port, workers, args.record, about, join=args.join)
     except (inference.ModelLoadError, settings.SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -23,8 +23,27 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/x-image", "image/x-image")
 JSON = "application/json"
-MAX_PIXELS = 4096 * 4096  # larger images are refused before decoding (decompression bombs)
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Limits, read by literal name: this file imports nothing of the repository (it runs in SageMaker's container).
+# scones/core/settings.py defines the same names and defaults; tests/unit/endpoint/test_inference.py checks them.
+MAX_PIXELS_ENV = "SCONES_MAX_IMAGE_PIXELS"  # images of more pixels are refused before decoding (413)
+MAX_PAYLOAD_ENV = "SCONES_MAX_PAYLOAD_MB"  # bodies above this are refused before decoding (413)
+DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_MAX_PAYLOAD_MB = 6.0
+# Only these decoders ever see a body: Pillow would otherwise try every format it knows (EPS runs Ghostscript).
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+MAX_PIXELS = int(_env_number(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))
+MAX_BODY_BYTES = int(_env_number(MAX_PAYLOAD_ENV, DEFAULT_MAX_PAYLOAD_MB) * 1024 * 1024)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard (DecompressionBombError at twice this) behind ours
 
 try:  # inside the SageMaker inference toolkit, its error class carries the HTTP status to the client
     from sagemaker_inference.errors import GenericInferenceToolkitError as _Base  # type: ignore[import-not-found]
@@ -156,14 +175,19 @@ def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] 
     if not request_body:
         raise EmptyBodyError("the request body is empty: send the image bytes")
     try:
-        image = Image.open(io.BytesIO(request_body))
+        image = Image.open(io.BytesIO(request_body), formats=FORMATS)  # reads the header only
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            raise ImageTooLargeError(f"image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS} pixels")
+        if width * height > MAX_PIXELS:  # before any pixel is decoded
+            raise ImageTooLargeError(
+                f"image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS} pixels ({MAX_PIXELS_ENV})"
+            )
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            image = image.convert("RGBA")
+            if image.mode != "RGBA":
+                image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image)  # transparent pixels become white, not black
+            background.alpha_composite(image)  # in place: transparent pixels become white, not black
+            image = background
+            del background
         image = image.convert("RGB")
         if image.size != size:
             image = image.resize(size, Image.Resampling.BILINEAR)
@@ -173,7 +197,9 @@ def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] 
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image refused: {exc}") from exc
     except UnidentifiedImageError:
-        raise InvalidImageError("the body is not an image PIL can read (send PNG or JPEG bytes)") from None
+        raise InvalidImageError(
+            f"the body is not an image of an accepted format ({', '.join(FORMATS)}): send PNG or JPEG bytes"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"the body is not a readable image ({type(exc).__name__}: {exc})") from exc
 
@@ -187,6 +213,10 @@ def preprocess(images: np.ndarray, model: Model) -> np.ndarray:
 
 def input_fn(request_body: bytes, request_content_type: str) -> np.ndarray:
     """SageMaker's input_fn: the decoded image as a 1×32×32×3 uint8 batch (normalised in predict_fn)."""
+    if len(request_body) > MAX_BODY_BYTES:  # our server refuses it while reading; the container calls this
+        raise ImageTooLargeError(
+            f"body of {len(request_body)} bytes exceeds the limit of {MAX_BODY_BYTES} bytes ({MAX_PAYLOAD_ENV})"
+        )
     return decode(request_body, request_content_type)[None]
 
 

@@ -17,6 +17,7 @@ finishes its requests and flushes its buffer, and the supervisor exits once they
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +33,16 @@ from .app import EndpointApp
 from .board import Board
 
 CANNOT_LOAD = 2  # a worker's exit status when the model cannot be loaded: not restarted
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGTERM (its graceful stop: requests finish, capture flushes) when its parent
+    dies, even by SIGKILL, so that no worker serves on as an orphan. Elsewhere: nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl: the signal will not come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
@@ -46,21 +57,29 @@ def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.so
     return sock
 
 
-def claim_port(host: str, port: int, shared: bool) -> socket.socket:
-    """The server's bound socket. Shared (several workers): SO_REUSEPORT, after checking that nothing
-    listens there yet, since another server with SO_REUSEPORT (another endpoint of this user) would
-    otherwise be joined silently and handed half of the connections; the check raises OSError instead."""
-    if shared and port:
+def claim_port(host: str, port: int, shared: bool, join: bool = False) -> socket.socket:
+    """The server's bound socket. Shared (always, now: a deploy's new worker set may join the port): SO_REUSEPORT,
+    after checking that nothing listens there yet, since another server with SO_REUSEPORT (another endpoint of
+    this user) would otherwise be joined silently and handed half of the connections; the check raises OSError
+    instead. `join`: the caller means to join the server there (a deploy switching models, see scones/endpoint.py)."""
+    if shared and port and not join:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))  # EADDRINUSE when anything listens on the port
     return reuseport_socket(host, port, reuse_port=shared)
 
 
-def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int:
+def supervise(
+    workers: int,
+    run_worker: Callable[[int], None],
+    log=print,
+    on_exit: Callable[[int, int, int], None] = lambda slot, pid, code: None,
+) -> int:
     """Fork `workers` processes running `run_worker(slot)`; forward SIGTERM/SIGINT; restart a worker that
     dies on its own (unless it could not load the model); return the worst exit status once every worker
-    has exited. Call with no threads running (fork copies only the calling thread)."""
+    has exited. `on_exit(slot, pid, code)` runs as each worker is reaped. Each worker dies with the supervisor
+    (die_with_parent). Call with no threads running (fork copies only the calling thread)."""
+    supervisor = os.getpid()
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
 
@@ -77,6 +96,7 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        die_with_parent(supervisor)
         code = 0
         try:
             run_worker(slot)
@@ -113,6 +133,7 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
         if slot is None:
             continue
         code = os.waitstatus_to_exitcode(status)
+        on_exit(slot, pid, code)
         worst = worst or (code if code > 0 else 0)
         if code == CANNOT_LOAD and not stopping:  # another try would fail the same way
             log(f"worker {slot} cannot load the model; stopping the others")
@@ -125,7 +146,7 @@ def supervise(workers: int, run_worker: Callable[[int], None], log=print) -> int
     return worst
 
 
-def run_uvicorn(app: EndpointApp, sock: socket.socket) -> int:
+def run_uvicorn(app: EndpointApp, sock: socket.socket, load_first: bool = False) -> int:
     """Serve on `sock` until SIGTERM/SIGINT (graceful: requests finish, capture flushes); CANNOT_LOAD when
     the model could not be loaded, else 0."""
     config = uvicorn.Config(
@@ -141,6 +162,7 @@ def run_uvicorn(app: EndpointApp, sock: socket.socket) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
+    app.load_first = load_first  # the socket listens only once the lifespan startup (and so the load) is done
 
     def stop(*_args) -> None:
         server.should_exit = True
@@ -161,39 +183,52 @@ def serve(
     workers: int = 1,
     record_path: Path | None = None,
     about: dict | None = None,
+    join: bool = False,
 ) -> int:
     """Run `workers` servers on host:port, each made by `build(board)`; returns the exit status.
 
     One worker serves in this process. Several: this process holds the port (bound, not listening, so
-    port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT."""
+    port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT.
+    `join`: join the server already listening on the port (SO_REUSEPORT, as every server here binds), each
+    worker listening only once its model is loaded, so that the old server can then stop with no request lost."""
     about = about or {}
     board = Board(workers)
-    sock = claim_port(host, port, shared=workers > 1)  # bound before the record is written: 0 picks a free port
+    sock = claim_port(host, port, shared=True, join=join)  # bound before the record is written: 0 picks a free port
     port = sock.getsockname()[1]
     url = f"http://{host}:{port}"
     if record_path is not None:
         record_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = record_path.with_suffix(".tmp")
         record = {"pid": os.getpid(), "url": url, "port": port, "workers": workers, "started": time.time()}
+        record["reuseport"] = True  # a deploy may start the next model's workers on this port beside these
         tmp.write_text(json.dumps({**record, **about}))
         os.replace(tmp, record_path)
     plural = "s" if workers > 1 else ""
     print(f"endpoint {about.get('name', '')} listening on {url} with {workers} worker{plural} {about}", flush=True)
+
+    def retire(slot: int, pid: int, code: int) -> None:
+        lost = board.retire(slot)
+        if lost:  # its buffer died with it: say so (the stats and `scones endpoint status` count it too)
+            print(
+                f"worker {slot} (pid {pid}) exited with status {code}: {lost} answered requests were not "
+                f"captured (lost with its buffer)",
+                flush=True,
+            )
 
     def worker(slot: int) -> None:
         sock.close()  # the supervisor's: never listening
         board.slot = slot
         board.table[slot] = 0  # a restarted worker is not loaded until it has loaded
         app = build(board)
-        code = run_uvicorn(app, reuseport_socket(host, port))
+        code = run_uvicorn(app, reuseport_socket(host, port), load_first=join)
         print(f"worker {slot} (pid {os.getpid()}) stopped after {app.requests} requests", flush=True)
         sys.exit(code)
 
     try:
         if workers == 1:
-            code = run_uvicorn(build(board), sock)
+            code = run_uvicorn(build(board), sock, load_first=join)
         else:
-            code = supervise(workers, worker, log=lambda m: print(m, flush=True))
+            code = supervise(workers, worker, log=lambda m: print(m, flush=True), on_exit=retire)
     finally:
         if record_path is not None:
             try:
@@ -201,7 +236,8 @@ def serve(
                     record_path.unlink()
             except (OSError, ValueError):
                 pass
-        totals = {name: board.total(name) for name in ("requests", "errors", "captured", "written", "files")}
+        names = ("requests", "errors", "captured", "written", "files", "dropped", "spooled", "unsent", "lost_killed")
+        totals = {name: board.total(name) for name in names}
         print(f"endpoint stopped; {totals}", flush=True)
         if board.read_note():
             print(f"error: {board.read_note()}", file=sys.stderr, flush=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
 import os
 import shutil
+import signal
 import threading
 import time
 import urllib.request
@@ -238,3 +240,108 @@ def test_sigterm_mid_load_loses_no_record(serve, capture_bucket, workers):
     records = captured(capture_bucket, name)
     assert len(records) == len(ok)  # records in = records out, across every worker
     assert len({r["eventMetadata"]["eventId"] for r in records}) == len(records)  # none written twice
+
+
+def stats_of(url: str) -> dict:
+    with urllib.request.urlopen(url + "/_scones/stats") as response:
+        return json.loads(response.read())
+
+
+def test_a_worker_killed_mid_load_has_its_uncaptured_records_counted(serve, capture_bucket):
+    # given two workers answering a steady load (records wait in their buffers: max age 5 s)
+    name, url = serve(workers=2, SCONES_MAX_WAIT_MS="5")
+    ok, stop = [], threading.Event()
+
+    def client(seed: int) -> None:
+        host, port = url.split("//")[1].split(":")
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                if post(url, png(seed), http.client.HTTPConnection(host, int(port), timeout=10)) == 200:
+                    ok.append(seed)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    # when one worker is killed outright (its buffer dies with it)
+    os.kill(stats_of(url)["worker_pids"][0], signal.SIGKILL)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    # then the loss is counted, in the stats that `scones endpoint status` prints, and nothing else is lost
+    lost = stats_of(url)["capture_lost"]["killed_workers"]
+    assert lost > 0
+    assert f'"killed_workers": {lost}' in json.dumps(endpoint.status(name).stats)
+    endpoint.stop(name, log=lambda _m: None)
+    assert len(captured(capture_bucket, name)) == len(ok) - lost
+
+
+def test_workers_exit_with_a_killed_supervisor_and_the_port_is_free_again(serve, tiny_model):
+    from scones.core import service
+
+    # given an endpoint of two workers on a fixed port
+    name, url = serve(workers=2)
+    port, pids = int(url.rsplit(":", 1)[1]), stats_of(url)["worker_pids"]
+    supervisor = endpoint.status(name).pid
+    # when its supervisor is killed outright
+    os.kill(supervisor, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(service.alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # then its workers have gone too (graceful: SIGTERM), stop says so, and the port serves again
+    assert not any(service.alive(p) for p in pids)
+    endpoint.stop(name, log=lambda _m: None)
+    again = endpoint.start(str(tiny_model), name, port=port, log=lambda _m: None, workers=2)
+    assert again.running and again.url == url
+
+
+def poll_invocations(url: str, stop: threading.Event, statuses: list, resets: list) -> None:
+    """Invoke all along, a new connection each time. A reset connection is retried once, as boto3's retry modes
+    do: the kernel resets a connection still queued at a listener that closes (the old set's, at the switch)."""
+    while not stop.is_set():
+        try:
+            statuses.append(post(url, png(1)))
+        except ConnectionError:  # reset, or a broken pipe while the body was being sent
+            resets.append(1)
+            try:
+                statuses.append(post(url, png(1)))
+            except OSError as exc:
+                statuses.append(repr(exc))
+        except OSError as exc:
+            statuses.append(repr(exc))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_model_never_stops_the_endpoint_and_a_good_one_switches_without_a_failed_request(
+    serve, tiny_model, tmp_path, workers
+):
+    # given a serving endpoint and a client invoking it all along
+    name, url = serve(workers=workers)
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"not a tarball")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "labels.json").write_text(json.dumps(["a", "b", "c"]))  # loads, then refused: 2 outputs, 3 labels
+    statuses, resets, stop = [], [], threading.Event()
+    poller = threading.Thread(target=poll_invocations, args=(url, stop, statuses, resets))
+    poller.start()
+    try:
+        # when a deploy brings a garbage archive or a model that cannot load, then it fails in one line...
+        for bad in (garbage, broken):
+            with pytest.raises(endpoint.EndpointError) as raised:
+                endpoint.switch(str(bad), name, log=lambda _m: None)
+            assert "still serves" in raised.value.line() and "\n" not in raised.value.line()
+            assert endpoint.status(name).running
+        # ... and a good model is switched to on the same URL
+        good = tmp_path / "good"
+        shutil.copytree(tiny_model, good)
+        switched = endpoint.switch(str(good), name, log=lambda _m: None)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        poller.join()
+    assert switched.url == url and endpoint.record(name)["model_uri"] == str(good)
+    # and no request failed along the way (at most one reset connection at the switch, answered on its retry)
+    assert len(statuses) > 20 and set(statuses) == {200}, [s for s in statuses if s != 200][:3]
+    assert len(resets) <= 1

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import shutil
+import time
 
 import numpy as np
 from PIL import Image
@@ -13,6 +14,14 @@ from PIL import Image
 from scones.core import settings
 from services.endpoint.app import EndpointApp
 from services.endpoint.board import Board
+from services.endpoint.capture import CaptureWriter
+
+
+def png_of(side: int) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def png() -> bytes:
@@ -21,13 +30,15 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
-def call(app: EndpointApp, method: str, path: str, body: bytes = b"", content_type: str = "image/png"):
+def call(app: EndpointApp, method: str, path: str, body: bytes = b"", content_type: str = "image/png", receive=None):
     """One request through the ASGI interface: (status, headers dict, body)."""
     scope = {"type": "http", "method": method, "path": path, "headers": [(b"content-type", content_type.encode())]}
     sent = []
 
-    async def receive():
+    async def whole_body():
         return {"type": "http.request", "body": body, "more_body": False}
+
+    receive = receive or whole_body
 
     async def send(message):
         sent.append(message)
@@ -116,3 +127,79 @@ def test_limits_are_the_settings_unless_given(tiny_model, monkeypatch):
     # then the arguments beat the settings
     limits = [(a.batcher.max_batch_size, a.batcher.max_wait_s, a.max_body_bytes) for a in (from_settings, given)]
     assert limits == [(5, 0.007, 1024 * 1024), (2, 0.0, 10)]
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_counted(tiny_model):
+    # given a client that sends half its body and then nothing
+    app = EndpointApp(tiny_model, "ep", body_timeout_s=0.2)
+    app._load()
+    parts = [{"type": "http.request", "body": png()[:20], "more_body": True}]
+
+    async def slow():
+        if parts:
+            return parts.pop()
+        await asyncio.sleep(3600)
+
+    # then it is answered 408 naming the setting, and counted
+    status, _, body = call(app, "POST", "/invocations", receive=slow)
+    assert status == 408 and "SCONES_BODY_TIMEOUT_S" in json.loads(body)["message"]
+    assert json.loads(call(app, "GET", "/_scones/stats")[2])["body_timeouts"] == 1
+
+
+def down(key, body):
+    raise ConnectionError("S3 is down")
+
+
+def test_block_policy_answers_503_when_capture_stays_full_and_nothing_is_lost(tiny_model):
+    # given S3 down and a capture buffer with room for about one record
+    capture = CaptureWriter(down, "ep", max_bytes=2000, when_full="block")
+    app = EndpointApp(tiny_model, "ep", capture=capture, capture_block_s=0.3)
+    app._load()
+    # when two requests come, then the first is answered and captured; the second waits, then is a 503
+    assert call(app, "POST", "/invocations", png())[0] == 200
+    status, _, body = call(app, "POST", "/invocations", png())
+    assert status == 503 and "capture buffer stayed full" in json.loads(body)["message"]
+    stats = json.loads(call(app, "GET", "/_scones/stats")[2])
+    assert stats["capture_refused_full"] == 1 and stats["captured"] == 1
+    assert stats["capture_lost"] == {"dropped_full": 0, "unsent": 0, "killed_workers": 0}
+
+
+def test_drop_policy_answers_and_counts_what_it_could_not_capture(tiny_model):
+    capture = CaptureWriter(down, "ep", max_bytes=2000, when_full="drop")
+    app = EndpointApp(tiny_model, "ep", capture=capture)
+    app._load()
+    assert [call(app, "POST", "/invocations", png())[0] for _ in range(3)] == [200, 200, 200]
+    stats = json.loads(call(app, "GET", "/_scones/stats")[2])
+    assert stats["captured"] == 1 and stats["capture_lost"]["dropped_full"] == 2
+
+
+def test_big_bodies_decode_a_few_at_a_time_and_memory_is_trimmed_after(tiny_model, monkeypatch):
+    # given a decoder that records how many run at once, and malloc_trim watched
+    from services.endpoint import app as app_module
+
+    running, peak, trims = [0], [0], []
+    real = app_module.inference.decode
+
+    def decode(*args):
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        running[0] -= 1
+        return real(*args)
+
+    monkeypatch.setattr(app_module.inference, "decode", decode)
+    monkeypatch.setattr(app_module, "trim_memory", lambda: trims.append(1))
+    big = png_of(600)  # over BIG_BODY
+    app = EndpointApp(tiny_model, "ep")
+    app._load()
+
+    async def burst():
+        await app.batcher.start()
+        results = await asyncio.gather(*(app._decode_big(big, "image/png") for _ in range(8)))
+        app.batcher.task.cancel()
+        await asyncio.sleep(0.05)
+        return results
+
+    results = asyncio.run(burst())
+    # then at most BIG_DECODES ran at once and memory was handed back when the burst ended
+    assert len(results) == 8 and peak[0] <= app_module.BIG_DECODES and trims

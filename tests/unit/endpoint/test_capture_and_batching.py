@@ -99,6 +99,89 @@ def test_failed_upload_keeps_records_and_final_flush_writes_them_locally(tmp_pat
     writer.flush(final=True)
     (kept,) = tmp_path.glob("capture-unsent-*.jsonl")
     assert len(parse_lines(kept.read_text())) == 4
+    assert (writer.spooled, writer.unsent) == (4, 0)
+
+
+def test_records_are_encoded_once_across_failed_uploads(monkeypatch):
+    # given S3 down for two flushes, and the line encoder counted
+    from services.endpoint import capture
+
+    encoded = []
+    real = capture._line
+    monkeypatch.setattr(capture, "_line", lambda rec: encoded.append(1) or real(rec))
+    up = [False]
+    files: dict[str, bytes] = {}
+
+    def put(key, body):
+        if not up[0]:
+            raise ConnectionError("S3 is down")
+        files[key] = body
+
+    writer = CaptureWriter(put, "ep", max_bytes=1 << 20, when_full="drop")
+    for i in range(5):
+        writer.add(b"%d" % i, "image/png", b"[1.0]")
+    # when two flushes fail and a third succeeds
+    assert writer.flush() == 0 and writer.flush() == 0
+    up[0] = True
+    assert writer.flush() == 5
+    # then each record was encoded once, and the bytes held are back to zero
+    assert len(encoded) == 5 and writer.held == 0 and writer.pending() == 0
+    assert sum(len(parse_lines(b.decode())) for b in files.values()) == 5
+
+
+def test_the_byte_bound_holds_while_s3_is_down_and_drops_are_counted():
+    # given S3 down and a 1 MiB bound with the drop policy
+    def broken(key, body):
+        raise ConnectionError("S3 is down")
+
+    writer = CaptureWriter(broken, "ep", max_bytes=1 << 20, when_full="drop", max_records=10)
+    body = os.urandom(100_000)
+    # when 100 requests of 100 kB arrive (flushing as the server does)
+    for _ in range(100):
+        if writer.add(body, "image/png", b"[1.0]"):
+            writer.flush()
+    writer.flush()
+    # then what is held stays under the bound, and every record is either held or counted as dropped
+    assert writer.held <= 1 << 20
+    assert writer.captured + writer.dropped == 100 and writer.dropped > 80
+    assert writer.lost()["dropped_full"] == writer.dropped
+    assert writer.room(body, b"[1.0]") is False
+
+
+def test_block_policy_leaves_room_decisions_to_the_caller_and_room_returns_after_a_flush():
+    files = {}
+    writer = CaptureWriter(lambda k, b: files.__setitem__(k, b), "ep", max_bytes=300_000, when_full="block")
+    body = os.urandom(100_000)
+    writer.add(body, "image/png", b"[1.0]")
+    writer.add(body, "image/png", b"[1.0]")
+    assert not writer.room(body, b"[1.0]")  # the app waits (then 503s) instead of adding
+    writer.flush()
+    assert writer.room(body, b"[1.0]") and writer.held == 0
+
+
+def test_what_neither_s3_nor_the_disk_takes_at_shutdown_is_counted_unsent(tmp_path):
+    def broken(key, body):
+        raise ConnectionError("S3 is down")
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the fallback folder should be: mkdir fails
+    writer = CaptureWriter(broken, "ep", fallback_dir=blocked / "sub")
+    for i in range(3):
+        writer.add(b"%d" % i, "image/png", b"[1.0]")
+    writer.flush(final=True)
+    assert (writer.unsent, writer.spooled, writer.lost()["unsent"], writer.held) == (3, 0, 3, 0)
+
+
+def test_a_large_retry_is_split_into_files_of_bounded_size(monkeypatch):
+    from services.endpoint import capture
+
+    monkeypatch.setattr(capture, "MAX_FILE_BYTES", 2000)
+    files: dict[str, bytes] = {}
+    writer = CaptureWriter(lambda k, b: files.__setitem__(k, b), "ep")
+    for _ in range(10):
+        writer.add(os.urandom(600), "image/png", b"[1.0]")
+    assert writer.flush() == 10
+    assert len(files) > 3 and sum(len(parse_lines(b.decode())) for b in files.values()) == 10
 
 
 def test_sampling_percentage():

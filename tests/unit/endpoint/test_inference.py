@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from helpers import png_bomb
-from PIL import Image
+from PIL import Image, ImageFile
 
 from services.endpoint import inference
 
@@ -256,3 +256,60 @@ def test_the_server_chooses_threads_with_load_and_model_fn_reads_the_setting(tin
     # then each session has the threads it was given
     assert loaded.session.get_session_options().intra_op_num_threads == 1
     assert by_setting.session.get_session_options().intra_op_num_threads == 2
+
+
+def test_the_limits_read_by_literal_name_are_the_settings_names_and_defaults():
+    # inference.py imports nothing of the repository: its names and defaults must still be the settings'
+    from scones.core import settings
+
+    assert inference.MAX_PIXELS_ENV == settings.MAX_IMAGE_PIXELS
+    assert inference.MAX_PAYLOAD_ENV == settings.MAX_PAYLOAD_MB
+    assert inference.DEFAULT_MAX_PIXELS == settings.DEFAULT_MAX_IMAGE_PIXELS == settings.max_image_pixels()
+    assert int(inference.DEFAULT_MAX_PAYLOAD_MB * 1024 * 1024) == settings.max_payload_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_the_accepted_formats_decode(fmt):
+    assert inference.input_fn(encode(RGB, fmt), "application/x-image").shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "ICO"])
+def test_formats_outside_the_list_are_refused_though_pillow_reads_them(fmt):
+    # given an image in a format Pillow decodes but the endpoint does not accept
+    body = encode(RGB, fmt)
+    assert Image.open(io.BytesIO(body)).format == fmt
+    # then it is a 400 naming the accepted formats
+    with pytest.raises(inference.InvalidImageError, match="PNG, JPEG, GIF, BMP, WEBP, TIFF") as raised:
+        inference.input_fn(body, "application/x-image")
+    assert raised.value.status_code == 400
+
+
+def test_an_eps_body_never_reaches_pillows_eps_parser(monkeypatch):
+    # given Pillow's EPS plugin (which would run Ghostscript to decode), watched
+    from PIL import EpsImagePlugin
+
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1))
+    body = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n"
+    # when an EPS body is sent, then it is refused and the plugin never ran
+    with pytest.raises(inference.InvalidImageError):
+        inference.input_fn(body, "application/x-image")
+    assert opened == []
+
+
+def test_a_body_over_the_payload_limit_is_413_before_decoding(monkeypatch):
+    monkeypatch.setattr(inference, "MAX_BODY_BYTES", 100)
+    with pytest.raises(inference.ImageTooLargeError, match="exceeds the limit of 100 bytes") as raised:
+        inference.input_fn(encode(RGB), "image/png")
+    assert raised.value.status_code == 413
+
+
+def test_pixels_over_the_limit_are_413_before_any_pixel_is_decoded(monkeypatch):
+    # given a limit below the image's size, and Pillow's decoder watched
+    body = encode(RGB)
+    monkeypatch.setattr(inference, "MAX_PIXELS", 32 * 31)
+    loads = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: loads.append(1))
+    with pytest.raises(inference.ImageTooLargeError, match="exceeds the limit of 992 pixels") as raised:
+        inference.input_fn(body, "image/png")
+    assert raised.value.status_code == 413 and loads == []

@@ -70,3 +70,49 @@ def test_several_workers_never_join_another_servers_port():
     second = reuseport_socket("127.0.0.1", port)
     first.close()
     second.close()
+
+
+def test_workers_die_with_a_supervisor_killed_by_sigkill(tmp_path):
+    from scones.core.service import alive
+
+    # given a supervisor with two workers that would serve for a minute
+    def worker(slot: int) -> None:
+        (tmp_path / str(os.getpid())).touch()
+        time.sleep(60)
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(supervise(2, worker, log=lambda _m: None))
+    deadline = time.monotonic() + 10
+    while len(list(tmp_path.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(workers) == 2 and all(alive(w) for w in workers)
+    # when the supervisor is killed outright
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    # then its workers get SIGTERM and exit instead of serving on as orphans
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers)
+
+
+def test_the_supervisor_reports_each_reaped_worker():
+    seen = []
+
+    def worker(slot: int) -> None:
+        os._exit(CANNOT_LOAD if slot == 0 else 0)
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        supervise(
+            2, worker, log=lambda _m: None, on_exit=lambda slot, p, code: os.write(write, b"%d:%d," % (slot, code))
+        )
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    seen = sorted(x for x in os.read(read, 100).decode().split(",") if x)
+    assert [x.split(":")[0] for x in seen] == ["0", "1"] and seen[0] == "0:2"  # 1: 0, or -15 if stopped first
