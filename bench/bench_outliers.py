@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import _report  # noqa: E402
 
-from scones import evaluation as evaluate  # noqa: E402
+from scones import scoring as evaluate  # noqa: E402
 from scones.data import lst, outliers, staging  # noqa: E402
 from scones.data.classes import VEHICLES  # noqa: E402
 

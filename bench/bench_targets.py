@@ -36,9 +36,15 @@ from _cloud import poll  # noqa: E402
 from _stats import pct  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
 
-from scones import cli, endpoint, localcloud, localstack, workflow  # noqa: E402
+from scones import (  # noqa: E402
+    cli,
+    endpoint,
+    localcloud,
+    localstack,
+    stacks,
+    workflow,
+)
 from scones.core import aws, settings  # noqa: E402
-from scones.deploy import stack  # noqa: E402
 from scones.selftest import create_function, ensure_role  # noqa: E402
 
 ECHO = "def handler(event, context):\n    return event\n"
@@ -136,7 +142,7 @@ def measure(name: str, model: Path, n: int) -> dict[str, float]:
     for i in range(100):
         s3.put_object(Bucket=bucket, Key=f"img/{i:03d}.png", Body=png(230 if i % 2 else 25))
     assert cli.main(["deploy", "--target", name, "--model", str(model)]) == 0
-    outputs = stack.outputs()
+    outputs = stacks.outputs()
     keys = [f"img/{i:03d}.png" for i in range(100)]
     singles = []
     for key in keys[: n // 5 + 3]:

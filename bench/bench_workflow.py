@@ -37,9 +37,9 @@ from _cloud import lost as lost_executions
 from _report import Report
 from _stats import pct
 
-from scones import cli, endpoint, workflow
+from scones import cli, endpoint, stacks, workflow
 from scones.core import aws, settings
-from scones.deploy import stack
+from scones.data import staged
 
 
 def outcome(described: dict) -> str:
@@ -109,10 +109,10 @@ def main() -> int:
 
 def run(args: argparse.Namespace, bucket: str, ran: str = "") -> int:
     report = Report("workflow")
-    outputs = stack.outputs()
+    outputs = stacks.outputs()
     single, batch = outputs["ClassifyImageStateMachineArn"], outputs["ClassifyBatchStateMachineArn"]
     sfn = aws.client("stepfunctions", max_pool_connections=64)
-    keys = workflow.staged_test_keys(bucket, settings.prefix(), 200)
+    keys = staged.test_sample(bucket, settings.prefix(), 200)
     print(f"keys: {len(keys)} staged test images, both classes alternating")
 
     def once(key: str) -> tuple[str, float]:

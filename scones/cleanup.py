@@ -1,39 +1,21 @@
 """`scones clean`: remove what the project created on a target, and say what was removed.
 
-Local targets: every endpoint this state dir started, the workflow stack, the project's S3 prefixes, then the
-local cloud itself. AWS: the stack and the project's S3 prefixes (staged data, models, deploy artifacts,
-captured inferences); the bucket too with --delete-bucket. Files on disk are `make clean`'s business.
+The local targets (the embedded cloud and LocalStack): every endpoint this state dir started, the workflow stack,
+the objects under the project's S3 prefixes (scones.storage), the bucket too with --delete-bucket, then the local
+cloud itself. `--target aws` is scones.deploy.aws_clean's, which lists what it will delete first. Files on disk are
+`make clean`'s business.
 """
 
 from __future__ import annotations
 
+from scones import endpoint, localcloud, stacks, storage
 from scones.core import aws, settings
 from scones.core.target import Target
-
-
-def prefixes() -> tuple[str, ...]:
-    """The project's S3 prefixes: staged data, trained models, Lambda/ASL artifacts, captured inferences."""
-    own = (settings.prefix(), settings.MODELS_PREFIX, settings.DEPLOY_PREFIX, settings.capture_prefix())
-    return tuple(f"{p}/" for p in own)
-
-
-def _delete_prefixes(bucket: str, wanted: tuple[str, ...]) -> int:
-    s3, removed = aws.client("s3"), 0
-    for prefix in wanted:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
-                removed += len(keys)
-    return removed
 
 
 def clean(target: Target, delete_bucket: bool = False) -> list[str]:
     """Remove the project's resources on `target`; returns one line per thing done."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from scones import endpoint, localcloud
-    from scones.deploy import stack
 
     done: list[str] = []
     for name in endpoint.recorded_names():
@@ -43,11 +25,11 @@ def clean(target: Target, delete_bucket: bool = False) -> list[str]:
         done.append("local cloud not running: nothing in it to remove")
         return done
     try:
-        if stack.delete(log=lambda _m: None):
+        if stacks.delete(log=lambda _m: None):
             done.append(f"deleted stack {settings.stack_name()}")
         bucket = settings.bucket()
-        wanted = prefixes()
-        removed = _delete_prefixes(bucket, wanted)
+        wanted = storage.project_prefixes()
+        removed = storage.delete_prefixes(bucket, wanted)
         done.append(f"deleted {removed} objects under s3://{bucket}/{{{','.join(wanted)}}}")
         if delete_bucket:
             aws.client("s3").delete_bucket(Bucket=bucket)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import models
+from scones import models, workflow
 from scones.core import aws, service, settings, target
 from scones.core.errors import SconesError, UsageError
 
@@ -138,26 +138,6 @@ def serve(model: str | None, name: str, port: int | None, workers: int | None = 
     os.execv(sys.executable, [sys.executable, "-m", MODULE, *args])
 
 
-def serve_sagemaker(model: str | None, name: str, port: int | None, workers: int | None = None) -> None:
-    """The serving artifact `deploy --target aws` would upload for this model, run in the foreground (in place of
-    this process) by the SageMaker PyTorch inference container's own code (scones.containers.inference)."""
-    import sys
-
-    from scones.containers import inference as container
-
-    container.check_java()  # before the model is fetched and packed
-    container.check_mount_points()
-    uri, model_dir = prepare_model(model, name)
-    trained = Path(uri).read_bytes() if Path(uri).is_file() else models.archive_of(model_dir)
-    archive = settings.state_dir() / "endpoints" / name / f"serving-{int(time.time() * 1000)}.tar.gz"
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    archive.write_bytes(models.serving_archive(trained))  # the runner deletes it once unpacked
-    port = settings.endpoint_port() if port is None else port
-    print(f"serving {uri} as deploy --target aws packages it, in the PyTorch inference container's code", flush=True)
-    args = [str(archive), uri, str(port), *([str(workers)] if workers else [])]
-    os.execv(sys.executable, [sys.executable, "-m", "scones.containers.inference", *args])
-
-
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 
@@ -171,8 +151,6 @@ class Answer:
 def invoke_file(path: Path, name: str) -> Answer:
     """Send an image file to the endpoint through boto3's sagemaker-runtime, as any client would."""
     import json
-
-    from scones import workflow
 
     if not path.exists():
         raise UsageError(f"{path}: no such file", "pass the path of a PNG or JPEG image")

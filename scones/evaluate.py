@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scones import models, training_job
+from scones import models, scoring
+from scones.data import staged
 from scones.data.lst import load_images
-from scones.deploy.stack import filter_threshold
+from scones.scoring import false_pass_table as table
+from scones.stacks import filter_threshold
 
 
 @dataclass
@@ -30,28 +32,26 @@ def evaluate(
 ) -> Evaluation:
     """Metrics on the staged test split, and false passes on the held-out outliers when they are staged.
     `threshold`: the given one, else the deployed stack's, else the setting."""
-    from scones import evaluation as metrics_of
-
     threshold = filter_threshold(threshold)
     uri = model or models.latest_model_uri(bucket)
     with tempfile.TemporaryDirectory(prefix="scones-eval-") as tmp:
         model_dir = models.fetch_model(uri, Path(tmp) / "model")
-        held_out = (training_job.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
+        held_out = (staged.read_manifest(bucket, prefix).get("outliers") or {}).get("test")
         splits = ("test", held_out["channel"]) if held_out else ("test",)
-        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
+        channels = staged.download_channels(bucket, prefix, Path(tmp) / "data", splits=splits)
         images, labels = load_images(channels["test"], channels["test_lst"] / "test.lst")
         outliers = None
         if held_out:
             name = held_out["channel"]
             found = load_images(channels[name], channels[f"{name}_lst"] / f"{name}.lst")
             outliers = (*found, held_out["kinds"])
-        metrics = metrics_of.evaluate(model_dir, images, labels, outliers, threshold)
+        metrics = scoring.evaluate(model_dir, images, labels, outliers, threshold)
     out = out or models.reports_dir(uri)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     files = [
-        metrics_of.plot_confusion(metrics, out / "confusion_matrix.png"),
-        metrics_of.plot_reliability(metrics, out / "reliability.png"),
+        scoring.plot_confusion(metrics, out / "confusion_matrix.png"),
+        scoring.plot_reliability(metrics, out / "reliability.png"),
         out / "metrics.json",
     ]
     log(f"model {uri} on s3://{bucket}/{prefix}/test ({metrics['n']} images), threshold {threshold}")
@@ -59,6 +59,4 @@ def evaluate(
 
 
 def false_pass_table(metrics: dict) -> str:
-    from scones.evaluation import false_pass_table as table
-
     return table(metrics)

@@ -11,6 +11,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scones import stacks, workflow
+from scones.core import aws
+from scones.core.errors import NotReadyError
+
 COLOURS = {
     "SUCCEEDED": "#2e9e44",
     "CAUGHT_ERROR": "#f0932b",
@@ -256,16 +260,10 @@ def draw(
     out: Path, execution: str | None = None, batch: bool = False, status: str | None = None
 ) -> tuple[Path, str, str]:
     """Render an execution (default: the newest of the deployed machine); returns (file, execution ARN, status)."""
-    from scones import workflow
-    from scones.core import aws
-    from scones.core.errors import NotReadyError
-    from scones.deploy import stack
-    from scones.invoke import BATCH, SINGLE
-
     sfn = aws.client("stepfunctions")
     arn = execution
     if arn is None:
-        machine = stack.outputs()[BATCH if batch else SINGLE]
+        machine = stacks.outputs()[stacks.BATCH if batch else stacks.SINGLE]
         executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
         executions = [e for e in executions if status in (None, e["status"])]
         if not executions:

@@ -6,12 +6,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from scones import workflow
+from scones import stacks, workflow
 from scones.core import aws
-from scones.core.errors import NotReadyError, UsageError
-from scones.deploy import stack
-
-SINGLE, BATCH = "ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"
+from scones.core.errors import UsageError
+from scones.data import staged
 
 
 def invoke(
@@ -27,30 +25,28 @@ def invoke(
         raise UsageError(f"--batch must be at least 1, got {batch}")
     if not keys and not batch:
         raise UsageError("nothing to classify", "pass --key KEY (repeatable) or --batch N")
-    outputs = stack.outputs()
+    outputs = stacks.outputs()
     sfn = aws.client("stepfunctions", max_pool_connections=32)
     if not keys:
-        keys = workflow.staged_test_keys(bucket, prefix, batch)
-        if not keys:
-            raise NotReadyError(f"no staged test images under s3://{bucket}/{prefix}/test/", "scones stage")
+        keys = staged.test_sample(bucket, prefix, batch)
         if len(keys) < batch:
             raise UsageError(f"--batch {batch} is more than the {len(keys)} staged test images", f"--batch {len(keys)}")
     if batch and not single:
         log(f"one Map execution over {len(keys)} images ...")
-        _, rows = workflow.run_batch(sfn, outputs[BATCH], bucket, keys)
+        _, rows = workflow.run_batch(sfn, outputs[stacks.BATCH], bucket, keys)
     else:
         log(f"{len(keys)} single-image execution(s) ...")
-        rows = workflow.run_single(sfn, outputs[SINGLE], bucket, keys)
+        rows = workflow.run_single(sfn, outputs[stacks.SINGLE], bucket, keys)
     return rows
 
 
 def export(out_dir: Path) -> list[tuple[Path, str]]:
     """Write each deployed state machine's definition as JSON; returns (file, state machine ARN) pairs."""
-    outputs = stack.outputs()
+    outputs = stacks.outputs()
     out_dir.mkdir(parents=True, exist_ok=True)
     sfn = aws.client("stepfunctions")
     written = []
-    for key in (SINGLE, BATCH):
+    for key in (stacks.SINGLE, stacks.BATCH):
         described = sfn.describe_state_machine(stateMachineArn=outputs[key])
         path = out_dir / f"{described['name']}.json"
         path.write_text(json.dumps(json.loads(described["definition"]), indent=2) + "\n")

@@ -25,8 +25,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from scones.core import settings, target
-from scones.core.errors import NotReadyError, UsageError
+from scones import stacks, workflow
+from scones.core import aws, service, settings, target
+from scones.core.errors import UsageError
+from scones.data import staged
+from scones.stacks import filter_threshold
 
 DRIFTS = ("dark", "noise", "classmix")
 VIA = ("workflow", "endpoint")
@@ -127,23 +130,10 @@ def choose(keys: list[str], count: int, kind: str | None, rng: np.random.Generat
     return [pool[i] for i in rng.integers(0, len(pool), count)]
 
 
-def staged_keys(bucket: str, prefix: str) -> list[str]:
-    from scones.core import aws
-
-    keys = []
-    for page in aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/test/"):
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].lower().endswith(".png")]
-    if not keys:
-        raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
-    return keys
-
-
 # --- senders ------------------------------------------------------------------------------------------
 
 
 def endpoint_sender(name: str, concurrency: int) -> Callable[[str, bytes], Outcome]:
-    from scones.core import aws
-
     runtime = aws.client(
         "sagemaker-runtime", max_attempts=1, max_pool_connections=concurrency, connect_timeout=5, read_timeout=60
     )
@@ -163,9 +153,6 @@ def endpoint_sender(name: str, concurrency: int) -> Callable[[str, bytes], Outco
 
 
 def workflow_sender(machine_arn: str, bucket: str, concurrency: int) -> Callable[[str, bytes], Outcome]:
-    from scones import workflow
-    from scones.core import aws
-
     sfn = aws.client("stepfunctions", max_pool_connections=concurrency)
 
     def send(key: str, _body: bytes) -> Outcome:
@@ -279,8 +266,6 @@ def run(
 
 def wait_for_capture(endpoint_name: str, timeout_s: float = 20.0) -> bool | None:
     """A local endpoint uploads its capture buffer every few seconds: wait until all of it is in S3."""
-    from scones.core import service
-
     record = service.read_record(settings.endpoint_record_path(endpoint_name))
     if not record:
         return None  # not a local endpoint (AWS writes its capture on its own schedule)
@@ -311,8 +296,6 @@ def generate(
     on_result=None,
 ) -> Summary:
     """The whole of `scones load`: pick images, apply the drift, send, wait for the capture, summarise."""
-    from scones.core import aws
-
     if via not in VIA:
         raise UsageError(f"--via must be one of {', '.join(VIA)}")
     if drift is not None and drift not in DRIFTS:
@@ -321,10 +304,8 @@ def generate(
     times = schedule(mode, count, rate, duration_s, rng)
     check_loopback(target.current().name, via)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
-    from scones.deploy.stack import filter_threshold
-
     threshold = filter_threshold(threshold)
-    chosen = choose(staged_keys(bucket, prefix), len(times), drift, rng)
+    chosen = choose(staged.test_images(bucket, prefix), len(times), drift, rng)
     s3 = aws.client("s3")
     bodies: dict[str, bytes] = {}
     for key in sorted(set(chosen)):  # each distinct image fetched (and drifted) once
@@ -333,8 +314,6 @@ def generate(
     if via == "endpoint":
         send = endpoint_sender(name, concurrency)
     else:
-        from scones.deploy import stack
-
         if drift in ("dark", "noise"):  # the workflow reads images from S3: put the drifted ones there
             moved = {}
             for key, body in bodies.items():
@@ -342,7 +321,7 @@ def generate(
                 s3.put_object(Bucket=bucket, Key=moved[key], Body=body, ContentType="image/png")
             chosen = [moved[k] for k in chosen]
             bodies = {moved[k]: v for k, v in bodies.items()}
-        send = workflow_sender(stack.outputs()["ClassifyImageStateMachineArn"], bucket, concurrency)
+        send = workflow_sender(stacks.outputs()[stacks.SINGLE], bucket, concurrency)
     summary = Summary(mode, via, drift, threshold=threshold)
     summary = run(send, chosen, bodies.__getitem__, times, concurrency, summary, on_result, progress)
     summary.capture_flushed = wait_for_capture(name) if settings.target() != "aws" else None

@@ -121,4 +121,4 @@ def compose(*args: str) -> None:
             "STACK=localstack needs a running Docker engine and none answers "
             "(`docker info` failed); use the default docker-free local cloud: `make up`"
         )
-    subprocess.run(["docker", "compose", "-f", str(service.ROOT / "docker-compose.yml"), *args], check=True)
+    subprocess.run(["docker", "compose", "-f", str(settings.ROOT / "docker-compose.yml"), *args], check=True)

@@ -18,8 +18,7 @@ from scones import localcloud
 from scones.core import aws, service, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
 
-ROOT = service.ROOT
-PLUGIN_DIR = ROOT / "services" / "localstack"
+PLUGIN_DIR = settings.ROOT / "services" / "localstack"
 REQUIREMENTS = PLUGIN_DIR / "requirements.txt"
 MODULE = "localstack.runtime.main"
 HEALTH_PATH = "/_localstack/health"

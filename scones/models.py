@@ -9,6 +9,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from scones.core import aws, settings
 from scones.core.errors import NotReadyError, UsageError
 
 
@@ -19,8 +20,6 @@ class ModelNotFoundError(NotReadyError):
 def latest_model_uri(bucket: str, log=print) -> str:
     """The newest `models/<job>/output/model.tar.gz` in the bucket; else the newest local training job's
     model, uploaded again (a restarted local cloud forgot its objects, the state dir did not)."""
-    from scones.core import aws, settings
-
     newest = None
     s3 = aws.client("s3")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{settings.MODELS_PREFIX}/"):
@@ -51,8 +50,6 @@ def job_of(uri: str) -> str:
 
 def reports_dir(uri: str) -> Path:
     """Where a model's reports go (evaluation, its monitoring baseline): data/reports/<job>/."""
-    from scones.core import settings
-
     return settings.data_dir() / "reports" / job_of(uri)
 
 
@@ -116,8 +113,6 @@ def fetch_model(uri: str, dest: Path) -> Path:
         raise FileExistsError(f"{dest} exists: models are unpacked into a new folder")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if uri.startswith("s3://"):
-        from scones.core import aws
-
         bucket, _, key = uri[5:].partition("/")
         with tempfile.TemporaryDirectory(prefix=".download-", dir=dest.parent) as tmp:
             archive = Path(tmp) / "model.tar.gz"

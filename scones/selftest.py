@@ -20,9 +20,8 @@ from scones.core.errors import SconesError
 from scones.workflow import wait
 
 ROLE_NAME = "scones-selftest"
-# The patches this self-test exercises (services/localcloud/patches/*.NAME); a patch added there and not
-# here fails the "patches applied" check the other way round only if it is missing, so the unit test
-# tests/unit/localcloud/test_patches.py compares both lists.
+# The patches this self-test exercises (services/localcloud/patches/*.NAME);
+# tests/unit/localcloud/test_patch_registry.py checks that it names every patch there.
 PATCHES = (
     "sfn-execution",
     "lambda-subprocess",

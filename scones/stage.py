@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scones.core.errors import UsageError
-from scones.data import staging
+from scones.data import probe, staging
 from scones.data.classes import parse_classes
 
 
@@ -39,8 +39,6 @@ def stage(
     log(f"staged {source.kind} ({source.tarball.name}, md5 {source.md5}) in {workdir}")
     log(staging.describe(manifest))
     if explore:
-        from scones.data import probe
-
         log(f"contact sheet: {staging.contact_sheet(workdir, manifest)}")
         accuracy = probe.staged_accuracy(workdir)
         log(

@@ -16,17 +16,17 @@ import subprocess
 import sys
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scones.core import service, settings
+from scones.core import aws, service, settings
 from scones.core.errors import SconesError, UsageError
-from scones.core.progress import Progress
+from scones.data import staged
+from scones.models import add_serving_code
+from training import train
 
-ROOT = Path(__file__).resolve().parent.parent
-TRAIN_SCRIPT = ROOT / "training" / "train.py"
+TRAIN_SCRIPT = settings.ROOT / "training" / "train.py"
 METRICS_PREFIX, RESULT_PREFIX = "METRICS ", "RESULT "
 
 
@@ -53,56 +53,6 @@ def model_uri(bucket: str, job_name: str) -> str:
     return f"s3://{bucket}/{settings.MODELS_PREFIX}/{job_name}/output/model.tar.gz"
 
 
-def read_manifest(bucket: str, prefix: str) -> dict:
-    from botocore.exceptions import ClientError
-
-    from scones.core import aws
-
-    try:
-        body = aws.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["Body"].read()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "404"):
-            raise TrainingJobError(
-                f"nothing staged at s3://{bucket}/{prefix}/ (no manifest.json): run `scones stage`"
-            ) from None
-        if code == "NoSuchBucket":
-            raise TrainingJobError(f"bucket {bucket!r} does not exist: run `scones up` or pass --bucket") from None
-        raise
-    return json.loads(body)
-
-
-def download_channels(
-    bucket: str, prefix: str, data_dir: Path, splits: tuple[str, ...] = ("train", "test")
-) -> dict[str, Path]:
-    from scones.core import aws
-
-    s3 = aws.client("s3", max_pool_connections=32)
-    jobs: list[tuple[str, Path]] = []
-    channels = {}
-    for split in splits:
-        channels[split] = data_dir / split
-        channels[split].mkdir(parents=True, exist_ok=True)
-        channels[f"{split}_lst"] = data_dir / f"{split}_lst"
-        channels[f"{split}_lst"].mkdir(parents=True, exist_ok=True)
-        jobs.append((f"{prefix}/{split}.lst", channels[f"{split}_lst"] / f"{split}.lst"))
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{split}/"):
-            for obj in page.get("Contents", []):
-                jobs.append((obj["Key"], channels[split] / obj["Key"][len(prefix) + len(split) + 2 :]))
-    progress = Progress(f"downloading channels from s3://{bucket}/{prefix}/").start(len(jobs))
-
-    def fetch(job: tuple[str, Path]) -> None:
-        key, dest = job
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        progress.advance()
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(fetch, jobs))
-    progress.finish()
-    return channels
-
-
 def parse_line(line: str) -> tuple[str, dict] | None:
     """`METRICS {json}` → ("METRICS", {...}); `RESULT {json}` → ("RESULT", {...}); any other line → None."""
     for prefix in (METRICS_PREFIX, RESULT_PREFIX):
@@ -124,35 +74,10 @@ def format_metrics(fields: dict) -> str:
     return f"epoch {fields.get('epoch', '?')}/{fields.get('epochs', '?')}  " + _format(rest)
 
 
-def outliers_staged(manifest: dict) -> bool:
-    return (manifest.get("outliers") or {}).get("mode") == "auto"
-
-
-def channel_splits(manifest: dict) -> tuple[str, ...]:
-    """The channels a training job gets: train and test, plus the training outliers when they are staged."""
-    if outliers_staged(manifest):
-        return ("train", "test", manifest["outliers"]["train"]["channel"])
-    return ("train", "test")
-
-
-def staged_classes(manifest: dict, classes: list[str] | None, bucket: str, prefix: str) -> list[str]:
-    """The staged classes; `--classes`, when given, must be them."""
-    staged = manifest["classes"]
-    if classes and classes != staged:
-        raise TrainingJobError(
-            f"--classes {','.join(classes)} differs from what is staged at s3://{bucket}/{prefix}/ "
-            f"({','.join(staged)})",
-            f"scones stage --classes {','.join(classes)}",
-        )
-    return staged
-
-
 def check_hyperparameters(hps: dict[str, str], allow_unknown: bool = False) -> None:
     """Refuse unknown names, bad types and out-of-range values with train.py's own parser, before any work."""
     import contextlib
     import io
-
-    from training import train
 
     parser = train.build_parser()
     known = sorted(a.dest for a in parser._actions if a.dest != "help")
@@ -210,7 +135,9 @@ def sm_environment(job_name: str, channels: dict[str, Path], model_dir: Path, ou
 def stream(argv: list[str], env: dict, log_path: Path, log) -> int:
     """Run train.py, keep its whole output in the job log, show its METRICS/RESULT lines; returns its exit code."""
     with open(log_path, "w") as job_log:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=settings.ROOT
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             job_log.write(line)
@@ -226,9 +153,6 @@ def stream(argv: list[str], env: dict, log_path: Path, log) -> int:
 
 def package(model_dir: Path, archive: Path, bucket: str, job_name: str) -> str:
     """model/ (with its serving code) → model.tar.gz → s3://<bucket>/models/<job>/output/, as SageMaker does."""
-    from scones.core import aws
-    from scones.models import add_serving_code
-
     add_serving_code(model_dir)
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(model_dir.rglob("*")):
@@ -255,14 +179,14 @@ def run(
         hps["epochs"] = epochs
     check_hyperparameters(hps, allow_unknown)  # before any download
     job_dir = job_folder(job_name)
-    manifest = read_manifest(bucket, prefix)
-    staged = staged_classes(manifest, classes, bucket, prefix)
+    manifest = staged.read_manifest(bucket, prefix)
+    trained_classes = staged.staged_classes(manifest, classes, bucket, prefix)
     ml = job_dir / "opt_ml"
-    channels = download_channels(bucket, prefix, ml / "input" / "data", channel_splits(manifest))
+    channels = staged.download_channels(bucket, prefix, ml / "input" / "data", staged.channel_splits(manifest))
     model_dir, output_dir = ml / "model", ml / "output"
     model_dir.mkdir(parents=True)
     (output_dir / "data").mkdir(parents=True)
-    hps = {"classes": ",".join(staged), **hps}
+    hps = {"classes": ",".join(trained_classes), **hps}
     argv = [sys.executable, str(TRAIN_SCRIPT)]
     for key, value in hps.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]

@@ -1,4 +1,5 @@
-"""Run the deployed workflow and read it back: start/wait executions, result rows, graph, export."""
+"""Run the deployed workflow and read it back: start executions and wait for them, their result rows and alerts,
+and the result table. `scones graph` draws them; `scones invoke` starts them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from scones.core import aws
 
 
 @dataclass
@@ -220,16 +219,3 @@ NEXT_STEPS = {
     "InvalidEventError": "the execution input lacks s3_bucket/s3_key; start it with scones invoke",
     "States.Timeout": "a step ran out of time; scones status, then retry",
 }
-
-
-def staged_test_keys(bucket: str, prefix: str, n: int) -> list[str]:
-    """The first n staged test images, alternating classes so that a small batch shows both."""
-    s3 = aws.client("s3")
-    by_class: dict[str, list[str]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/test/"):
-        for obj in page.get("Contents", []):
-            name = obj["Key"].rsplit("/", 1)[-1]
-            by_class.setdefault(name.split("_s_")[0], []).append(obj["Key"])
-    columns = [sorted(keys) for _, keys in sorted(by_class.items())]
-    keys = [k for group in zip(*columns, strict=False) for k in group]
-    return keys[:n]

@@ -1,5 +1,5 @@
 """Classification metrics: the one implementation, used by train.py (in SageMaker's container too) and by
-`scones evaluate` (scones/evaluation.py). Standard library and numpy only."""
+`scones evaluate` (scones/scoring.py). Standard library and numpy only."""
 
 from __future__ import annotations
 

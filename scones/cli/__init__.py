@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from scones.cli.parser import build_parser
-from scones.core import errors, lock, settings
+from scones.core import lock, settings
 from scones.core import target as targets
 
 __all__ = ["build_parser", "main"]
@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scones {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
+        from scones.core import failures  # imports botocore: 11 ms that `scones --help` need not pay
+
+        failure = failures.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
         failure.next_step = failure.next_step or f"scones {args.command} --help"
         if debug:
             import traceback

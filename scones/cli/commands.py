@@ -161,7 +161,9 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
             f"--runtime {args.runtime} applies to `endpoint serve` only", "scones endpoint serve --runtime sagemaker"
         )
     if args.action == "serve" and args.runtime == "sagemaker":
-        endpoint.serve_sagemaker(args.model, name, args.port, args.workers)
+        from scones.containers import inference as container
+
+        container.serve_artifact(args.model, name, args.port, args.workers)
     if args.action == "serve":
         endpoint.serve(args.model, name, args.port, args.workers)
     elif args.action == "start":

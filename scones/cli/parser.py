@@ -6,6 +6,7 @@ import argparse
 
 from scones.cli import commands as c
 from scones.core import settings
+from scones.deploy import flags
 
 BUCKET_HELP = f"default ${settings.BUCKET} or {settings.DEFAULT_BUCKET}"
 PREFIX_HELP = f"the staged data's prefix (default ${settings.PREFIX} or {settings.DEFAULT_PREFIX})"
@@ -20,8 +21,6 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scones.deploy import aws_command
-
     parser = Parser(prog="scones", description="Scones Unlimited's ML workflow, local-first.")
     parser.add_argument("--debug", action="store_true", help=f"show tracebacks (also ${settings.DEBUG}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
@@ -141,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"confidence threshold (default ${settings.THRESHOLD} or {settings.DEFAULT_THRESHOLD})",
     )
     p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
-    aws_command.add_deploy_flags(p)
+    flags.add_deploy_flags(p)
 
     p = add("invoke", c.cmd_invoke, "run the workflow on staged test images and print a result table", data=True)
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
@@ -163,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         locks=True,
     )
     p.add_argument("--delete-bucket", action="store_true", help="also delete the bucket itself once empty")
-    aws_command.add_clean_flags(p)
+    flags.add_clean_flags(p)
 
     p = add("export", c.cmd_export, "write the deployed state machine definitions as JSON")
     p.add_argument("--out-dir", default=None, help=f"default: data/statemachine (${settings.DATA_DIR})")

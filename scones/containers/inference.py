@@ -29,9 +29,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scones import endpoint, models
 from scones.containers import optml, venv
 from scones.core import service, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.deploy import requests
 
 ENV_NAME = "sagemaker-pytorch-inference"
 ENV_PINS = [  # the PyTorch 2.6 inference image's serving stack; onnxruntime deliberately absent
@@ -142,8 +144,6 @@ def free_port() -> int:
 
 def environment(python: Path, port: int, scratch: Path, region: str, workers: int | None = None) -> dict[str, str]:
     """The model's environment (as deploy sends it) plus what keeps this copy private and on loopback."""
-    from scones.deploy import requests
-
     tmp = scratch / "tmp"
     tmp.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGEMAKER_", "TS_", "SM_", "PYTHON"))}
@@ -334,6 +334,23 @@ def serve_forever(container: Container, log=print) -> int:
     finally:
         container.stop()
         print(f"stopped; the container's log: {container.log_path}", file=sys.stderr)
+
+
+def serve_artifact(model: str | None, name: str, port: int | None, workers: int | None = None) -> None:
+    """The serving artifact `deploy --target aws` would upload for this model, run in the foreground (in place of
+    this process) by the SageMaker PyTorch inference container's own code (`scones endpoint serve --runtime sagemaker`).
+    """
+    check_java()  # before the model is fetched and packed
+    check_mount_points()
+    uri, model_dir = endpoint.prepare_model(model, name)
+    trained = Path(uri).read_bytes() if Path(uri).is_file() else models.archive_of(model_dir)
+    archive = settings.state_dir() / "endpoints" / name / f"serving-{int(time.time() * 1000)}.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    archive.write_bytes(models.serving_archive(trained))  # the runner deletes it once unpacked
+    port = settings.endpoint_port() if port is None else port
+    print(f"serving {uri} as deploy --target aws packages it, in the PyTorch inference container's code", flush=True)
+    args = [str(archive), uri, str(port), *([str(workers)] if workers else [])]
+    os.execv(sys.executable, [sys.executable, "-m", "scones.containers.inference", *args])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,9 +33,12 @@ from pathlib import Path
 
 from scones import training_job
 from scones.containers import optml, venv
-from scones.core import settings, target
+from scones.core import aws, settings, target
 from scones.core.errors import UsageError
 from scones.core.progress import Progress
+from scones.data import staged
+from scones.deploy import aws_training, images, naming, requests
+from scones.deploy.spec import Spec
 from scones.training_job import TrainingJobError, TrainingResult
 
 CPU_INSTANCE = "ml.m5.large"  # what resourceconfig.json names; its image is the CPU build of the training image
@@ -62,8 +65,6 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def spec_for(bucket: str, prefix: str, classes: list[str], hps: dict):
     """The deploy's Spec for this data, on a CPU instance (the image and resourceconfig.json follow from it)."""
-    from scones.deploy.spec import Spec
-
     epochs = hps.pop("epochs", None)
     return Spec(
         stack=settings.stack_name(),
@@ -81,8 +82,6 @@ def spec_for(bucket: str, prefix: str, classes: list[str], hps: dict):
 def sent_request(spec, outliers: bool, job_base: str | None, log) -> dict:
     """What ModelTrainer sends for this spec (its uploads done), answered here."""
     from botocore.exceptions import EndpointConnectionError
-
-    from scones.deploy import aws_training, images, naming, requests
 
     request = requests.training_request(
         spec, requests.Facts(account=naming.account_of(spec), outliers=outliers), images.retrieve
@@ -166,8 +165,6 @@ def resource_config(request: dict) -> dict:
 def layout(request: dict, tree: Path, log=print) -> dict[str, int]:
     """The job's /opt/ml under `tree`; returns the number of files per channel. A channel with nothing under its
     URI fails here, as SageMaker fails the job."""
-    from scones.core import aws
-
     s3 = aws.client("s3", max_pool_connections=32)
     config, data = tree / "input" / "config", tree / "input" / "data"
     for folder in (config, data, tree / "model", tree / "output" / "data"):
@@ -331,10 +328,10 @@ def run(
     if epochs is not None:
         hps["epochs"] = epochs
     training_job.check_hyperparameters(hps, allow_unknown)
-    manifest = training_job.read_manifest(bucket, prefix)
-    staged = training_job.staged_classes(manifest, classes, bucket, prefix)
-    spec = spec_for(bucket, prefix, staged, hps)
-    outliers = training_job.outliers_staged(manifest)
+    manifest = staged.read_manifest(bucket, prefix)
+    trained_classes = staged.staged_classes(manifest, classes, bucket, prefix)
+    spec = spec_for(bucket, prefix, trained_classes, hps)
+    outliers = staged.outliers_staged(manifest)
     request = sent_request(spec, outliers, job_name, log)
     job = request["TrainingJobName"]
     job_dir = training_job.job_folder(job)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository
+from scones.core import settings
 
 
 def read_record(path: Path) -> dict | None:
@@ -63,7 +63,7 @@ def spawn(
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             [python or sys.executable, "-m", module, *args],
-            cwd=ROOT,
+            cwd=settings.ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,

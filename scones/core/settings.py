@@ -15,6 +15,8 @@ from pathlib import Path
 
 from scones.core.errors import UsageError
 
+ROOT = Path(__file__).resolve().parents[2]  # the repository: templates, Lambdas, training code, compose file
+
 # --- names -------------------------------------------------------------------------------------------
 TARGET = "SCONES_TARGET"  # local | localstack | aws
 STATE_DIR = "SCONES_STATE_DIR"  # pid files, logs, unpacked lambda code
@@ -66,6 +68,7 @@ DEFAULT_ENDPOINT_NAME = "scones-endpoint"
 DEFAULT_CAPTURE_PREFIX = "datacapture"
 MODELS_PREFIX = "models"  # s3://<bucket>/models/<job>/output/model.tar.gz, as SageMaker lays it out
 DEPLOY_PREFIX = "deploy"  # Lambda zips and state machine definitions, per stack
+MONITORING_PREFIX = "monitoring"  # the AWS monitoring job's reports, per endpoint
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -137,7 +140,7 @@ def capture_bucket() -> str:
 
 
 def capture_prefix() -> str:
-    return _get(CAPTURE_PREFIX, DEFAULT_CAPTURE_PREFIX).strip("/")
+    return _own_prefix(CAPTURE_PREFIX, DEFAULT_CAPTURE_PREFIX)
 
 
 def capture_percent() -> float:
@@ -185,8 +188,18 @@ def bucket() -> str:
     return _get(BUCKET, DEFAULT_BUCKET)
 
 
+def _own_prefix(name: str, default: str) -> str:
+    """A key prefix the project writes and deletes under: never the bucket's root, never climbing out of it."""
+    value = _get(name, default).strip("/")
+    if not value or ".." in value.split("/"):
+        raise SettingsError(
+            f"{name}={os.environ.get(name)!r} would reach outside the project's own keys", f"unset {name}"
+        )
+    return value
+
+
 def prefix() -> str:
-    return _get(PREFIX, DEFAULT_PREFIX).strip("/")
+    return _own_prefix(PREFIX, DEFAULT_PREFIX)
 
 
 def region() -> str:

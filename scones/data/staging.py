@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scones.core import settings
+from scones.core import aws, settings
 from scones.core.errors import SconesError
 from scones.core.progress import Progress
 from scones.data import cifar, outliers, synthetic
@@ -241,8 +241,6 @@ def _client_error(exc: Exception, bucket: str, prefix: str) -> Exception:
 def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int = 16) -> UploadReport:
     """Make s3://bucket/prefix/ hold exactly the staged files; send only what changed; manifest last."""
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from scones.core import aws
 
     started = time.perf_counter()
     s3 = aws.client("s3", max_pool_connections=threads * 2)

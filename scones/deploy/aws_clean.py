@@ -17,13 +17,14 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from scones import stacks, storage
 from scones.core import aws
 from scones.core.errors import SconesError
 from scones.deploy import naming
 from scones.deploy.checks import code as error_code
+from scones.deploy.sagemaker import record_path
 from scones.deploy.spec import TAG_PROJECT, TAG_STACK, Spec
 
-PURGE_PREFIXES = ("data/", "models/", "deploy/", "datacapture/", "monitoring/")
 CFN_STACK_TAG = "aws:cloudformation:stack-name"  # CloudFormation's own tag on what a stack creates
 
 
@@ -125,8 +126,6 @@ def _scaling(spec: Spec) -> list[Item]:
 
 def _recorded(spec: Spec) -> dict[str, str]:
     import json
-
-    from scones.deploy.sagemaker import record_path
 
     try:
         return json.loads(record_path(spec.stack).read_text())
@@ -239,7 +238,12 @@ def inventory(spec: Spec, purge_data: bool = False) -> list[Item]:
             seen.add((item.kind, item.name))
             items.append(item)
     if purge_data:
-        items.append(Item("s3-objects", f"s3://{spec.bucket}/{{{','.join(PURGE_PREFIXES)}}}"))
+        items.append(
+            Item(
+                "s3-objects",
+                f"s3://{spec.bucket}/{{{','.join(storage.project_prefixes(spec.prefix, spec.capture_prefix))}}}",
+            )
+        )
     rank = {kind: i for i, kind in enumerate(ORDER)}
     return sorted(items, key=lambda i: rank["stack"] + 0.5 if i.owner else rank.get(i.kind, len(ORDER)))
 
@@ -288,9 +292,7 @@ def _delete(item: Item, spec: Spec, poll_s: float) -> str | None:
     elif item.kind == "model":
         sm.delete_model(ModelName=item.name)
     elif item.kind == "stack":
-        from scones.deploy import stack
-
-        stack.delete(item.name, log=lambda _m: None)
+        stacks.delete(item.name, log=lambda _m: None)
     elif item.kind == "alarm":
         aws.client("cloudwatch").delete_alarms(AlarmNames=[item.name])
     elif item.kind == "dead-letter-queue":
@@ -309,9 +311,7 @@ def _delete(item: Item, spec: Spec, poll_s: float) -> str | None:
         with contextlib.suppress(logs.exceptions.ResourceNotFoundException):  # gone already: as asked
             logs.delete_log_group(logGroupName=item.name)
     elif item.kind == "s3-objects":
-        from scones.cleanup import _delete_prefixes
-
-        _delete_prefixes(spec.bucket, PURGE_PREFIXES)
+        storage.delete_prefixes(spec.bucket, storage.project_prefixes(spec.prefix, spec.capture_prefix))
     elif item.kind == "bucket":
         aws.client("s3").delete_bucket(Bucket=item.name)
     else:

@@ -12,11 +12,12 @@ import io
 import json
 import tarfile
 
+from scones import stacks
 from scones.core import aws
 from scones.core.errors import NotReadyError
+from scones.core.settings import ROOT
 from scones.deploy import images, naming, requests
 from scones.deploy.checks import Report, contains, exists
-from scones.deploy.package import ROOT
 from scones.deploy.spec import Spec
 
 MONITOR_SOURCES = ("pyproject.toml", "README.md", "scones", "services", "training")
@@ -75,13 +76,11 @@ def ensure_alarm(alarm: requests.Call, report: Report, log=print) -> None:
 
 
 def ensure_monitoring(spec: Spec, account: str, report: Report, log=print) -> None:
-    from scones.deploy import stack
-
     s3, iam, scheduler = aws.client("s3"), aws.client("iam"), aws.client("scheduler")
     source_digest, body = monitoring_source()
     key = naming.monitoring_source_key(spec, source_digest)
     try:
-        topic = stack.outputs(spec.stack).get("AlertTopicArn") or ""
+        topic = stacks.outputs(spec.stack).get("AlertTopicArn") or ""
     except NotReadyError:  # no workflow stack: the alarm has nobody to tell
         topic = ""
     calls = requests.monitoring_calls(spec, account, key, images.retrieve, topic_arn=topic)

@@ -10,7 +10,7 @@ import hashlib
 import json
 
 from scones.core import settings
-from scones.deploy.package import ROOT
+from scones.core.settings import ROOT
 from scones.deploy.spec import Spec
 
 VARIANT = "AllTraffic"
@@ -113,7 +113,7 @@ def capture_uri(spec: Spec) -> str:
 
 
 def monitor_out_uri(spec: Spec) -> str:
-    return f"s3://{spec.bucket}/monitoring/{spec.endpoint}"
+    return f"s3://{spec.bucket}/{settings.MONITORING_PREFIX}/{spec.endpoint}"
 
 
 # --- IAM documents -----------------------------------------------------------------------------------

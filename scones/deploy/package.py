@@ -6,9 +6,9 @@ import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from scones.core.settings import ROOT
+
 LAMBDAS = ROOT / "lambdas"
 SHARED = LAMBDAS / "shared" / "scones_event.py"
 STATEMACHINES = ROOT / "statemachine"

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones.core import settings
+from scones.core.settings import ROOT
+from scones.data.staging import OUTLIER_SPLITS
 from scones.deploy.naming import (
     ALERT_TOPIC_PLACEHOLDER,
     INFERENCE_FILE,
@@ -43,7 +45,6 @@ from scones.deploy.naming import (
     serving_key,
     staging_prefix,
 )
-from scones.deploy.package import ROOT
 from scones.deploy.spec import Spec
 
 TRAINING_DIR = ROOT / "training"  # ModelTrainer's SourceCode.source_dir: every file in it is uploaded (training_files)
@@ -232,8 +233,6 @@ def training_base_name(spec: Spec) -> str:
 def data_channels(spec: Spec, outliers: bool = True) -> list[dict[str, str]]:
     """The staged data each channel reads (name, S3 prefix, content type): what `scones train` downloads. The
     script's job also gets the training outliers (staged by `scones stage` and by deploy) for outlier exposure."""
-    from scones.data.staging import OUTLIER_SPLITS
-
     data = f"s3://{spec.bucket}/{spec.prefix}"
     if spec.algorithm == "builtin":
         kind = "application/x-image"

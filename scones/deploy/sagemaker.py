@@ -17,17 +17,17 @@ from pathlib import Path
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError
-from scones.deploy import aws_monitoring, aws_training, images, naming, preflight, requests
+from scones.data import staging
+from scones.deploy import aws_monitoring, aws_training, images, naming, preflight, requests, stack
 from scones.deploy.checks import Report, contains, exists, missing
 from scones.deploy.spec import Spec
+from scones.models import serving_archive
 
 # --- stage -------------------------------------------------------------------------------------------
 
 
 def stage(spec: Spec, log=print) -> dict:
     """`scones stage`, unchanged: build the local folder and send what differs. Returns the manifest."""
-    from scones.data import staging
-
     source = staging.resolve_source(spec.source, list(spec.classes))
     workdir = staging.default_workdir(source, list(spec.classes))
     manifest = staging.build(source, list(spec.classes), workdir)
@@ -44,8 +44,6 @@ def stage(spec: Spec, log=print) -> dict:
 
 def package_for_serving(spec: Spec, model_data: str, source: str, report: Report, log=print) -> str:
     """The trained artifact plus code/inference.py (the same file the local server runs), content-addressed."""
-    from scones.models import serving_archive
-
     s3 = aws.client("s3")
     key = naming.serving_key(source)
     if exists(s3, spec.bucket, key):
@@ -179,8 +177,6 @@ def ensure_scaling(spec: Spec, account: str, report: Report, log=print) -> None:
 
 
 def ensure_stack(spec: Spec, report: Report, log=print) -> dict[str, str]:
-    from scones.deploy import stack
-
     result = stack.deploy(requests.stack_parameters(spec), name=spec.stack, log=lambda _m: None, tags=spec.tags())
     report.add("stack", result.action, f"{spec.stack} ({result.uploaded} artifacts uploaded)", log)
     return result.outputs

@@ -8,8 +8,11 @@ same script the same way without Docker.
 from __future__ import annotations
 
 from scones.core.errors import NotReadyError
+from scones.data import staged
 from scones.deploy import images, naming, requests
+from scones.deploy.aws_training import model_trainer
 from scones.deploy.spec import Spec
+from scones.localcloud import docker_engine_answers
 
 NO_DOCKER = (
     "--mode sagemaker-local runs SageMaker's training container in Docker (compose v2) "
@@ -22,18 +25,12 @@ def train(spec: Spec, docker_answers=None, log=print, outliers: bool | None = No
 
     `outliers`: whether the staged prefix holds the training outliers (default: what its manifest says).
     """
-    if docker_answers is None:
-        from scones.localcloud import docker_engine_answers as docker_answers
-    if not docker_answers():
+    if not (docker_answers or docker_engine_answers)():
         raise NotReadyError(NO_DOCKER, next_step="scones train")
-    from scones.deploy.aws_training import model_trainer
-
     # The image of a CPU instance (the SDK's table maps local_cpu to the GPU image), run as local_cpu.
     cpu = Spec(**{**spec.__dict__, "instance_type": "ml.m5.large", "spot": False})
     if outliers is None:
-        from scones import training_job
-
-        outliers = training_job.outliers_staged(training_job.read_manifest(spec.bucket, spec.prefix))
+        outliers = staged.outliers_staged(staged.read_manifest(spec.bucket, spec.prefix))
     facts = requests.Facts(account=naming.account_of(spec), outliers=outliers)
     request = requests.training_request(cpu, facts, images.retrieve)
     request["ResourceConfig"]["InstanceType"] = "local_cpu"

@@ -18,8 +18,9 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from scones.core import errors, settings
+from scones.core import errors, failures, settings
 from scones.core import target as targets
+from scones.monitoring import monitor
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,8 +41,6 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     out = (now or datetime.now(UTC)).strftime(args.out) if args.out else None
     try:
         targets.activate()
-        from scones.monitoring import monitor
-
         result = monitor.run(
             args.capture,
             args.baseline,
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
             import traceback  # the job's log is the only record of an unexpected error: keep its traceback there
 
             traceback.print_exc()
-        failure = errors.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
+        failure = failures.explain(exc, targets.current().name if targets.is_active() else settings.DEFAULT_TARGET)
         print(f"scones.monitoring: error: {failure.line()}", file=sys.stderr)
         return failure.exit_code
     return 1 if args.strict and result.failed else 0

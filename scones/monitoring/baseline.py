@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from scones.monitoring import capture, drift
+from services.endpoint import inference
 
 FILES = ("statistics.json", "constraints.json", "baseline.csv", "baseline.json")
 FRACTIONAL = ("confidence", "margin", "brightness", "contrast")
@@ -47,8 +48,6 @@ class Baseline:
 
 def rows_for_images(model_dir: Path, images: list[tuple[str, bytes]], batch: int = 256) -> list[dict]:
     """One capture-table row per image, predicted by the serving handlers."""
-    from services.endpoint import inference
-
     model = inference.model_fn(model_dir)
     labels = list(model.labels)
     rows = []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scones.core import aws
 from services.endpoint import inference
 from services.endpoint.capture import parse_lines
 
@@ -280,8 +281,6 @@ def read(where: Location, labels: list[str] | None = None, s3=None, progress=Non
     from concurrent.futures import ProcessPoolExecutor
 
     if where.bucket is not None and s3 is None:
-        from scones.core import aws
-
         s3 = aws.client("s3")
     names = list_files(where, s3)
     if not names:

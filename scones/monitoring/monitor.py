@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from scones.core import settings
+from scones import models, stacks
+from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.core.progress import Progress
+from scones.data import staged
 from scones.monitoring import baseline as baseline_mod
 from scones.monitoring import capture, drift, report
+from scones.stacks import filter_threshold
 
 NAMESPACE = "scones"
 DRIFT_METRIC = "DriftDetected"  # the template's alarm watches this one (1 = drift)
@@ -98,8 +102,6 @@ def baseline_prefix(model_uri: str) -> str:
 
 
 def _download(prefix_uri: str, folder: Path) -> bool:
-    from scones.core import aws
-
     s3 = aws.client("s3")
     where = capture.Location.parse(prefix_uri)
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,13 +115,10 @@ def _download(prefix_uri: str, folder: Path) -> bool:
 
 def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float, log=print):
     """The staged test split through the serving handlers; uploaded beside the model and kept in the reports dir."""
-    from scones import models, training_job
-    from scones.core import aws
-
     folder = models.reports_dir(model_uri) / "baseline"
     with tempfile.TemporaryDirectory(prefix="scones-baseline-") as tmp:
         model_dir = models.fetch_model(model_uri, Path(tmp) / "model")
-        channels = training_job.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
+        channels = staged.download_channels(bucket, prefix, Path(tmp) / "data", splits=("test",))
         images = [(p.name, p.read_bytes()) for p in sorted(channels["test"].rglob("*.png"))]
         if not images:
             raise NotReadyError(f"no staged test image under s3://{bucket}/{prefix}/test/", next_step="scones stage")
@@ -135,8 +134,6 @@ def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float,
 
 def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: float, log=print):
     """--baseline DIR | s3://…/ | model.tar.gz URI; default: the newest model's (computed once if missing)."""
-    from scones import models
-
     if given and not given.startswith("s3://"):
         try:
             return baseline_mod.read(Path(given)), given
@@ -238,8 +235,6 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
 
 def upload_outputs(folder: Path, uri: str) -> list[str]:
     """Every file under `folder` to the s3:// prefix `uri`, keeping relative paths; returns the keys."""
-    from scones.core import aws
-
     where = capture.Location.parse(uri)
     s3, keys = aws.client("s3"), []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -274,8 +269,6 @@ def metric_data(result: MonitorResult, endpoint: str) -> list[dict]:
 
 
 def put_metrics(result: MonitorResult, endpoint: str) -> int:
-    from scones.core import aws
-
     data = metric_data(result, endpoint)
     aws.client("cloudwatch").put_metric_data(Namespace=NAMESPACE, MetricData=data)
     return len(data)
@@ -285,10 +278,7 @@ def alert(result: MonitorResult, endpoint: str, topic_arn: str | None = None) ->
     """Publish the verdict to the stack's alert topic when a check failed; returns the message id."""
     if not result.failed:
         return None
-    from scones.core import aws
-    from scones.deploy import stack
-
-    topic_arn = topic_arn or stack.outputs().get("AlertTopicArn")
+    topic_arn = topic_arn or stacks.outputs().get("AlertTopicArn")
     if not topic_arn:
         raise NotReadyError("the deployed stack has no AlertTopicArn output", next_step="scones deploy")
     message = {k: v for k, v in result.summary().items() if k != "checks"}
@@ -326,9 +316,6 @@ def run(
     """The whole of `scones monitor`: read every capture record, compare with the baseline, write the report
     and the Model Monitor-format files, put the metrics, and alert on drift when asked. `out` is a folder or an
     s3:// prefix (written in a scratch folder, then uploaded)."""
-    from scones.core.progress import Progress
-    from scones.deploy.stack import filter_threshold
-
     where = capture.Location.parse(capture_uri or default_capture())
     threshold = filter_threshold(threshold)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")

@@ -85,11 +85,11 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
 
 def test_train_without_staged_data_says_what_to_do(env):
     out = scones("train", env=env)
-    assert out.returncode == 1
+    assert out.returncode == 3  # NotReadyError: nothing staged yet
     assert "nothing staged" in out.stderr and "scones stage" in out.stderr
 
 
 def test_train_with_other_classes_than_staged_is_refused(env):
     assert scones("stage", "--train-per-class", "5", "--test-per-class", "2", env=env).returncode == 0
     out = scones("train", "--classes", "vehicles", env=env)
-    assert out.returncode == 1 and "differs from what is staged" in out.stderr
+    assert out.returncode == 2 and "differs from what is staged" in out.stderr

@@ -11,9 +11,8 @@ import uuid
 import pytest
 from helpers import make_brightness_model, solid_png
 
-from scones import cleanup, cli, endpoint, localcloud, workflow
+from scones import cli, endpoint, localcloud, stacks, storage, workflow
 from scones.core import aws, service, settings
-from scones.deploy import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,10 +26,10 @@ def leftovers(bucket: str, name_prefix: str, stack_name: str) -> dict:
     s3, cfn = aws.client("s3"), aws.client("cloudformation")
     objects = [
         o["Key"]
-        for prefix in cleanup.prefixes()
+        for prefix in storage.project_prefixes()
         for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
     ]
-    stacks = [
+    found_stacks = [
         s["StackName"]
         for s in cfn.list_stacks()["StackSummaries"]
         if s["StackName"] == stack_name and s["StackStatus"] != "DELETE_COMPLETE"
@@ -46,7 +45,7 @@ def leftovers(bucket: str, name_prefix: str, stack_name: str) -> dict:
         if m["name"].startswith(name_prefix)
     ]
     kept = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="keep/").get("Contents", [])]
-    return {"objects": objects, "stacks": stacks, "functions": functions, "machines": machines, "kept": kept}
+    return {"objects": objects, "stacks": found_stacks, "functions": functions, "machines": machines, "kept": kept}
 
 
 @pytest.fixture
@@ -77,7 +76,7 @@ def test_clean_leaves_no_stack_endpoint_worker_or_object(own_cloud, tmp_path, mo
     s3 = aws.client("s3")
     for key in ("data/test/bright.png", "models/job/output/model.tar.gz", "datacapture/x/1.jsonl", "keep/me.png"):
         s3.put_object(Bucket=bucket, Key=key, Body=solid_png(230))
-    outputs = stack.outputs(stack_name)
+    outputs = stacks.outputs(stack_name)
     (row,) = workflow.run_single(
         aws.client("stepfunctions"), outputs["ClassifyImageStateMachineArn"], bucket, ["data/test/bright.png"]
     )

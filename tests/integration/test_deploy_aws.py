@@ -349,7 +349,7 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
 def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypatch, failure):
     from botocore.exceptions import ClientError
 
-    from scones.deploy.stack import DeployError
+    from scones.stacks import DeployError
 
     spec = Spec(stack="f-workflow")
     items = [aws_clean.Item("stack", spec.stack), aws_clean.Item("lambda:function", "f-classify-image", "", spec.stack)]
@@ -358,7 +358,7 @@ def test_what_a_stack_owns_is_left_when_its_stack_could_not_be_deleted(monkeypat
     def fail(item, *_a):
         if failure == "refused":
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "DeleteStack")
-        raise DeployError("stack f-workflow delete failed: DELETE_FAILED")  # what stack.delete's waiter raises
+        raise DeployError("stack f-workflow delete failed: DELETE_FAILED")  # what stacks.delete's waiter raises
 
     monkeypatch.setattr(aws_clean, "_delete", fail)
     result = aws_clean.clean(spec, poll_s=0.01, log=lambda _m: None)

@@ -23,6 +23,7 @@ import iam_check
 import pytest
 from helpers import ROOT, solid_png
 
+from scones import stacks
 from scones.core import aws
 from scones.deploy import requests, stack, validate
 from scones.deploy.spec import Spec
@@ -120,7 +121,7 @@ def workflow(local_cloud, tmp_path_factory):
         "calls": aws_recorder.read(record),
         "account": aws.client("sts").get_caller_identity()["Account"],
     }
-    stack.delete(name, log=lambda _m: None)
+    stacks.delete(name, log=lambda _m: None)
 
 
 def test_the_lambdas_calls_were_recorded_in_their_workers(workflow):

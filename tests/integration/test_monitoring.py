@@ -15,9 +15,8 @@ import pytest
 from helpers import deployment_env, environ, make_brightness_model, subscribe_queue
 from monitoring_fixtures import held_out_images
 
-from scones import cli, endpoint, load
+from scones import cli, endpoint, load, stacks
 from scones.core import aws, settings
-from scones.deploy import stack
 from scones.monitoring import capture, monitor
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,7 +42,7 @@ def deployed(local_cloud, tmp_path_factory):
         model_key = "models/brightness-job/output/model.tar.gz"
         s3.put_object(Bucket=env[settings.BUCKET], Key=model_key, Body=archive.getvalue())
         assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
-        outputs = stack.outputs(env[settings.STACK_NAME])
+        outputs = stacks.outputs(env[settings.STACK_NAME])
         yield {
             "bucket": env[settings.BUCKET],
             "endpoint": env[settings.SCONES_ENDPOINT_NAME],
@@ -52,7 +51,7 @@ def deployed(local_cloud, tmp_path_factory):
             "model_uri": f"s3://{env[settings.BUCKET]}/{model_key}",
         }
         endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
+        stacks.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def records_under(deployed) -> capture.CaptureTable:

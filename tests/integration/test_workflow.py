@@ -17,9 +17,9 @@ import zipfile
 import pytest
 from helpers import TARGET, deployment_env, environ, make_brightness_model, solid_png, subscribe_queue
 
-from scones import cli, endpoint, localcloud, workflow
+from scones import cli, endpoint, localcloud, stacks, workflow
 from scones.core import aws, settings
-from scones.deploy import package, stack
+from scones.deploy import package
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
 
@@ -40,7 +40,7 @@ def deployed(local_cloud, tmp_path_factory):
         for i in range(8):  # ~36 KB each: 8 of them leaking into the Map's output would pass 256 KiB
             s3.put_object(Bucket=env[settings.BUCKET], Key=f"img/big-bright-{i}.png", Body=noisy_png(200, 256, seed=i))
         assert cli.main(["deploy", "--target", TARGET, "--model", str(model)]) == 0
-        outputs = stack.outputs(env[settings.STACK_NAME])
+        outputs = stacks.outputs(env[settings.STACK_NAME])
         queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-{suffix}")
         yield {
             "bucket": env[settings.BUCKET],
@@ -51,7 +51,7 @@ def deployed(local_cloud, tmp_path_factory):
             "stack": env[settings.STACK_NAME],
         }
         endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
+        stacks.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def noisy_png(low: int, high: int, size: int = 128, seed: int = 0) -> bytes:
@@ -358,5 +358,5 @@ def test_two_concurrent_deploys_take_turns_and_the_last_threshold_is_the_one_dep
     assert all("waiting for `scones test`" in err for _, err in outs.values()), outs
     assert all(f"stack {deployed['stack']}: updated" in out for out, _ in outs.values()), outs
     # and the threshold deployed is the one of the deploy that finished last
-    assert stack.deployed_threshold(deployed["stack"]) == float(finished[-1])
+    assert stacks.deployed_threshold(deployed["stack"]) == float(finished[-1])
     deploy(capsys, "--threshold", str(settings.DEFAULT_THRESHOLD))  # as the other tests expect it

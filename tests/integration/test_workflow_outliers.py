@@ -22,10 +22,9 @@ import pytest
 from helpers import deployment_env, environ, subscribe_queue
 from PIL import Image
 
-from scones import cli, endpoint, workflow
+from scones import cli, endpoint, stacks, workflow
 from scones.core import aws, settings
 from scones.data import lst, staging
-from scones.deploy import stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,11 +79,11 @@ def deployed(local_cloud, tmp_path_factory):
         s3.put_object(Bucket=env[settings.BUCKET], Key="img/bright-checker.png", Body=png(checker))
         model = make_structure_model(root / "model")
         assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
-        outputs = stack.outputs(env[settings.STACK_NAME])
+        outputs = stacks.outputs(env[settings.STACK_NAME])
         queue = subscribe_queue(outputs["AlertTopicArn"], f"alerts-o{suffix}")
         yield {"bucket": env[settings.BUCKET], "outputs": outputs, "queue": queue, "keys": keys}
         endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
-        stack.delete(env[settings.STACK_NAME], log=lambda _m: None)
+        stacks.delete(env[settings.STACK_NAME], log=lambda _m: None)
 
 
 def run(deployed, keys):

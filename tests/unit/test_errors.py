@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from scones.core import errors, settings
+from scones.core import errors, failures, settings
 
 
 def client_error(code: str, operation: str = "GetObject") -> ClientError:
@@ -13,7 +13,7 @@ def client_error(code: str, operation: str = "GetObject") -> ClientError:
 
 def test_our_errors_keep_their_line_and_exit_code():
     failure = errors.NotReadyError("nothing staged", "scones stage")
-    assert errors.explain(failure, "local") is failure
+    assert failures.explain(failure, "local") is failure
     assert failure.exit_code == 3 and failure.line() == "nothing staged (next: scones stage)"
 
 
@@ -23,29 +23,29 @@ def test_a_multi_line_message_becomes_one_line():
 
 def test_connection_refused_points_at_the_service_to_start():
     down = EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/")
-    assert errors.explain(down, "local").next_step == "scones up"
+    assert failures.explain(down, "local").next_step == "scones up"
     endpoint = EndpointConnectionError(endpoint_url="http://127.0.0.1:8080/endpoints/e/invocations")
-    assert "scones endpoint start" in errors.explain(endpoint, "local").next_step
-    assert "network" in errors.explain(down, "aws").next_step
+    assert "scones endpoint start" in failures.explain(endpoint, "local").next_step
+    assert "network" in failures.explain(down, "aws").next_step
 
 
 def test_aws_error_codes_are_translated_per_target():
-    assert errors.explain(client_error("NoSuchKey"), "local").next_step == "scones stage"
-    local = errors.explain(client_error("AccessDenied"), "local").next_step
-    remote = errors.explain(client_error("AccessDenied"), "aws").next_step
+    assert failures.explain(client_error("NoSuchKey"), "local").next_step == "scones stage"
+    local = failures.explain(client_error("AccessDenied"), "local").next_step
+    remote = failures.explain(client_error("AccessDenied"), "aws").next_step
     assert local != remote and "permissions" in remote
-    expired = errors.explain(client_error("ExpiredToken", "ListBuckets"), "aws")
+    expired = failures.explain(client_error("ExpiredToken", "ListBuckets"), "aws")
     assert "expired" in str(expired) and "refresh" in expired.next_step
-    assert "aws configure" in errors.explain(NoCredentialsError(), "aws").next_step
+    assert "aws configure" in failures.explain(NoCredentialsError(), "aws").next_step
 
 
 def test_an_unknown_aws_code_still_names_the_operation():
-    failure = errors.explain(client_error("Throttling", "StartExecution"), "aws")
+    failure = failures.explain(client_error("Throttling", "StartExecution"), "aws")
     assert "StartExecution failed: Throttling" in str(failure)
 
 
 def test_an_unwritable_path_is_a_usage_error():
-    failure = errors.explain(PermissionError(13, "Permission denied", "/root/x.png"), "local")
+    failure = failures.explain(PermissionError(13, "Permission denied", "/root/x.png"), "local")
     assert isinstance(failure, errors.UsageError) and "/root/x.png" in str(failure)
 
 
@@ -58,7 +58,7 @@ def test_an_unexpected_exception_is_logged_with_its_traceback(monkeypatch, tmp_p
     try:
         broken()
     except KeyError as exc:
-        failure = errors.explain(exc, "local")
+        failure = failures.explain(exc, "local")
     assert "unexpected KeyError" in str(failure) and str(tmp_path / "errors.log") in failure.next_step
     logged = (tmp_path / "errors.log").read_text()
     assert "Traceback" in logged and "in broken" in logged

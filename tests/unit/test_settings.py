@@ -102,3 +102,13 @@ def test_every_copy_of_the_threshold_default_agrees_with_settings():
     Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # CloudFormation's short tags
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
     assert float(template["Parameters"]["Threshold"]["Default"]) == settings.DEFAULT_THRESHOLD
+
+
+@pytest.mark.parametrize("name", [settings.PREFIX, settings.CAPTURE_PREFIX])
+@pytest.mark.parametrize("value", ["/", "//", "a/../..", ".."])
+def test_a_prefix_that_reaches_outside_the_projects_keys_is_refused(monkeypatch, name, value):
+    """SCONES_PREFIX=/ once made `scones stage` delete foreign objects as stale (issue #21)."""
+    monkeypatch.setenv(name, value)
+    read = settings.prefix if name == settings.PREFIX else settings.capture_prefix
+    with pytest.raises(settings.SettingsError, match=name):
+        read()

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from scones.core import settings
 from scones.core.errors import UsageError
-from scones.deploy import aws_command, images, naming, plan, render, requests
+from scones.data import staged
+from scones.deploy import flags, images, naming, plan, render, requests
 from scones.deploy.spec import TAG_STACK, Spec
 
 SNAPSHOT = Path(__file__).with_name("dry_run.txt")
@@ -108,14 +110,14 @@ def test_names_change_with_what_they_describe():
 def test_max_wait_below_max_run_is_refused():
     args = aws_command_args(spot=True, max_run=3600, max_wait=600)
     with pytest.raises(UsageError, match="max wait >= max run"):
-        aws_command.spec_from_args(args)
+        flags.spec_from_args(args)
 
 
 def aws_command_args(**overrides):
     import argparse
 
     p = argparse.ArgumentParser()
-    aws_command.add_deploy_flags(p)
+    flags.add_deploy_flags(p)
     args = p.parse_args([])
     for key, value in overrides.items():
         setattr(args, key, value)
@@ -273,7 +275,7 @@ def test_the_job_writes_under_its_declared_output_and_reads_its_declared_input()
         code["S3Input"]["S3Uri"] + "run.sh",
         code["S3Input"]["S3Uri"] + naming.MONITOR_TARBALL,
     }
-    assert (requests.ROOT / "scones" / "monitoring" / "run.sh").is_file()
+    assert (settings.ROOT / "scones" / "monitoring" / "run.sh").is_file()
 
 
 def test_a_start_the_scheduler_cannot_make_is_retried_then_dead_lettered_and_alarmed():
@@ -307,10 +309,9 @@ def test_the_dry_run_shows_the_request_the_schedule_sends():
 def test_the_aws_job_gets_every_channel_scones_train_downloads_outliers_included(tmp_path):
     """Local training reads train, test and the staged outliers (with their .lst channels); the AWS job must
     read the same, or the confidence filter passes on AWS what it blocks locally."""
-    from scones import training_job
 
     manifest = {"classes": ["bicycle", "motorcycle"], "outliers": {"mode": "auto", "train": {"channel": "outliers"}}}
-    splits = training_job.channel_splits(manifest)
+    splits = staged.channel_splits(manifest)
     local = {name for split in splits for name in (split, f"{split}_lst")}
     spec = Spec(role=ROLE)
     job = requests.training_request(spec, requests.Facts(), fake_image)
@@ -385,7 +386,7 @@ def test_onnx_pins_are_the_same_for_the_container_and_the_project():
         line.split("==")[0].lower(): line
         for line in venv.check_requirements(requests.TRAINING_DIR / "requirements.txt")
     }
-    project = tomllib.loads((requests.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
+    project = tomllib.loads((settings.ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     pinned = {line.split("==")[0].lower(): line for line in project if line.startswith(("onnx==", "onnxscript=="))}
     assert set(pinned) == {"onnx", "onnxscript"}, "pyproject's ml extra pins onnx and onnxscript exactly"
     for name, line in pinned.items():

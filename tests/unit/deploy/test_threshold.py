@@ -1,12 +1,12 @@
-"""The threshold evaluate, load and monitor judge answers by (scones.deploy.stack.filter_threshold)."""
+"""The threshold evaluate, load and monitor judge answers by (scones.stacks.filter_threshold)."""
 
 from __future__ import annotations
 
 import pytest
 
+from scones import stacks
 from scones.core import settings
 from scones.core.errors import UsageError
-from scones.deploy import stack
 
 
 @pytest.mark.parametrize(
@@ -19,15 +19,15 @@ from scones.deploy import stack
     ],
 )
 def test_the_asked_then_the_deployed_then_the_setting(monkeypatch, requested, deployed, setting, expected):
-    monkeypatch.setattr(stack, "deployed_threshold", lambda name=None: deployed)
+    monkeypatch.setattr(stacks, "deployed_threshold", lambda name=None: deployed)
     monkeypatch.setenv(settings.THRESHOLD, setting)
-    assert stack.filter_threshold(requested) == expected
+    assert stacks.filter_threshold(requested) == expected
 
 
 def test_outside_0_to_1_is_refused(monkeypatch):
-    monkeypatch.setattr(stack, "deployed_threshold", lambda name=None: None)
+    monkeypatch.setattr(stacks, "deployed_threshold", lambda name=None: None)
     with pytest.raises(UsageError, match=r"outside 0\.\.1"):
-        stack.filter_threshold(1.5)
+        stacks.filter_threshold(1.5)
 
 
 def test_the_setting_is_scones_threshold(monkeypatch, capsys):

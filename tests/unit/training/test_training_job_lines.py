@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from scones import training_job
+from scones.data import staged
 
 
 def test_metrics_and_result_lines_are_parsed_as_json():
@@ -20,7 +21,7 @@ def test_other_lines_are_not_metrics():
 
 
 def test_a_job_gets_the_training_outliers_but_never_the_held_out_ones():
-    staged = {"outliers": {"mode": "auto", "train": {"channel": "outliers"}, "test": {"channel": "outliers_test"}}}
-    assert training_job.channel_splits(staged) == ("train", "test", "outliers")
-    assert training_job.channel_splits({"outliers": {"mode": "none"}}) == ("train", "test")
-    assert training_job.channel_splits({}) == ("train", "test")  # staged before outliers existed
+    manifest = {"outliers": {"mode": "auto", "train": {"channel": "outliers"}, "test": {"channel": "outliers_test"}}}
+    assert staged.channel_splits(manifest) == ("train", "test", "outliers")
+    assert staged.channel_splits({"outliers": {"mode": "none"}}) == ("train", "test")
+    assert staged.channel_splits({}) == ("train", "test")  # staged before outliers existed

@@ -1,4 +1,4 @@
-"""scones/evaluation.py's figures: coverage, accuracy among covered and the false-pass rate per outlier kind,
+"""scones/scoring.py's figures: coverage, accuracy among covered and the false-pass rate per outlier kind,
 first on probabilities given by hand, then through the serving handlers on a model with known answers."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import make_brightness_model
 
-from scones import evaluation as evaluate
+from scones import scoring as evaluate
 
 
 def test_coverage_and_accuracy_among_covered():

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from scones.core.settings import DEFAULT_THRESHOLD
+from scones.models import SERVING_CODE
 from training.calibration import expected_calibration_error, reliability
 from training.metrics import classification_metrics
 
@@ -26,8 +27,6 @@ def serving_handlers(model_dir: Path):
     """The artifact's own `code/inference.py`, loaded as SageMaker's container loads it (a bare model folder
     gets the file `scones train` would have put there)."""
     import importlib.util
-
-    from scones.models import SERVING_CODE
 
     source = model_dir / "code" / "inference.py"
     if not source.is_file():
