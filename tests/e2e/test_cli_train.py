@@ -85,7 +85,7 @@ def test_train_uploads_a_model_and_evaluate_plots_it(env, tmp_path):
 
 def test_train_without_staged_data_says_what_to_do(env):
     out = scones("train", env=env)
-    assert out.returncode == 1
+    assert out.returncode == 3  # NotReadyError: nothing staged yet
     assert "nothing staged" in out.stderr and "scones stage" in out.stderr
 
 
