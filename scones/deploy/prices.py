@@ -52,9 +52,11 @@ TABLES = {
             "ml.m5.xlarge": 0.23,
             "ml.g4dn.xlarge": 0.736,
         },
-        processing={
+        processing={  # every size scones.deploy.requests.MONITOR_INSTANCES may choose
             "ml.m5.large": 0.115,
             "ml.m5.xlarge": 0.23,
+            "ml.m5.2xlarge": 0.461,
+            "ml.m5.4xlarge": 0.922,
         },
         serverless_gb_s=0.00002,
         lambda_gb_s=0.0000166667,

@@ -137,3 +137,10 @@ def test_amounts_print_without_exponents():
         "$83.95",
         "$1,095.00",
     ]
+
+
+def test_every_monitoring_size_the_deploy_may_choose_has_a_price():
+    from scones.deploy import requests
+
+    table = prices.table("us-east-1")
+    assert all(table.hourly("processing", kind) for kind, _ in requests.MONITOR_INSTANCES)
