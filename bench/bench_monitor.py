@@ -12,6 +12,14 @@ Measures (issue #11), on a fresh local cloud:
      sends synthetic test sets the baseline never saw (other seeds, same distribution), each image once: the
      null hypothesis the tests assume.
 The model: --model DIR, else the synthetic bicycle/motorcycle set trained with train.py's defaults.
+
+Scale (issue #23), no model needed: `--scale 100000,1000000` writes that many synthetic capture records (noisy
+32×32 RGB PNGs, ~4 KB a line, 1,000 per file, in SageMaker's key layout) to a local folder and runs
+`scones monitor` over each in a subprocess: wall time, peak memory summed over its process tree, the load
+average while it ran. Targets on a quiet 2-core machine: 100,000 in <= 6 s, 1,000,000 in <= 60 s and <= 2 GB.
+`--profile N` prints where one process's time goes (cProfile over `capture.read`, grouped: JSON, base64, PNG
+decode, numpy, other). `--smoke` runs both small (5,000 records) and writes nothing to docs/benchmarks.md: a
+check that the bench works, not a figure.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -273,6 +282,116 @@ def rates(tmp: Path, model: Path, images, base, seeds: int, count: int = 200) ->
         )
 
 
+def synthetic_capture(folder: Path, n: int, per_file: int = 1000, seed: int = 0) -> int:
+    """`n` capture records of noisy 32×32 RGB PNGs with random two-class outputs; returns the bytes written."""
+    import io
+    from datetime import UTC, datetime, timedelta
+
+    import numpy as np
+    from PIL import Image
+
+    from services.endpoint.capture import object_key, record
+
+    rng = np.random.default_rng(seed)
+    pool = []
+    for _ in range(500):
+        pixels = np.clip(rng.normal(rng.uniform(60, 200), 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="PNG")
+        pool.append(out.getvalue())
+    start, total = datetime(2026, 11, 27, tzinfo=UTC), 0
+    for first in range(0, n, per_file):
+        lines = []
+        for i in range(first, min(n, first + per_file)):
+            p = float(rng.uniform(0.5, 1.0))
+            output = json.dumps([p, 1 - p]).encode()
+            rec = record(pool[i % len(pool)], "image/png", output, start + timedelta(seconds=i / 100))
+            lines.append(json.dumps(rec, separators=(",", ":")))
+        path = folder / object_key("", "ep", "AllTraffic", start + timedelta(seconds=first / 100))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = "\n".join(lines) + "\n"
+        path.write_text(body)
+        total += len(body)
+    return total
+
+
+def synthetic_baseline(folder: Path) -> Path:
+    """A baseline folder from 200 synthetic records (the same generator, another seed)."""
+    table = capture.CaptureTable(labels=["bicycle", "motorcycle"])
+    synthetic_capture(folder / "records", 200, seed=1)
+    for path in sorted((folder / "records").rglob("*.jsonl")):
+        capture.read_text(path.read_text(), path.name, table)
+    frame = table.frame()
+    labels = table.labels
+    made = baseline.Baseline(
+        frame,
+        labels,
+        baseline.statistics(frame, labels),
+        baseline.constraints(labels, 0.93),
+        {"model": "synthetic", "labels": labels, "images": len(frame), "threshold": 0.93},
+    )
+    return baseline.write(made, folder / "baseline")
+
+
+def scale(tmp: Path, n: int, smoke: bool) -> None:
+    folder = tmp / f"scale-{n}"
+    size = synthetic_capture(folder, n)
+    base = synthetic_baseline(tmp / f"scale-base-{n}")
+    env = dict(os.environ, SCONES_STATE_DIR=str(tmp / "state"), SCONES_DATA_DIR=str(tmp / "data"))
+    env.pop("AWS_ENDPOINT_URL", None)
+    cmd = [sys.executable, "-m", "scones.cli", "monitor", "--capture", str(folder), "--baseline", str(base)]
+    cmd += ["--out", str(tmp / f"scale-report-{n}"), "--no-metrics", "--threshold", "0.93"]
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    out, peak = run_measured(cmd, env)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"scones monitor failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    summary = json.loads((tmp / f"scale-report-{n}" / "summary.json").read_text())
+    assert summary["analysed"] == n, summary
+    figures = (
+        f"{wall:.1f} s wall ({n / wall:,.0f} records/s), peak memory {peak:.0f} MB summed over the process tree; "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores"
+    )
+    what = f"`scones monitor` over {n:,} synthetic capture records ({size / 1e6:.0f} MB, {n // 1000} files, local)"
+    print(f"{what}: {figures}", flush=True)
+    if not smoke:
+        target = "<= 6 s" if n <= 100_000 else "<= 60 s, <= 2 GB"
+        REPORT.result(what, figures, target)
+    shutil.rmtree(folder)
+
+
+def profile(tmp: Path, n: int) -> None:
+    """Where one process's time goes reading `n` records: cProfile's internal time, grouped."""
+    import cProfile
+    import pstats
+
+    folder = tmp / f"profile-{n}"
+    synthetic_capture(folder, n)
+    prof = cProfile.Profile()
+    prof.enable()
+    capture.read(capture.Location.parse(str(folder)), ["bicycle", "motorcycle"], workers=1)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # (file, line, name) -> (calls, primitive, internal, cumulative, callers)
+    groups = {"JSON": 0.0, "base64": 0.0, "PNG decode": 0.0, "numpy": 0.0, "other": 0.0}
+    for (path, _, name), (_, _, internal, _, _) in stats.items():
+        if "loads" in name or "json" in path:
+            groups["JSON"] += internal
+        elif "b64" in name or "a2b_base64" in name:
+            groups["base64"] += internal
+        elif "PIL" in path or "Imaging" in name or "_plain_png" in name or "crc32" in name or "inference" in path:
+            groups["PNG decode"] += internal
+        elif "numpy" in path or name in ("grey_levels", "histogram", "add"):
+            groups["numpy"] += internal
+        else:
+            groups["other"] += internal
+    total = sum(groups.values())
+    print(f"profile of capture.read over {n:,} records in one process: {total:.2f} s under cProfile")
+    for group, seconds in groups.items():
+        print(f"  {group:<11} {seconds:6.2f} s  {seconds / total:5.0%}  {1e6 * seconds / n:6.1f} µs/record")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=None, help="a model folder (default: train one)")
@@ -282,7 +401,19 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=50.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--skip-big", action="store_true")
+    p.add_argument("--scale", default=None, help="comma-separated record counts, e.g. 100000,1000000 (no model)")
+    p.add_argument("--profile", type=int, default=None, help="profile capture.read over this many records")
+    p.add_argument("--smoke", action="store_true", help="scale and profile at 5,000 records; write no figure")
     args = p.parse_args()
+    if args.smoke or args.scale or args.profile:
+        with tempfile.TemporaryDirectory(prefix="scones-bench-monitor-") as name:
+            if args.profile or args.smoke:
+                profile(Path(name), args.profile or 5000)
+            for n in [5000] if args.smoke else [int(x) for x in (args.scale or "").split(",") if x]:
+                scale(Path(name), n, args.smoke)
+        if not args.smoke and args.scale:
+            REPORT.write(notes="Scale: synthetic records in a local folder (no S3), `scones monitor` in a subprocess.")
+        return
     with tempfile.TemporaryDirectory(prefix="scones-bench-monitor-") as name:
         tmp = Path(name)
         staged, model = staged_and_model(tmp, args.model)

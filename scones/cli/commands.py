@@ -268,6 +268,17 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cost(args: argparse.Namespace) -> int:
+    from scones.deploy import cost
+
+    if args.images < 1 or args.batch < 1:
+        raise errors.UsageError("--images and --batch must be at least 1", "scones cost --images 1000000 --batch 100")
+    if (args.target or settings.target()) != "aws":
+        print("(the local targets cost nothing; these are the figures of --target aws)")
+    print(cost.render_per_images(args.images, settings.region(), cost.Workload(batch=args.batch)), end="")
+    return 0
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from scones.monitoring import monitor
 

@@ -215,4 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")
     p.add_argument("--no-metrics", action="store_true", help="do not put metrics to CloudWatch")
     p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT (default: exit 0 once analysed)")
+
+    p = add(
+        "cost",
+        c.cmd_cost,
+        "what images cost on AWS per million: Standard vs Express workflows and a backfill, every assumption printed",
+        target=True,
+    )
+    p.add_argument("--images", type=int, default=1_000_000, help="also price this many images (default 1,000,000)")
+    p.add_argument("--batch", type=int, default=100, help="backfill: images per child execution (default 100)")
     return parser

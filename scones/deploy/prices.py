@@ -1,11 +1,11 @@
 """The one price table: approximate public on-demand list prices, per region, with the date they are for.
 
 Written from AWS's public pricing pages (https://aws.amazon.com/sagemaker/pricing/, …/lambda/pricing/,
-…/step-functions/pricing/) as known on AS_OF; not fetched at run time (a deploy calls no pricing API). They are
-list prices in USD before tax, free tier, savings plans or spot discounts: good to a few per cent, never more.
-A region or instance type missing here gets no estimate, said so, rather than a guess.
+…/step-functions/pricing/, …/s3/pricing/) as known on AS_OF; not fetched at run time (a deploy calls no pricing
+API). They are list prices in USD before tax, free tier, savings plans or spot discounts: good to a few per
+cent, never more. A region or instance type missing here gets no estimate, said so, rather than a guess.
 
-`scones.deploy.cost` does the arithmetic and the printing; a later `scones cost` reads the same table.
+`scones.deploy.cost` does the arithmetic and the printing, for the deploy's estimate and for `scones cost`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class Table:
     lambda_per_million: float | None = None  # Lambda requests, USD per million
     sfn_standard_per_thousand: float | None = None  # Step Functions Standard, USD per 1,000 state transitions
     sfn_express_per_million: float | None = None  # Step Functions Express requests, USD per million
+    sfn_express_gb_s: float | None = None  # Step Functions Express duration, USD per GB-second (first tier)
+    s3_put_per_thousand: float | None = None  # S3 Standard PUT, COPY, POST, LIST requests, USD per 1,000
+    s3_get_per_thousand: float | None = None  # S3 Standard GET and other requests, USD per 1,000
+    s3_gb_month: float | None = None  # S3 Standard storage, USD per GB-month (first 50 TB)
 
     def hourly(self, use: str, instance_type: str) -> float | None:
         """USD per hour of one instance for `use` (training | hosting | processing); None when not listed."""
@@ -52,15 +56,21 @@ TABLES = {
             "ml.m5.xlarge": 0.23,
             "ml.g4dn.xlarge": 0.736,
         },
-        processing={
+        processing={  # every size scones.deploy.requests.MONITOR_INSTANCES may choose
             "ml.m5.large": 0.115,
             "ml.m5.xlarge": 0.23,
+            "ml.m5.2xlarge": 0.461,
+            "ml.m5.4xlarge": 0.922,
         },
         serverless_gb_s=0.00002,
         lambda_gb_s=0.0000166667,
         lambda_per_million=0.20,
         sfn_standard_per_thousand=0.025,
         sfn_express_per_million=1.00,
+        sfn_express_gb_s=0.00001667,
+        s3_put_per_thousand=0.005,
+        s3_get_per_thousand=0.0004,
+        s3_gb_month=0.023,
     ),
 }
 

@@ -479,6 +479,33 @@ def monitoring_environment(spec: Spec) -> dict[str, str]:
     }
 
 
+# The monitoring job's sizing. `scones monitor` reads ~8,000 capture records per second per core (the target of
+# bench/bench_monitor.py: 1,000,000 in 60 s on 2 cores) in under 2 GB whatever the count; a run should end well
+# inside its MaxRuntimeInSeconds (MONITOR_MAX_RUNTIME_S), after ~5 minutes of container start and pip install.
+MONITOR_RECORDS_PER_VCPU_S = 8_000
+MONITOR_MAX_RUNTIME_S = 1800
+MONITOR_READ_BUDGET_S = 900  # what is left for reading, with room to spare
+MONITOR_INSTANCES = (  # (ProcessingInstanceType, vCPUs), smallest first; every one in the service model's enum
+    ("ml.m5.large", 2),
+    ("ml.m5.xlarge", 4),
+    ("ml.m5.2xlarge", 8),
+    ("ml.m5.4xlarge", 16),
+)
+
+
+def monitor_instance_type(records: int) -> str:
+    """The smallest instance that reads `records` capture records in MONITOR_READ_BUDGET_S; the largest above."""
+    for kind, vcpus in MONITOR_INSTANCES:
+        if records <= vcpus * MONITOR_RECORDS_PER_VCPU_S * MONITOR_READ_BUDGET_S:
+            return kind
+    return MONITOR_INSTANCES[-1][0]
+
+
+def monitor_instance(spec: Spec) -> str:
+    """The monitoring job's instance: the one chosen, else sized from the records a run reads."""
+    return spec.monitor_instance_type or monitor_instance_type(spec.monitor_records)
+
+
 def processing_job_request(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> dict:
     """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id.
 
@@ -491,7 +518,7 @@ def processing_job_request(spec: Spec, account: str, source_key: str, image: Cal
         "ProcessingJobName": f"{monitor_job_prefix(spec)}-<aws.scheduler.execution-id>",
         "RoleArn": role_arn(spec, account),
         "AppSpecification": {
-            "ImageUri": image("processing", spec.region, spec.monitor_instance_type),
+            "ImageUri": image("processing", spec.region, monitor_instance(spec)),
             "ContainerEntrypoint": ["/bin/sh", f"{MONITOR_CODE}/{MONITOR_SCRIPT}"],
             # Model Monitor's own layout: one folder per hourly run under the output prefix (strftime codes).
             # The deployed threshold is passed, not looked up: the SageMaker role may not describe the stack.
@@ -525,9 +552,9 @@ def processing_job_request(spec: Spec, account: str, source_key: str, image: Cal
             ]
         },
         "ProcessingResources": {
-            "ClusterConfig": {"InstanceCount": 1, "InstanceType": spec.monitor_instance_type, "VolumeSizeInGB": 10}
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": monitor_instance(spec), "VolumeSizeInGB": 10}
         },
-        "StoppingCondition": {"MaxRuntimeInSeconds": 1800},
+        "StoppingCondition": {"MaxRuntimeInSeconds": MONITOR_MAX_RUNTIME_S},
         "Environment": monitoring_environment(spec),
         "Tags": spec.tags(),
     }

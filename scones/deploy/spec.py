@@ -46,8 +46,9 @@ class Spec:
     capture_prefix: str = settings.DEFAULT_CAPTURE_PREFIX
     threshold: float = settings.DEFAULT_THRESHOLD
     alert_email: str = ""
-    monitor_instance_type: str = "ml.m5.large"
+    monitor_instance_type: str | None = None  # None: sized from monitor_records (requests.monitor_instance_type)
     monitor_schedule: str = "rate(1 hour)"
+    monitor_records: int = 360_000  # capture records one monitoring run reads: 100 images/s for an hour
 
     @property
     def name_prefix(self) -> str:

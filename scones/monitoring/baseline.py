@@ -114,6 +114,52 @@ def statistics(frame, labels: list[str]) -> dict:
     return {"version": 0.0, "dataset": {"item_count": n}, "features": features}
 
 
+def table_statistics(table, sample, labels: list[str]) -> dict:
+    """statistics.json of a capture read (capture.CaptureTable): count, mean, sum, standard deviation, min and max
+    exact from its running sums; the distribution from its sample of rows (`sample`, pandas), counts scaled up to
+    every record analysed."""
+    n = table.analysed
+    features = []
+    for name in (*FRACTIONAL, *INTEGRAL):
+        m = table.moments[name]
+        if not m.n:
+            continue
+        values = sample[name].dropna().to_numpy(dtype=float)
+        kll = _kll(values) if len(values) else {"buckets": [], "sketch": {"data": [[]]}}
+        scale = m.n / max(len(values), 1)
+        for bucket in kll["buckets"]:
+            bucket["count"] = round(bucket["count"] * scale, 1)
+        features.append(
+            {
+                "name": name,
+                "inferred_type": "Fractional" if name in FRACTIONAL else "Integral",
+                "numerical_statistics": {
+                    "common": {"num_present": m.n, "num_missing": n - m.n},
+                    "mean": m.mean,
+                    "sum": m.total,
+                    "std_dev": m.std,
+                    "min": m.low,
+                    "max": m.high,
+                    "distribution": {"kll": kll},
+                },
+            }
+        )
+    features.append(
+        {
+            "name": "predicted",
+            "inferred_type": "String",
+            "string_statistics": {
+                "common": {"num_present": n, "num_missing": 0},
+                "distinct_count": float(sum(1 for v in table.classes.values() if v)),
+                "distribution": {
+                    "categorical": {"buckets": [{"value": c, "count": int(table.classes.get(c, 0))} for c in labels]}
+                },
+            },
+        }
+    )
+    return {"version": 0.0, "dataset": {"item_count": n}, "features": features}
+
+
 def constraints(labels: list[str], threshold: float) -> dict:
     """constraints.json in Model Monitor's format; the drift thresholds are drift.py's and editable here."""
     features = [

@@ -1,11 +1,21 @@
-"""Read every record of every data-capture file under a prefix into one table, counting what cannot be read.
+"""Read every record of every data-capture file under a prefix into running statistics, counting what cannot be read.
 
 The record format is the endpoint's (services/endpoint/capture.py), which is SageMaker's: a JSON line with
 `captureData.endpointInput` (the image, BASE64) and `captureData.endpointOutput` (the probabilities, JSON).
 A file holds many lines and every line is read. A line that cannot be used is counted under a reason
 (never a crash, never dropped silently): the caller prints the counts.
 
-Columns of the table: time, file, predicted, confidence, margin, brightness, contrast, width, height.
+Memory does not grow with the number of records: each file becomes a `CaptureTable` of its own (in a worker
+process, one per core) holding only what the drift checks need — per feature a histogram on fixed bins
+(drift.EDGES), count, sum, sum of squares, min and max; the class counts; the records below the threshold — and a
+uniform sample of at most `SAMPLE` rows (the rows with the smallest hash of file and line, so the sample is the
+same whatever the number of workers) for the plots and records.csv. Tables merge by adding.
+
+A record is valid when its probabilities are finite, in [0, 1] and sum to 1 ± 1e-3 (issue #21). Its
+`inferenceTime` is kept; with `since`, records without a valid one are counted and left out, and files whose
+key hour (`…/yyyy/mm/dd/hh/`) ends before `since` are not even downloaded.
+
+Columns of a row: time, file, predicted, confidence, margin, brightness, contrast, width, height.
 Brightness and contrast are the mean and standard deviation of the image's grey levels on 0..1, after the
 serving decoder's own conversion (RGBA and palette images composited on white, as the endpoint does).
 """
@@ -14,21 +24,41 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import io
 import json
+import math
+import os
+import re
+import struct
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from scones.core import aws
+from scones.monitoring import drift
+from scones.monitoring.drift import histogram
 from services.endpoint import inference
-from services.endpoint.capture import parse_lines
+
+try:  # orjson: ~2.5× faster than the standard library on a 4 KB capture line; it refuses NaN (json takes it)
+    import orjson
+
+    _fast_loads = orjson.loads
+except ImportError:  # pragma: no cover - orjson is in the serve extra and the monitoring job's requirements
+    _fast_loads = json.loads
 
 COLUMNS = ("time", "file", "predicted", "confidence", "margin", "brightness", "contrast", "width", "height")
 NUMERIC = ("confidence", "margin", "brightness", "contrast", "width", "height")
+BINNED = drift.KS_FEATURES  # histogrammed on drift.EDGES
+SAMPLE = 10_000  # rows kept for the plots and records.csv
+SUM_TOLERANCE = 1e-3  # probabilities must sum to 1 within this
 
 # Reasons a record is not used, as printed. A `BadRecord` names one of them.
 MALFORMED = "malformed or truncated JSON line"
@@ -37,8 +67,14 @@ INPUT_ENCODING = "unknown input encoding"
 OUTPUT_ENCODING = "unknown output encoding"
 BAD_IMAGE = "input is not a readable image"
 BAD_OUTPUT = "output is not a list of probabilities"
+NOT_FINITE = "output holds NaN or an infinity"
+OUT_OF_RANGE = "output has a probability outside [0, 1]"
+NOT_SUMMING = f"output probabilities do not sum to 1 (± {SUM_TOLERANCE:g})"
 CLASS_COUNT = "output has a different number of classes than the baseline"
 NOT_TEXT = "file is not UTF-8 text"
+# Records read and valid but left out of the analysis (`CaptureTable.excluded`), by reason.
+BEFORE_SINCE = "inferenceTime before --since"
+UNTIMED = "no valid inferenceTime (left out with --since)"
 
 
 class BadRecord(ValueError):
@@ -48,30 +84,120 @@ class BadRecord(ValueError):
 
 
 @dataclass
-class CaptureTable:
-    """What a read found: the table of usable records and the counts of the rest."""
+class Moments:
+    """Count, sum, sum of squares, min and max of one feature: mean and standard deviation without the values."""
 
-    rows: list[dict] = field(default_factory=list)
-    files: int = 0
-    lines: int = 0
-    bad: Counter = field(default_factory=Counter)  # reason -> records
-    bad_files: list[str] = field(default_factory=list)  # files with no usable record at all
-    labels: list[str] = field(default_factory=list)
+    n: int = 0
+    total: float = 0.0
+    squares: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        if len(values):
+            values = values.astype(np.float64)
+            self.n += len(values)
+            self.total += float(values.sum())
+            self.squares += float(np.dot(values, values))
+            self.low, self.high = min(self.low, float(values.min())), max(self.high, float(values.max()))
+
+    def merge(self, other: Moments) -> None:
+        self.n += other.n
+        self.total += other.total
+        self.squares += other.squares
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
 
     @property
-    def parsed(self) -> int:
-        return len(self.rows)
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(0.0, self.squares / self.n - self.mean**2)) if self.n else math.nan
+
+
+@dataclass
+class CaptureTable:
+    """What a read found: running statistics of the usable records, a bounded sample of them, and the counts
+    of the rest. Its size does not depend on the number of records."""
+
+    labels: list[str] = field(default_factory=list)
+    threshold: float = 0.0  # `below` counts confidences under it
+    files: int = 0
+    lines: int = 0
+    parsed: int = 0  # valid records (analysed + excluded)
+    bad: Counter = field(default_factory=Counter)  # reason -> records not parseable
+    excluded: Counter = field(default_factory=Counter)  # reason -> valid records left out (--since)
+    untimed: int = 0  # valid records without a valid inferenceTime (left out only with --since)
+    bad_files: list[str] = field(default_factory=list)  # files with no usable record at all (the first 100)
+    bad_file_count: int = 0
+    files_skipped: int = 0  # files whose key hour ended before --since: not read
+    moments: dict[str, Moments] = field(default_factory=lambda: {n: Moments() for n in NUMERIC})
+    hist: dict[str, np.ndarray] = field(default_factory=lambda: {n: histogram(np.empty(0)) for n in BINNED})
+    classes: Counter = field(default_factory=Counter)  # predicted label -> records
+    below: int = 0  # records with confidence < threshold
+    first: float = math.inf  # earliest and latest inferenceTime (epoch seconds) analysed
+    last: float = -math.inf
+    sample: list[tuple] = field(default_factory=list)  # (-key, file, line, row): a max-heap on the key
+
+    @property
+    def analysed(self) -> int:
+        return self.moments["confidence"].n
 
     @property
     def unparseable(self) -> int:
         return sum(self.bad.values())
 
+    @property
+    def rows(self) -> list[dict]:
+        """The sampled rows in file and line order (every row while there are at most SAMPLE)."""
+        return [r for _, _, _, r in sorted(self.sample, key=lambda s: (s[1], s[2]))]
+
     def frame(self):
+        """The sampled rows as a table sorted by time (pandas)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
         frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce")
         return frame.sort_values("time", kind="stable").reset_index(drop=True)
+
+    def counts(self) -> drift.Counts:
+        """What the drift checks read."""
+        means = {name: self.moments[name].mean for name in BINNED}
+        return drift.Counts(self.analysed, self.hist, means, dict(self.classes), self.below)
+
+    def keep(self, key: int, name: str, line: int, row: dict) -> None:
+        item = (-key, name, line, row)
+        if len(self.sample) < SAMPLE:
+            heapq.heappush(self.sample, item)
+        elif item > self.sample[0]:  # a smaller key than the largest kept
+            heapq.heapreplace(self.sample, item)
+
+    def add_bad_file(self, name: str) -> None:
+        self.bad_file_count += 1
+        if len(self.bad_files) < 100:
+            self.bad_files.append(name)
+
+    def merge(self, part: CaptureTable) -> None:
+        self.files += part.files
+        self.lines += part.lines
+        self.parsed += part.parsed
+        self.bad.update(part.bad)
+        self.excluded.update(part.excluded)
+        self.untimed += part.untimed
+        self.files_skipped += part.files_skipped
+        for name in part.bad_files[: max(0, 100 - len(self.bad_files))]:
+            self.bad_files.append(name)
+        self.bad_file_count += part.bad_file_count
+        for name in NUMERIC:
+            self.moments[name].merge(part.moments[name])
+        for name in BINNED:
+            self.hist[name] = self.hist[name] + part.hist[name]
+        self.classes.update(part.classes)
+        self.below += part.below
+        self.first, self.last = min(self.first, part.first), max(self.last, part.last)
+        for item in part.sample:
+            self.keep(-item[0], item[1], item[2], item[3])
 
     def summary(self) -> str:
         text = (
@@ -79,7 +205,14 @@ class CaptureTable:
         )
         for reason, n in self.bad.most_common():
             text += f"\n  {n:>7} {reason}"
+        if self.files_skipped:
+            text += f"\n  {self.files_skipped} file(s) before --since by their key's hour: not read"
+        for reason, n in self.excluded.most_common():
+            text += f"\n  {n:>7} left out: {reason}"
         return text
+
+
+# --- one record -------------------------------------------------------------------------------------------
 
 
 def image_size(body: bytes) -> tuple[int, int] | None:
@@ -89,23 +222,73 @@ def image_size(body: bytes) -> tuple[int, int] | None:
     return None
 
 
-def image_features(body: bytes, content_type: str) -> tuple[float, float, int, int]:
-    """(brightness, contrast, width, height) of an image body. Brightness and contrast are measured on the
-    image as the model sees it: decoded, converted and resized by the serving decoder itself."""
-    from PIL import Image
-
+def _plain_png(body: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """The pixels of an 8-bit RGB, non-interlaced PNG of exactly `size` with every chunk's CRC right and no
+    transparency: the serving decoder would neither convert nor resize it, so its IDAT data goes straight to
+    Pillow's PNG decoder (half the cost of Image.open). Anything else: None, and the serving decoder decides."""
+    if image_size(body) != size:
+        return None
+    pos, idat, end = 8, [], len(body)
+    while pos + 12 <= end:
+        length, kind = struct.unpack_from(">I4s", body, pos)
+        stop = pos + 8 + length
+        if stop + 4 > end:
+            return None
+        if zlib.crc32(memoryview(body)[pos + 4 : stop]) != int.from_bytes(body[stop : stop + 4], "big"):
+            return None
+        if kind == b"IHDR":
+            depth, colour, interlace = body[pos + 16], body[pos + 17], body[pos + 20]
+            if (depth, colour, interlace) != (8, 2, 0):
+                return None
+        elif kind == b"IDAT":
+            idat.append(body[pos + 8 : stop])
+        elif kind == b"IEND":
+            break
+        elif kind in (b"tRNS", b"PLTE"):
+            return None
+        pos = stop + 4
+    if not idat:
+        return None
     try:
-        size = image_size(body)
-        if size is None:
+        return np.asarray(Image.frombytes("RGB", size, b"".join(idat), "zip", "RGB"))
+    except (ValueError, OSError):
+        return None
+
+
+def image_pixels(body: bytes, content_type: str, size: tuple[int, int] = (32, 32)) -> tuple[np.ndarray, int, int]:
+    """(pixels as the model sees them, width, height) of an image body; BadRecord when it is not an image."""
+    pixels = _plain_png(body, size)
+    if pixels is not None:
+        return pixels, size[0], size[1]
+    try:
+        dims = image_size(body)
+        if dims is None:
             with Image.open(io.BytesIO(body)) as probe:  # lazy: reads the header only
-                size = probe.size
-        pixels = inference.decode(body, content_type)
+                dims = probe.size
+        pixels = inference.decode(body, content_type, size)
     except inference.InferenceError as exc:
         raise BadRecord(BAD_IMAGE, str(exc)) from None
     except Exception as exc:  # PIL raises many types on a broken header
         raise BadRecord(BAD_IMAGE, f"{type(exc).__name__}: {exc}") from None
-    grey = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
-    return float(grey.mean()), float(grey.std()), size[0], size[1]
+    return pixels, dims[0], dims[1]
+
+
+GREY = np.array([0.299, 0.587, 0.114], np.float32) / np.float32(255)
+
+
+def grey_levels(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the grey levels (0..1) of each image of an N×H×W×3 uint8 batch."""
+    grey = pixels[..., 0] * GREY[0] + pixels[..., 1] * GREY[1] + pixels[..., 2] * GREY[2]
+    grey = grey.reshape(len(pixels), -1)
+    return grey.mean(1), grey.std(1)
+
+
+def image_features(body: bytes, content_type: str) -> tuple[float, float, int, int]:
+    """(brightness, contrast, width, height) of an image body. Brightness and contrast are measured on the
+    image as the model sees it: decoded, converted and resized by the serving decoder itself."""
+    pixels, width, height = image_pixels(body, content_type)
+    mean, std = grey_levels(pixels[None])
+    return float(mean[0]), float(std[0]), width, height
 
 
 def _probabilities(output: dict) -> list[float]:
@@ -117,10 +300,13 @@ def _probabilities(output: dict) -> list[float]:
         if encoding == "BASE64":
             data = base64.b64decode(data, validate=True).decode()
         elif encoding == "CSV":
-            return [float(x) for x in data.strip().split(",")]
+            return checked([float(x) for x in data.strip().split(",")])
         elif encoding != "JSON":
             raise BadRecord(OUTPUT_ENCODING, repr(output.get("encoding")))
-        values = json.loads(data)
+        try:
+            values = _fast_loads(data)
+        except ValueError:
+            values = json.loads(data)  # NaN and Infinity: parsed, then refused by name below
     except BadRecord:
         raise
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
@@ -131,11 +317,37 @@ def _probabilities(output: dict) -> list[float]:
         values = values[0]
     if not isinstance(values, list) or len(values) < 2 or not all(isinstance(v, int | float) for v in values):
         raise BadRecord(BAD_OUTPUT, str(values)[:60])
-    return [float(v) for v in values]
+    return checked([float(v) for v in values])
 
 
-def parse_record(rec: object, labels: list[str] | None = None) -> dict:
-    """One capture record (a parsed JSON line) → one row; raises BadRecord with the reason."""
+def checked(probs: list[float]) -> list[float]:
+    """Probabilities as the workflow may trust them: finite, each in [0, 1], summing to 1 ± SUM_TOLERANCE."""
+    if len(probs) < 2:
+        raise BadRecord(BAD_OUTPUT, str(probs)[:60])
+    if not all(math.isfinite(p) for p in probs):
+        raise BadRecord(NOT_FINITE, str(probs)[:60])
+    if not all(0.0 <= p <= 1.0 for p in probs):
+        raise BadRecord(OUT_OF_RANGE, str(probs)[:60])
+    if abs(math.fsum(probs) - 1.0) > SUM_TOLERANCE:
+        raise BadRecord(NOT_SUMMING, f"sum {math.fsum(probs):.6g}")
+    return probs
+
+
+def inference_time(rec: dict) -> float | None:
+    """The record's eventMetadata.inferenceTime as epoch seconds (UTC when no zone is given); None if invalid."""
+    meta = rec.get("eventMetadata")
+    text = meta.get("inferenceTime") if isinstance(meta, dict) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _unpack(rec: object, labels: list[str] | None) -> tuple[bytes, str, list[float]]:
+    """(image body, content type, probabilities) of a capture record; BadRecord with the reason."""
     try:
         data = rec["captureData"]  # type: ignore[index]
         inp, out = data["endpointInput"], data["endpointOutput"]
@@ -145,15 +357,21 @@ def parse_record(rec: object, labels: list[str] | None = None) -> dict:
         raise BadRecord(NOT_A_RECORD) from None
     if str(inp.get("encoding", "")).upper() != "BASE64":
         raise BadRecord(INPUT_ENCODING, repr(inp.get("encoding")))
+    probs = _probabilities(out)
+    if labels and len(probs) != len(labels):
+        raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
     try:
         body = base64.b64decode(inp.get("data") or "", validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadRecord(BAD_IMAGE, f"bad base64: {exc}") from None
-    probs = _probabilities(out)
-    if labels and len(probs) != len(labels):
-        raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
-    features = image_features(body, inp.get("observedContentType") or "image/png")
-    return row(probs, labels, features, (rec.get("eventMetadata") or {}).get("inferenceTime"))  # type: ignore[union-attr]
+    return body, inp.get("observedContentType") or "image/png", probs
+
+
+def parse_record(rec: object, labels: list[str] | None = None) -> dict:
+    """One capture record (a parsed JSON line) → one row; raises BadRecord with the reason."""
+    body, content_type, probs = _unpack(rec, labels)
+    meta = rec.get("eventMetadata") if isinstance(rec, dict) else None
+    return row(probs, labels, image_features(body, content_type), (meta or {}).get("inferenceTime"))
 
 
 def row(probs, labels: list[str] | None, features: tuple[float, float, int, int], when: str | None) -> dict:
@@ -174,40 +392,89 @@ def row(probs, labels: list[str] | None, features: tuple[float, float, int, int]
     }
 
 
-def read_text(text: str, name: str, table: CaptureTable) -> None:
-    """Every line of one capture file into `table`."""
+def _key(name: str, line: int) -> int:
+    """The sample's ordering: a hash of file and line, the same in every process and on every run."""
+    return zlib.crc32(f"{line}:{name}".encode())
+
+
+def read_text(text: str, name: str, table: CaptureTable, since: datetime | None = None) -> None:
+    """Every line of one capture file into `table`: its valid records are measured as one batch."""
     table.files += 1
-    before = table.parsed
-    for line in text.splitlines():
+    labels, cutoff = table.labels, since.timestamp() if since is not None else None
+    kept: list[tuple[int, float | None, str | None, list[float], int, int]] = []
+    pixels: list[np.ndarray] = []
+    number = 0
+    for number, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         table.lines += 1
         try:
-            (rec,) = parse_lines(line)  # the endpoint's own reader, one line at a time
+            rec = _fast_loads(line)
         except ValueError:
-            table.bad[MALFORMED] += 1
-            continue
+            try:
+                rec = json.loads(line)  # orjson refuses NaN where json takes it
+            except ValueError:
+                table.bad[MALFORMED] += 1
+                continue
         try:
-            row = parse_record(rec, table.labels)
+            body, content_type, probs = _unpack(rec, labels)
+            image, width, height = image_pixels(body, content_type)
         except BadRecord as exc:
             table.bad[exc.reason] += 1
             continue
-        row["file"] = name
-        table.rows.append(row)
-    if table.parsed == before:
-        table.bad_files.append(name)
+        table.parsed += 1
+        when = inference_time(rec)
+        if when is None:
+            table.untimed += 1
+            if cutoff is not None:
+                table.excluded[UNTIMED] += 1
+                continue
+        elif cutoff is not None and when < cutoff:
+            table.excluded[BEFORE_SINCE] += 1
+            continue
+        stamp = rec["eventMetadata"]["inferenceTime"] if when is not None else None
+        kept.append((number, when, stamp, probs, width, height))
+        pixels.append(image)
+    if not table.parsed and table.lines:
+        table.add_bad_file(name)
+    if not kept:
+        return
+    brightness, contrast = grey_levels(np.stack(pixels))
+    top = np.empty(len(kept))
+    margin = np.empty(len(kept))
+    for i, (number, when, stamp, probs, width, height) in enumerate(kept):
+        r = row(probs, labels, (float(brightness[i]), float(contrast[i]), width, height), stamp)
+        top[i], margin[i] = r["confidence"], r["margin"]
+        table.classes[r["predicted"]] += 1
+        if when is not None:
+            table.first, table.last = min(table.first, when), max(table.last, when)
+        r["file"] = name
+        table.keep(_key(name, number), name, number, r)
+    features = {
+        "confidence": top,
+        "margin": margin,
+        "brightness": brightness,
+        "contrast": contrast,
+        "width": np.array([k[4] for k in kept], float),
+        "height": np.array([k[5] for k in kept], float),
+    }
+    for feature, values in features.items():
+        table.moments[feature].add(values)
+    for feature in BINNED:
+        table.hist[feature] = table.hist[feature] + histogram(features[feature])
+    table.below += int((top < table.threshold).sum())
 
 
-def read_bytes(body: bytes, name: str, table: CaptureTable) -> None:
+def read_bytes(body: bytes, name: str, table: CaptureTable, since: datetime | None = None) -> None:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         table.files += 1
         table.lines += 1
         table.bad[NOT_TEXT] += 1  # one count per file: its lines cannot even be told apart
-        table.bad_files.append(name)
+        table.add_bad_file(name)
         return
-    read_text(text, name, table)
+    read_text(text, name, table, since)
 
 
 # --- where capture files live ------------------------------------------------------------------------
@@ -235,6 +502,31 @@ class CaptureNotFoundError(LookupError):
     """The prefix does not exist or holds no file."""
 
 
+KEY_HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
+
+
+def key_hour(name: str) -> datetime | None:
+    """The hour a capture file's key names (…/yyyy/mm/dd/hh/file, UTC); None for a key without one."""
+    found = KEY_HOUR.search(name.replace("\\", "/"))
+    if not found:
+        return None
+    try:
+        return datetime(*(int(g) for g in found.groups()), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def newer(names: Iterable[str], since: datetime | None) -> tuple[list[str], int]:
+    """The files that may hold records at or after `since`, and how many were passed over by their key alone.
+    A file's key names the hour of its first record (the endpoint and SageMaker both flush within minutes), so a
+    file whose hour ended before `since` holds nothing to analyse. Keys without an hour are always read."""
+    names = list(names)
+    if since is None:
+        return names, 0
+    kept = [n for n in names if (hour := key_hour(n)) is None or hour + timedelta(hours=1) > since]
+    return kept, len(names) - len(kept)
+
+
 def list_files(where: Location, s3=None) -> list[str]:
     if where.bucket is None:
         root = Path(where.prefix)
@@ -251,61 +543,83 @@ def list_files(where: Location, s3=None) -> list[str]:
     return sorted(keys)
 
 
+def fetch(where: Location, name: str, s3=None) -> bytes:
+    if where.bucket is None:
+        return Path(name).read_bytes()
+    return (s3 or _worker_s3()).get_object(Bucket=where.bucket, Key=name)["Body"].read()
+
+
 def iter_files(where: Location, names: Iterable[str], s3=None) -> Iterator[tuple[str, bytes]]:
     for name in names:
-        if where.bucket is None:
-            yield name, Path(name).read_bytes()
-        else:
-            yield name, s3.get_object(Bucket=where.bucket, Key=name)["Body"].read()
+        yield name, fetch(where, name, s3)
 
 
-def _parse_file(body: bytes, name: str, labels: list[str]) -> CaptureTable:
-    """One file into a table of its own (runs in a worker process)."""
-    table = CaptureTable(labels=labels)
-    read_bytes(body, name, table)
+_S3: dict[int, object] = {}
+
+
+def _worker_s3():
+    """One S3 client per process (a client made before a fork is not shared with the child)."""
+    pid = os.getpid()
+    if pid not in _S3:
+        _S3[pid] = aws.client("s3")
+    return _S3[pid]
+
+
+def _read_file(where: Location, name: str, labels: list[str], threshold: float, since: datetime | None):
+    """Download and read one file into a table of its own (runs in a worker process)."""
+    table = CaptureTable(labels=labels, threshold=threshold)
+    read_bytes(fetch(where, name), name, table, since)
     return table
 
 
-def _merge(into: CaptureTable, part: CaptureTable) -> None:
-    into.rows += part.rows
-    into.files += part.files
-    into.lines += part.lines
-    into.bad.update(part.bad)
-    into.bad_files += part.bad_files
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
-def read(where: Location, labels: list[str] | None = None, s3=None, progress=None, workers: int | None = None):
-    """Every record of every file under `where`, parsed by `workers` processes (default: one per core, at
-    most 4; one for a handful of files). Raises CaptureNotFoundError when there is no file at all."""
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
+def read(
+    where: Location,
+    labels: list[str] | None = None,
+    s3=None,
+    progress=None,
+    workers: int | None = None,
+    since: datetime | None = None,
+    threshold: float = 0.0,
+) -> CaptureTable:
+    """Every record of every file under `where` (with `since`: of the files whose key hour has not ended before
+    it), read by `workers` processes (default: one per core; one for a single file or a single core). Each
+    worker downloads and reads whole files; this process only adds their tables up, so memory holds a few files
+    at a time whatever the count. Raises CaptureNotFoundError when there is no file at all."""
     if where.bucket is not None and s3 is None:
         s3 = aws.client("s3")
     names = list_files(where, s3)
     if not names:
         raise CaptureNotFoundError(f"{where}: no capture file under this prefix")
+    names, skipped = newer(names, since)
     labels = list(labels or [])
-    table = CaptureTable(labels=labels)
-    workers = workers or (min(4, os.cpu_count() or 1) if len(names) >= 8 else 1)
+    table = CaptureTable(labels=labels, threshold=threshold, files_skipped=skipped)
+    workers = workers or cores()
+    workers = min(workers, len(names))
     if progress is not None:
         progress.start(len(names))
-    if workers == 1:
-        for name, body in iter_files(where, names, s3):
-            read_bytes(body, name, table)
+    if workers <= 1:
+        for name in names:
+            read_bytes(fetch(where, name, s3), name, table, since)
             if progress is not None:
                 progress.advance()
     else:
         with ProcessPoolExecutor(workers) as pool:
             pending = []
-            for name, body in iter_files(where, names, s3):  # this process downloads; the workers parse
-                pending.append(pool.submit(_parse_file, body, name, labels))
-                while len(pending) > 2 * workers:  # a bounded number of file bodies in memory
-                    _merge(table, pending.pop(0).result())
+            for name in names:
+                pending.append(pool.submit(_read_file, where, name, labels, threshold, since))
+                while len(pending) > 2 * workers:  # a bounded number of files in flight
+                    table.merge(pending.pop(0).result())
                     if progress is not None:
                         progress.advance()
             for future in pending:
-                _merge(table, future.result())
+                table.merge(future.result())
                 if progress is not None:
                     progress.advance()
     if progress is not None:

@@ -13,12 +13,18 @@ The checks:
                                       one-sided two-proportion z-test; minimum increase 0.05
 Five checks at 1 % each: under no drift at most ~5 % of runs raise an alarm (union bound); measured in
 bench/bench_monitor.py. Numpy and the standard library only (no scipy).
+
+The current side is never held record by record: the KS checks read it as counts on fixed bins (`EDGES`, the
+baseline binned the same way), so the distance is exact at every bin edge and can miss at most one bin's
+share; the class mix and the low-confidence rate are counts. Fewer than MIN_RECORDS analysed records give every
+check the verdict INSUFFICIENT DATA (no p-value, never an alarm).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -27,6 +33,42 @@ MIN_DISTANCE = 0.1  # KS D and class-mix L∞ (constraints.json: comparison_thre
 MIN_LOW_CONFIDENCE_INCREASE = 0.05
 MIN_RECORDS = 20  # fewer usable records than this cannot be judged
 KS_FEATURES = ("confidence", "brightness", "contrast")
+INSUFFICIENT = "INSUFFICIENT DATA"
+CHECKS = (*KS_FEATURES, "predicted", "low_confidence_rate")
+
+# Histogram edges on 0..1: 4,096 equal bins, and 512 more between 1 − 10⁻²·⁵ and 1 − 10⁻⁷ where confidences
+# crowd. Values outside 0..1 fall in the first or the last bucket.
+EDGES = np.unique(np.concatenate([np.linspace(0.0, 1.0, 4097), 1 - np.logspace(-7, -2.5, 512)]))
+
+
+def histogram(values) -> np.ndarray:
+    """Counts on EDGES: bucket i holds the values in (EDGES[i-1], EDGES[i]]; the last bucket, those above 1."""
+    values = np.asarray(values, float)
+    return np.bincount(np.searchsorted(EDGES, values, side="left"), minlength=len(EDGES) + 1)
+
+
+@dataclass
+class Counts:
+    """The current side of the checks, as counts: what a capture read accumulates (capture.CaptureTable.counts)."""
+
+    n: int
+    hist: Mapping[str, np.ndarray]  # KS_FEATURES -> histogram()
+    means: Mapping[str, float]
+    classes: Mapping[str, int]  # predicted label -> records
+    below: int  # records with confidence below the threshold
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_frame(cls, frame, threshold: float) -> Counts:
+        """The counts of a table of records (pandas), e.g. for a test or the baseline."""
+        values = {name: frame[name].to_numpy(float) for name in KS_FEATURES}
+        return cls(
+            len(frame),
+            {name: histogram(v) for name, v in values.items()},
+            {name: float(np.mean(v)) if len(v) else math.nan for name, v in values.items()},
+            frame["predicted"].value_counts().to_dict(),
+            int((values["confidence"] < threshold).sum()),
+        )
 
 
 @dataclass
@@ -39,14 +81,15 @@ class Check:
     baseline: float  # a summary of each side for the report (mean, or rate)
     current: float
     detail: str = ""
+    insufficient: bool = False  # too few records to judge: no verdict either way
 
     @property
     def failed(self) -> bool:
-        return self.p_value < ALPHA and self.statistic > self.min_distance
+        return not self.insufficient and self.p_value < ALPHA and self.statistic > self.min_distance
 
     @property
     def verdict(self) -> str:
-        return "DRIFT" if self.failed else "OK"
+        return INSUFFICIENT if self.insufficient else "DRIFT" if self.failed else "OK"
 
     @property
     def threshold_text(self) -> str:
@@ -140,6 +183,32 @@ def normal_sf(z: float) -> float:
 # --- the checks ---------------------------------------------------------------------------------------
 
 
+def ks_binned(counts_a: np.ndarray, counts_b: np.ndarray) -> float:
+    """The KS distance of two samples given as counts on the same bins (exact at every bin edge)."""
+    cdf_a = np.cumsum(counts_a) / max(int(counts_a.sum()), 1)
+    cdf_b = np.cumsum(counts_b) / max(int(counts_b.sum()), 1)
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def ks_counts_check(
+    name: str, baseline: np.ndarray, current: np.ndarray, current_mean: float, min_distance: float = MIN_DISTANCE
+) -> Check:
+    """The KS check of the baseline's values against the current side's histogram (`histogram`)."""
+    n, m = len(baseline), int(current.sum())
+    d = ks_binned(histogram(baseline), current)
+    mean_a = float(np.mean(baseline))
+    return Check(
+        name,
+        "KS two-sample",
+        d,
+        ks_p_value(d, n, m),
+        min_distance,
+        mean_a,
+        current_mean,
+        f"mean {mean_a:.3f} → {current_mean:.3f}",
+    )
+
+
 def ks_check(name: str, baseline: np.ndarray, current: np.ndarray, min_distance: float = MIN_DISTANCE) -> Check:
     d = ks_statistic(baseline, current)
     return Check(
@@ -157,9 +226,18 @@ def ks_check(name: str, baseline: np.ndarray, current: np.ndarray, min_distance:
 def class_mix_check(
     labels: list[str], baseline: list[str], current: list[str], min_distance: float = MIN_DISTANCE
 ) -> Check:
+    counts: dict[str, int] = {}
+    for c in current:
+        counts[c] = counts.get(c, 0) + 1
+    return class_counts_check(labels, baseline, counts, min_distance)
+
+
+def class_counts_check(
+    labels: list[str], baseline: list[str], current: Mapping[str, int], min_distance: float = MIN_DISTANCE
+) -> Check:
     index = {c: i for i, c in enumerate(labels)}
     a = np.bincount([index[c] for c in baseline if c in index], minlength=len(labels))
-    b = np.bincount([index[c] for c in current if c in index], minlength=len(labels))
+    b = np.array([int(current.get(c, 0)) for c in labels])
     chi2, df, p = chi2_homogeneity(a, b)
     share_a, share_b = a / max(a.sum(), 1), b / max(b.sum(), 1)
     linf = float(np.max(np.abs(share_a - share_b)))
@@ -177,8 +255,12 @@ def class_mix_check(
 
 
 def low_confidence_check(baseline: np.ndarray, current: np.ndarray, threshold: float) -> Check:
-    n_a, n_b = len(baseline), len(current)
-    x_a, x_b = int((baseline < threshold).sum()), int((current < threshold).sum())
+    return low_confidence_counts_check(baseline, len(current), int((np.asarray(current) < threshold).sum()), threshold)
+
+
+def low_confidence_counts_check(baseline: np.ndarray, n_b: int, x_b: int, threshold: float) -> Check:
+    """The baseline's confidences against `x_b` of `n_b` current records below the threshold."""
+    n_a, x_a = len(baseline), int((np.asarray(baseline) < threshold).sum())
     rate_a, rate_b = x_a / n_a, x_b / n_b
     pooled = (x_a + x_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
@@ -195,19 +277,40 @@ def low_confidence_check(baseline: np.ndarray, current: np.ndarray, threshold: f
     )
 
 
-def run(baseline_frame, current_frame, labels: list[str], threshold: float, min_distance: float = MIN_DISTANCE):
-    """Every check of `current_frame` against `baseline_frame` (both capture tables)."""
+def insufficient(n: int) -> list[Check]:
+    """Every check, with the verdict INSUFFICIENT DATA: `n` records cannot be judged."""
+    tests = {"predicted": "chi-square", "low_confidence_rate": "two-proportion z (one-sided)"}
+    return [
+        Check(
+            name,
+            tests.get(name, "KS two-sample"),
+            math.nan,
+            math.nan,
+            MIN_LOW_CONFIDENCE_INCREASE if name == "low_confidence_rate" else MIN_DISTANCE,
+            math.nan,
+            math.nan,
+            f"{n} usable record(s); the checks need at least {MIN_RECORDS}",
+            insufficient=True,
+        )
+        for name in CHECKS
+    ]
+
+
+def run(baseline_frame, current, labels: list[str], threshold: float, min_distance: float = MIN_DISTANCE):
+    """Every check of `current` (a table of records, or its `Counts`) against `baseline_frame` (a table)."""
+    if not isinstance(current, Counts):
+        current = Counts.of_frame(current, threshold)
+    if current.n < MIN_RECORDS:
+        return insufficient(current.n)
     checks = [
-        ks_check(name, baseline_frame[name].to_numpy(float), current_frame[name].to_numpy(float), min_distance)
+        ks_counts_check(
+            name, baseline_frame[name].to_numpy(float), current.hist[name], current.means[name], min_distance
+        )
         for name in KS_FEATURES
     ]
+    checks.append(class_counts_check(labels, list(baseline_frame["predicted"]), current.classes, min_distance))
     checks.append(
-        class_mix_check(labels, list(baseline_frame["predicted"]), list(current_frame["predicted"]), min_distance)
-    )
-    checks.append(
-        low_confidence_check(
-            baseline_frame["confidence"].to_numpy(float), current_frame["confidence"].to_numpy(float), threshold
-        )
+        low_confidence_counts_check(baseline_frame["confidence"].to_numpy(float), current.n, current.below, threshold)
     )
     return checks
 

@@ -4,6 +4,7 @@ the HTML report, put the figures to CloudWatch and (with --alert) publish to the
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,16 +28,20 @@ class MonitorError(SconesError):
     """Nothing could be analysed (every record unusable, or a bad baseline)."""
 
 
+def _number(value: float) -> float | None:
+    """A figure for JSON: NaN (nothing to measure) becomes null."""
+    return None if value is None or math.isnan(value) else value
+
+
 @dataclass
 class MonitorResult:
     capture: capture.Location
-    table: capture.CaptureTable
-    frame: object  # pandas.DataFrame of the parsed records (after --since)
+    table: capture.CaptureTable  # running statistics of every record read, and a bounded sample of rows
+    frame: object  # pandas.DataFrame of the sampled rows analysed (every row up to capture.SAMPLE)
     baseline: baseline_mod.Baseline
     baseline_source: str
     threshold: float
     checks: list[drift.Check]
-    skipped_before_since: int = 0
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -46,26 +51,45 @@ class MonitorResult:
 
     @property
     def verdict(self) -> str:
+        if any(c.insufficient for c in self.checks):
+            return drift.INSUFFICIENT
         return "DRIFT" if self.failed else "OK"
 
+    @property
+    def analysed(self) -> int:
+        return self.table.analysed
+
+    @property
+    def skipped_before_since(self) -> int:
+        return self.table.excluded[capture.BEFORE_SINCE]
+
+    @property
+    def low_confidence_rate(self) -> float:
+        return self.table.below / self.analysed if self.analysed else math.nan
+
     def summary(self) -> dict:
+        checks = self.checks
         return {
             "verdict": self.verdict,
             "failed_checks": [c.name for c in self.failed],
             "capture": str(self.capture),
             "files": self.table.files,
+            "files_skipped_before_since": self.table.files_skipped,
             "records": self.table.lines,
             "parsed": self.table.parsed,
             "unparseable": self.table.unparseable,
             "unparseable_by_reason": dict(self.table.bad),
+            "excluded_by_reason": dict(self.table.excluded),
+            "untimed": self.table.untimed,
             "skipped_before_since": self.skipped_before_since,
-            "analysed": len(self.frame),
+            "analysed": self.analysed,
+            "sampled_rows": len(self.frame),  # records.csv and the plots
             "baseline": self.baseline_source,
             "baseline_images": len(self.baseline.frame),
             "threshold": self.threshold,
-            "low_confidence_rate": float((self.frame["confidence"] < self.threshold).mean()),
-            "mean_confidence": float(self.frame["confidence"].mean()),
-            "checks": [c.as_dict() for c in self.checks],
+            "low_confidence_rate": _number(self.low_confidence_rate),
+            "mean_confidence": _number(self.table.moments["confidence"].mean),
+            "checks": [{k: _number(v) if isinstance(v, float) else v for k, v in c.as_dict().items()} for c in checks],
             "outputs": {k: str(v) for k, v in self.files.items()},
             "seconds": round(self.seconds, 2),
         }
@@ -170,43 +194,35 @@ def analyse(
     threshold: float,
     since: datetime | None = None,
     progress=None,
+    capture_labels: list[str] | None = None,
+    workers: int | None = None,
 ) -> MonitorResult:
-    """Read every record under `where` and run the drift checks (no files written)."""
+    """Read every record under `where` and run the drift checks (no files written). Fewer usable records than
+    the checks need give the verdict INSUFFICIENT DATA, not an error. `capture_labels`, when known (the deployed
+    stack's), must be the baseline's."""
     started = time.perf_counter()
+    if capture_labels and list(capture_labels) != list(base.labels):
+        raise MonitorError(
+            f"the baseline {baseline_source} is for classes {','.join(base.labels)} but the capture's endpoint "
+            f"answers {','.join(capture_labels)}",
+            next_step="scones monitor --baseline <the deployed model's baseline folder or model.tar.gz URI>",
+        )
     try:
-        table = capture.read(where, base.labels, progress=progress)
+        table = capture.read(where, base.labels, progress=progress, since=since, threshold=threshold, workers=workers)
     except capture.CaptureNotFoundError as exc:
         raise NotReadyError(
             f"nothing to monitor: {exc}", next_step="scones load --mode burst --count 200 (or pass --capture)"
         ) from None
-    if table.parsed == 0:
+    if table.parsed == 0 and table.bad[capture.CLASS_COUNT]:
         reasons = "; ".join(f"{n} {r}" for r, n in table.bad.most_common())
-        hint = (
-            " — the baseline's model has another class set than the endpoint's"
-            if capture.CLASS_COUNT in table.bad
-            else ""
-        )
         raise MonitorError(
             f"none of the {table.lines} record(s) in {table.files} file(s) under {where} could be used: "
-            f"{reasons}{hint}",
-            next_step="scones monitor --baseline <the deployed model's baseline>" if hint else None,
+            f"{reasons} — the baseline's model has another class set than the endpoint's",
+            next_step="scones monitor --baseline <the deployed model's baseline>",
         )
-    frame = table.frame()
-    skipped = 0
-    if since is not None:
-        keep = frame["time"].isna() | (frame["time"] >= since)
-        skipped = int((~keep).sum())
-        frame = frame[keep].reset_index(drop=True)
-    if len(frame) < drift.MIN_RECORDS:
-        raise NotReadyError(
-            f"only {len(frame)} usable record(s) under {where}"
-            + (f" since {since:%Y-%m-%d %H:%M:%S}" if since else "")
-            + f"; the checks need at least {drift.MIN_RECORDS}",
-            next_step="scones load --mode burst --count 200",
-        )
-    checks = drift.run(base.frame, frame, base.labels, threshold, base.comparison_threshold)
+    checks = drift.run(base.frame, table.counts(), base.labels, threshold, base.comparison_threshold)
     return MonitorResult(
-        where, table, frame, base, baseline_source, threshold, checks, skipped, seconds=time.perf_counter() - started
+        where, table, table.frame(), base, baseline_source, threshold, checks, seconds=time.perf_counter() - started
     )
 
 
@@ -220,7 +236,8 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
         "summary": out_dir / "summary.json",
     }
     labels = result.baseline.labels
-    files["statistics"].write_text(json.dumps(baseline_mod.statistics(result.frame, labels), indent=2) + "\n")
+    stats = baseline_mod.table_statistics(result.table, result.frame, labels)
+    files["statistics"].write_text(json.dumps(stats, indent=2) + "\n")
     files["constraints"].write_text(json.dumps(result.baseline.constraints, indent=2) + "\n")
     files["constraint_violations"].write_text(json.dumps(drift.violations(result.checks), indent=2) + "\n")
     result.frame.to_csv(files["records"], index=False)
@@ -250,13 +267,17 @@ def metric_data(result: MonitorResult, endpoint: str) -> list[dict]:
     figures = {
         DRIFT_METRIC: (float(bool(result.failed)), "Count"),
         "DriftChecksFailed": (float(len(result.failed)), "Count"),
-        "RecordsAnalysed": (float(len(result.frame)), "Count"),
+        "RecordsAnalysed": (float(result.analysed), "Count"),
         "RecordsUnparseable": (float(result.table.unparseable), "Count"),
         "LowConfidenceRate": (summary["low_confidence_rate"], "None"),
         "MeanConfidence": (summary["mean_confidence"], "None"),
     }
-    data = [{"MetricName": k, "Dimensions": dims, "Value": v, "Unit": u} for k, (v, u) in figures.items()]
-    for c in result.checks:
+    data = [
+        {"MetricName": k, "Dimensions": dims, "Value": v, "Unit": u}
+        for k, (v, u) in figures.items()
+        if v is not None  # no record, no rate: CloudWatch takes no NaN
+    ]
+    for c in (c for c in result.checks if not c.insufficient):
         data.append(
             {
                 "MetricName": "DriftDistance",
@@ -293,7 +314,7 @@ def alert(result: MonitorResult, endpoint: str, topic_arn: str | None = None) ->
 def drift_rows(result: MonitorResult) -> str:
     lines = [f"{'check':<20} {'test':<28} {'statistic':>12} {'p-value':>9}  {'fails when':<24} verdict"]
     for c in result.checks:
-        stat = f"{c.distance_name}={c.statistic:.3f}"
+        stat = "-" if c.insufficient else f"{c.distance_name}={c.statistic:.3f}"
         lines.append(
             f"{c.name:<20} {c.test:<28} {stat:>12} {c.p_value:>9.1e}  {c.threshold_text:<24} {c.verdict}  {c.detail}"
         )
@@ -317,14 +338,17 @@ def run(
     and the Model Monitor-format files, put the metrics, and alert on drift when asked. `out` is a folder or an
     s3:// prefix (written in a scratch folder, then uploaded)."""
     where = capture.Location.parse(capture_uri or default_capture())
+    # the deployed endpoint's class names, when the capture is its own: a baseline for others is refused by name
+    labels = stacks.deployed_labels() if capture_uri is None else None
     threshold = filter_threshold(threshold)
     bucket, prefix = bucket or settings.bucket(), (prefix or settings.prefix()).strip("/")
     base, source = resolve_baseline(baseline, bucket, prefix, threshold, log=log)
     log(f"capture {where}; baseline {source} ({len(base.frame)} images); threshold {threshold:g}")
-    result = analyse(where, base, source, threshold, parse_since(since), progress=Progress("reading capture files"))
+    result = analyse(
+        where, base, source, threshold, parse_since(since), Progress("reading capture files"), capture_labels=labels
+    )
     log(result.table.summary())
-    if result.skipped_before_since:
-        log(f"  {result.skipped_before_since} record(s) before --since left out; {len(result.frame)} analysed")
+    log(f"analysed {result.analysed} record(s)")
     out_uri = str(out) if str(out or "").startswith("s3://") else None
     if out_uri is not None:
         capture.Location.parse(out_uri)  # s3://bucket[/prefix]

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scones.monitoring.drift import MIN_RECORDS
+
 PLOTS = ("confidence_over_time.png", "confidence_histogram.png", "class_mix_over_time.png", "drift_panel.png")
-OK_COLOUR, DRIFT_COLOUR = "#1a7f37", "#cf222e"
+OK_COLOUR, DRIFT_COLOUR, UNKNOWN_COLOUR = "#1a7f37", "#cf222e", "#9a6700"
 
 
 def _pyplot():
@@ -53,12 +55,17 @@ def confidence_over_time_figure(frame, threshold: float):
     ax.set_ylim(min(0.45, float(frame["confidence"].min()) - 0.02), 1.02)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("confidence (top probability)")
-    ax.set_title(f"confidence over time ({below.mean():.1%} of {len(frame)} below {threshold:g})")
+    ax.set_title(f"confidence over time ({below.mean():.1%} of {len(frame)} below {threshold:g}){_sampled(frame)}")
     ax.legend(loc="lower left", fontsize=8)
     if xlabel.startswith("inference"):
         fig.autofmt_xdate()
     fig.tight_layout()
     return fig
+
+
+def _sampled(frame) -> str:
+    total = frame.attrs.get("of")
+    return f", a sample of {len(frame)} of {total} records" if total and total > len(frame) else ""
 
 
 def plot_confidence_over_time(frame, threshold: float, out: Path) -> Path:
@@ -118,8 +125,8 @@ def plot_drift_panel(checks, out: Path) -> Path:
         [
             c.name,
             c.test,
-            f"{c.distance_name}={c.statistic:.3f}",
-            f"{c.p_value:.1e}",
+            "-" if c.insufficient else f"{c.distance_name}={c.statistic:.3f}",
+            "-" if c.insufficient else f"{c.p_value:.1e}",
             c.threshold_text,
             c.verdict,
         ]
@@ -134,7 +141,7 @@ def plot_drift_panel(checks, out: Path) -> Path:
     table.auto_set_column_width(list(range(len(header))))
     for i, c in enumerate(checks, start=1):
         cell = table[i, len(header) - 1]
-        cell.set_facecolor(DRIFT_COLOUR if c.failed else OK_COLOUR)
+        cell.set_facecolor(UNKNOWN_COLOUR if c.insufficient else DRIFT_COLOUR if c.failed else OK_COLOUR)
         cell.get_text().set_color("white")
         cell.get_text().set_weight("bold")
     ax.set_title("drift checks against the baseline", fontsize=11)
@@ -144,8 +151,12 @@ def plot_drift_panel(checks, out: Path) -> Path:
 
 
 def write_plots(result, out_dir: Path) -> dict[str, Path]:
+    """The four plots; with no record analysed, only the checks' panel (there is nothing to draw)."""
     frame, base = result.frame, result.baseline
+    frame.attrs["of"] = result.analysed
     shares = base.frame["predicted"].value_counts(normalize=True).to_dict()
+    if not len(frame):
+        return {"drift_panel": plot_drift_panel(result.checks, out_dir / PLOTS[3])}
     return {
         "confidence_over_time": plot_confidence_over_time(frame, result.threshold, out_dir / PLOTS[0]),
         "confidence_histogram": plot_confidence_histogram(base.frame, frame, result.threshold, out_dir / PLOTS[1]),
@@ -163,25 +174,56 @@ def _img(path: Path, alt: str, wide: bool = False) -> str:
 def write_html(result, plots: dict[str, Path], out: Path) -> Path:
     e = html.escape
     failed, verdict = result.failed, result.verdict
-    colour = DRIFT_COLOUR if failed else OK_COLOUR
-    why = (
-        "failed: " + ", ".join(f"{c.name} ({c.distance_name}={c.statistic:.3f}, p={c.p_value:.1e})" for c in failed)
-        if failed
-        else f"all {len(result.checks)} checks within their thresholds"
-    )
+    colour = DRIFT_COLOUR if failed else UNKNOWN_COLOUR if verdict != "OK" else OK_COLOUR
+    if failed:
+        why = "failed: " + ", ".join(
+            f"{c.name} ({c.distance_name}={c.statistic:.3f}, p={c.p_value:.1e})" for c in failed
+        )
+    elif verdict != "OK":
+        why = f"{result.analysed} usable record(s) analysed; the checks need at least {MIN_RECORDS}"
+    else:
+        why = f"all {len(result.checks)} checks within their thresholds"
     table = result.table
     bad_rows = "".join(f"<tr><td>{e(reason)}</td><td>{n}</td></tr>" for reason, n in table.bad.most_common())
+    bad_rows += "".join(
+        f"<tr><td>left out: {e(reason)}</td><td>{n}</td></tr>" for reason, n in table.excluded.most_common()
+    )
     check_rows = "".join(
-        f'<tr><td>{e(c.name)}</td><td>{e(c.test)}</td><td class="num">{c.distance_name}={c.statistic:.4f}</td>'
-        f'<td class="num">{c.p_value:.2e}</td><td>{e(c.threshold_text)}</td><td>{e(c.detail)}</td>'
-        f'<td class="{c.verdict.lower()}">{c.verdict}</td></tr>'
+        f'<tr><td>{e(c.name)}</td><td>{e(c.test)}</td><td class="num">'
+        + ("-" if c.insufficient else f"{c.distance_name}={c.statistic:.4f}")
+        + '</td><td class="num">'
+        + ("-" if c.insufficient else f"{c.p_value:.2e}")
+        + f"</td><td>{e(c.threshold_text)}</td><td>{e(c.detail)}</td>"
+        f'<td class="{"drift" if c.failed else "unknown" if c.insufficient else "ok"}">{c.verdict}</td></tr>'
         for c in result.checks
     )
     since_row = (
-        f"<tr><th>before --since, left out</th><td>{result.skipped_before_since}</td></tr>\n"
-        if result.skipped_before_since
+        f"<tr><th>files before --since (by key), not read</th><td>{table.files_skipped}</td></tr>\n"
+        if table.files_skipped
         else ""
     )
+    since_row += "".join(f"<tr><th>left out: {e(r)}</th><td>{n}</td></tr>\n" for r, n in table.excluded.items())
+    sampled = (
+        f" (plots and records.csv: a uniform sample of {len(result.frame)})"
+        if len(result.frame) < result.analysed
+        else ""
+    )
+    shown = [
+        (name, alt, wide)
+        for name, alt, wide in (
+            ("confidence_over_time", "confidence over time", True),
+            ("confidence_histogram", "confidence histogram", False),
+            ("class_mix", "class mix over time", False),
+            ("drift_panel", "drift panel", True),
+        )
+        if name in plots
+    ]
+    reasons = (
+        f"<table><tr><th>not parseable or left out, by reason</th><th>records</th></tr>{bad_rows}</table>"
+        if bad_rows
+        else ""
+    )
+    images = "\n".join(_img(plots[name], alt, wide=wide) for name, alt, wide in shown)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>scones monitor: {verdict}</title>
 <style>
@@ -192,6 +234,7 @@ table {{ border-collapse: collapse; margin: 8px 0 16px 0; font-size: 14px; }}
 td, th {{ border: 1px solid #d0d7de; padding: 4px 10px; text-align: left; }}
 td.drift {{ background: {DRIFT_COLOUR}; color: white; font-weight: bold; }}
 td.ok {{ background: {OK_COLOUR}; color: white; font-weight: bold; }}
+td.unknown {{ background: {UNKNOWN_COLOUR}; color: white; font-weight: bold; }}
 .plots {{ display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }}
 .plots img {{ width: 100%; border: 1px solid #d0d7de; }}
 .plots img.wide {{ grid-column: span 2; }}
@@ -206,20 +249,17 @@ td.num {{ white-space: nowrap; }}
 <tr><th>records read</th><td>{table.lines}</td></tr>
 <tr><th>parsed</th><td>{table.parsed}</td></tr>
 <tr><th>not parseable</th><td>{table.unparseable}</td></tr>
-{since_row}<tr><th>analysed</th><td>{len(result.frame)}</td></tr>
+{since_row}<tr><th>analysed</th><td>{result.analysed}{sampled}</td></tr>
 <tr><th>baseline</th><td>{e(str(result.baseline_source))} ({len(result.baseline.frame)} held-out images)</td></tr>
 <tr><th>threshold</th><td>{result.threshold:g}</td></tr>
 </table>
-{"<table><tr><th>not parseable, by reason</th><th>records</th></tr>" + bad_rows + "</table>" if bad_rows else ""}
+{reasons}
 <h2>Checks</h2>
 <table><tr><th>check</th><th>test</th><th>statistic</th><th>p-value</th><th>fails when</th><th>detail</th>
 <th>verdict</th></tr>{check_rows}</table>
 <h2>Plots</h2>
 <div class="plots">
-{_img(plots["confidence_over_time"], "confidence over time", wide=True)}
-{_img(plots["confidence_histogram"], "confidence histogram")}
-{_img(plots["class_mix"], "class mix over time")}
-{_img(plots["drift_panel"], "drift panel", wide=True)}
+{images}
 </div>
 <p class="muted">scones monitor · a check fails when p &lt; 0.01 and its distance exceeds its minimum ·
 Model Monitor-format statistics.json, constraints.json, constraint_violations.json beside this file.</p>

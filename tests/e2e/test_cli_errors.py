@@ -87,6 +87,7 @@ CASES = {
     "threshold out of range": Case(("deploy", "--threshold", "2"), ("--threshold 2.0 is outside 0..1",), code=2),
     "invoke without keys": Case(("invoke",), ("nothing to classify", "--batch N"), code=2),
     "invoke --batch 0": Case(("invoke", "--batch", "0"), ("--batch must be at least 1",), code=2),
+    "cost --images 0": Case(("cost", "--images", "0"), ("must be at least 1", "scones cost --images"), code=2),
     "endpoint invoke without image": Case(("endpoint", "invoke"), ("needs an image file",), code=2),
     "endpoint invoke missing file": Case(("endpoint", "invoke", "{files}/nope.png"), ("no such file", "PNG"), code=2),
     "endpoint invoke a folder": Case(("endpoint", "invoke", "{files}/empty-dir"), ("is not a file",), code=2),

@@ -137,3 +137,50 @@ def test_amounts_print_without_exponents():
         "$83.95",
         "$1,095.00",
     ]
+
+
+def test_every_monitoring_size_the_deploy_may_choose_has_a_price():
+    from scones.deploy import requests
+
+    table = prices.table("us-east-1")
+    assert all(table.hourly("processing", kind) for kind, _ in requests.MONITOR_INSTANCES)
+
+
+def test_scones_cost_for_a_million_images_matches_a_hand_calculation(capsys):
+    from scones.cli import main
+
+    # given: us-east-1's table and the default assumptions (template.yaml: 256, 256 and 128 MB; 40, 60, 3 ms)
+    assert main(["cost", "--images", "1000000", "--target", "aws"]) == 0
+    printed = capsys.readouterr().out
+    # by hand, per million images:
+    standard_sfn = 1e6 * 4 * 0.025 / 1000  # 4 transitions each (3 Tasks + Result) = 100.00
+    express_sfn = 1e6 * (1.00 / 1e6 + 0.3 * (64 / 1024) * 0.00001667)  # 203 ms -> 0.3 s at 64 MB = 1.3126
+    backfill_sfn = (10_000 + 3) * 0.025 / 1000 + 10_000 * (1.00 / 1e6 + 10.4 * (64 / 1024) * 0.00001667)  # 0.3684
+    requests = 3e6 * 0.20 / 1e6  # 0.60; the backfill: 30,000 = 0.006
+    gb_s = 1e6 * (0.040 * 256 + 0.060 * 256 + 0.003 * 128) / 1024 * 0.0000166667  # 25,375 GB-s = 0.4229
+    endpoint = 1e6 / 1185 / 3600 * 0.115  # 0.234 h of ml.m5.large = 0.0270
+    s3 = 1e6 * 0.0004 / 1000 + 1000 * 0.005 / 1000  # GETs + capture PUTs = 0.405; the backfill lists 1,000 pages more
+    storage = 1e6 * 3.6 / 1e6 * 0.023  # 3.6 GB a month = 0.0828
+    monitoring = 1e6 / (2 * 8000) / 3600 * 0.115  # 62.5 s on ml.m5.large = 0.0020
+    shared = gb_s + endpoint + storage + monitoring
+    expected = (
+        standard_sfn + requests + s3 + shared,
+        express_sfn + requests + s3 + shared,
+        backfill_sfn + 0.006 + s3 + 0.005 + shared,
+    )
+    lines = cost.per_images(1_000_000, prices.table("us-east-1"))
+    assert lines[-1].usd == pytest.approx(expected, rel=1e-9)
+    assert [round(x, 2) for x in expected] == [101.54, 2.85, 1.32]
+    (total,) = [line for line in printed.splitlines() if line.startswith("  total")]
+    assert total.split()[1:] == ["$101.54", "$2.85", "$1.32"]
+    # every assumption is printed, and the region and date of the prices
+    assert "us-east-1 list prices as of 2026-12-02" in printed
+    for words in ("40 ms at 256 MB", "4 transitions per image", "64 MB in 100 ms steps", "1,185 images/s", "3.6 KB"):
+        assert words in printed, words
+    # the deploy's estimate prints the same totals
+    assert "per million images: $101.54 Standard, $2.85 Express, $1.32 backfill" in cost.render(cost.for_spec(Spec()))
+
+
+def test_memory_is_read_from_the_template_and_the_success_path_from_the_asl():
+    assert cost.template_memory() == (256, 256, 128)
+    assert cost.success_path() == ["SerializeImageData", "ClassifyImage", "FilterInferences", "Result"]

@@ -159,3 +159,34 @@ def test_placeholders_get_plausible_values_and_an_unknown_one_is_named():
     assert validate.plausible({"a": ["x-<account-id>"]}) == {"a": ["x-123456789012"]}
     with pytest.raises(validate.InvalidRequestError, match="<new thing>"):
         validate.plausible("name-<new thing>")
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        (1, "ml.m5.large"),
+        (360_000, "ml.m5.large"),  # 100 images/s for an hour
+        (14_400_000, "ml.m5.large"),  # 2 vCPUs x 8,000/s x 900 s
+        (14_400_001, "ml.m5.xlarge"),
+        (40_000_000, "ml.m5.2xlarge"),
+        (10**9, "ml.m5.4xlarge"),  # the largest, above every bracket
+    ],
+)
+def test_the_monitoring_job_is_sized_from_its_record_count_and_passes_the_service_model(records, expected):
+    from dataclasses import replace
+
+    from scones.deploy import requests
+    from scones.deploy.spec import Spec
+
+    # given: a deployment whose monitoring run reads `records` capture records, its instance not chosen
+    spec = replace(Spec(), monitor_records=records, role="scones-sagemaker")
+    request = requests.processing_job_request(spec, "123456789012", "monitoring/abc/scones-src.tar.gz", lambda *_: "i")
+    # then: the smallest instance that reads them in the budget, in a request the service model accepts
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == expected
+    request["ProcessingJobName"] = "scones-monitor-1"  # the scheduler fills the execution id
+    assert validate.problems("sagemaker", "create_processing_job", request) == []
+    # a chosen instance wins
+    chosen = requests.processing_job_request(
+        replace(spec, monitor_instance_type="ml.m5.xlarge"), "123456789012", "m/a/s.tar.gz", lambda *_: "i"
+    )
+    assert chosen["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m5.xlarge"

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import zlib
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from conftest import EVENTS
 from helpers import solid_png
+from PIL import Image
 
 from scones.monitoring import capture
+from services.endpoint import inference
 from services.endpoint.capture import record
 
 LABELS = ["bicycle", "motorcycle"]
@@ -128,3 +134,78 @@ def test_worker_processes_read_the_same_records_as_one_process(tmp_path):
     )
     key = ["file", "brightness"]
     assert one.frame().sort_values(key)[key].values.tolist() == two.frame().sort_values(key)[key].values.tolist()
+
+
+def test_since_skips_files_by_their_key_hour_without_reading_them(tmp_path):
+    # given: a file under 00h that cannot even be read, one under 01h and one whose key names no hour
+    old = tmp_path / "ep" / "AllTraffic" / "2026" / "11" / "27" / "00" / "59-00-000-a.jsonl"
+    new = tmp_path / "ep" / "AllTraffic" / "2026" / "11" / "27" / "01" / "10-00-000-b.jsonl"
+    for path in (old, new):
+        path.parent.mkdir(parents=True)
+    old.write_bytes(bytes(range(256)))
+    new.write_text(good() + "\n")
+    (tmp_path / "loose.jsonl").write_text(good() + "\n")
+    where = capture.Location.parse(str(tmp_path))
+    since = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+    table = capture.read(where, LABELS, since=since, workers=1)
+    # then: the 00h file is passed over by its key (its bytes would count as NOT_TEXT), the others are read;
+    # their records (inferenceTime now) are after --since
+    assert (table.files_skipped, table.files, table.parsed, table.analysed) == (1, 2, 2, 2)
+    assert not table.bad
+    # a --since inside the 00h hour reads it
+    assert capture.read(where, LABELS, since=since - timedelta(minutes=1), workers=1).bad == {capture.NOT_TEXT: 1}
+    assert capture.key_hour("datacapture/ep/AllTraffic/2026/11/27/13/05-01-002-x.jsonl") == datetime(
+        2026, 11, 27, 13, tzinfo=UTC
+    )
+    assert capture.key_hour("a.jsonl") is None and capture.key_hour("x/2026/13/40/99/f.jsonl") is None
+
+
+def test_the_plain_png_path_gives_the_serving_decoders_pixels():
+    rng = np.random.default_rng(3)
+    noisy = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    cases = {
+        "rgb": (Image.fromarray(noisy), {}),
+        "rgba": (Image.fromarray(np.dstack([noisy, noisy[..., 0]])), {}),
+        "grey": (Image.fromarray(noisy[..., 0]), {}),
+        "palette": (Image.fromarray(noisy).convert("P"), {}),
+        "big": (Image.fromarray(np.tile(noisy, (2, 2, 1))), {}),
+    }
+    for name, (image, options) in cases.items():
+        out = io.BytesIO()
+        image.save(out, format="PNG", **options)
+        body = out.getvalue()
+        pixels, width, height = capture.image_pixels(body, "image/png")
+        assert (pixels == inference.decode(body, "image/png")).all(), name
+        assert (width, height) == image.size, name
+        assert (capture._plain_png(body, (32, 32)) is not None) == (name == "rgb"), name
+    # an interlaced header (Pillow writes none) and a broken CRC are left to the serving decoder
+    out = io.BytesIO()
+    Image.fromarray(noisy).save(out, format="PNG")
+    interlaced = bytearray(out.getvalue())
+    interlaced[28] = 1  # IHDR's interlace method, then its CRC again
+    interlaced[29:33] = zlib.crc32(bytes(interlaced[12:29])).to_bytes(4, "big")
+    assert capture._plain_png(bytes(out.getvalue()), (32, 32)) is not None
+    assert capture._plain_png(bytes(interlaced), (32, 32)) is None
+    broken = bytearray(out.getvalue())
+    broken[-20] ^= 0xFF  # inside the last IDAT
+    assert capture._plain_png(bytes(broken), (32, 32)) is None
+    with pytest.raises(capture.BadRecord):
+        capture.image_pixels(bytes(broken), "image/png")
+
+
+def test_memory_is_bounded_the_sums_are_exact_and_workers_agree(tmp_path, monkeypatch):
+    # given: 9 files of 30 records and a sample of at most 50 rows
+    monkeypatch.setattr(capture, "SAMPLE", 50)
+    for i in range(9):
+        (tmp_path / f"{i}.jsonl").write_text("\n".join(good(20 * i + j) for j in range(30)) + "\n")
+    where = capture.Location.parse(str(tmp_path))
+    one = capture.read(where, LABELS, workers=1, threshold=0.98)
+    two = capture.read(where, LABELS, workers=2, threshold=0.98)
+    # then: 270 records counted exactly, 50 kept, the same 50 whichever the number of workers
+    for table in (one, two):
+        assert (table.analysed, len(table.rows), table.below) == (270, 50, 270)
+        assert table.moments["confidence"].mean == pytest.approx(0.97)
+        assert int(table.hist["brightness"].sum()) == 270
+    assert one.rows == two.rows
+    assert (one.hist["brightness"] == two.hist["brightness"]).all()
+    assert one.moments["brightness"].mean == pytest.approx(two.moments["brightness"].mean)

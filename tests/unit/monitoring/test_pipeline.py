@@ -102,7 +102,82 @@ def test_a_baseline_from_another_class_set_is_refused_with_a_reason(model, image
     assert "30 output has a different number of classes" in str(raised.value)
 
 
-def test_too_few_records_is_not_ready(model, images, base, tmp_path):
-    write_capture(tmp_path, traffic_records(model, images, drift.MIN_RECORDS - 1, None, 0))
-    with pytest.raises(monitor.NotReadyError, match="at least 20"):
-        monitor.analyse(capture.Location.parse(str(tmp_path)), base, "test", 0.93)
+def test_too_few_records_write_the_report_with_insufficient_data_and_no_alarm(model, images, base, tmp_path):
+    # given: one record fewer than the checks need
+    write_capture(tmp_path / "cap", traffic_records(model, images, drift.MIN_RECORDS - 1, None, 0))
+    result = monitor.analyse(capture.Location.parse(str(tmp_path / "cap")), base, "test", 0.93)
+    # then: every check says INSUFFICIENT DATA, none fails, and the files are written all the same
+    assert result.verdict == drift.INSUFFICIENT and not result.failed
+    assert [c.verdict for c in result.checks] == [drift.INSUFFICIENT] * len(drift.CHECKS)
+    monitor.write_outputs(result, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verdict"] == "INSUFFICIENT DATA" and summary["analysed"] == drift.MIN_RECORDS - 1
+    assert {c["verdict"] for c in summary["checks"]} == {"INSUFFICIENT DATA"}
+    assert json.loads((tmp_path / "out" / "constraint_violations.json").read_text()) == {"violations": []}
+    assert "<h1>INSUFFICIENT DATA</h1>" in (tmp_path / "out" / "report.html").read_text()
+    # and no drift metric is sent for a check that could not be judged
+    names = [m["MetricName"] for m in monitor.metric_data(result, "ep")]
+    assert "DriftDistance" not in names and names.count("DriftDetected") == 1
+
+
+def test_a_capture_with_no_usable_record_still_writes_the_report(model, images, base, tmp_path):
+    # given: an AWS capture file of 2 records whose outputs are NaN
+    rec = traffic_records(model, images, 2, None, 0)
+    for r in rec:
+        r["captureData"]["endpointOutput"]["data"] = "[NaN, 0.5]"
+    write_capture(tmp_path / "cap", rec)
+    result = monitor.analyse(capture.Location.parse(str(tmp_path / "cap")), base, "test", 0.93)
+    monitor.write_outputs(result, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["verdict"] == "INSUFFICIENT DATA" and summary["analysed"] == 0
+    assert summary["unparseable_by_reason"] == {capture.NOT_FINITE: 2}
+    assert summary["low_confidence_rate"] is None and (tmp_path / "out" / "report.html").is_file()
+
+
+def test_nan_untimed_and_wrong_baseline_records_are_counted_by_reason(model, images, base, tmp_path):
+    # given: 30 good records, 3 with a NaN, 2 out of [0, 1], 2 not summing to 1, 4 without a valid time,
+    # 3 with three classes (another model's) and 5 before --since
+    recs = traffic_records(model, images, 49, None, 0)
+    for r in recs[:3]:
+        r["captureData"]["endpointOutput"]["data"] = "[NaN, 1.0]"
+    for r in recs[3:5]:
+        r["captureData"]["endpointOutput"]["data"] = "[1.5, -0.5]"
+    for r in recs[5:7]:
+        r["captureData"]["endpointOutput"]["data"] = "[0.7, 0.7]"
+    for r in recs[7:10]:
+        r["captureData"]["endpointOutput"]["data"] = "[0.2, 0.7, 0.1]"
+    for r in recs[10:15]:
+        r["eventMetadata"]["inferenceTime"] = "2026-11-27T00:30:00Z"  # before --since
+    for r, bad in zip(recs[15:19], ["yesterday", None, 17, ""], strict=True):
+        r["eventMetadata"]["inferenceTime"] = bad
+    write_capture(tmp_path / "cap", recs, per_file=100)
+    since = monitor.parse_since("2026-11-27T01:00:00Z")
+    result = monitor.analyse(capture.Location.parse(str(tmp_path / "cap")), base, "test", 0.93, since=since)
+    assert dict(result.table.bad) == {
+        capture.NOT_FINITE: 3,
+        capture.OUT_OF_RANGE: 2,
+        capture.NOT_SUMMING: 2,
+        capture.CLASS_COUNT: 3,
+    }
+    assert dict(result.table.excluded) == {capture.BEFORE_SINCE: 5, capture.UNTIMED: 4}
+    assert result.analysed == 30 and result.table.parsed == 39
+    # the same counts in the JSON and the report
+    monitor.write_outputs(result, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["unparseable_by_reason"][capture.NOT_FINITE] == 3
+    assert summary["excluded_by_reason"] == {capture.BEFORE_SINCE: 5, capture.UNTIMED: 4}
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert f"<td>{capture.NOT_FINITE}</td><td>3</td>" in page
+    assert f"left out: {capture.UNTIMED}</td><td>4</td>" in page
+    # without --since the untimed records are counted, and analysed
+    plain = monitor.analyse(capture.Location.parse(str(tmp_path / "cap")), base, "test", 0.93)
+    assert plain.table.untimed == 4 and plain.analysed == 39 and not plain.table.excluded
+
+
+def test_a_baseline_for_other_class_names_is_refused_by_name(model, images, base, tmp_path):
+    write_capture(tmp_path, traffic_records(model, images, 30, None, 0))
+    with pytest.raises(monitor.MonitorError, match="classes bicycle,motorcycle but the capture's endpoint answers"):
+        monitor.analyse(
+            capture.Location.parse(str(tmp_path)), base, "b", 0.93, capture_labels=["motorcycle", "bicycle"]
+        )
+    assert monitor.analyse(capture.Location.parse(str(tmp_path)), base, "b", 0.93, capture_labels=base.labels)
