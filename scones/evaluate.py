@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scones import models, scoring
+from scones.core.files import write_atomic
 from scones.data import staged
 from scones.data.lst import load_images
 from scones.scoring import false_pass_table as table
@@ -48,7 +49,7 @@ def evaluate(
         metrics = scoring.evaluate(model_dir, images, labels, outliers, threshold)
     out = out or models.reports_dir(uri)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
     files = [
         scoring.plot_confusion(metrics, out / "confusion_matrix.png"),
         scoring.plot_reliability(metrics, out / "reliability.png"),

@@ -246,6 +246,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     import json
 
     from scones import load
+    from scones.core.files import write_atomic
     from scones.core.progress import Progress
 
     drift = f", drift {args.drift}" if args.drift else ""
@@ -263,7 +264,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     print(summary.text())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        write_atomic(Path(args.json), json.dumps(summary.as_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

@@ -28,6 +28,7 @@ from PIL import Image
 
 from scones.core import aws, settings
 from scones.core.errors import SconesError
+from scones.core.files import write_atomic
 from scones.core.progress import Progress
 from scones.data import cifar, outliers, synthetic
 from scones.data import lst as lst_format
@@ -210,7 +211,7 @@ def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str =
         "outliers": outlier_entry or {"mode": "none"},
         "files": files,
     }
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_atomic(partial / MANIFEST, json.dumps(manifest, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
     partial.rename(workdir)
     return manifest
@@ -312,8 +313,9 @@ def contact_sheet(workdir: Path, manifest: dict, per_class: int = 10, zoom: int 
             image = Image.open(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
             sheet.paste(image, (margin + col * (cell + 2), y))
     out = workdir / "contact_sheet.png"
-    sheet.save(out)
-    return out
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return write_atomic(out, buffer.getvalue())
 
 
 def describe(manifest: dict) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError
+from scones.core.files import write_atomic
 from scones.data import staging
 from scones.deploy import aws_monitoring, aws_training, images, naming, preflight, requests, stack
 from scones.deploy.checks import Report, contains, exists, missing
@@ -192,8 +193,8 @@ def record_path(stack: str) -> Path:
 def _record(spec: Spec, report: Report) -> None:
     path = record_path(spec.stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"stack": spec.stack, "region": spec.region, "bucket": spec.bucket, **report.names}, indent=2)
+    write_atomic(
+        path, json.dumps({"stack": spec.stack, "region": spec.region, "bucket": spec.bucket, **report.names}, indent=2)
     )
 
 
