@@ -33,6 +33,7 @@ from scones.core.progress import Progress
 from scones.data import cifar, outliers, synthetic
 from scones.data import lst as lst_format
 from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
+from scones.data.images import open_image
 
 SPLITS = ("train", "test")
 OUTLIER_SPLITS = {"train": "outliers", "test": "outliers_test"}  # outlier split → its folder / channel name
@@ -310,7 +311,7 @@ def contact_sheet(workdir: Path, manifest: dict, per_class: int = 10, zoom: int 
         y = row * (cell + 2)
         draw.text((4, y + cell // 2 - 6), name, fill="black")
         for col, path in enumerate(picks[row]):
-            image = Image.open(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
+            image = open_image(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
             sheet.paste(image, (margin + col * (cell + 2), y))
     out = workdir / "contact_sheet.png"
     buffer = io.BytesIO()
