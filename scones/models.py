@@ -38,6 +38,11 @@ def latest_model_uri(bucket: str, log=print) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def local_jobs() -> list[str]:
+    """The training jobs this state dir ran (`scones train`, any --mode): their models/<job>/ is the project's."""
+    return sorted(p.name for p in (settings.state_dir() / "jobs").glob("*") if p.is_dir())
+
+
 def job_of(uri: str) -> str:
     """The job of s3://…/models/<job>/output/model.tar.gz, else the model file's or folder's own name."""
     parts = uri.rstrip("/").split("/")

@@ -241,6 +241,19 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def confirmed(question: str, yes: bool, command: str) -> bool:
+    """--yes answers for the user; without a terminal to ask on, refuse (one line); else only y or yes is a yes."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise errors.UsageError("not deleting without confirmation: no terminal to ask on", f"{command} --yes")
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        print()
+        return False
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from scones import cleanup
     from scones.deploy import aws_command
@@ -248,7 +261,18 @@ def cmd_clean(args: argparse.Namespace) -> int:
     target = targets.activate(args.target)
     if target.name == "aws":  # by the project's tags: asks first, dependency order, non-zero if anything is left
         return aws_command.clean(args)
-    for line in cleanup.clean(target, delete_bucket=args.delete_bucket):
+    found = cleanup.plan(target)
+    for note in found.notes:
+        print(note)
+    if found.empty:
+        print("nothing of the project's to delete")
+        return 0
+    print(f"scones clean will delete ({target.name} target):")
+    print("\n".join(found.lines(args.delete_bucket)))
+    if not confirmed("delete these? [y/N] ", args.yes, "scones clean"):
+        print("nothing deleted")
+        return 1
+    for line in cleanup.clean(target, found, delete_bucket=args.delete_bucket):
         print(line)
     return 0
 

@@ -58,7 +58,7 @@ def add_deploy_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_clean_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", action="store_true", help="aws: delete without asking")
+    p.add_argument("--yes", action="store_true", help="delete without asking, once the list is printed")
     p.add_argument(
         "--purge-data", action="store_true", help="aws: also delete the S3 objects (and a bucket scones made)"
     )

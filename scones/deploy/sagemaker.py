@@ -239,6 +239,7 @@ def deploy(spec: Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str],
     ensure_endpoint_config(config, report, log)
     ensure_endpoint(spec, config["EndpointConfigName"], report, poll_s, log)
     report.names.update(model=model["ModelName"], endpoint_config=config["EndpointConfigName"], endpoint=spec.endpoint)
+    report.names["model_data"] = facts.model_data  # the serving copy under models/…: scones clean --purge-data's
     if not spec.serverless:
         ensure_scaling(spec, checked.account, report, log)
     ensure_stack(spec, report, log)
