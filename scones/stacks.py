@@ -56,6 +56,18 @@ def deployed_threshold(name: str | None = None) -> float | None:
         return None
 
 
+def deployed_labels(name: str | None = None) -> list[str] | None:
+    """The Labels parameter of the deployed workflow stack (the classes its model answers in); None when none is
+    deployed or no cloud answers."""
+    cfn = aws.client("cloudformation", max_attempts=1)
+    try:
+        found = cfn.describe_stacks(StackName=name or settings.stack_name())["Stacks"][0]
+    except Exception:  # not deployed, or no cloud
+        return None
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
+    return [label for label in (params.get("Labels") or "").split(",") if label] or None
+
+
 def wait(cfn, name: str, action: str) -> None:
     """Until the stack `action` (create, update, delete) completes; a failure names the failed resources."""
     waiter = cfn.get_waiter(f"stack_{action}_complete")

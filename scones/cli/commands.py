@@ -138,7 +138,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from scones.evaluate import evaluate, false_pass_table
 
     bucket, prefix = bucket_and_prefix(args)
-    found = evaluate(bucket, prefix, args.model, Path(args.out) if args.out else None, args.threshold)
+    out = Path(args.out) if args.out else None
+    found = evaluate(bucket, prefix, args.model, out, args.threshold, target=targets.current().name)
     m = found.metrics
     print(
         f"accuracy {m['accuracy']:.4f}   ECE {m['ece']:.4f}   coverage (>= {m['threshold']}): "

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the newest model in the bucket)",
+        help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the deployed model, else the newest)",
     )
     p.add_argument("--out", default=None, help="folder for the report (default data/reports/<job>/)")
     p.add_argument(

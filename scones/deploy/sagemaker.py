@@ -187,7 +187,7 @@ def ensure_stack(spec: Spec, report: Report, log=print) -> dict[str, str]:
 
 
 def record_path(stack: str) -> Path:
-    return settings.state_dir() / f"aws-{stack}.json"
+    return settings.aws_record_path(stack)
 
 
 def _record(spec: Spec, report: Report) -> None:
