@@ -94,7 +94,7 @@ clean: ## remove everything the project created: endpoints, stack, S3 objects, l
 ifeq ($(TARGET),aws)
 	$(BIN)/scones clean --target aws $(CLEAN_ARGS)
 else
-	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean || true; $(BIN)/scones down || true; \
+	@if [ -x $(BIN)/scones ]; then $(BIN)/scones clean --yes || true; $(BIN)/scones down || true; \
 		$(BIN)/scones down --stack localstack || true; fi
 	rm -rf $(VENV) .venv-localstack .scones data .pytest_cache .ruff_cache .pip-cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

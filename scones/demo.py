@@ -35,8 +35,8 @@ def steps(out: Path, source: str, classes: str, count: int, epochs: int | None =
         Step("train", ["train"] + (["--epochs", str(epochs)] if epochs else [])),
         Step("evaluate", ["evaluate", "--out", str(out)]),
         Step("deploy", ["deploy", "--target", "local"]),
-        Step("invoke-map", ["invoke", "--batch", "20"]),
-        Step("invoke-missing", ["invoke", "--key", "data/test/no-such-image.png"]),
+        Step("invoke-map", ["invoke", "--batch", "20", "--allow-failures"]),  # low confidence fails some, by design
+        Step("invoke-missing", ["invoke", "--key", "data/test/no-such-image.png", "--allow-failures"]),
         Step("graph-single", ["graph", "--out", str(out / "graph-single.png")]),
         Step("graph-batch", ["graph", "--batch", "--out", str(out / "graph-batch.png")]),
         Step("export", ["export", "--out-dir", str(out / "statemachine")]),

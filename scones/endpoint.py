@@ -16,6 +16,7 @@ from pathlib import Path
 from scones import models, workflow
 from scones.core import aws, service, settings, target
 from scones.core.errors import SconesError, UsageError
+from scones.core.files import write_atomic
 
 MODULE = "services.endpoint"
 
@@ -245,7 +246,7 @@ def switch(model: str, name: str, timeout_s: float = 60.0, log=print) -> Endpoin
     while _listening(proc.pid, old["port"]) < max(1, old.get("workers") or 1):
         if proc.poll() is not None or time.monotonic() > deadline:
             service.stop(proc.pid)
-            server.record_path.write_text(json.dumps(old))  # the new set wrote its own; the old one serves
+            write_atomic(server.record_path, json.dumps(old))  # the new set wrote its own; the old one serves
             raise EndpointError(
                 f"the new worker set did not come up (log: {server.log_path}); {kept}", "scones endpoint status"
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 from scones import stacks, workflow
 from scones.core import aws
 from scones.core.errors import NotReadyError
+from scones.scoring import save_figure
 
 COLOURS = {
     "SUCCEEDED": "#2e9e44",
@@ -251,9 +252,7 @@ def render(definition: dict, found: dict[str, StateStatus], out: Path, title: st
     fig.set_size_inches(max(6.0, (width + 1) * 0.9), max(4.0, (height + 2) * 0.9))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=120)
 
 
 def draw(

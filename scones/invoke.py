@@ -9,6 +9,7 @@ from pathlib import Path
 from scones import stacks, workflow
 from scones.core import aws
 from scones.core.errors import UsageError
+from scones.core.files import write_atomic
 from scones.data import staged
 
 
@@ -49,6 +50,6 @@ def export(out_dir: Path) -> list[tuple[Path, str]]:
     for key in (stacks.SINGLE, stacks.BATCH):
         described = sfn.describe_state_machine(stateMachineArn=outputs[key])
         path = out_dir / f"{described['name']}.json"
-        path.write_text(json.dumps(json.loads(described["definition"]), indent=2) + "\n")
+        write_atomic(path, json.dumps(json.loads(described["definition"]), indent=2) + "\n")
         written.append((path, described["stateMachineArn"]))
     return written

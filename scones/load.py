@@ -29,6 +29,7 @@ from scones import stacks, workflow
 from scones.core import aws, service, settings, target
 from scones.core.errors import UsageError
 from scones.data import staged
+from scones.data.images import open_image
 from scones.stacks import filter_threshold
 
 DRIFTS = ("dark", "noise", "classmix")
@@ -113,7 +114,7 @@ def transform(png: bytes, kind: str | None, rng: np.random.Generator) -> bytes:
         return png
     from PIL import Image
 
-    with Image.open(io.BytesIO(png)) as image:
+    with open_image(png) as image:
         pixels = np.asarray(image.convert("RGB"), np.float32)
     pixels = pixels * DARK_FACTOR if kind == "dark" else pixels + rng.normal(0, NOISE_SD, pixels.shape)
     out = io.BytesIO()

@@ -17,6 +17,7 @@ from pathlib import Path
 from scones import localcloud
 from scones.core import aws, service, settings, statedir
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.core.files import write_atomic
 
 PLUGIN_DIR = settings.ROOT / "services" / "localstack"
 REQUIREMENTS = PLUGIN_DIR / "requirements.txt"
@@ -256,7 +257,7 @@ def _write_record(record: dict) -> None:
 
     path = settings.localstack_record_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
+    write_atomic(path, json.dumps(record))
 
 
 def down(timeout_s: float = 20.0, log=print) -> bool:

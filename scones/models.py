@@ -38,6 +38,39 @@ def latest_model_uri(bucket: str, log=print) -> str:
     return f"s3://{bucket}/{key}"
 
 
+def deployed_model_uri(target: str, stack: str | None = None, endpoint: str | None = None) -> tuple[str, str] | None:
+    """(the model the deployed endpoint serves, where that was read), or None when nothing is deployed on `target`.
+
+    Local targets: the running endpoint's record (`scones endpoint start` / `scones deploy` write it). aws: the
+    record `scones deploy --target aws` writes for the stack (the serving artifact, else its training job's model).
+    `scones evaluate` defaults to it, and the monitor can (its baseline should be the served model's)."""
+    if target == "aws":
+        stack = stack or settings.stack_name()
+        record = _json_record(settings.aws_record_path(stack))
+        if record.get("model_data"):
+            return str(record["model_data"]), f"the model stack {stack} serves on AWS"
+        if record.get("training_job") and record.get("bucket"):
+            uri = f"s3://{record['bucket']}/{settings.MODELS_PREFIX}/{record['training_job']}/output/model.tar.gz"
+            return uri, f"the model stack {stack} was deployed with on AWS"
+        return None
+    endpoint = endpoint or settings.endpoint_name()
+    uri = _json_record(settings.endpoint_record_path(endpoint)).get("model_uri")
+    return (str(uri), f"the model endpoint {endpoint} serves") if uri else None
+
+
+def _json_record(path: Path) -> dict:
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def local_jobs() -> list[str]:
+    """The training jobs this state dir ran (`scones train`, any --mode): their models/<job>/ is the project's."""
+    return sorted(p.name for p in (settings.state_dir() / "jobs").glob("*") if p.is_dir())
+
+
 def job_of(uri: str) -> str:
     """The job of s3://…/models/<job>/output/model.tar.gz, else the model file's or folder's own name."""
     parts = uri.rstrip("/").split("/")

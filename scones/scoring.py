@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scones.core.files import write_atomic
 from scones.core.settings import DEFAULT_THRESHOLD
 from scones.models import SERVING_CODE
 from training.calibration import expected_calibration_error, reliability
@@ -135,9 +136,21 @@ def plot_confusion(metrics: dict, out: Path) -> Path:
     ax.set_ylabel("true")
     ax.set_title(f"confusion matrix (accuracy {metrics['accuracy']:.3f}, n={metrics['n']})")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
+
+
+def save_figure(fig, out: Path, dpi: int) -> Path:
+    """A matplotlib figure written whole or not at all (scones.core.files), in the format of `out`'s suffix."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=dpi, format=out.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return write_atomic(out, buffer.getvalue())
 
 
 def plot_reliability(metrics: dict, out: Path) -> Path:
@@ -179,6 +192,4 @@ def plot_reliability(metrics: dict, out: Path) -> Path:
     hist.set_ylabel("images")
     hist.set_xlim(0, 1)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)

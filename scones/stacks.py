@@ -42,16 +42,20 @@ def filter_threshold(requested: float | None = None) -> float:
     return requested
 
 
-def deployed_threshold(name: str | None = None) -> float | None:
-    """The Threshold parameter of the deployed workflow stack; None when none is deployed or no cloud answers."""
+def deployed_parameters(name: str | None = None) -> dict[str, str]:
+    """The deployed workflow stack's parameters; empty when none is deployed or no cloud answers."""
     cfn = aws.client("cloudformation", max_attempts=1)
     try:
         found = cfn.describe_stacks(StackName=name or settings.stack_name())["Stacks"][0]
-    except Exception:  # not deployed, or no cloud: callers fall back to the setting
-        return None
-    params = {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
+    except Exception:  # not deployed, or no cloud: callers fall back to the settings
+        return {}
+    return {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
+
+
+def deployed_threshold(name: str | None = None) -> float | None:
+    """The Threshold parameter of the deployed workflow stack; None when none is deployed or no cloud answers."""
     try:
-        return float(params["Threshold"])
+        return float(deployed_parameters(name)["Threshold"])
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -59,13 +63,7 @@ def deployed_threshold(name: str | None = None) -> float | None:
 def deployed_labels(name: str | None = None) -> list[str] | None:
     """The Labels parameter of the deployed workflow stack (the class names the endpoint's answers are read by);
     None when none is deployed or no cloud answers."""
-    cfn = aws.client("cloudformation", max_attempts=1)
-    try:
-        found = cfn.describe_stacks(StackName=name or settings.stack_name())["Stacks"][0]
-    except Exception:  # not deployed, or no cloud: nothing to compare with
-        return None
-    params = {p["ParameterKey"]: p.get("ParameterValue") for p in found.get("Parameters", [])}
-    labels = [x.strip() for x in (params.get("Labels") or "").split(",") if x.strip()]
+    labels = [x.strip() for x in (deployed_parameters(name).get("Labels") or "").split(",") if x.strip()]
     return labels or None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scones.core.errors import UsageError
 from scones.data import probe, staging
-from scones.data.classes import parse_classes
+from scones.data.classes import at_least_two, parse_classes
 
 
 def stage(
@@ -28,7 +28,7 @@ def stage(
 ) -> dict:
     """Stage `classes_spec` from `source_spec` (with outlier channels unless `outliers` is none); returns the
     manifest."""
-    classes = parse_classes(classes_spec)
+    classes = at_least_two(parse_classes(classes_spec))
     for flag, value in (("--train-per-class", train_per_class), ("--test-per-class", test_per_class)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")

@@ -21,6 +21,7 @@ Each epoch prints one line `METRICS {json}` (epoch, losses, accuracies, lr, seco
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -341,15 +342,37 @@ def export_onnx(calibrated: torch.nn.Module, path: Path) -> None:
     )
 
 
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """The file whole or not at all: a temporary file beside it, flushed, then renamed over it; on any failure (a
+    full disk) the temporary file is removed and the previous file kept. scones.core.files has the same for the
+    CLI; this script runs inside SageMaker's container and imports nothing from scones."""
+    blob = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            out.write(blob)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    torch.save(
-        {"state_dict": model.state_dict(), "config": config.to_dict(), "temperature": temperature},
-        model_dir / "model.pt",
-    )
-    export_onnx(Calibrated(model, temperature), model_dir / "model.onnx")
-    (model_dir / "labels.json").write_text(json.dumps(args.classes))
+    weights = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "config": config.to_dict(), "temperature": temperature}, weights)
+    write_atomic(model_dir / "model.pt", weights.getvalue())
+    partial = model_dir / ".model.onnx.partial"
+    try:
+        export_onnx(Calibrated(model, temperature), partial)
+        os.replace(partial, model_dir / "model.onnx")
+    finally:
+        partial.unlink(missing_ok=True)
+    write_atomic(model_dir / "labels.json", json.dumps(args.classes))
     preprocessing = {
         "input_size": [IMAGE_SIZE, IMAGE_SIZE],
         "layout": "NCHW",
@@ -363,7 +386,8 @@ def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: fl
         "formula": "x = (pixel / 255 - mean[c]) / std[c]",
     }
     hyperparameters = {k: v for k, v in vars(args).items()}
-    (model_dir / "config.json").write_text(
+    write_atomic(
+        model_dir / "config.json",
         json.dumps(
             {
                 "model": config.to_dict(),
@@ -374,7 +398,7 @@ def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: fl
                 "onnx": {"input": "input", "output": "probabilities"},
             },
             indent=2,
-        )
+        ),
     )
     code_dir = model_dir / "training_code"
     code_dir.mkdir(exist_ok=True)
@@ -483,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     write_artifacts(model_dir, model, config, temperature, args, mean, std)
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["cpu_seconds"] = time.process_time() - cpu_started
-    (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(model_dir / "metrics.json", json.dumps(metrics, indent=2))
     result = {
         "test_acc": metrics["accuracy"],
         "ece_before": metrics["ece_before"],
@@ -504,7 +528,7 @@ def _report_failure(exc: BaseException) -> None:
     """SageMaker shows /opt/ml/output/failure as the job's failure reason."""
     output = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
     if output.is_dir():
-        (output / "failure").write_text(f"{type(exc).__name__}: {exc}")
+        write_atomic(output / "failure", f"{type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":

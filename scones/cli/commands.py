@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from scones.evaluate import evaluate, false_pass_table
 
     bucket, prefix = bucket_and_prefix(args)
-    found = evaluate(bucket, prefix, args.model, Path(args.out) if args.out else None, args.threshold)
+    out = Path(args.out) if args.out else None
+    found = evaluate(bucket, prefix, args.model, out, args.threshold, target=targets.current().name)
     m = found.metrics
     print(
         f"accuracy {m['accuracy']:.4f}   ECE {m['ece']:.4f}   coverage (>= {m['threshold']}): "
@@ -207,10 +209,20 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     bucket, prefix = bucket_and_prefix(args)
+    if args.strict:
+        print("scones invoke: --strict is the default now (exit 1 when any image FAILED): drop it", file=sys.stderr)
     rows = invoke(bucket, prefix, args.key, args.batch, args.single)
     print(workflow.table(rows))
     print(f"({time.perf_counter() - started:.2f} s)")
-    return 1 if args.strict and any(r.status != "SUCCEEDED" for r in rows) else 0
+    failed = sum(r.status != "SUCCEEDED" for r in rows)
+    if failed and not args.allow_failures:  # a Map whose every item failed is still one SUCCEEDED execution
+        print(
+            f"scones invoke: {failed} of {len(rows)} image(s) FAILED "
+            "(next: scones graph --status FAILED, or --allow-failures to exit 0)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -230,6 +242,19 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def confirmed(question: str, yes: bool, command: str) -> bool:
+    """--yes answers for the user; without a terminal to ask on, refuse (one line); else only y or yes is a yes."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise errors.UsageError("not deleting without confirmation: no terminal to ask on", f"{command} --yes")
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:
+        print()
+        return False
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from scones import cleanup
     from scones.deploy import aws_command
@@ -237,7 +262,18 @@ def cmd_clean(args: argparse.Namespace) -> int:
     target = targets.activate(args.target)
     if target.name == "aws":  # by the project's tags: asks first, dependency order, non-zero if anything is left
         return aws_command.clean(args)
-    for line in cleanup.clean(target, delete_bucket=args.delete_bucket):
+    found = cleanup.plan(target)
+    for note in found.notes:
+        print(note)
+    if found.empty:
+        print("nothing of the project's to delete")
+        return 0
+    print(f"scones clean will delete ({target.name} target):")
+    print("\n".join(found.lines(args.delete_bucket)))
+    if not confirmed("delete these? [y/N] ", args.yes, "scones clean"):
+        print("nothing deleted")
+        return 1
+    for line in cleanup.clean(target, found, delete_bucket=args.delete_bucket):
         print(line)
     return 0
 
@@ -246,6 +282,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     import json
 
     from scones import load
+    from scones.core.files import write_atomic
     from scones.core.progress import Progress
 
     drift = f", drift {args.drift}" if args.drift else ""
@@ -263,7 +300,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     print(summary.text())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        write_atomic(Path(args.json), json.dumps(summary.as_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

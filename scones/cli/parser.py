@@ -146,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
     p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any image FAILED (default: exit 0 once run)")
+    p.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when some images FAILED (default: exit 1 and say how many)",
+    )
+    p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
 
     p = add("graph", c.cmd_graph, "draw the state machine with each state's status in an execution (png or svg)")
     p.add_argument("--execution", default=None, help="an execution ARN (default: the newest of the machine)")
@@ -176,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the newest model in the bucket)",
+        help="s3://…/model.tar.gz, a local model.tar.gz or folder (default: the deployed model, else the newest)",
     )
     p.add_argument("--out", default=None, help="folder for the report (default data/reports/<job>/)")
     p.add_argument(

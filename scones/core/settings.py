@@ -217,6 +217,11 @@ def endpoint_record_path(name: str) -> Path:
     return state_dir() / f"endpoint-{name}.json"
 
 
+def aws_record_path(stack: str) -> Path:
+    """What `scones deploy --target aws` made for `stack` (its training job, model, serving artifact, endpoint)."""
+    return state_dir() / f"aws-{stack}.json"
+
+
 def bucket() -> str:
     return _get(BUCKET, DEFAULT_BUCKET)
 

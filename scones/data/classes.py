@@ -45,6 +45,22 @@ class EmptySelectionError(UsageError):
     next_default = "scones stage --classes bicycle,motorcycle (or vehicles)"
 
 
+class TooFewClassesError(UsageError):
+    """One class is no classifier: training would fail later, after the data was staged (issue #21)."""
+
+
+def at_least_two(classes: list[str] | tuple[str, ...], command: str = "scones stage") -> list[str]:
+    """`classes`, refused in one line when fewer than two (the line suggests a second class)."""
+    if len(classes) < 2:
+        only = classes[0] if classes else ""
+        other = "motorcycle" if only != "motorcycle" else "bicycle"
+        raise TooFewClassesError(
+            f"--classes {only} selects one class: a classifier needs at least two",
+            f"{command} --classes {only},{other} (or vehicles)",
+        )
+    return list(classes)
+
+
 def parse_classes(spec: str | None, valid: tuple[str, ...] | list[str] = FINE_LABELS) -> list[str]:
     """`bicycle,motorcycle` | `vehicles` | `vehicles_1` | `vehicles_2` → class names, validated, deduplicated."""
     spec = (spec or ",".join(DEFAULT_CLASSES)).strip()

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scones.data.images import open_image
+
 IMAGE_SIZE = 32
 
 
@@ -54,7 +56,7 @@ def load_images(images_dir: Path, lst_path: Path) -> tuple[np.ndarray, np.ndarra
     """(N×32×32×3 uint8 RGB images, N labels) of a split, resized as training and serving resize."""
     images, labels = [], []
     for row in read(lst_path):
-        with Image.open(images_dir / row.path) as image:
+        with open_image(images_dir / row.path) as image:
             image = image.convert("RGB")
             if image.size != (IMAGE_SIZE, IMAGE_SIZE):
                 image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)

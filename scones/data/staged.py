@@ -33,6 +33,37 @@ def read_manifest(bucket: str, prefix: str) -> dict:
     return json.loads(body)
 
 
+MANIFEST = "manifest.json"
+JOURNAL = ".staging.json"  # an upload in progress: the files it may leave, should it stop before the manifest lands
+
+
+def _listed_files(document: dict) -> set[str]:
+    """The relative names a manifest (`files`: name → md5) or a journal (`files`: [name]) lists; a name that would
+    climb out of the prefix is not ours to touch."""
+    return {
+        name
+        for name in document.get("files") or ()
+        if isinstance(name, str) and name and not name.startswith("/") and ".." not in name.split("/")
+    }
+
+
+def staged_files(bucket: str, prefix: str) -> set[str]:
+    """Every file `scones stage` wrote under s3://bucket/prefix/, relative to it: what the manifest lists, what an
+    unfinished upload's journal lists, and those two files themselves. Nothing else under the prefix is ours."""
+    s3, found = aws.client("s3"), set()
+    for name in (MANIFEST, JOURNAL):
+        try:
+            document = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("NoSuchKey", "404", "NoSuchBucket"):
+                continue
+            raise
+        except ValueError:  # not JSON: not a file of ours to read, but still the name stage writes
+            document = {}
+        found |= _listed_files(document if isinstance(document, dict) else {}) | {name}
+    return found
+
+
 def outliers_staged(manifest: dict) -> bool:
     """Whether the training outliers were staged beside the data."""
     return (manifest.get("outliers") or {}).get("mode") == "auto"

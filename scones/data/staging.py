@@ -8,8 +8,10 @@ Local layout, written to `<workdir>.partial` and renamed into place only when co
     outliers.lst  outliers_test.lst   index<TAB>kind<TAB>path; kind indexes manifest["outliers"][split]["kinds"]
     manifest.json                 source, classes, CIFAR label indices, counts, outlier kinds, md5 of every file
 S3 layout: the same under s3://<bucket>/<prefix>/. An upload sends only files whose md5 differs from the
-object's ETag, deletes staged images that are no longer selected, and writes manifest.json last, so a
-prefix with a manifest is complete.
+object's ETag, deletes the files the previous manifest listed that the new one does not (stale: never anything
+else under the prefix), and writes manifest.json last, so a prefix with a manifest is complete. While it runs,
+.staging.json lists every file it may leave (old and new), so that an upload that stops half-way still knows,
+next time, what it wrote (scones.data.staged.staged_files; `scones clean` reads the same).
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ from PIL import Image
 
 from scones.core import aws, settings
 from scones.core.errors import SconesError
+from scones.core.files import write_atomic
 from scones.core.progress import Progress
-from scones.data import cifar, outliers, synthetic
+from scones.data import cifar, outliers, staged, synthetic
 from scones.data import lst as lst_format
 from scones.data.classes import DEFAULT_CLASSES, EmptySelectionError, UnknownClassError
+from scones.data.images import open_image
 
 SPLITS = ("train", "test")
 OUTLIER_SPLITS = {"train": "outliers", "test": "outliers_test"}  # outlier split → its folder / channel name
 FOLDERS = (*SPLITS, *OUTLIER_SPLITS.values())
-MANIFEST = "manifest.json"
+MANIFEST = staged.MANIFEST
 FORMAT_VERSION = 2
 
 
@@ -210,7 +214,7 @@ def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str =
         "outliers": outlier_entry or {"mode": "none"},
         "files": files,
     }
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_atomic(partial / MANIFEST, json.dumps(manifest, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
     partial.rename(workdir)
     return manifest
@@ -253,15 +257,13 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
         wanted = dict(manifest["files"])
         wanted_manifest_md5 = hashlib.md5((workdir / MANIFEST).read_bytes()).hexdigest()
         to_send = [rel for rel, md5 in wanted.items() if remote.get(rel) != md5]
-        ours = {f"{folder}.lst" for folder in FOLDERS}
-        stale = [
-            rel
-            for rel in remote
-            if rel not in wanted and (rel in ours or (rel.split("/")[0] in FOLDERS and "/" in rel))
-        ]
+        previous = staged.staged_files(bucket, base.rstrip("/")) - {MANIFEST, staged.JOURNAL}  # what we wrote before
+        stale = sorted(rel for rel in previous if rel in remote and rel not in wanted)
         manifest_changed = remote.get(MANIFEST) != wanted_manifest_md5
-        if not to_send and not stale and not manifest_changed:
+        if not to_send and not stale and not manifest_changed and staged.JOURNAL not in remote:
             return UploadReport(0, len(wanted), 0, time.perf_counter() - started)
+        journal = json.dumps({"files": sorted(previous | set(wanted))}).encode()
+        s3.put_object(Bucket=bucket, Key=base + staged.JOURNAL, Body=journal, ContentType="application/json")
         if MANIFEST in remote:  # the prefix is incomplete until the new manifest lands
             s3.delete_object(Bucket=bucket, Key=base + MANIFEST)
         progress = Progress(f"uploading to s3://{bucket}/{base}").start(len(to_send))
@@ -285,6 +287,7 @@ def upload(workdir: Path, manifest: dict, bucket: str, prefix: str, threads: int
         s3.put_object(
             Bucket=bucket, Key=base + MANIFEST, Body=(workdir / MANIFEST).read_bytes(), ContentType="application/json"
         )
+        s3.delete_object(Bucket=bucket, Key=base + staged.JOURNAL)  # the manifest now says it all
     except (ClientError, BotoCoreError) as exc:
         failure = _client_error(exc, bucket, prefix)
         if failure is exc:
@@ -309,11 +312,12 @@ def contact_sheet(workdir: Path, manifest: dict, per_class: int = 10, zoom: int 
         y = row * (cell + 2)
         draw.text((4, y + cell // 2 - 6), name, fill="black")
         for col, path in enumerate(picks[row]):
-            image = Image.open(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
+            image = open_image(workdir / "train" / path).resize((cell, cell), Image.Resampling.NEAREST)
             sheet.paste(image, (margin + col * (cell + 2), y))
     out = workdir / "contact_sheet.png"
-    sheet.save(out)
-    return out
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    return write_atomic(out, buffer.getvalue())
 
 
 def describe(manifest: dict) -> str:

@@ -6,7 +6,9 @@ tagging API does not list). Order: scaling policy → scalable target → schedu
 → model → stack (and what it created) → the schedule's alarm and dead-letter queue → scheduler role → job records →
 log groups → (with --purge-data) S3 objects and bucket. What the workflow stack created carries the stack's tags on
 AWS (CloudFormation propagates them): it is listed with the stack and counts as deleted once the stack's deletion
-completes.
+completes. The S3 objects are the project's own only (scones.storage: the staged manifest's files, deploy/<stack>/,
+the endpoint's capture and monitoring folders, the stack's training jobs' models/<job>/), one item per group with
+its count; another stack's or endpoint's objects stay, and so does a bucket they are in.
 A second run finds nothing and deletes nothing. Exit status non-zero when anything is left.
 """
 
@@ -34,6 +36,7 @@ class Item:
     name: str
     arn: str = ""
     owner: str = ""  # the CloudFormation stack that created it: deleting the stack deletes it
+    keys: tuple[str, ...] = ()  # s3-objects: exactly the keys it deletes
 
 
 @dataclass
@@ -238,14 +241,38 @@ def inventory(spec: Spec, purge_data: bool = False) -> list[Item]:
             seen.add((item.kind, item.name))
             items.append(item)
     if purge_data:
-        items.append(
-            Item(
-                "s3-objects",
-                f"s3://{spec.bucket}/{{{','.join(storage.project_prefixes(spec.prefix, spec.capture_prefix))}}}",
-            )
-        )
+        jobs = [i.name for i in items if i.kind == "training-job"]
+        for group in owned_objects(spec, jobs):
+            where = f"s3://{spec.bucket}/{group.prefix} ({len(group.keys)} objects: {group.what})"
+            items.append(Item("s3-objects", where, keys=tuple(group.keys)))
     rank = {kind: i for i, kind in enumerate(ORDER)}
     return sorted(items, key=lambda i: rank["stack"] + 0.5 if i.owner else rank.get(i.kind, len(ORDER)))
+
+
+def owned_objects(spec: Spec, jobs: list[str]) -> list[storage.Owned]:
+    """The project's objects in the spec's bucket (none when the bucket is gone): scones.storage's rule, with this
+    stack's training jobs (tagged, recorded, or named by its job base) and the serving copy of a model it deployed."""
+    from botocore.exceptions import ClientError
+
+    recorded = _recorded(spec)
+    jobs = [*jobs, *([recorded["training_job"]] if recorded.get("training_job") else [])]
+    serving = str(recorded.get("model_data", ""))
+    if serving.startswith(f"s3://{spec.bucket}/models/"):  # models/<job or external-…>/serving/…
+        jobs.append(serving.split("/")[4])
+    names = storage.Names(
+        data=spec.prefix,
+        capture=spec.capture_prefix,
+        stack=spec.stack,
+        endpoints=(spec.endpoint,),
+        jobs=tuple(jobs),
+        job_bases=(f"{spec.name_prefix}-train",),
+    )
+    try:
+        return storage.owned_objects(spec.bucket, names)
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchBucket", "404"):
+            return []
+        raise
 
 
 def _wait_gone(check, timeout_s: float, poll_s: float) -> bool:
@@ -311,7 +338,7 @@ def _delete(item: Item, spec: Spec, poll_s: float) -> str | None:
         with contextlib.suppress(logs.exceptions.ResourceNotFoundException):  # gone already: as asked
             logs.delete_log_group(logGroupName=item.name)
     elif item.kind == "s3-objects":
-        storage.delete_prefixes(spec.bucket, storage.project_prefixes(spec.prefix, spec.capture_prefix))
+        storage.delete_keys(spec.bucket, list(item.keys))
     elif item.kind == "bucket":
         aws.client("s3").delete_bucket(Bucket=item.name)
     else:

@@ -10,7 +10,7 @@ import re
 
 from scones.core import settings
 from scones.core.errors import UsageError
-from scones.data.classes import parse_classes
+from scones.data.classes import at_least_two, parse_classes
 from scones.deploy.spec import Spec, default, from_settings
 
 
@@ -58,7 +58,7 @@ def add_deploy_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_clean_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", action="store_true", help="aws: delete without asking")
+    p.add_argument("--yes", action="store_true", help="delete without asking, once the list is printed")
     p.add_argument(
         "--purge-data", action="store_true", help="aws: also delete the S3 objects (and a bucket scones made)"
     )
@@ -99,6 +99,7 @@ ROLE = re.compile(r"^(arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}|[\w+=,.
 
 def checked(spec: Spec) -> Spec:
     """Refuse, before anything is planned or sent, what AWS would refuse later or what makes no sense."""
+    at_least_two(spec.classes, "scones deploy --target aws")
     if not math.isfinite(spec.threshold) or not 0 <= spec.threshold <= 1:
         raise UsageError(f"--threshold {spec.threshold} is not a number in 0..1")
     if spec.epochs is not None and spec.epochs < 1:

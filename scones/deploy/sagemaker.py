@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError
+from scones.core.files import write_atomic
 from scones.data import staging
 from scones.deploy import aws_monitoring, aws_training, images, naming, preflight, requests, stack
 from scones.deploy.checks import Report, contains, exists, missing
@@ -186,14 +187,14 @@ def ensure_stack(spec: Spec, report: Report, log=print) -> dict[str, str]:
 
 
 def record_path(stack: str) -> Path:
-    return settings.state_dir() / f"aws-{stack}.json"
+    return settings.aws_record_path(stack)
 
 
 def _record(spec: Spec, report: Report) -> None:
     path = record_path(spec.stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"stack": spec.stack, "region": spec.region, "bucket": spec.bucket, **report.names}, indent=2)
+    write_atomic(
+        path, json.dumps({"stack": spec.stack, "region": spec.region, "bucket": spec.bucket, **report.names}, indent=2)
     )
 
 
@@ -238,6 +239,7 @@ def deploy(spec: Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str],
     ensure_endpoint_config(config, report, log)
     ensure_endpoint(spec, config["EndpointConfigName"], report, poll_s, log)
     report.names.update(model=model["ModelName"], endpoint_config=config["EndpointConfigName"], endpoint=spec.endpoint)
+    report.names["model_data"] = facts.model_data  # the serving copy under models/…: scones clean --purge-data's
     if not spec.serverless:
         ensure_scaling(spec, checked.account, report, log)
     ensure_stack(spec, report, log)

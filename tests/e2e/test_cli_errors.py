@@ -62,6 +62,11 @@ CASES = {
     "unknown class": Case(
         ("stage", "--classes", "bicycle,unicorn"), ("unknown class 'unicorn'", "valid names"), code=2
     ),
+    "one class": Case(
+        ("stage", "--classes", "bicycle"),
+        ("--classes bicycle selects one class", "at least two", "scones stage --classes bicycle,motorcycle"),
+        code=2,
+    ),
     "empty class list": Case(("stage", "--classes", ","), ("no class selected", "--classes"), code=2),
     "zero images per class": Case(
         ("stage", "--train-per-class", "0"), ("--train-per-class must be at least 1",), code=2

@@ -212,6 +212,24 @@ def test_clean_leaves_nothing_tagged_and_a_second_clean_finds_nothing(deployed):
 
 def test_clean_purge_data_deletes_the_objects_and_the_bucket_it_made(deployed):
     spec, _, _, _ = deployed
+    s3 = aws.client("s3")
+    foreign = [  # another stack's, endpoint's and job's, and beside the staged data: never ours (issue #21)
+        f"{spec.prefix}/test/not-staged.png",
+        "models/other-job/output/model.tar.gz",
+        f"{spec.capture_prefix}/other-endpoint/AllTraffic/x.jsonl",
+        "deploy/other-workflow/x.zip",
+        "monitoring/other-endpoint/report.json",
+    ]
+    for key in foreign:
+        s3.put_object(Bucket=spec.bucket, Key=key, Body=b"not ours")
+    listed = [i for i in aws_clean.inventory(spec, purge_data=True) if i.kind == "s3-objects"]
+    assert listed and all(" objects: " in i.name and i.keys for i in listed)  # one item per group, with its count
+    assert not {k for i in listed for k in i.keys} & set(foreign)
+    kept = aws_clean.clean(spec, purge_data=True, poll_s=0.01, log=lambda _m: None)
+    assert [i.kind for i, _ in kept.left] == ["bucket"]  # not empty: someone else's objects are in it
+    remaining = [o["Key"] for o in s3.list_objects_v2(Bucket=spec.bucket).get("Contents", [])]
+    assert sorted(remaining) == sorted(foreign)
+    s3.delete_objects(Bucket=spec.bucket, Delete={"Objects": [{"Key": k} for k in foreign]})
     result = aws_clean.clean(spec, purge_data=True, poll_s=0.01, log=lambda _m: None)
     assert result.left == []
     assert spec.bucket not in [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]]

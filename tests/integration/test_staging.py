@@ -1,10 +1,12 @@
-"""Staging to S3 on the local cloud: layout, idempotence, stale objects, bad buckets, interrupted uploads."""
+"""Staging to S3 on the local cloud: layout, idempotence, stale objects (only what a manifest listed: issue #21),
+bad buckets, interrupted uploads."""
 
 from __future__ import annotations
 
 import pytest
 
 from scones.core import aws
+from scones.data import staged as staged_data
 from scones.data import staging
 
 pytestmark = [pytest.mark.integration, pytest.mark.localstack]
@@ -56,14 +58,52 @@ def test_only_changed_objects_are_sent(staged, bucket):
     assert report.uploaded == 2
 
 
-def test_deselected_images_are_deleted(staged, bucket, cifar_tarball, tmp_path):
+FOREIGN = ("train/someone_elses.png", "test/motorcycle_s_999999.png", "notes.txt", "train.lst.bak", "other/x.png")
+
+
+@pytest.mark.parametrize("prefix", ["data", "staged/v2", "a/b/c"])
+def test_deselected_images_are_deleted_and_nothing_the_manifest_did_not_list(
+    staged, bucket, cifar_tarball, tmp_path, prefix
+):
+    workdir, manifest = staged
+    staging.upload(workdir, manifest, bucket, prefix)
+    for rel in FOREIGN:  # beside the staged data, in its folders too, with a staged-looking name even
+        aws.client("s3").put_object(Bucket=bucket, Key=f"{prefix}/{rel}", Body=b"not ours")
+    source = staging.resolve_source(str(cifar_tarball), ["bicycle"])
+    only_bikes = staging.build(source, ["bicycle"], tmp_path / "bikes", "none")
+    report = staging.upload(tmp_path / "bikes", only_bikes, bucket, prefix)
+    assert report.deleted == 8  # the previous manifest's motorcycle files
+    remote = keys(bucket, prefix)
+    assert set(remote) == set(only_bikes["files"]) | {"manifest.json"} | set(FOREIGN)
+
+
+def test_an_interrupted_upload_still_knows_its_stale_files_next_time(
+    staged, bucket, cifar_tarball, tmp_path, monkeypatch
+):
     workdir, manifest = staged
     staging.upload(workdir, manifest, bucket, "data")
     source = staging.resolve_source(str(cifar_tarball), ["bicycle"])
     only_bikes = staging.build(source, ["bicycle"], tmp_path / "bikes", "none")
+    real_client = aws.client
+
+    class StopsBeforeDeleting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def delete_objects(self, **kwargs):
+            raise KeyboardInterrupt  # the user stops it after the images, before the stale ones go
+
+    monkeypatch.setattr(aws, "client", lambda service, **kw: StopsBeforeDeleting(real_client(service, **kw)))
+    with pytest.raises(KeyboardInterrupt):
+        staging.upload(tmp_path / "bikes", only_bikes, bucket, "data")
+    monkeypatch.setattr(aws, "client", real_client)
+    assert "manifest.json" not in keys(bucket, "data") and staged_data.JOURNAL in keys(bucket, "data")
     report = staging.upload(tmp_path / "bikes", only_bikes, bucket, "data")
-    assert report.deleted == 8
-    assert not [k for k in keys(bucket, "data") if "motorcycle" in k]
+    assert report.deleted == 8 and not [k for k in keys(bucket, "data") if "motorcycle" in k]
+    assert staged_data.JOURNAL not in keys(bucket, "data")
 
 
 def test_missing_bucket_is_named(staged, local_cloud, unique):
@@ -99,9 +139,10 @@ def test_interrupted_upload_leaves_no_manifest_and_resumes(staged, bucket, monke
     with pytest.raises(EndpointConnectionError):  # the CLI names the next step (scones.core.errors)
         staging.upload(workdir, manifest, bucket, "data", threads=1)
     landed = keys(bucket, "data")
+    assert landed.pop(staged_data.JOURNAL)  # what it may leave is listed until the manifest lands
     assert "manifest.json" not in landed  # incomplete prefixes have no manifest
     assert 6 <= len(landed) < 18  # the first failure stopped the upload
     monkeypatch.setattr(aws, "client", real_client)
     report = staging.upload(workdir, manifest, bucket, "data", threads=1)
     assert (report.uploaded, report.unchanged) == (18 - len(landed), len(landed))  # only what was missing
-    assert "manifest.json" in keys(bucket, "data")
+    assert "manifest.json" in keys(bucket, "data") and staged_data.JOURNAL not in keys(bucket, "data")

@@ -1,7 +1,8 @@
 """The deployed definitions' error handling, run for real: statemachine/classify_image.asl.json with its
 placeholders filled by test Lambdas (tests/lambdas/toolbox.py) that fail on purpose.
 
-- A transient Lambda error (the names the ASL's second retrier lists) is retried per the ASL, then succeeds.
+- A transient Lambda error (the names the ASL's second retrier lists) is retried per the ASL, then succeeds; in the
+  batch machine's Map items too (statemachine/classify_batch.asl.json).
 - A Lambda timeout ends the execution as Sandbox.Timedout, through the Catch, with an SNS alert.
 """
 
@@ -20,11 +21,12 @@ from scones.selftest import ensure_role
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SINGLE = Path(__file__).resolve().parents[2] / "statemachine" / "classify_image.asl.json"
+BATCH = SINGLE.with_name("classify_batch.asl.json")
 
 
-def machine_from_asl(name: str, substitutions: dict[str, str]) -> str:
+def machine_from_asl(name: str, substitutions: dict[str, str], asl: Path = SINGLE) -> str:
     """The real definition, its ${…} placeholders filled as the template's DefinitionSubstitutions does."""
-    text = SINGLE.read_text()
+    text = asl.read_text()
     for key, value in substitutions.items():
         text = text.replace("${" + key + "}", value)
     assert "${" not in text
@@ -40,7 +42,7 @@ def flow(local_cloud, unique):
     topic = aws.client("sns").create_topic(Name=f"errors-{unique}")["TopicArn"]
     passthrough = create_function(f"pass-{unique}", "toolbox.passthrough")
 
-    def build(classify_handler: str, timeout: int = 5) -> str:
+    def build(classify_handler: str, timeout: int = 5, asl: Path = SINGLE) -> str:
         classify = create_function(f"classify-{unique}", classify_handler, timeout=timeout)
         return machine_from_asl(
             f"errors-{unique}",
@@ -50,6 +52,7 @@ def flow(local_cloud, unique):
                 "FilterFunctionArn": passthrough,
                 "AlertTopicArn": topic,
             },
+            asl,
         )
 
     return {"bucket": bucket, "build": build, "queue": subscribe_queue(topic, f"errors-{unique}")}
@@ -87,6 +90,21 @@ def test_a_transient_lambda_error_is_retried_per_the_asl_then_succeeds(flow, err
     assert classify_attempts(events) == [error, error, "ok"]  # two retries, then through
     assert (row.label, row.alerted) == ("bicycle", False)
     assert receive(flow["queue"], timeout_s=1) == []
+
+
+def test_the_batch_machine_retries_a_transient_lambda_error_in_each_item_then_succeeds(flow):
+    machine = flow["build"]("toolbox.transient_by_key", asl=BATCH)
+    keys = ["img/Lambda.ServiceException.png", "img/Lambda.TooManyRequestsException.png"]
+    described, rows = workflow.run_batch(aws.client("stepfunctions"), machine, flow["bucket"], keys)
+    assert described["status"] == "SUCCEEDED"
+    assert [(r.key, r.status, r.label, r.alerted) for r in rows] == [(k, "SUCCEEDED", "bicycle", False) for k in keys]
+    attempts = classify_attempts(workflow.history(aws.client("stepfunctions"), described["executionArn"]))
+    assert sorted(attempts) == sorted([*keys_errors(keys), *keys_errors(keys), "ok", "ok"])  # two retries per item
+    assert receive(flow["queue"], timeout_s=1) == []
+
+
+def keys_errors(keys: list[str]) -> list[str]:
+    return [k.rsplit("/", 1)[-1].removesuffix(".png") for k in keys]
 
 
 def test_a_lambda_timeout_ends_through_the_catch_with_an_alert(flow):

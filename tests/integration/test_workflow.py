@@ -179,7 +179,10 @@ def test_deployed_definitions_resolve_every_placeholder(deployed):
 
 def test_scones_invoke_prints_one_row_per_key(deployed, capsys):
     keys = ["img/bright-3.png", "img/dark-3.png", "img/nothing-here.png"]
-    assert cli.main(["invoke", *[arg for key in keys for arg in ("--key", key)], "--bucket", deployed["bucket"]]) == 0
+    argv = ["invoke", *[arg for key in keys for arg in ("--key", key)], "--bucket", deployed["bucket"]]
+    assert cli.main(argv) == 1  # one image FAILED
+    assert "1 of 3 image(s) FAILED" in capsys.readouterr().err
+    assert cli.main([*argv, "--allow-failures"]) == 0
     out = capsys.readouterr().out
     assert "total 3: 2 SUCCEEDED, 1 FAILED" in out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("img/")}

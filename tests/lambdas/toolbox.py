@@ -60,3 +60,10 @@ def transient(event, context):
     if attempts <= event.get("fail_times", 0):
         raise type(event["error"], (Exception,), {})(f"attempt {attempts} failed on purpose")
     return dict(event, inferences=[0.99, 0.01], labels=["bicycle", "motorcycle"], attempts=attempts)
+
+
+def transient_by_key(event, context):
+    """`transient` for a Map item, which carries only s3_bucket and s3_key: the key's file name names the error
+    (img/Lambda.ServiceException.png), and the first two calls for that key fail with it."""
+    error = event["s3_key"].rsplit("/", 1)[-1].removesuffix(".png")
+    return transient(dict(event, error=error, fail_times=2), context)

@@ -121,3 +121,18 @@ def test_the_drift_alarm_watches_scones_monitors_metric_and_notifies_the_alert_t
     assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": {"Ref": "EndpointName"}}]
     assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and alarm["Threshold"] == 1
+
+
+def test_the_batch_items_retry_each_lambda_as_the_single_machine_does():
+    """The Map's item tasks carry the single machine's retriers, transient Lambda.* errors included (issue #21:
+    removing them from the batch machine went unnoticed). tests/integration/test_statemachine_errors.py runs both."""
+    single = json.loads((ROOT / "statemachine" / "classify_image.asl.json").read_text())["States"]
+    batch = json.loads((ROOT / "statemachine" / "classify_batch.asl.json").read_text())
+    items = batch["States"]["ClassifyEach"]["ItemProcessor"]["States"]
+    lambda_tasks = [n for n, s in single.items() if s.get("Resource") == LAMBDA_INVOKE]
+    assert lambda_tasks and [n for n, s in items.items() if s.get("Resource") == LAMBDA_INVOKE] == lambda_tasks
+    for name in lambda_tasks:
+        assert items[name]["Retry"] == single[name]["Retry"], name
+        transient = [r for r in items[name]["Retry"] if "Lambda.ServiceException" in r["ErrorEquals"]]
+        assert transient and transient[0]["MaxAttempts"] >= 2, name
+        assert {"Lambda.TooManyRequestsException", "Lambda.SdkClientException"} <= set(transient[0]["ErrorEquals"])

@@ -27,14 +27,46 @@ def test_a_link_out_of_the_destination_is_refused(tmp_path):
         staged.inside(tmp_path / "test", "out/x.png")
 
 
-@pytest.mark.parametrize("prefix", ["/", "", "data/../"])
-def test_deleting_under_a_bare_or_climbing_prefix_is_refused_before_any_call(monkeypatch, prefix):
+def names(**changed) -> storage.Names:
+    return storage.Names(**{"data": "data", "capture": "datacapture", "stack": "s-workflow", **changed})
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"data": "/"},
+        {"data": ""},
+        {"data": "data/../"},
+        {"capture": "/"},
+        {"stack": ""},
+        {"stack": ".."},
+        {"stack": "a/b"},
+        {"endpoints": ("../x",)},
+        {"endpoints": ("",)},
+        {"jobs": ("job/../..",)},
+        {"job_bases": ("",)},
+    ],
+)
+def test_a_bare_or_climbing_prefix_or_name_is_refused_before_any_call(monkeypatch, changed):
     monkeypatch.setattr(storage.aws, "client", lambda *_a, **_k: pytest.fail("no S3 call may be made"))
     with pytest.raises(UsageError, match="refusing"):
-        storage.delete_prefixes("bucket", ("data/", prefix))
+        storage.owned_objects("bucket", names(**changed))
 
 
-def test_the_project_prefixes_follow_the_settings(monkeypatch):
-    monkeypatch.setenv("SCONES_PREFIX", "staged/v2")
-    assert storage.project_prefixes() == ("staged/v2/", "models/", "deploy/", "datacapture/", "monitoring/")
-    assert storage.project_prefixes("d", "c") == ("d/", "models/", "deploy/", "c/", "monitoring/")
+def test_the_project_owns_folders_named_after_its_stack_endpoints_and_jobs_never_a_top_level_prefix():
+    found = storage.owned_prefixes(
+        names(capture="cap/v2", endpoints=("ep", "ep"), jobs=("scones-20250101-000000",), job_bases=("s-train",))
+    )
+    assert [prefix for _, prefix in found] == [
+        "deploy/s-workflow/",
+        "cap/v2/ep/",
+        "monitoring/ep/",
+        "models/scones-20250101-000000/",
+        "models/s-train-",
+    ]
+    assert all(prefix.count("/") >= 2 or prefix.startswith("models/s-train-") for _, prefix in found)
+
+
+def test_a_manifest_entry_that_climbs_out_is_not_the_projects():
+    document = {"files": {"train/a.png": "md5", "../other/x": "md5", "/abs": "md5", "": "md5"}}
+    assert staged._listed_files(document) == {"train/a.png"}

@@ -1,0 +1,35 @@
+"""`scones invoke`'s exit status (issue #21): a Map execution whose every item FAILED is one SUCCEEDED execution,
+and used to exit 0; now any FAILED image exits 1 with a line saying how many, unless --allow-failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from scones import cli, invoke, workflow
+
+
+@pytest.fixture
+def rows(monkeypatch):
+    """What the workflow answers, set by each test; no cloud is called."""
+    answer: list[workflow.Row] = []
+    monkeypatch.setattr(invoke, "invoke", lambda *_a, **_k: answer)
+    return answer
+
+
+def test_every_item_failed_exits_1_and_says_how_many(rows, capsys):
+    rows += [workflow.Row(f"data/test/{i}.png", "FAILED", error="LowConfidenceError") for i in range(3)]
+    assert cli.main(["invoke", "--batch", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "3 of 3 image(s) FAILED" in err and "--allow-failures" in err and err.count("\n") == 1
+
+
+def test_some_failed_with_allow_failures_exits_0(rows, capsys):
+    rows += [workflow.Row("a.png", "SUCCEEDED", "bicycle", 0.99), workflow.Row("b.png", "FAILED")]
+    assert cli.main(["invoke", "--batch", "2", "--allow-failures"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_all_succeeded_exits_0_and_strict_still_parses(rows, capsys):
+    rows += [workflow.Row("a.png", "SUCCEEDED", "bicycle", 0.99)]
+    assert cli.main(["invoke", "--batch", "1", "--strict"]) == 0
+    assert "--strict is the default now" in capsys.readouterr().err
