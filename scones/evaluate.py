@@ -35,13 +35,9 @@ def pick_model(bucket: str, model: str | None, target: str, log: Callable[[str],
     if model:
         log(f"evaluating {model} (--model)")
         return model
-    deployed = models.deployed_model_uri(target)
-    if deployed:
-        uri, why = deployed
-        log(f"evaluating {uri}: {why} (pass --model to evaluate another)")
-        return uri
-    uri = models.latest_model_uri(bucket, log)
-    log(f"evaluating {uri}: nothing is deployed, so the newest trained model (pass --model to choose)")
+    uri, why = models.served_or_newest(bucket, target, log)
+    deployed = models.deployed_model_uri(target) is not None
+    log(f"evaluating {uri}: {why} (pass --model to {'evaluate another' if deployed else 'choose'})")
     return uri
 
 

@@ -58,6 +58,15 @@ def deployed_model_uri(target: str, stack: str | None = None, endpoint: str | No
     return (str(uri), f"the model endpoint {endpoint} serves") if uri else None
 
 
+def served_or_newest(bucket: str, target: str, log=print) -> tuple[str, str]:
+    """(the model deployed on `target`, where that was read), else (the newest trained model, saying so): what
+    `scones evaluate` and `scones monitor` judge when no model is named."""
+    deployed = deployed_model_uri(target)
+    if deployed:
+        return deployed
+    return latest_model_uri(bucket, log), "nothing is deployed, so the newest trained model"
+
+
 def _json_record(path: Path) -> dict:
     try:
         found = json.loads(path.read_text())

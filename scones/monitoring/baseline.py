@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scones.core.files import write_atomic
 from scones.monitoring import capture, drift
 from services.endpoint import inference
 
@@ -220,9 +221,9 @@ def build(model_dir: Path, images: list[tuple[str, bytes]], threshold: float, mo
 
 def write(baseline: Baseline, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "statistics.json").write_text(json.dumps(baseline.statistics, indent=2) + "\n")
-    (folder / "constraints.json").write_text(json.dumps(baseline.constraints, indent=2) + "\n")
-    (folder / "baseline.json").write_text(json.dumps(baseline.meta, indent=2) + "\n")
+    write_atomic(folder / "statistics.json", json.dumps(baseline.statistics, indent=2) + "\n")
+    write_atomic(folder / "constraints.json", json.dumps(baseline.constraints, indent=2) + "\n")
+    write_atomic(folder / "baseline.json", json.dumps(baseline.meta, indent=2) + "\n")
     baseline.frame.to_csv(folder / "baseline.csv", index=False)
     return folder
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from scones import models, stacks
 from scones.core import aws, settings
+from scones.core import target as targets
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from scones.core.files import write_atomic
 from scones.core.progress import Progress
 from scones.data import staged
 from scones.monitoring import baseline as baseline_mod
@@ -157,7 +159,8 @@ def compute_baseline(model_uri: str, bucket: str, prefix: str, threshold: float,
 
 
 def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: float, log=print):
-    """--baseline DIR | s3://…/ | model.tar.gz URI; default: the newest model's (computed once if missing)."""
+    """--baseline DIR | s3://…/ | model.tar.gz URI; default: the deployed model's, else the newest model's
+    (computed once if missing, cached beside the model)."""
     if given and not given.startswith("s3://"):
         try:
             return baseline_mod.read(Path(given)), given
@@ -169,7 +172,13 @@ def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: flo
             raise UsageError(f"--baseline {given}: no {', '.join(baseline_mod.FILES)} there")
         return baseline_mod.read(folder), given
     try:
-        model_uri = given or models.latest_model_uri(bucket)
+        if given:
+            model_uri = given
+        else:
+            model_uri, why = models.served_or_newest(
+                bucket, targets.current().name if targets.is_active() else settings.target(), log
+            )
+            log(f"baseline of {model_uri}: {why} (pass --baseline to choose another)")
     except models.ModelNotFoundError as exc:
         raise NotReadyError(str(exc), next_step="scones train") from None
     cached = models.reports_dir(model_uri) / "baseline"
@@ -237,16 +246,16 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
     }
     labels = result.baseline.labels
     stats = baseline_mod.table_statistics(result.table, result.frame, labels)
-    files["statistics"].write_text(json.dumps(stats, indent=2) + "\n")
-    files["constraints"].write_text(json.dumps(result.baseline.constraints, indent=2) + "\n")
-    files["constraint_violations"].write_text(json.dumps(drift.violations(result.checks), indent=2) + "\n")
+    write_atomic(files["statistics"], json.dumps(stats, indent=2) + "\n")
+    write_atomic(files["constraints"], json.dumps(result.baseline.constraints, indent=2) + "\n")
+    write_atomic(files["constraint_violations"], json.dumps(drift.violations(result.checks), indent=2) + "\n")
     result.frame.to_csv(files["records"], index=False)
     if plots:
         for name, path in report.write_plots(result, out_dir).items():
             files[name] = path
         files["report"] = report.write_html(result, files, out_dir / "report.html")
     result.files = files
-    files["summary"].write_text(json.dumps(result.summary(), indent=2) + "\n")
+    write_atomic(files["summary"], json.dumps(result.summary(), indent=2) + "\n")
     return result
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 from pathlib import Path
 
 import numpy as np
 
+from scones.core.files import write_atomic
 from scones.monitoring.drift import MIN_RECORDS
 
 PLOTS = ("confidence_over_time.png", "confidence_histogram.png", "class_mix_over_time.png", "drift_panel.png")
@@ -63,6 +65,16 @@ def confidence_over_time_figure(frame, threshold: float):
     return fig
 
 
+def _save(fig, out: Path, **options) -> Path:
+    """The figure as a PNG written whole or not at all (a full disk keeps the previous one)."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=100, format="png", **options)
+    finally:
+        _pyplot().close(fig)
+    return write_atomic(out, buffer.getvalue())
+
+
 def _sampled(frame) -> str:
     total = frame.attrs.get("of")
     return f", a sample of {len(frame)} of {total} records" if total and total > len(frame) else ""
@@ -70,9 +82,7 @@ def _sampled(frame) -> str:
 
 def plot_confidence_over_time(frame, threshold: float, out: Path) -> Path:
     fig = confidence_over_time_figure(frame, threshold)
-    fig.savefig(out, dpi=100)
-    _pyplot().close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_confidence_histogram(baseline_frame, frame, threshold: float, out: Path) -> Path:
@@ -88,9 +98,7 @@ def plot_confidence_histogram(baseline_frame, frame, threshold: float, out: Path
     ax.set_title("confidence: baseline vs current")
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_class_mix(frame, labels: list[str], baseline_shares: dict[str, float], out: Path, bins: int = 12) -> Path:
@@ -113,9 +121,7 @@ def plot_class_mix(frame, labels: list[str], baseline_shares: dict[str, float], 
     ax.set_title("class mix over time (dashed: baseline)")
     ax.legend(fontsize=8, loc="upper right", ncol=min(len(labels), 5))
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def plot_drift_panel(checks, out: Path) -> Path:
@@ -145,9 +151,7 @@ def plot_drift_panel(checks, out: Path) -> Path:
         cell.get_text().set_color("white")
         cell.get_text().set_weight("bold")
     ax.set_title("drift checks against the baseline", fontsize=11)
-    fig.savefig(out, dpi=100, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    return out
+    return _save(fig, out, bbox_inches="tight", pad_inches=0.15)
 
 
 def write_plots(result, out_dir: Path) -> dict[str, Path]:
@@ -265,7 +269,7 @@ td.num {{ white-space: nowrap; }}
 Model Monitor-format statistics.json, constraints.json, constraint_violations.json beside this file.</p>
 </body></html>
 """
-    out.write_text(page)
+    write_atomic(out, page)
     return out
 
 
