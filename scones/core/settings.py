@@ -46,6 +46,7 @@ CAPTURE_BLOCK_S = "SCONES_CAPTURE_BLOCK_S"  # block: how long a request waits fo
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads per endpoint worker (0: cores / workers)
 THRESHOLD = "SCONES_THRESHOLD"  # the filter's confidence threshold, read by the filter lambda too
+ALERT_TOPIC_ARN = "SCONES_ALERT_TOPIC_ARN"  # where `scones monitor --alert` publishes (default: the stack's output)
 OLD_THRESHOLD = "THRESHOLD"  # deprecated: still read when SCONES_THRESHOLD is unset, for one release
 DEBUG = "SCONES_DEBUG"  # 1: commands show tracebacks (as --debug does)
 LOCALSTACK_PYTHON = "SCONES_LOCALSTACK_PYTHON"  # a Python >= 3.13 for LocalStack host mode (else python3.13, pyenv)
@@ -234,6 +235,11 @@ def _own_prefix(name: str, default: str) -> str:
             f"{name}={os.environ.get(name)!r} would reach outside the project's own keys", f"unset {name}"
         )
     return value
+
+
+def alert_topic_arn() -> str | None:
+    """The alert topic given to the AWS monitoring job (its role may not read the stack); None: ask the stack."""
+    return os.environ.get(ALERT_TOPIC_ARN, "").strip() or None
 
 
 def prefix() -> str:

@@ -464,8 +464,10 @@ def stack_calls(spec: Spec) -> list[Call]:
     ]
 
 
-def monitoring_environment(spec: Spec) -> dict[str, str]:
-    """What `python -m scones.monitoring` reads in the job (settings.py's names): which bucket, endpoint, stack."""
+def monitoring_environment(spec: Spec, topic_arn: str = "") -> dict[str, str]:
+    """What `python -m scones.monitoring` reads in the job (settings.py's names): which bucket, endpoint, stack, and
+    the alert topic (the job's role may not describe the stack, so `--alert` is told where to publish)."""
+    alert = {settings.ALERT_TOPIC_ARN: topic_arn} if topic_arn else {}
     return {
         settings.TARGET: "aws",
         settings.AWS_REGION: spec.region,
@@ -476,6 +478,7 @@ def monitoring_environment(spec: Spec) -> dict[str, str]:
         settings.CAPTURE_BUCKET: spec.bucket,
         settings.CAPTURE_PREFIX: spec.capture_prefix,
         settings.THRESHOLD: str(spec.threshold),
+        **alert,
     }
 
 
@@ -506,7 +509,9 @@ def monitor_instance(spec: Spec) -> str:
     return spec.monitor_instance_type or monitor_instance_type(spec.monitor_records)
 
 
-def processing_job_request(spec: Spec, account: str, source_key: str, image: Callable[..., str]) -> dict:
+def processing_job_request(
+    spec: Spec, account: str, source_key: str, image: Callable[..., str], topic_arn: str = ""
+) -> dict:
     """CreateProcessingJob as the schedule sends it; the job name gets the scheduler's execution id.
 
     The container runs `sh run.sh --out <dated folder> --threshold <deployed> --alert`: run.sh (downloaded
@@ -555,7 +560,7 @@ def processing_job_request(spec: Spec, account: str, source_key: str, image: Cal
             "ClusterConfig": {"InstanceCount": 1, "InstanceType": monitor_instance(spec), "VolumeSizeInGB": 10}
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": MONITOR_MAX_RUNTIME_S},
-        "Environment": monitoring_environment(spec),
+        "Environment": monitoring_environment(spec, topic_arn),
         "Tags": spec.tags(),
     }
 
@@ -583,7 +588,7 @@ def monitoring_calls(
     spec: Spec, account: str, source_key: str, image: Callable[..., str], topic_arn: str = ALERT_TOPIC_PLACEHOLDER
 ) -> list[Call]:
     role = f"arn:aws:iam::{account}:role/{scheduler_role_name(spec)}"
-    job = processing_job_request(spec, account, source_key, image)
+    job = processing_job_request(spec, account, source_key, image, topic_arn)
     script_key = source_key.rsplit("/", 1)[0] + "/" + MONITOR_SCRIPT
     return [
         Call("s3", "put_object", {"Bucket": spec.bucket, "Key": source_key}, "the scones source, for the job"),

@@ -308,7 +308,7 @@ def alert(result: MonitorResult, endpoint: str, topic_arn: str | None = None) ->
     """Publish the verdict to the stack's alert topic when a check failed; returns the message id."""
     if not result.failed:
         return None
-    topic_arn = topic_arn or stacks.outputs().get("AlertTopicArn")
+    topic_arn = topic_arn or settings.alert_topic_arn() or stacks.outputs().get("AlertTopicArn")
     if not topic_arn:
         raise NotReadyError("the deployed stack has no AlertTopicArn output", next_step="scones deploy")
     message = {k: v for k, v in result.summary().items() if k != "checks"}
