@@ -168,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flags.add_deploy_flags(p)
 
-    p = add("rollback", c.cmd_rollback, "send all traffic back to the old model (of a rollout, or of the last one)", locks=True)
+    p = add(
+        "rollback",
+        c.cmd_rollback,
+        "send all traffic back to the old model (of a rollout, or of the last one)",
+        locks=True,
+    )
     p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
 
     p = add("invoke", c.cmd_invoke, "run the workflow on staged test images and print a result table", data=True)
