@@ -17,6 +17,7 @@ from scones import models, workflow
 from scones.core import aws, service, settings, target
 from scones.core.errors import SconesError, UsageError
 from scones.core.files import write_atomic
+from services.endpoint import variants as routing
 
 MODULE = "services.endpoint"
 
@@ -241,6 +242,14 @@ def switch(model: str, name: str, timeout_s: float = 60.0, log=print) -> Endpoin
         return start(uri, name, old.get("port"), timeout_s, log, host, old.get("workers"))
     server = _service(name)
     args = [*server_args(model_dir, name, old["port"], server.record_path, uri, host, old.get("workers")), "--join"]
+    ready = _join(name, old, args, kept, timeout_s)
+    log(f"endpoint {name} switched to {uri} at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
+    return ready
+
+
+def _join(name: str, old: dict, args: list[str], kept: str, timeout_s: float) -> EndpointStatus:
+    """A new worker set (`args`, with --join) listens beside the running one, which then drains and stops."""
+    server = _service(name)
     proc = service.spawn(MODULE, args, server.log_path, dict(os.environ))
     deadline = time.monotonic() + timeout_s
     while _listening(proc.pid, old["port"]) < max(1, old.get("workers") or 1):
@@ -252,9 +261,83 @@ def switch(model: str, name: str, timeout_s: float = 60.0, log=print) -> Endpoin
             )
         time.sleep(0.1)
     service.stop(old["pid"], timeout_s)  # the old set drains and exits; the new one already serves the port
-    ready = status(name)
-    log(f"endpoint {name} switched to {uri} at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
+    return status(name)
+
+
+def variants(name: str) -> list[routing.Variant]:
+    """The variants the running endpoint serves (one AllTraffic for an endpoint started with one model)."""
+    found = record(name)
+    if found.get("variants_file"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return routing.read(Path(found["variants_file"])).variants
+    if not found.get("model_dir"):
+        return []
+    return [routing.Variant(routing.PRODUCTION, Path(found["model_dir"]), 1.0, 0.0, found.get("model_uri", ""))]
+
+
+def serve_variants(name: str, wanted: list[routing.Variant], timeout_s: float = 60.0, log=print) -> EndpointStatus:
+    """Serve `wanted` (each with its model, weight, shadow share) as the running endpoint `name`, with no
+    request failing meanwhile: every model not served yet answers /ping and a probe image on a free port first,
+    then a worker set loading all of them joins the port and the old set drains (as `switch`). Each worker set
+    follows its own control file, so the old set never sees the new set's weights."""
+    old = record(name)
+    current = status(name)
+    if not current.running:
+        raise EndpointError(f"endpoint {name} is not running", "scones endpoint start")
+    routing.check(wanted)
+    kept = f"endpoint {name} still serves {', '.join(v.name for v in variants(name))}"
+    host = (current.url or "").split("//")[1].rsplit(":", 1)[0]
+    served = {str(v.model_dir) for v in variants(name)}
+    for v in wanted:
+        if str(v.model_dir) in served:
+            continue
+        try:
+            log(f"checking {v.model_uri or v.model_dir} ({v.name}) on a free port before endpoint {name} serves it ...")
+            _candidate(v.model_uri or str(v.model_dir), v.model_dir, name, host, timeout_s)
+        except SconesError as exc:
+            raise EndpointError(f"the new model was refused: {exc}; {kept}", "scones endpoint status") from None
+    if not old.get("reuseport"):
+        raise EndpointError(f"endpoint {name} predates switches without a gap", f"scones endpoint stop --name {name}")
+    control = settings.state_dir() / "endpoints" / name / f"variants-{int(time.time() * 1000)}.json"
+    routing.write(control, routing.Control(wanted))
+    server = _service(name)
+    args = server_args(wanted[0].model_dir, name, old["port"], server.record_path, None, host, old.get("workers"))
+    args = [a for a in args if a != "--model" and a != str(wanted[0].model_dir)]
+    ready = _join(name, old, [*args, "--variants", str(control), "--join"], kept, timeout_s)
+    shown = ", ".join(f"{v.name} ({_share(v)})" for v in wanted)
+    log(f"endpoint {name} serves {shown} at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
     return ready
+
+
+def _share(v: routing.Variant) -> str:
+    return f"shadow {v.shadow_percent:g}%" if v.shadow else f"weight {v.weight:g}"
+
+
+def set_weights(name: str, weights: dict[str, float]) -> None:
+    """Shift traffic between the variants served now: every worker follows within a tenth of a second."""
+    path = record(name).get("variants_file")
+    if not path:
+        raise EndpointError(f"endpoint {name} serves one model, no variants to weigh", "scones deploy --rollout …")
+    control = routing.read(Path(path))
+    unknown = set(weights) - {v.name for v in control.variants}
+    if unknown:
+        raise EndpointError(f"endpoint {name} has no variant {', '.join(sorted(unknown))}", "scones endpoint status")
+    for v in control.variants:
+        v.weight = weights.get(v.name, v.weight)
+    routing.write(Path(path), control)
+
+
+def note_rollout(name: str, state: dict | None) -> None:
+    """Persist a rollout's state in the endpoint's record (atomically): an interrupted rollout is found there."""
+    path = settings.endpoint_record_path(name)
+    found = record(name)
+    if not found:
+        return
+    if state is None:
+        found.pop("rollout", None)
+    else:
+        found["rollout"] = state
+    write_atomic(path, json.dumps(found))
 
 
 def record(name: str) -> dict:

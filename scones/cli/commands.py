@@ -179,7 +179,15 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
             print(f"endpoint {name}: not running ({found.detail})")
             return 3
         where = f"{found.url} (pid {found.pid}, {found.workers} workers)"
-        print(f"endpoint {name}: running at {where}; {json.dumps(found.stats)}")
+        rows = (found.stats or {}).get("variants", [])
+        counters = {k: v for k, v in (found.stats or {}).items() if k != "variants"}
+        print(f"endpoint {name}: running at {where}; {json.dumps(counters)}")
+        for row in rows:
+            share = f"shadow {row['shadow_percent']:g}%" if row["shadow_percent"] else f"weight {row['weight']:g}"
+            print(
+                f"  variant {row['name']:<12} {share:<12} {row['requests']:>8} requests  {row['errors5xx']} 5xx  "
+                f"{row['errors4xx']} 4xx  model {row['model_uri']}"
+            )
     else:
         if not args.image:
             raise errors.UsageError("scones endpoint invoke needs an image file", "scones endpoint invoke IMAGE.png")
@@ -191,15 +199,36 @@ def cmd_endpoint(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from scones.deploy import aws_command
-    from scones.deploy.run import deploy
+    from scones.deploy.run import Update, deploy
 
     target = targets.activate(args.target)
     if target.name == "aws":  # the SageMaker chain: training job, endpoint, scaling, stack, monitoring schedule
         return aws_command.deploy(args)
-    found = deploy(target, args.bucket or settings.bucket(), args.model, args.threshold, args.alert_email)
+    if args.shadow_percent is not None and not args.shadow:
+        raise errors.UsageError("--shadow-percent needs --shadow", "scones deploy --model NEW --shadow")
+    if args.shadow and args.rollout:
+        raise errors.UsageError("--shadow and --rollout are two ways to try a model: pick one", "scones deploy --help")
+    if args.alarm and not args.rollout:
+        raise errors.UsageError("--alarm needs --rollout", "scones deploy --model NEW --rollout canary:10:300")
+    shadow = (
+        (settings.shadow_percent() if args.shadow_percent is None else args.shadow_percent) if args.shadow else None
+    )
+    if shadow is not None and not 0 < shadow <= 100:
+        raise errors.UsageError(f"--shadow-percent {shadow:g} is outside 0..100", "e.g. --shadow-percent 20")
+    how = Update(force=args.force, shadow_percent=shadow, rollout=args.rollout, alarms=tuple(args.alarm or ()))
+    bucket = args.bucket or settings.bucket()
+    found = deploy(target, bucket, args.model, args.threshold, args.alert_email, how=how, prefix=args.prefix)
     print(f"stack {found.stack}: {found.action} in {found.seconds:.1f} s ({found.uploaded} artifacts uploaded)")
     for key, value in sorted(found.outputs.items()):
         print(f"  {key:<30} {value}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from scones import rollout
+
+    name = args.name or settings.endpoint_name()
+    print(rollout.rollback(name, "asked by hand (scones rollback)"))
     return 0
 
 

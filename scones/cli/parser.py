@@ -140,7 +140,41 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"confidence threshold (default ${settings.THRESHOLD} or {settings.DEFAULT_THRESHOLD})",
     )
     p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
+    p.add_argument(
+        "--prefix", default=None, help=f"local targets: the staged data the quality gate scores ({PREFIX_HELP})"
+    )
+    p.add_argument("--force", action="store_true", help="local targets: skip the quality gate for --model")
+    p.add_argument(
+        "--shadow", action="store_true", help="local targets: mirror live requests to --model; production still answers"
+    )
+    p.add_argument(
+        "--shadow-percent",
+        type=float,
+        default=None,
+        help=f"with --shadow: the share mirrored (default ${settings.SHADOW_PERCENT} or 100)",
+    )
+    p.add_argument(
+        "--rollout",
+        default=None,
+        metavar="canary:P:S|linear:P:S",
+        help="local targets: shift traffic to --model by stages, rolled back when an alarm fires",
+    )
+    p.add_argument(
+        "--alarm",
+        action="append",
+        default=None,
+        help="with --rollout: roll back on this CloudWatch alarm (repeatable; default: the candidate's 5xx and "
+        "latency alarms, created)",
+    )
     flags.add_deploy_flags(p)
+
+    p = add(
+        "rollback",
+        c.cmd_rollback,
+        "send all traffic back to the old model (of a rollout, or of the last one)",
+        locks=True,
+    )
+    p.add_argument("--name", default=None, help=f"default ${settings.SCONES_ENDPOINT_NAME} or scones-endpoint")
 
     p = add("invoke", c.cmd_invoke, "run the workflow on staged test images and print a result table", data=True)
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")

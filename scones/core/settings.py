@@ -327,3 +327,41 @@ def cors_origins() -> tuple[str, ...]:
 
 def verify_signatures() -> bool:
     return _get(VERIFY_SIGNATURES, "0").lower() in ("1", "true", "yes")
+
+
+# --- safe model updates: variants, the quality gate, shadow tests, rollouts (docs/safe-updates.md) -------------
+ENDPOINT_METRICS_S = "SCONES_ENDPOINT_METRICS_S"  # how often endpoint workers put their metrics (0: never)
+GATE_ACCURACY_DROP = "SCONES_GATE_ACCURACY_DROP"  # the gate refuses a candidate whose accuracy is lower by more
+GATE_ECE_RISE = "SCONES_GATE_ECE_RISE"  # … whose ECE is higher by more
+GATE_COVERAGE_DROP = "SCONES_GATE_COVERAGE_DROP"  # … whose coverage at the threshold is lower by more
+GATE_FALSE_PASS_RISE = "SCONES_GATE_FALSE_PASS_RISE"  # … whose false-pass rate on held-out outliers is higher by more
+SHADOW_PERCENT = "SCONES_SHADOW_PERCENT"  # --shadow: the share of live requests mirrored to the candidate
+ROLLOUT_PERIOD_S = "SCONES_ROLLOUT_PERIOD_S"  # the period of the alarms a rollout creates (CloudWatch's minimum 10)
+ROLLOUT_LATENCY_MS = "SCONES_ROLLOUT_LATENCY_MS"  # the candidate's ModelLatency p95 alarm threshold
+
+
+def endpoint_metrics_s() -> float:
+    """Seconds between two puts of an endpoint worker's metrics (SageMaker's 60 by default; 0: none)."""
+    return _number(ENDPOINT_METRICS_S, 60.0, 0.0, 3600.0)
+
+
+def gate_margins() -> dict[str, float]:
+    """How much worse than production a candidate may be on each figure before the gate refuses it."""
+    return {
+        "accuracy": _number(GATE_ACCURACY_DROP, 0.01, 0.0, 1.0),
+        "ece": _number(GATE_ECE_RISE, 0.01, 0.0, 1.0),
+        "coverage": _number(GATE_COVERAGE_DROP, 0.02, 0.0, 1.0),
+        "false_pass": _number(GATE_FALSE_PASS_RISE, 0.02, 0.0, 1.0),
+    }
+
+
+def shadow_percent() -> float:
+    return _number(SHADOW_PERCENT, 100.0, 0.0, 100.0)
+
+
+def rollout_period_s() -> int:
+    return _number(ROLLOUT_PERIOD_S, 60, 1, 86400, int, "an integer")
+
+
+def rollout_latency_ms() -> float:
+    return _number(ROLLOUT_LATENCY_MS, 500.0, 0.001, 600000.0)

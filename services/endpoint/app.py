@@ -7,9 +7,15 @@
     GET  /_scones/stats                    counters (requests, batches, captured and written records), summed
                                            over every worker from the board (board.py)
 
-Requests are decoded on arrival, grouped by the dynamic batcher (batching.py), answered as a JSON list of
-probabilities by the serving handlers (inference.py) and captured (sampled) in SageMaker's format
-(capture.py). The model loads on a thread after startup; shutdown flushes the capture buffer. The processes
+Requests are decoded on arrival, routed to a production variant (variants.py: by the client's
+X-Amzn-SageMaker-Target-Variant, else by weight), grouped by that variant's dynamic batcher (batching.py),
+answered as a JSON list of probabilities by the serving handlers (inference.py) with the variant named in
+X-Amzn-Invoked-Production-Variant, and captured (sampled) in SageMaker's format under the variant's own prefix
+(capture.py). A shadow variant's share of requests is mirrored to it after production has answered, off the
+request path; its answer is captured, never sent. Each variant's Invocations, Invocation4XXErrors,
+Invocation5XXErrors and ModelLatency (microseconds) are put to CloudWatch (AWS/SageMaker, EndpointName and
+VariantName) every metrics period, as SageMaker does: rollouts' alarms read them. The models load on a thread
+after startup; shutdown flushes the capture buffers. The processes
 that run this app are supervisor.py's; the command line is cli.py's.
 """
 
@@ -22,7 +28,9 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from scones.core import settings
@@ -30,7 +38,8 @@ from scones.core import settings
 from . import inference
 from .batching import DynamicBatcher
 from .board import Board
-from .capture import VARIANT, CaptureWriter
+from .capture import CaptureWriter
+from .variants import INVOKED_HEADER, POLL_S, PRODUCTION, TARGET_HEADER, Router, Variant
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -41,6 +50,10 @@ class PayloadTooLargeError(inference.InferenceError):
 
 class RequestTimeoutError(inference.InferenceError):
     status_code = 408
+
+
+class UnknownVariantError(inference.InferenceError):
+    status_code = 400
 
 
 class CaptureFullError(inference.InferenceError):
@@ -64,6 +77,64 @@ def _malloc_trim() -> Callable[[], object]:
 
 trim_memory = _malloc_trim()
 
+NAMESPACE = "AWS/SageMaker"  # where SageMaker puts an endpoint's invocation metrics
+MAX_VALUES = 150  # distinct values one PutMetricData datum may carry
+
+
+class Served:
+    """One variant in this worker: its model, batcher, capture writer, counters and the metrics not yet put."""
+
+    def __init__(self, index: int, variant: Variant, batcher: DynamicBatcher, capture: CaptureWriter | None) -> None:
+        self.index, self.variant, self.batcher, self.capture = index, variant, batcher, capture
+        self.model: inference.Model | None = None
+        self.requests = self.errors5xx = self.errors4xx = 0
+        self.window = [0, 0, 0, []]  # since the last put: invocations, 5xx, 4xx, latencies (ms)
+
+    def count(self, status: int, latency_ms: float | None = None) -> None:
+        self.requests += 1
+        self.window[0] += 1
+        if status >= 500:
+            self.errors5xx += 1
+            self.window[1] += 1
+        elif status >= 400:
+            self.errors4xx += 1
+            self.window[2] += 1
+        if latency_ms is not None:
+            self.window[3].append(latency_ms)
+
+    def metric_data(self, endpoint: str, when: datetime) -> list[dict]:
+        """What SageMaker would put for this variant since the last call (nothing when no request came)."""
+        (invocations, e5, e4, latencies), self.window = self.window, [0, 0, 0, []]
+        if not invocations:
+            return []
+        dims = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": self.variant.name}]
+        data = [
+            {"MetricName": name, "Dimensions": dims, "Timestamp": when, "Value": float(value), "Unit": "None"}
+            for name, value in (("Invocations", invocations), ("Invocation5XXErrors", e5), ("Invocation4XXErrors", e4))
+        ]
+        if latencies:
+            counts: dict[float, int] = {}
+            step = 10.0  # microseconds; coarser until the distinct values fit one datum
+            while True:
+                counts.clear()
+                for ms in latencies:
+                    key = round(ms * 1000 / step) * step
+                    counts[key] = counts.get(key, 0) + 1
+                if len(counts) <= MAX_VALUES:
+                    break
+                step *= 4
+            data.append(
+                {
+                    "MetricName": "ModelLatency",
+                    "Dimensions": dims,
+                    "Timestamp": when,
+                    "Values": list(counts),
+                    "Counts": [float(n) for n in counts.values()],
+                    "Unit": "Microseconds",
+                }
+            )
+        return data
+
 
 class EndpointApp:
     def __init__(
@@ -78,8 +149,18 @@ class EndpointApp:
         threads: int | None = None,
         body_timeout_s: float | None = None,
         capture_block_s: float | None = None,
+        variants: list[Variant] | None = None,
+        capture_for: Callable[[str], CaptureWriter | None] | None = None,
+        control: Path | None = None,
+        put_metrics: Callable[[list[dict]], None] | None = None,
+        metrics_period_s: float | None = None,
     ) -> None:
-        """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults)."""
+        """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults).
+
+        `variants`: the models served (default: `model_dir` alone, as AllTraffic); each gets the writer
+        `capture_for(variant name)` (default: `capture` for the first one). `control`: the control file whose
+        weights every worker follows. `put_metrics(metric data)` runs every `metrics_period_s`
+        ($SCONES_ENDPOINT_METRICS_S), off the event loop."""
         if max_batch_size is None:
             max_batch_size = settings.max_batch_size()
         if max_wait_ms is None:
@@ -88,13 +169,24 @@ class EndpointApp:
         self.max_body_bytes = settings.max_payload_bytes() if max_body_bytes is None else max_body_bytes
         self.body_timeout_s = settings.body_timeout_s() if body_timeout_s is None else body_timeout_s
         self.capture_block_s = settings.capture_block_s() if capture_block_s is None else capture_block_s
-        self.board = board or Board(1)  # this worker's counters, beside the other workers'
         self.threads = threads
-        self.model: inference.Model | None = None
         self.load_error: Exception | None = None
         self.on_load_error: Callable[[], None] = lambda: None
         self.load_first = False  # load during startup, before the socket listens (a deploy joining a port)
-        self.batcher = DynamicBatcher(self._predict, max_batch_size, max_wait_ms, expected=lambda: self.active)
+        variants = variants or [Variant(PRODUCTION, self.model_dir)]
+        self.router = Router(variants)
+        self.control = control
+        self.served: dict[str, Served] = {}
+        for i, v in enumerate(variants):
+            writer = capture_for(v.name) if capture_for else (capture if i == 0 else None)
+            batcher = DynamicBatcher(self._predictor(v.name), max_batch_size, max_wait_ms, expected=lambda: self.active)
+            self.served[v.name] = Served(i, v, batcher, writer)
+        first = next(iter(self.served.values()))
+        self.capture, self.batcher = first.capture, first.batcher  # the first variant's (one-model endpoints)
+        self.board = board or Board(1, len(variants))  # this worker's counters, beside the other workers'
+        self.put_metrics = put_metrics
+        self.metrics_period_s = settings.endpoint_metrics_s() if metrics_period_s is None else metrics_period_s
+        self.metric_failures = 0
         self.active = 0  # requests accepted and not yet answered: the batcher waits only for these
         self.requests = 0
         self.errors = 0
@@ -103,15 +195,30 @@ class EndpointApp:
         self._big_decodes: asyncio.Semaphore | None = None
         self._big_active = 0
         self._tasks: list[asyncio.Task] = []
+        self._shadow_tasks: set[asyncio.Task] = set()  # held until done (the loop keeps weak references only)
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def _predict(self, images):
-        assert self.model is not None
-        return inference.predict_fn(images, self.model)
+    @property
+    def model(self) -> inference.Model | None:
+        """The first variant's model once every variant's is loaded (None before)."""
+        served = list(self.served.values())
+        return served[0].model if all(s.model is not None for s in served) else None
+
+    def _predictor(self, name: str):
+        def predict(images):
+            model = self.served[name].model
+            assert model is not None
+            return inference.predict_fn(images, model)
+
+        return predict
+
+    def _writers(self) -> list[CaptureWriter]:
+        return [s.capture for s in self.served.values() if s.capture is not None]
 
     def _load(self) -> None:
         try:
-            self.model = inference.load(self.model_dir, self.threads)
+            for served in self.served.values():
+                served.model = inference.load(served.variant.model_dir, self.threads)
         except Exception as exc:
             self.load_error = exc
             print(f"endpoint {self.name}: cannot load the model: {exc}", file=sys.stderr, flush=True)
@@ -122,48 +229,87 @@ class EndpointApp:
 
     def publish(self) -> None:
         """This worker's counters onto the shared board (a few stores; /_scones/stats sums the board)."""
-        capture = self.capture
+        writers = self._writers()
         self.board.set(
             requests=self.requests,
             errors=self.errors,
-            batches=self.batcher.batches,
-            batched_images=self.batcher.images,
-            captured=capture.captured if capture else 0,
-            written=capture.written if capture else 0,
-            files=capture.files if capture else 0,
-            dropped=capture.dropped if capture else 0,
-            spooled=capture.spooled if capture else 0,
-            unsent=capture.unsent if capture else 0,
+            batches=sum(s.batcher.batches for s in self.served.values()),
+            batched_images=sum(s.batcher.images for s in self.served.values()),
+            captured=sum(w.captured for w in writers),
+            written=sum(w.written for w in writers),
+            files=sum(w.files for w in writers),
+            dropped=sum(w.dropped for w in writers),
+            spooled=sum(w.spooled for w in writers),
+            unsent=sum(w.unsent for w in writers),
             refused=self.refused,
             timeouts=self.timeouts,
         )
+        if self.board.variants >= len(self.served):
+            for s in self.served.values():
+                self.board.set_variant(s.index, requests=s.requests, errors5xx=s.errors5xx, errors4xx=s.errors4xx)
 
     def _flush(self, final: bool = False) -> None:
-        self.capture.flush(final=final)
+        for writer in self._writers():
+            writer.flush(final=final)
         self.publish()
 
     async def startup(self) -> None:
-        await self.batcher.start()
+        for served in self.served.values():
+            await served.batcher.start()
         if self.load_first:
             await asyncio.get_running_loop().run_in_executor(None, self._load)
         else:
             threading.Thread(target=self._load, daemon=True).start()  # /ping answers 503 meanwhile
-        if self.capture is not None:
+        if self._writers():
             self._tasks.append(asyncio.create_task(self._flush_when_due()))
+        if self.control is not None:
+            self.router.follow(self.control)
+            self._tasks.append(asyncio.create_task(self._follow_control()))
+        if self.put_metrics is not None and self.metrics_period_s > 0:
+            self._tasks.append(asyncio.create_task(self._put_metrics_when_due()))
 
     async def shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.capture is not None:
-            await asyncio.get_running_loop().run_in_executor(None, lambda: self._flush(final=True))
-        await self.batcher.stop()
+        loop = asyncio.get_running_loop()
+        if self._writers():
+            await loop.run_in_executor(None, lambda: self._flush(final=True))
+        if self.put_metrics is not None and self.metrics_period_s > 0:
+            await loop.run_in_executor(None, self._put_metrics)
+        for served in self.served.values():
+            await served.batcher.stop()
 
     async def _flush_when_due(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.25)
-            if self.capture.due():
+            if any(w.due() for w in self._writers()):
                 await loop.run_in_executor(None, self._flush)
+
+    async def _follow_control(self) -> None:
+        """The weights a rollout writes to the control file: every worker follows within POLL_S."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            self.router.follow(self.control)
+
+    def _put_metrics(self) -> None:
+        now = datetime.now(UTC)
+        data = [d for s in self.served.values() for d in s.metric_data(self.name, now)]
+        for i in range(0, len(data), 20):  # PutMetricData's limit per call, kept small
+            try:
+                self.put_metrics(data[i : i + 20])
+            except Exception as exc:  # metrics are best effort: the answers go on
+                self.metric_failures += 1
+                if self.metric_failures in (1, 10, 100):
+                    print(f"endpoint {self.name}: cannot put metrics ({exc})", file=sys.stderr, flush=True)
+
+    async def _put_metrics_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = time.monotonic() + self.metrics_period_s
+        while True:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += self.metrics_period_s
+            await loop.run_in_executor(None, self._put_metrics)
 
     # --- ASGI --------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:
@@ -243,19 +389,21 @@ class EndpointApp:
             self.active -= 1
 
     @staticmethod
-    def _headers(scope) -> tuple[str, str | None]:
-        content_type, accept = "", None
+    def _headers(scope) -> tuple[str, str | None, str | None]:
+        content_type, accept, target = "", None, None
         for key, value in scope["headers"]:
             key = key.lower()
             if key == b"content-type":
                 content_type = value.decode("latin-1")
             elif key == b"accept":
                 accept = value.decode("latin-1")
-        return content_type, accept
+            elif key == TARGET_HEADER:
+                target = value.decode("latin-1")
+        return content_type, accept, target
 
     async def _answer(self, scope, receive, send, runtime_api: bool) -> None:
-        content_type, accept = self._headers(scope)
-        extra = [(b"x-amzn-invoked-production-variant", VARIANT.encode())] if runtime_api else []
+        content_type, accept, target = self._headers(scope)
+        served: Served | None = None
         try:
             body = await self._read_body(scope, receive)
             if self.model is None:
@@ -266,52 +414,93 @@ class EndpointApp:
                     [*JSON_HEADERS, (b"x-amzn-errortype", b"ServiceUnavailable")],
                 )
                 return
+            try:
+                served = self.served[self.router.pick(target)]
+            except KeyError:
+                raise UnknownVariantError(
+                    f"TargetVariant {target} is not a production variant of endpoint {self.name} "
+                    f"(it has {', '.join(n for n, s in self.served.items() if not s.variant.shadow)})"
+                ) from None
             inference.check_accept(accept)  # refuse a bad Accept before any work
+            size = served.model.size
             if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
-                image = await self._decode_big(body, content_type)
+                image = await self._decode_big(body, content_type, size)
             else:
-                image = inference.decode(body, content_type, self.model.size)
-            row = await self.batcher.submit(image)
+                image = inference.decode(body, content_type, size)
+            computed = time.perf_counter()
+            row = await served.batcher.submit(image)
+            latency_ms = (time.perf_counter() - computed) * 1000
             output = inference.output_fn(row[None], accept)
         except inference.InferenceError as exc:
-            self.errors += 1
-            self.publish()
-            await self._error(send, exc.status_code, str(exc), type(exc).__name__, runtime_api)
+            await self._failed(send, served, exc.status_code, str(exc), type(exc).__name__, runtime_api)
             return
         except Exception as exc:
-            self.errors += 1
-            self.publish()
-            await self._error(send, 500, f"{type(exc).__name__}: {exc}", "InternalServerError", runtime_api)
+            await self._failed(send, served, 500, f"{type(exc).__name__}: {exc}", "InternalServerError", runtime_api)
             return
-        if self.capture is not None and self.capture.sampled() and not await self._capture(body, content_type, output):
+        capture = served.capture
+        kept = capture is None or not capture.sampled()
+        if not kept and not await self._capture(capture, body, content_type, output, latency_ms):
             self.refused += 1
-            self.errors += 1
-            self.publish()
             message = (
-                f"the capture buffer stayed full ({self.capture.max_bytes} bytes) for {self.capture_block_s:g} s: "
+                f"the capture buffer stayed full ({capture.max_bytes} bytes) for {self.capture_block_s:g} s: "
                 f"S3 unreachable? (SCONES_CAPTURE_WHEN_FULL=drop answers and counts the loss instead)"
             )
-            await self._error(send, CaptureFullError.status_code, message, "CaptureFullError", runtime_api)
+            await self._failed(send, served, CaptureFullError.status_code, message, "CaptureFullError", runtime_api)
             return
+        served.count(200, latency_ms)
         self.publish()  # before the answer: a client that reads the stats next sees its request counted
-        await self._respond(send, 200, output, [*JSON_HEADERS, *extra])
+        await self._respond(send, 200, output, [*JSON_HEADERS, (INVOKED_HEADER, served.variant.name.encode())])
+        for name in self.router.mirror() if self.router.shadows else ():  # after the answer: off its path
+            shadow = self.served[name]
+            if shadow.model is not None:
+                task = asyncio.create_task(self._shadow(shadow, body, content_type, image, size))
+                self._shadow_tasks.add(task)
+                task.add_done_callback(self._shadow_tasks.discard)
 
-    async def _decode_big(self, body: bytes, content_type: str):
+    async def _failed(self, send, served: Served | None, status: int, message: str, error: str, runtime_api: bool):
+        self.errors += 1
+        if served is not None:
+            served.count(status)
+        self.publish()
+        await self._error(send, status, message, error, runtime_api)
+
+    async def _shadow(self, shadow: Served, body: bytes, content_type: str, image, size) -> None:
+        """A mirrored request: the shadow's answer is captured (its own prefix) and counted, never sent."""
+        try:
+            if shadow.model.size != size:
+                image = inference.decode(body, content_type, shadow.model.size)
+            computed = time.perf_counter()
+            row = await shadow.batcher.submit(image)
+            latency_ms = (time.perf_counter() - computed) * 1000
+            output = inference.output_fn(row[None], None)
+        except Exception:
+            shadow.count(500)
+            return
+        shadow.count(200, latency_ms)
+        writer = shadow.capture
+        mirrored = writer is not None and writer.sampled() and writer.room(body, output)  # never waits
+        if mirrored and writer.add(body, content_type, output, latency_ms):
+            asyncio.get_running_loop().run_in_executor(None, self._flush)
+
+    async def _decode_big(self, body: bytes, content_type: str, size=None):
         if self._big_decodes is None:
             self._big_decodes = asyncio.Semaphore(BIG_DECODES)
         loop = asyncio.get_running_loop()
         async with self._big_decodes:
             self._big_active += 1
             try:
-                return await loop.run_in_executor(None, inference.decode, body, content_type, self.model.size)
+                size = size or self.model.size
+                return await loop.run_in_executor(None, inference.decode, body, content_type, size)
             finally:
                 self._big_active -= 1
                 if self._big_active == 0:  # the last big decode: give its memory back
                     loop.run_in_executor(None, trim_memory)
 
-    async def _capture(self, body: bytes, content_type: str, output: bytes) -> bool:
+    async def _capture(
+        self, capture: CaptureWriter, body: bytes, content_type: str, output: bytes, latency_ms: float
+    ) -> bool:
         """Buffer the record; False when the block policy waited capture_block_s for room in vain."""
-        capture, loop = self.capture, asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         if not capture.room(body, output) and capture.when_full == "block":
             deadline = loop.time() + self.capture_block_s
             while not capture.room(body, output):
@@ -320,7 +509,7 @@ class EndpointApp:
                 if not capture.flushing():
                     loop.run_in_executor(None, self._flush)
                 await asyncio.sleep(0.05)
-        if capture.add(body, content_type, output):
+        if capture.add(body, content_type, output, latency_ms):
             loop.run_in_executor(None, self._flush)
         return True
 
@@ -353,6 +542,18 @@ class EndpointApp:
         """Every worker's counters summed (this worker's own are published first)."""
         self.publish()
         board, capture = self.board, self.capture
+        variants = [
+            {
+                "name": s.variant.name,
+                "model_uri": s.variant.model_uri or str(s.variant.model_dir),
+                "weight": self.router.variants[s.variant.name].weight,
+                "shadow_percent": self.router.variants[s.variant.name].shadow_percent,
+                "requests": board.variant_total(s.index, "requests") if board.variants > s.index else s.requests,
+                "errors5xx": board.variant_total(s.index, "errors5xx") if board.variants > s.index else s.errors5xx,
+                "errors4xx": board.variant_total(s.index, "errors4xx") if board.variants > s.index else s.errors4xx,
+            }
+            for s in self.served.values()
+        ]
         batches, images = board.total("batches"), board.total("batched_images")
         captured, written = board.total("captured"), board.total("written")
         return {
@@ -380,4 +581,5 @@ class EndpointApp:
             "capture_spooled": board.total("spooled"),
             "capture_refused_full": board.total("refused"),
             "body_timeouts": board.total("timeouts"),
+            "variants": variants,
         }

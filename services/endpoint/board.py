@@ -33,19 +33,25 @@ FIELDS = (
     "timeouts",  # request bodies not received within the deadline (408)
 )
 RETIRED_ONLY = ("pid", "loaded")
+VARIANT_FIELDS = ("requests", "errors5xx", "errors4xx")  # per production or shadow variant, per worker
 NOTE_BYTES = 1024
 
 
 class Board:
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
+    def __init__(self, workers: int, variants: int = 1) -> None:
+        self.workers, self.variants = workers, variants
         size = (workers + 1) * len(FIELDS) * 8
-        self._memory = mmap.mmap(-1, size + NOTE_BYTES)  # MAP_SHARED: survives fork()
+        vsize = (workers + 1) * variants * len(VARIANT_FIELDS) * 8
+        self._memory = mmap.mmap(-1, size + vsize + NOTE_BYTES)  # MAP_SHARED: survives fork()
         rows = np.frombuffer(self._memory, dtype=np.int64, count=(workers + 1) * len(FIELDS)).reshape(
             workers + 1, len(FIELDS)
         )
         self.table, self.retired = rows[:workers], rows[workers]  # the workers' rows; the dead workers' sums
-        self._note = memoryview(self._memory)[size:]
+        # per variant (in the order the endpoint lists them): [worker or retired row, variant, VARIANT_FIELDS]
+        self.vtable = np.frombuffer(
+            self._memory, dtype=np.int64, count=(workers + 1) * variants * len(VARIANT_FIELDS), offset=size
+        ).reshape(workers + 1, variants, len(VARIANT_FIELDS))
+        self._note = memoryview(self._memory)[size + vsize :]
         self.slot = 0  # which row this process writes
 
     def note(self, text: str) -> None:
@@ -59,6 +65,15 @@ class Board:
         row = self.table[self.slot]
         for name, value in values.items():
             row[FIELDS.index(name)] = value
+
+    def set_variant(self, index: int, **values: int) -> None:
+        row = self.vtable[self.slot, index]
+        for name, value in values.items():
+            row[VARIANT_FIELDS.index(name)] = value
+
+    def variant_total(self, index: int, name: str) -> int:
+        """Over every worker, live or retired."""
+        return int(self.vtable[:, index, VARIANT_FIELDS.index(name)].sum())
 
     def column(self, name: str) -> np.ndarray:
         return self.table[:, FIELDS.index(name)]
@@ -79,6 +94,8 @@ class Board:
                 self.retired[at(name)] += row[at(name)]
         self.retired[at("lost_killed")] += lost
         row[:] = 0
+        self.vtable[self.workers] += self.vtable[slot]
+        self.vtable[slot] = 0
         return lost
 
     def all_loaded(self) -> bool:

@@ -2,6 +2,7 @@
 
     python -m services.endpoint --model MODEL_DIR [--name scones-endpoint] [--host 127.0.0.1] [--port 8080]
                                 [--workers N] [--record PATH] [--source S3_URI] [--no-capture]
+    python -m services.endpoint --variants CONTROL.json …     (several production or shadow variants: variants.py)
 
 `--workers N` runs N servers as processes sharing the port, each with cores / N onnxruntime threads; /ping
 answers 200 once every worker has loaded the model and /_scones/stats sums every worker's counters.
@@ -23,6 +24,7 @@ from .app import EndpointApp
 from .board import Board
 from .capture import CaptureWriter
 from .supervisor import serve
+from .variants import PRODUCTION, Variant, check, read
 
 
 def s3_put(bucket: str):
@@ -31,6 +33,16 @@ def s3_put(bucket: str):
 
     def put(key: str, body: bytes) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
+
+    return put
+
+
+def cloudwatch_put():
+    """The metrics' uploader (AWS_ENDPOINT_URL picks the cloud): SageMaker's namespace."""
+    cloudwatch = aws.client("cloudwatch")
+
+    def put(data: list[dict]) -> None:
+        cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data)
 
     return put
 
@@ -46,7 +58,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m services.endpoint", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", type=Path, required=True, help="an unpacked model folder (model.onnx, labels.json, …)")
+    p.add_argument("--model", type=Path, default=None, help="an unpacked model folder (model.onnx, labels.json, …)")
+    p.add_argument(
+        "--variants",
+        type=Path,
+        default=None,
+        help="a control file naming each variant's model and weight (variants.py)",
+    )
     p.add_argument("--name", default=settings.endpoint_name())
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=settings.endpoint_port())
@@ -67,7 +85,15 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
-        inference.check_model_dir(args.model)
+        if (args.model is None) == (args.variants is None):
+            raise ValueError("pass --model MODEL_DIR or --variants CONTROL.json (one of them)")
+        if args.variants is not None:
+            variants = read(args.variants).variants
+        else:
+            variants = [Variant(PRODUCTION, args.model, model_uri=args.source or str(args.model))]
+        check(variants)
+        for v in variants:
+            inference.check_model_dir(v.model_dir)
         workers = args.workers if args.workers is not None else settings.endpoint_workers()
         if not 0 <= workers <= 64:
             raise ValueError(f"--workers must be in 0..64 (0: one per core), got {workers}")
@@ -77,14 +103,44 @@ def main(argv: list[str] | None = None) -> None:
         unsent = settings.state_dir() / "capture-unsent"
         max_batch, max_wait, max_body = settings.max_batch_size(), settings.max_wait_ms(), settings.max_payload_bytes()
 
-        def build(board: Board) -> EndpointApp:  # in the worker: its boto3 client is its own
-            capture = None
-            if not args.no_capture:
-                capture = CaptureWriter(s3_put(bucket), args.name, prefix=prefix, percent=percent, fallback_dir=unsent)
-            return EndpointApp(args.model, args.name, capture, max_batch, max_wait, max_body, board, threads)
+        metrics_s = settings.endpoint_metrics_s()
 
-        about = {"name": args.name, "model_dir": str(args.model), "model_uri": args.source or str(args.model)}
-        code = serve(build, args.host, args.port, workers, args.record, about, join=args.join)
+        def build(board: Board) -> EndpointApp:  # in the worker: its boto3 clients are its own
+            put = s3_put(bucket) if not args.no_capture else None
+
+            def capture_for(variant: str) -> CaptureWriter | None:
+                if put is None:
+                    return None
+                return CaptureWriter(
+                    put, args.name, prefix=prefix, variant=variant, percent=percent, fallback_dir=unsent
+                )
+
+            return EndpointApp(
+                variants[0].model_dir,
+                args.name,
+                None,
+                max_batch,
+                max_wait,
+                max_body,
+                board,
+                threads,
+                variants=variants,
+                capture_for=capture_for,
+                control=args.variants,
+                put_metrics=cloudwatch_put() if metrics_s > 0 and not args.no_capture else None,
+                metrics_period_s=metrics_s,
+            )
+
+        first = variants[0]
+        about = {
+            "name": args.name,
+            "model_dir": str(first.model_dir),
+            "model_uri": first.model_uri or str(first.model_dir),
+        }
+        if args.variants is not None:
+            about["variants_file"] = str(args.variants)
+            about["variants"] = [v.name for v in variants]
+        code = serve(build, args.host, args.port, workers, args.record, about, join=args.join, variants=len(variants))
     except (inference.ModelLoadError, settings.SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -184,6 +184,7 @@ def serve(
     record_path: Path | None = None,
     about: dict | None = None,
     join: bool = False,
+    variants: int = 1,
 ) -> int:
     """Run `workers` servers on host:port, each made by `build(board)`; returns the exit status.
 
@@ -192,7 +193,7 @@ def serve(
     `join`: join the server already listening on the port (SO_REUSEPORT, as every server here binds), each
     worker listening only once its model is loaded, so that the old server can then stop with no request lost."""
     about = about or {}
-    board = Board(workers)
+    board = Board(workers, variants)
     sock = claim_port(host, port, shared=True, join=join)  # bound before the record is written: 0 picks a free port
     port = sock.getsockname()[1]
     url = f"http://{host}:{port}"

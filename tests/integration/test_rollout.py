@@ -1,0 +1,142 @@
+"""Rollouts on a live local endpoint under load: a broken candidate is rolled back by its 5xx alarm, a good one
+promoted, a missing alarm refused before any traffic moves. Tiny periods (1-s metrics and alarms, canary:50:3)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from helpers import environ, make_brightness_model, make_failing_model, solid_png
+
+from scones import endpoint, rollout
+from scones.core import aws, settings
+from scones.core.errors import NotReadyError
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def live(local_cloud, tmp_path, unique):
+    """A running endpoint (one worker, 1-s metrics) serving the brightness model; stopped at the end."""
+    bucket = f"capture-{unique}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    env = {
+        settings.ENDPOINT_METRICS_S: "1",
+        settings.ROLLOUT_PERIOD_S: "1",
+        settings.CAPTURE_BUCKET: bucket,
+        settings.ENDPOINT_WORKERS: "1",
+    }
+    name = f"ro-{unique}"
+    with environ(env):
+        model = make_brightness_model(tmp_path / "production")
+        found = endpoint.start(str(model), name, port=0, log=lambda _m: None, workers=1)
+        yield name, found.url, tmp_path
+        endpoint.stop(name, log=lambda _m: None)
+
+
+class Load:
+    """Bright images sent one after another until stopped: every answer's (time, status) kept."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name, self.answers, self.stopping = url, name, [], False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        body = solid_png(230)
+        while not self.stopping:
+            request = urllib.request.Request(
+                f"{self.url}/endpoints/{self.name}/invocations", data=body, headers={"Content-Type": "image/png"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                status = -1  # refused or reset: a request lost
+            self.answers.append((time.monotonic(), status))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping = True
+        self.thread.join(15)
+
+
+def test_a_broken_candidate_is_rolled_back_by_its_5xx_alarm_under_load(live):
+    name, url, tmp = live
+    broken = make_failing_model(tmp / "broken")  # answers the probe image, fails on bright images
+    alarms = rollout.ensure_alarms(rollout.default_alarms(name)[:1])
+    lines: list[str] = []
+    with Load(url, name) as load:
+        with pytest.raises(rollout.RolledBackError) as rolled_back:
+            rollout.run(name, str(broken), rollout.parse("canary:50:20"), alarms, log=lines.append)
+        done = time.monotonic()
+        time.sleep(1.5)
+    # then the rollback names the alarm, and the endpoint serves the old model alone
+    assert f"alarm {alarms[0]}" in str(rolled_back.value) and "Invocation5XXErrors" in str(rolled_back.value)
+    assert any(line.startswith("rollback: 100% of endpoint") for line in lines)
+    assert [v.name for v in endpoint.variants(name)] == ["AllTraffic"]
+    assert endpoint.variants(name)[0].model_dir.name == "production"
+    # and it came back long before the canary's 20 s were up: some requests failed on the candidate, none after
+    statuses = [status for _, status in load.answers]
+    assert 500 in statuses and -1 not in statuses
+    assert [s for t, s in load.answers if t > done] and all(s == 200 for t, s in load.answers if t > done)
+
+
+def test_a_good_candidate_is_promoted_with_every_request_answered(live):
+    name, url, tmp = live
+    good = shutil.copytree(tmp / "production", tmp / "good")  # the same model, from another folder
+    alarms = rollout.ensure_alarms(rollout.default_alarms(name)[:1])
+    lines: list[str] = []
+    with Load(url, name) as load:
+        result = rollout.run(name, str(good), rollout.parse("canary:50:3"), alarms, log=lines.append)
+        time.sleep(0.5)
+    assert result == f"endpoint {name} serves {good}"
+    assert [(v.name, v.model_dir.name) for v in endpoint.variants(name)] == [("AllTraffic", "good")]
+    assert {status for _, status in load.answers} == {200}
+    stages = [line for line in lines if line.startswith("[stage ")]
+    assert stages == [
+        f"[stage 1/2] 50% of endpoint {name} on the candidate",
+        f"[stage 2/2] 100% of endpoint {name} on the candidate",
+    ]
+    # and `scones rollback` afterwards goes back to the model it replaced
+    rollout.rollback(name, "by hand", log=lines.append)
+    assert endpoint.variants(name)[0].model_dir.name == "production"
+
+
+def test_a_rollout_whose_alarm_does_not_exist_moves_no_traffic(live):
+    name, _url, tmp = live
+    with pytest.raises(NotReadyError, match="alarm no-such-alarm does not exist: no traffic was moved"):
+        rollout.run(name, str(tmp / "production"), rollout.parse("canary:10:3"), ["no-such-alarm"], log=lambda _m: None)
+    assert [v.name for v in endpoint.variants(name)] == ["AllTraffic"]
+    assert "variants_file" not in endpoint.record(name)
+
+
+def test_an_interrupted_rollout_is_rolled_back_by_the_next_one(live):
+    name, _url, tmp = live
+    # given a rollout killed at 50% (its state left in the endpoint's record, its owner gone)
+    production = endpoint.variants(name)[0]
+    candidate = shutil.copytree(tmp / "production", tmp / "half")
+    endpoint.serve_variants(
+        name,
+        [production, rollout.Variant("Candidate", candidate, 0.0, 0.0, str(candidate))],
+        log=lambda _m: None,
+    )
+    endpoint.set_weights(name, {"AllTraffic": 50.0, "Candidate": 50.0})
+    endpoint.note_rollout(name, {"state": "shifting", "percent": 50, "pid": 2**22 + 1, "previous": {}})
+    # when the next command recovers
+    lines: list[str] = []
+    assert rollout.recover(name, log=lines.append)
+    # then all traffic is back on the old model, the candidate unloaded
+    assert [(v.name, v.model_dir) for v in endpoint.variants(name)] == [("AllTraffic", production.model_dir)]
+    assert any("was interrupted at 50%" in line for line in lines)
+    assert os.environ.get(settings.ENDPOINT_METRICS_S) == "1"
