@@ -9,8 +9,10 @@
 
 Requests are decoded on arrival, grouped by the dynamic batcher (batching.py), answered as a JSON list of
 probabilities by the serving handlers (inference.py) and captured (sampled) in SageMaker's format
-(capture.py). The model loads on a thread after startup; shutdown flushes the capture buffer. The processes
-that run this app are supervisor.py's; the command line is cli.py's.
+(capture.py). A batch body (application/json list of base64 images, or application/x-npy) is one request:
+its images join the dynamic batcher together, the answer is a list per image, and capture keeps one record
+for it, as SageMaker's data capture does. The model loads on a thread after startup; shutdown flushes the
+capture buffer. The processes that run this app are supervisor.py's; the command line is cli.py's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from scones.core import settings
 
@@ -230,7 +234,8 @@ class EndpointApp:
                 chunks.append(chunk)
             elif not more or size > 16 * self.max_body_bytes:
                 raise PayloadTooLargeError(
-                    f"body of {size}{'+' if more else ''} bytes exceeds the limit of {self.max_body_bytes} bytes"
+                    f"body of {size}{'+' if more else ''} bytes exceeds the limit of {self.max_body_bytes} bytes "
+                    f"({inference.MAX_PAYLOAD_ENV}; a batch body counts whole: send fewer images per request)"
                 )
         return b"".join(chunks)
 
@@ -267,12 +272,15 @@ class EndpointApp:
                 )
                 return
             inference.check_accept(accept)  # refuse a bad Accept before any work
-            if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
-                image = await self._decode_big(body, content_type)
+            if inference.is_batch(content_type):  # many images, one request, one captured record
+                output = await self._answer_batch(body, content_type, accept)
             else:
-                image = inference.decode(body, content_type, self.model.size)
-            row = await self.batcher.submit(image)
-            output = inference.output_fn(row[None], accept)
+                if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
+                    image = await self._decode_big(body, content_type)
+                else:
+                    image = inference.decode(body, content_type, self.model.size)
+                row = await self.batcher.submit(image)
+                output = inference.output_fn(row[None], accept)
         except inference.InferenceError as exc:
             self.errors += 1
             self.publish()
@@ -296,14 +304,21 @@ class EndpointApp:
         self.publish()  # before the answer: a client that reads the stats next sees its request counted
         await self._respond(send, 200, output, [*JSON_HEADERS, *extra])
 
-    async def _decode_big(self, body: bytes, content_type: str):
+    async def _answer_batch(self, body: bytes, content_type: str, accept: str | None) -> bytes:
+        """A batch body: decoded off the event loop (as a big body is), its images queued to the dynamic batcher
+        together, answered as one list per image."""
+        images = await self._decode_big(body, content_type, inference.decode_batch)
+        rows = await asyncio.gather(*(self.batcher.submit(image) for image in images))
+        return inference.output_fn(np.stack(rows).view(inference.Batch), accept)
+
+    async def _decode_big(self, body: bytes, content_type: str, decode=inference.decode):
         if self._big_decodes is None:
             self._big_decodes = asyncio.Semaphore(BIG_DECODES)
         loop = asyncio.get_running_loop()
         async with self._big_decodes:
             self._big_active += 1
             try:
-                return await loop.run_in_executor(None, inference.decode, body, content_type, self.model.size)
+                return await loop.run_in_executor(None, decode, body, content_type, self.model.size)
             finally:
                 self._big_active -= 1
                 if self._big_active == 0:  # the last big decode: give its memory back
