@@ -30,6 +30,10 @@ PATCHES = (
     "execution-name",
     "sfn-clients",
     "dispatch-cache",
+    "sfn-map-definition",
+    "sfn-item-reader",
+    "sfn-item-batcher",
+    "sfn-result-writer",
 )
 TRUST = {
     "Version": "2012-10-17",

@@ -9,13 +9,14 @@ from scones.core.errors import UsageError
 
 def project_prefixes(data: str | None = None, capture: str | None = None) -> tuple[str, ...]:
     """Staged data, trained models (with their monitoring baselines), Lambda/ASL artifacts, captured
-    inferences and the AWS monitoring reports; `data` and `capture` default to the settings."""
+    inferences, the AWS monitoring reports and the backfills' results; `data` and `capture` default to the settings."""
     own = (
         data if data is not None else settings.prefix(),
         settings.MODELS_PREFIX,
         settings.DEPLOY_PREFIX,
         capture if capture is not None else settings.capture_prefix(),
         settings.MONITORING_PREFIX,
+        settings.BACKFILL_PREFIX,
     )
     return tuple(f"{p.strip('/')}/" for p in own)
 

@@ -147,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
     p.add_argument("--strict", action="store_true", help="exit 1 when any image FAILED (default: exit 0 once run)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="with --prefix s3://…: classify at most N keys (default: every key)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"with --prefix s3://…: keys per child execution and endpoint call, 1..{settings.MAX_BACKFILL_BATCH_SIZE} "
+        f"(default {settings.DEFAULT_BACKFILL_BATCH_SIZE})",
+    )
 
     p = add("graph", c.cmd_graph, "draw the state machine with each state's status in an execution (png or svg)")
     p.add_argument("--execution", default=None, help="an execution ARN (default: the newest of the machine)")

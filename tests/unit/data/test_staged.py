@@ -36,5 +36,12 @@ def test_deleting_under_a_bare_or_climbing_prefix_is_refused_before_any_call(mon
 
 def test_the_project_prefixes_follow_the_settings(monkeypatch):
     monkeypatch.setenv("SCONES_PREFIX", "staged/v2")
-    assert storage.project_prefixes() == ("staged/v2/", "models/", "deploy/", "datacapture/", "monitoring/")
-    assert storage.project_prefixes("d", "c") == ("d/", "models/", "deploy/", "c/", "monitoring/")
+    assert storage.project_prefixes() == (
+        "staged/v2/",
+        "models/",
+        "deploy/",
+        "datacapture/",
+        "monitoring/",
+        "backfill/",
+    )
+    assert storage.project_prefixes("d", "c") == ("d/", "models/", "deploy/", "c/", "monitoring/", "backfill/")
