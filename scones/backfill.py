@@ -135,8 +135,9 @@ def run(
 
 
 def wait(sfn, arn: str, timeout_s: float) -> dict:
-    """Until the execution ends, a progress line every few seconds with the Map Run's item counts."""
-    progress = Progress("backfill: images in finished batches").start(None)
+    """Until the execution ends, a progress line every few seconds: the Map Run's finished child executions
+    (batches; the local cloud counts a batch as one item, AWS counts its keys)."""
+    progress = Progress("backfill: finished batches").start(None)
     deadline = time.monotonic() + timeout_s
     while True:
         described = sfn.describe_execution(executionArn=arn)
