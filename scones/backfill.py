@@ -48,8 +48,8 @@ def parse_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def check(bucket: str, prefix: str, batch_size: int, limit: int | None, data_bucket: str | None) -> None:
-    """One line for each bad request, before any execution starts."""
+def check_request(batch_size: int, limit: int | None) -> None:
+    """The numbers asked for, before any cloud is asked anything."""
     if not 1 <= batch_size <= settings.MAX_BACKFILL_BATCH_SIZE:
         raise UsageError(
             f"--batch-size {batch_size} is outside 1..{settings.MAX_BACKFILL_BATCH_SIZE} (keys per endpoint call)",
@@ -57,6 +57,11 @@ def check(bucket: str, prefix: str, batch_size: int, limit: int | None, data_buc
         )
     if limit is not None and limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1", "leave --limit out to classify every key")
+
+
+def check(bucket: str, prefix: str, batch_size: int, limit: int | None, data_bucket: str | None) -> None:
+    """One line for each bad request, before any execution starts."""
+    check_request(batch_size, limit)
     if data_bucket and bucket != data_bucket:  # template.yaml grants the workflow's roles the data bucket only
         raise UsageError(
             f"s3://{bucket}/ is not the deployed workflow's data bucket: its role reads only s3://{data_bucket}/",
@@ -100,6 +105,7 @@ def run(
     bucket, prefix = parse_url(url)
     if batch_size is None:
         batch_size = settings.DEFAULT_BACKFILL_BATCH_SIZE
+    check_request(batch_size, limit)
     outputs = stacks.outputs()
     if stacks.PREFIX not in outputs:
         raise NotReadyError(
