@@ -30,6 +30,10 @@ PATCHES = (
     "execution-name",
     "sfn-clients",
     "dispatch-cache",
+    "sfn-map-definition",
+    "sfn-item-reader",
+    "sfn-item-batcher",
+    "sfn-result-writer",
 )
 TRUST = {
     "Version": "2012-10-17",
@@ -222,6 +226,90 @@ def check_cloudformation(suffix: str) -> None:
     _check("sfn-cloudformation (delete)", not left, left)
 
 
+DISTRIBUTED_MAP = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemReader": {
+                "Resource": "arn:aws:states:::s3:listObjectsV2",
+                "Parameters": {"Bucket.$": "$.bucket", "Prefix": "items/"},
+                "ReaderConfig": {"MaxItemsPath": "$.limit"},
+            },
+            "ItemBatcher": {"MaxItemsPerBatchPath": "$.per_batch", "BatchInput": {"fail.$": "$.fail"}},
+            "MaxConcurrency": 4,
+            "ToleratedFailurePercentage": 0,
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                "StartAt": "Fail?",
+                "States": {
+                    "Fail?": {
+                        "Type": "Choice",
+                        "Choices": [{"Variable": "$.BatchInput.fail", "BooleanEquals": True, "Next": "No"}],
+                        "Default": "Count",
+                    },
+                    "Count": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.Items)"}, "End": True},
+                    "No": {"Type": "Fail", "Error": "AskedToFail", "Cause": "the input said so"},
+                },
+            },
+            "ResultWriter": {
+                "Resource": "arn:aws:states:::s3:putObject",
+                "Parameters": {"Bucket.$": "$.bucket", "Prefix.$": "$.out"},
+            },
+            "ResultPath": "$.run",
+            "End": True,
+        }
+    },
+}
+
+
+def check_distributed_map(suffix: str) -> None:
+    """ItemReader over 2,100 keys (three pages), MaxItems, ItemBatcher, EXPRESS children, ResultWriter files,
+    and a Map Run failed past its tolerance that still wrote its results."""
+    s3, sfn = aws.client("s3", max_pool_connections=32), aws.client("stepfunctions")
+    bucket = f"scones-selftest-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key=f"items/{i:05d}", Body=b"x"), range(2100)))
+    machine = sfn.create_state_machine(
+        name=f"scones-selftest-dmap-{suffix}", definition=json.dumps(DISTRIBUTED_MAP), roleArn=ensure_role()
+    )["stateMachineArn"]
+    text = json.loads(sfn.describe_state_machine(stateMachineArn=machine)["definition"])
+    _check("sfn-map-definition", "ItemBatcher" in text["States"]["Each"], "the stored definition lost ItemBatcher")
+
+    def run(**given: object) -> tuple[dict, dict]:
+        payload = {"bucket": bucket, "limit": 0, "per_batch": 250, "fail": False, "out": f"out-{len(given)}", **given}
+        done = wait(sfn, sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"])
+        found = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=payload["out"]).get("Contents", [])]
+        manifests = [k for k in found if k.endswith("manifest.json")]
+        _check("sfn-result-writer", len(manifests) == 1, f"result files written: {found}")
+        return done, json.loads(s3.get_object(Bucket=bucket, Key=manifests[0])["Body"].read())
+
+    def children(manifest: dict, status: str) -> list[dict]:
+        files = manifest["ResultFiles"][status]
+        return [c for f in files for c in json.loads(s3.get_object(Bucket=bucket, Key=f["Key"])["Body"].read())]
+
+    done, manifest = run()
+    counts = [json.loads(c["Output"])["n"] for c in children(manifest, "SUCCEEDED")]
+    _check("sfn-item-reader", done["status"] == "SUCCEEDED" and sum(counts) == 2100, (done, counts))
+    _check("sfn-item-batcher", sorted(counts) == [100] + [250] * 8, counts)
+    done, manifest = run(limit=7, per_batch=3)
+    counts = [json.loads(c["Output"])["n"] for c in children(manifest, "SUCCEEDED")]
+    _check("sfn-item-reader (MaxItems)", sorted(counts) == [1, 3, 3], counts)
+    done, manifest = run(fail=True, per_batch=1000, limit=1500)
+    failed = children(manifest, "FAILED")
+    _check(
+        "sfn-result-writer (tolerance)",
+        done["status"] == "FAILED"
+        and done.get("error") == "States.ExceedToleratedFailureThreshold"
+        and [c["Error"] for c in failed] == ["AskedToFail", "AskedToFail"],
+        (done, failed),
+    )
+    sfn.delete_state_machine(stateMachineArn=machine)
+
+
 def check_caches(before: dict, after: dict) -> None:
     """sfn-clients: the executions above made Task calls without a client each; dispatch-cache: hosts hit."""
     calls = after["sfn_clients"]["calls"] - before["sfn_clients"]["calls"]
@@ -248,6 +336,11 @@ def run(url: str, report: Callable[[str], None] = print) -> None:
         aws.client("lambda").delete_function(FunctionName=name)
     check_cloudformation(suffix)
     report("ok  sfn-cloudformation: Definition, DefinitionSubstitutions, ResultPath null; create, execute, delete")
+    check_distributed_map(suffix)
+    report(
+        "ok  sfn-map-definition, sfn-item-reader, sfn-item-batcher, sfn-result-writer: a Distributed Map over "
+        "2,100 keys, MaxItems, batches, EXPRESS children, result files, tolerance"
+    )
     check_caches(before, health(url))
     report("ok  sfn-clients (one client per service), dispatch-cache (hits)")
     report(f"self-test passed in {time.perf_counter() - started:.1f} s")

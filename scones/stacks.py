@@ -7,8 +7,10 @@ from __future__ import annotations
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
 
-# the stack's outputs naming its two state machines (template.yaml)
+# the stack's outputs naming its three state machines (template.yaml), and the single-image machine's type
 SINGLE, BATCH = "ClassifyImageStateMachineArn", "ClassifyBatchStateMachineArn"
+PREFIX = "ClassifyPrefixStateMachineArn"  # the Distributed Map backfill over an S3 prefix
+WORKFLOW_TYPE = "WorkflowType"  # STANDARD | EXPRESS
 
 
 class DeployError(SconesError):

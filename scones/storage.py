@@ -71,6 +71,7 @@ def owned_prefixes(names: Names) -> list[tuple[str, str]]:
     """(what, key prefix) of every folder the project owns by name; each is at least two levels deep."""
     capture = _prefix(names.capture).rstrip("/")
     found = [(f"deploy artifacts of stack {names.stack}", _folder(settings.DEPLOY_PREFIX, names.stack))]
+    found.append((f"backfill results of stack {names.stack}", _folder(settings.BACKFILL_PREFIX, names.stack)))
     for endpoint in dict.fromkeys(names.endpoints):
         found.append((f"captured inferences of endpoint {endpoint}", _folder(capture, endpoint)))
         found.append((f"monitoring reports of endpoint {endpoint}", _folder(settings.MONITORING_PREFIX, endpoint)))

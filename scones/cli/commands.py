@@ -236,6 +236,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     from scones import workflow
     from scones.invoke import invoke
 
+    if (args.prefix or "").startswith("s3://"):
+        return cmd_backfill(args)
     started = time.perf_counter()
     bucket, prefix = bucket_and_prefix(args)
     if args.strict:
@@ -252,6 +254,17 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """scones invoke --prefix s3://bucket/prefix/: every image under the prefix through the Distributed Map."""
+    from scones import backfill
+
+    done = backfill.run(args.prefix, args.batch_size, args.limit)
+    print(backfill.summary(done))
+    if done.status != "SUCCEEDED":
+        raise backfill.BackfillError(f"the backfill {done.status}: {done.error or 'see the summary above'}")
+    return 1 if args.strict and any(r.status == "FAILED" for r in done.rows) else 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

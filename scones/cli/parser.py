@@ -186,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 even when some images FAILED (default: exit 1 and say how many)",
     )
     p.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)  # deprecated: the default now
+    p.add_argument(
+        "--limit", type=int, default=None, help="with --prefix s3://…: classify at most N keys (default: every key)"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"with --prefix s3://…: keys per child execution and endpoint call, 1..{settings.MAX_BACKFILL_BATCH_SIZE} "
+        f"(default {settings.DEFAULT_BACKFILL_BATCH_SIZE})",
+    )
 
     p = add("graph", c.cmd_graph, "draw the state machine with each state's status in an execution (png or svg)")
     p.add_argument("--execution", default=None, help="an execution ARN (default: the newest of the machine)")

@@ -16,8 +16,13 @@ FUNCTIONS = {  # template parameter → the Lambda's folder
     "SerializeCodeKey": "serialize_image_data",
     "ClassifyCodeKey": "classify_image",
     "FilterCodeKey": "filter_inferences",
+    "ClassifyBatchCodeKey": "classify_batch",
 }
-DEFINITIONS = {"SingleDefinitionKey": "classify_image.asl.json", "BatchDefinitionKey": "classify_batch.asl.json"}
+DEFINITIONS = {
+    "SingleDefinitionKey": "classify_image.asl.json",
+    "BatchDefinitionKey": "classify_batch.asl.json",
+    "PrefixDefinitionKey": "classify_prefix.asl.json",
+}
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # zips are byte-identical for identical code
 
 

@@ -12,11 +12,13 @@ X-Amzn-SageMaker-Target-Variant, else by weight), grouped by that variant's dyna
 answered as a JSON list of probabilities by the serving handlers (inference.py) with the variant named in
 X-Amzn-Invoked-Production-Variant, and captured (sampled) in SageMaker's format under the variant's own prefix
 (capture.py). A shadow variant's share of requests is mirrored to it after production has answered, off the
-request path; its answer is captured, never sent. Each variant's Invocations, Invocation4XXErrors,
-Invocation5XXErrors and ModelLatency (microseconds) are put to CloudWatch (AWS/SageMaker, EndpointName and
-VariantName) every metrics period, as SageMaker does: rollouts' alarms read them. The models load on a thread
-after startup; shutdown flushes the capture buffers. The processes
-that run this app are supervisor.py's; the command line is cli.py's.
+request path; its answer is captured, never sent. A batch body (application/json list of base64 images, or
+application/x-npy) is one request: its images join the variant's dynamic batcher together, the answer is a list
+per image, capture keeps one record for it, as SageMaker's data capture does, and it is not mirrored.
+Each variant's Invocations, Invocation4XXErrors, Invocation5XXErrors and ModelLatency (microseconds) are put
+to CloudWatch (AWS/SageMaker, EndpointName and VariantName) every metrics period, as SageMaker does: rollouts'
+alarms read them. The models load on a thread after startup; shutdown flushes the capture buffers. The
+processes that run this app are supervisor.py's; the command line is cli.py's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from scones.core import settings
 
@@ -376,7 +380,8 @@ class EndpointApp:
                 chunks.append(chunk)
             elif not more or size > 16 * self.max_body_bytes:
                 raise PayloadTooLargeError(
-                    f"body of {size}{'+' if more else ''} bytes exceeds the limit of {self.max_body_bytes} bytes"
+                    f"body of {size}{'+' if more else ''} bytes exceeds the limit of {self.max_body_bytes} bytes "
+                    f"({inference.MAX_PAYLOAD_ENV}; a batch body counts whole: send fewer images per request)"
                 )
         return b"".join(chunks)
 
@@ -423,14 +428,20 @@ class EndpointApp:
                 ) from None
             inference.check_accept(accept)  # refuse a bad Accept before any work
             size = served.model.size
-            if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
-                image = await self._decode_big(body, content_type, size)
-            else:
-                image = inference.decode(body, content_type, size)
             computed = time.perf_counter()
-            row = await served.batcher.submit(image)
-            latency_ms = (time.perf_counter() - computed) * 1000
-            output = inference.output_fn(row[None], accept)
+            if inference.is_batch(content_type):  # many images, one request, one captured record
+                image = None  # a batch is not mirrored to a shadow
+                output = await self._answer_batch(served, body, content_type, accept)
+                latency_ms = (time.perf_counter() - computed) * 1000
+            else:
+                if len(body) > BIG_BODY:  # large images decode off the event loop, a few at once
+                    image = await self._decode_big(body, content_type, size)
+                else:
+                    image = inference.decode(body, content_type, size)
+                computed = time.perf_counter()
+                row = await served.batcher.submit(image)
+                latency_ms = (time.perf_counter() - computed) * 1000
+                output = inference.output_fn(row[None], accept)
         except inference.InferenceError as exc:
             await self._failed(send, served, exc.status_code, str(exc), type(exc).__name__, runtime_api)
             return
@@ -452,7 +463,7 @@ class EndpointApp:
         await self._respond(send, 200, output, [*JSON_HEADERS, (INVOKED_HEADER, served.variant.name.encode())])
         for name in self.router.mirror() if self.router.shadows else ():  # after the answer: off its path
             shadow = self.served[name]
-            if shadow.model is not None:
+            if shadow.model is not None and image is not None:
                 task = asyncio.create_task(self._shadow(shadow, body, content_type, image, size))
                 self._shadow_tasks.add(task)
                 task.add_done_callback(self._shadow_tasks.discard)
@@ -482,7 +493,14 @@ class EndpointApp:
         if mirrored and writer.add(body, content_type, output, latency_ms):
             asyncio.get_running_loop().run_in_executor(None, self._flush)
 
-    async def _decode_big(self, body: bytes, content_type: str, size=None):
+    async def _answer_batch(self, served: Served, body: bytes, content_type: str, accept: str | None) -> bytes:
+        """A batch body: decoded off the event loop (as a big body is), its images queued to the variant's dynamic
+        batcher together, answered as one list per image."""
+        images = await self._decode_big(body, content_type, served.model.size, inference.decode_batch)
+        rows = await asyncio.gather(*(served.batcher.submit(image) for image in images))
+        return inference.output_fn(np.stack(rows).view(inference.Batch), accept)
+
+    async def _decode_big(self, body: bytes, content_type: str, size=None, decode=inference.decode):
         if self._big_decodes is None:
             self._big_decodes = asyncio.Semaphore(BIG_DECODES)
         loop = asyncio.get_running_loop()
@@ -490,7 +508,7 @@ class EndpointApp:
             self._big_active += 1
             try:
                 size = size or self.model.size
-                return await loop.run_in_executor(None, inference.decode, body, content_type, size)
+                return await loop.run_in_executor(None, decode, body, content_type, size)
             finally:
                 self._big_active -= 1
                 if self._big_active == 0:  # the last big decode: give its memory back

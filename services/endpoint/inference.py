@@ -7,10 +7,17 @@ tests with plain bytes. Dependencies: numpy, Pillow, onnxruntime (code/requireme
 Wire format (the built-in image-classification algorithm's): the request body is the image bytes
 (image/png, image/jpeg, application/x-image); the response is a JSON list of probabilities in labels.json
 order, e.g. [0.998, 0.0013].
+
+Batch format (one request, many images; what a backfill sends): `application/json`, a JSON list of
+base64-encoded image files, or `application/x-npy`, one uint8 N×H×W×3 array in NumPy's .npy format (no
+pickles). The answer is one probability list per image, in order: [[0.998, 0.0013], [0.02, 0.98]]. The
+payload and pixel limits hold for the whole body and for each image; a bad image is a 400 naming its index.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
 import os
@@ -23,6 +30,8 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/jpg", "application/x-image", "image/x-image")
 JSON = "application/json"
+NPY = "application/x-npy"
+BATCH_CONTENT_TYPES = (JSON, NPY)
 # Limits, read by literal name: this file imports nothing of the repository (it runs in SageMaker's container).
 # scones/core/settings.py defines the same names and defaults; tests/unit/endpoint/test_inference.py checks them.
 MAX_PIXELS_ENV = "SCONES_MAX_IMAGE_PIXELS"  # images of more pixels are refused before decoding (413)
@@ -167,10 +176,10 @@ def load(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
 
 def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] = (32, 32)) -> np.ndarray:
     """Image bytes → uint8 H×W×3 RGB at the model's size. Any mode (RGBA, L, P, CMYK) becomes RGB."""
-    media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type not in IMAGE_CONTENT_TYPES:
+    if media_type(content_type) not in IMAGE_CONTENT_TYPES:
         raise UnsupportedContentTypeError(
-            f"content type {content_type!r} is not supported; send image bytes as {', '.join(IMAGE_CONTENT_TYPES[:3])}"
+            f"content type {content_type!r} is not supported; send image bytes as {', '.join(IMAGE_CONTENT_TYPES[:3])} "
+            f"or a batch as {' or '.join(BATCH_CONTENT_TYPES)}"
         )
     if not request_body:
         raise EmptyBodyError("the request body is empty: send the image bytes")
@@ -204,6 +213,73 @@ def decode(request_body: bytes, content_type: str | None, size: tuple[int, int] 
         raise InvalidImageError(f"the body is not a readable image ({type(exc).__name__}: {exc})") from exc
 
 
+class Batch(np.ndarray):
+    """Images (or their probabilities) that came as a batch body: output_fn answers a list per image."""
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_batch(content_type: str | None) -> bool:
+    return media_type(content_type) in BATCH_CONTENT_TYPES
+
+
+def decode_batch(request_body: bytes, content_type: str | None, size: tuple[int, int] = (32, 32)) -> Batch:
+    """A batch body (a JSON list of base64 images, or an N×H×W×3 uint8 .npy) → uint8 N×H×W×3 at the model's size."""
+    if not request_body:
+        raise EmptyBodyError("the request body is empty: send a JSON list of base64 images")
+    if media_type(content_type) == NPY:
+        images = _npy_images(request_body, size)
+    else:
+        images = np.stack([_image_of(i, item, size) for i, item in enumerate(_json_list(request_body))])
+    return images.view(Batch)
+
+
+def _json_list(body: bytes) -> list:
+    try:
+        items = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidImageError("the batch body is not JSON: send a JSON list of base64-encoded images") from None
+    if not isinstance(items, list):
+        raise InvalidImageError(f"the batch body is a JSON {type(items).__name__}: send a list of base64 images")
+    if not items:
+        raise EmptyBodyError("the batch is an empty list: send at least one base64 image")
+    return items
+
+
+def _image_of(index: int, item: object, size: tuple[int, int]) -> np.ndarray:
+    if not isinstance(item, str):
+        raise InvalidImageError(f"image {index} of the batch is a {type(item).__name__}, not a base64 string")
+    try:
+        data = base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImageError(f"image {index} of the batch is not base64") from None
+    try:
+        return decode(data, "application/x-image", size)
+    except InferenceError as exc:
+        raise type(exc)(f"image {index} of the batch: {exc.message}") from None
+
+
+def _npy_images(body: bytes, size: tuple[int, int]) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidImageError(f"the body is not a .npy array ({exc})") from None
+    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8 or not len(array):
+        raise InvalidImageError(
+            f"the .npy body is a {array.dtype} array of shape {array.shape}: send uint8 N×H×W×3 (RGB) images"
+        )
+    height, width = array.shape[1:3]
+    if width * height > MAX_PIXELS:
+        raise ImageTooLargeError(
+            f"images of {width}×{height} pixels exceed the limit of {MAX_PIXELS} pixels ({MAX_PIXELS_ENV})"
+        )
+    if (width, height) == size:
+        return np.ascontiguousarray(array)
+    return np.stack([np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BILINEAR)) for a in array])
+
+
 def preprocess(images: np.ndarray, model: Model) -> np.ndarray:
     """uint8 N×H×W×3 → float32 N×3×H×W, exactly as config.json's `preprocessing` says."""
     x = images.astype(np.float32) * np.float32(model.scale)
@@ -212,17 +288,21 @@ def preprocess(images: np.ndarray, model: Model) -> np.ndarray:
 
 
 def input_fn(request_body: bytes, request_content_type: str) -> np.ndarray:
-    """SageMaker's input_fn: the decoded image as a 1×32×32×3 uint8 batch (normalised in predict_fn)."""
+    """SageMaker's input_fn: the decoded image as a 1×32×32×3 uint8 batch (normalised in predict_fn); a batch
+    body (application/json, application/x-npy) as an N×32×32×3 Batch."""
     if len(request_body) > MAX_BODY_BYTES:  # our server refuses it while reading; the container calls this
         raise ImageTooLargeError(
             f"body of {len(request_body)} bytes exceeds the limit of {MAX_BODY_BYTES} bytes ({MAX_PAYLOAD_ENV})"
         )
+    if is_batch(request_content_type):
+        return decode_batch(request_body, request_content_type)
     return decode(request_body, request_content_type)[None]
 
 
 def predict_fn(input_data: np.ndarray, model: Model) -> np.ndarray:
-    """A batch of decoded images (N×H×W×3 uint8) → N×classes calibrated probabilities."""
-    return model.session.run(None, {model.input_name: preprocess(input_data, model)})[0]
+    """A batch of decoded images (N×H×W×3 uint8) → N×classes calibrated probabilities (a Batch for a Batch)."""
+    probabilities = model.session.run(None, {model.input_name: preprocess(np.asarray(input_data), model)})[0]
+    return probabilities.view(Batch) if isinstance(input_data, Batch) else probabilities
 
 
 def check_accept(accept: str | None) -> None:
@@ -232,7 +312,9 @@ def check_accept(accept: str | None) -> None:
 
 
 def output_fn(prediction: np.ndarray, accept: str | None = JSON) -> bytes:
-    """One image's probabilities as a JSON list (the built-in algorithm's format)."""
+    """One image's probabilities as a JSON list (the built-in algorithm's format); a Batch's as a list of lists."""
     check_accept(accept)
+    if isinstance(prediction, Batch):
+        return json.dumps([[round(float(p), 6) for p in row] for row in np.asarray(prediction)]).encode()
     row = prediction[0] if prediction.ndim == 2 else prediction
     return json.dumps([round(float(p), 6) for p in row]).encode()

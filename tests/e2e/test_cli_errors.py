@@ -93,6 +93,19 @@ CASES = {
     "invoke without keys": Case(("invoke",), ("nothing to classify", "--batch N"), code=2),
     "invoke --batch 0": Case(("invoke", "--batch", "0"), ("--batch must be at least 1",), code=2),
     "cost --images 0": Case(("cost", "--images", "0"), ("must be at least 1", "scones cost --images"), code=2),
+    "backfill --batch-size 0": Case(
+        ("invoke", "--prefix", "s3://b/p/", "--batch-size", "0"), ("--batch-size 0 is outside 1..100",), code=2
+    ),
+    "backfill --batch-size 101": Case(
+        ("invoke", "--prefix", "s3://b/p/", "--batch-size", "101"), ("--batch-size 101 is outside 1..100",), code=2
+    ),
+    "backfill --limit 0": Case(("invoke", "--prefix", "s3://b/p/", "--limit", "0"), ("--limit 0 must be",), code=2),
+    "backfill with the cloud down": Case(
+        ("invoke", "--prefix", "s3://b/p/"), ("the local cloud is not running", "scones up"), code=3
+    ),
+    "backfill with no stack": Case(
+        ("invoke", "--prefix", "s3://b/p/"), ("is not deployed", "scones deploy"), cloud=True, code=3
+    ),
     "endpoint invoke without image": Case(("endpoint", "invoke"), ("needs an image file",), code=2),
     "endpoint invoke missing file": Case(("endpoint", "invoke", "{files}/nope.png"), ("no such file", "PNG"), code=2),
     "endpoint invoke a folder": Case(("endpoint", "invoke", "{files}/empty-dir"), ("is not a file",), code=2),

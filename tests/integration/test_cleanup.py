@@ -98,7 +98,7 @@ def test_clean_leaves_no_stack_endpoint_worker_or_object(own_cloud, tmp_path, mo
     endpoint_pid = endpoint.record(settings.endpoint_name())["pid"]
     before = leftovers(bucket, name_prefix, stack_name)
     assert workers and alive(endpoint_pid) and alive(cloud.pid)
-    assert before["stacks"] and len(before["functions"]) == 3 and len(before["machines"]) == 2
+    assert before["stacks"] and len(before["functions"]) == 4 and len(before["machines"]) == 3
     assert {k.split("/")[0] for k in before["objects"]} == {
         "data",
         "models",

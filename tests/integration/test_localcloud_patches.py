@@ -88,3 +88,10 @@ def test_dispatch_cache_answers_repeated_hosts_from_the_cache(local_cloud):
         aws.client("s3").list_buckets()
     after = localcloud.health(local_cloud)["dispatch_cache"]
     assert after["hits"] >= before["hits"] + 3
+
+
+def test_a_distributed_map_lists_a_prefix_batches_runs_express_children_and_writes_results(local_cloud, unique):
+    """sfn-map-definition, sfn-item-reader, sfn-item-batcher, sfn-result-writer: 2,100 keys (three pages of the
+    listing), MaxItems, batches of the size asked, EXPRESS children, result files, a Map Run past its tolerance
+    (broken by hand once each: the batcher not closing batches, the reader stopping at 1,000 keys)."""
+    selftest.check_distributed_map(unique[:8])  # raises SelfTestError naming the patch

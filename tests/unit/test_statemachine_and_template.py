@@ -14,7 +14,12 @@ from scones.graph import edges
 ROOT = Path(__file__).resolve().parents[2]
 MACHINES = sorted((ROOT / "statemachine").glob("*.asl.json"))
 TEMPLATE = yaml.safe_load((ROOT / "template.yaml").read_text())
-SUBSTITUTED = set(TEMPLATE["Resources"]["ClassifyImageStateMachine"]["Properties"]["DefinitionSubstitutions"])
+SUBSTITUTED = {
+    name
+    for resource in TEMPLATE["Resources"].values()
+    if resource["Type"] == "AWS::StepFunctions::StateMachine"
+    for name in resource["Properties"].get("DefinitionSubstitutions", {})
+}
 
 
 def all_state_sets(definition: dict):
@@ -136,3 +141,117 @@ def test_the_batch_items_retry_each_lambda_as_the_single_machine_does():
         transient = [r for r in items[name]["Retry"] if "Lambda.ServiceException" in r["ErrorEquals"]]
         assert transient and transient[0]["MaxAttempts"] >= 2, name
         assert {"Lambda.TooManyRequestsException", "Lambda.SdkClientException"} <= set(transient[0]["ErrorEquals"])
+
+
+# --- the backfill: a Distributed Map over an S3 prefix ---------------------------------------------------------
+
+PREFIX_MACHINE = ROOT / "statemachine" / "classify_prefix.asl.json"
+
+
+def prefix_map() -> dict:
+    return json.loads(PREFIX_MACHINE.read_text())["States"]["ClassifyPrefix"]
+
+
+def test_the_backfill_is_a_distributed_map_over_an_s3_listing_with_express_children():
+    state = prefix_map()
+    assert state["Type"] == "Map"
+    assert state["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
+    assert state["ItemReader"]["Parameters"] == {"Bucket.$": "$.s3_bucket", "Prefix.$": "$.prefix"}
+    assert state["ItemReader"]["ReaderConfig"] == {"MaxItemsPath": "$.limit"}  # scones invoke --limit
+    assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}
+
+
+def test_the_backfill_batches_keys_bounds_concurrency_tolerates_some_failures_and_writes_results_to_s3():
+    state = prefix_map()
+    assert state["ItemBatcher"] == {
+        "MaxItemsPerBatchPath": "$.batch_size",
+        "BatchInput": {"s3_bucket.$": "$.s3_bucket"},
+    }
+    assert 1 <= state["MaxConcurrency"] <= 40  # the endpoint, not Step Functions, is the bottleneck
+    assert 0 < state["ToleratedFailurePercentage"] < 100
+    assert state["ResultWriter"] == {
+        "Resource": "arn:aws:states:::s3:putObject",
+        "Parameters": {"Bucket.$": "$.s3_bucket", "Prefix.$": "$.results_prefix"},
+    }
+    assert state["ResultPath"] == "$.map_run"  # the output names the manifest, not every result (256 KiB cap)
+
+
+def test_the_backfill_child_calls_one_lambda_with_the_other_machines_retries_and_alerts_on_failed_images():
+    single = json.loads((ROOT / "statemachine" / "classify_image.asl.json").read_text())["States"]
+    child = prefix_map()["ItemProcessor"]["States"]
+    (task,) = [s for s in child.values() if s.get("Resource") == LAMBDA_INVOKE]
+    assert task["Parameters"]["FunctionName"] == "${ClassifyBatchFunctionArn}"
+    assert task["Retry"] == single["ClassifyImage"]["Retry"]  # EndpointUnavailableError, then Lambda.*
+    assert "Catch" not in task  # an unavailable endpoint fails the child: the Map Run counts it
+    choice = child[task["Next"]]
+    assert choice["Type"] == "Choice" and choice["Choices"][0]["Variable"] == "$.alerts[0]"
+    assert child[choice["Choices"][0]["Next"]]["Resource"] == SNS_PUBLISH
+
+
+def test_a_failed_backfill_alerts_then_fails():
+    state = prefix_map()
+    (catch,) = state["Catch"]
+    after = path_from(json.loads(PREFIX_MACHINE.read_text())["States"], catch["Next"])
+    assert [s.get("Resource") for s in after].count(SNS_PUBLISH) == 1
+    assert after[-1]["Type"] == "Fail"
+
+
+def test_the_backfill_machine_its_lambda_and_the_workflow_type_are_in_the_template_and_its_outputs():
+    from scones import stacks
+    from scones.deploy import package
+
+    resources, outputs = TEMPLATE["Resources"], TEMPLATE["Outputs"]
+    machine = resources["ClassifyPrefixStateMachine"]["Properties"]
+    assert machine["DefinitionS3Location"]["Key"] == {"Ref": "PrefixDefinitionKey"}
+    assert set(machine["DefinitionSubstitutions"]) == {"ClassifyBatchFunctionArn", "AlertTopicArn"}
+    assert {stacks.SINGLE, stacks.BATCH, stacks.PREFIX, stacks.WORKFLOW_TYPE} <= set(outputs)
+    # every artifact `scones deploy` uploads is a template parameter
+    assert set(package.FUNCTIONS) | set(package.DEFINITIONS) <= set(TEMPLATE["Parameters"])
+    assert package.DEFINITIONS["PrefixDefinitionKey"] == PREFIX_MACHINE.name
+    assert package.FUNCTIONS["ClassifyBatchCodeKey"] == "classify_batch"
+    # the state machine role may list and read the data bucket, write results, and run its children
+    statements = resources["StateMachineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "states:StartExecution"} <= actions
+
+
+def test_the_single_machine_is_standard_by_default_and_express_on_request():
+    parameter = TEMPLATE["Parameters"]["WorkflowType"]
+    assert parameter["Default"] == "STANDARD" and parameter["AllowedValues"] == ["STANDARD", "EXPRESS"]
+    machine = TEMPLATE["Resources"]["ClassifyImageStateMachine"]["Properties"]
+    assert machine["StateMachineType"] == {"Ref": "WorkflowType"}
+    assert machine["LoggingConfiguration"]["Fn::If"][0] == "IsExpress"  # Express keeps no history: logs instead
+
+
+@pytest.mark.parametrize("path", MACHINES, ids=lambda p: p.name)
+def test_each_definition_passes_the_step_functions_service_model(path):
+    from scones.deploy import validate
+
+    text = path.read_text()
+    for operation, params in (
+        (
+            "create_state_machine",
+            {"name": "scones-x", "definition": text, "roleArn": "arn:aws:iam::123456789012:role/r"},
+        ),
+        ("validate_state_machine_definition", {"definition": text, "type": "STANDARD"}),
+    ):
+        assert validate.problems("stepfunctions", operation, params) == []
+
+
+@pytest.mark.parametrize("path", MACHINES, ids=lambda p: p.name)
+def test_each_definition_passes_asl_validator_when_it_is_installed(path, tmp_path):
+    """npm's asl-validator (4.0.0 was used here: `npm install asl-validator`, then put its bin on PATH)."""
+    import shutil
+    import subprocess
+
+    validator = shutil.which("asl-validator")
+    if validator is None:
+        pytest.skip("asl-validator is not installed (npm install asl-validator)")
+    filled = re.sub(r"\$\{(\w+)\}", "arn:aws:lambda:us-east-1:123456789012:function:placeholder", path.read_text())
+    filled = filled.replace(
+        '"arn:aws:lambda:us-east-1:123456789012:function:placeholder"',
+        '"arn:aws:lambda:us-east-1:123456789012:function:f"',
+    )
+    (tmp_path / "d.json").write_text(filled)
+    done = subprocess.run([validator, "--json-path", str(tmp_path / "d.json")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

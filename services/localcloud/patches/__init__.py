@@ -21,6 +21,10 @@ from . import (
     sfn_clients,
     sfn_cloudformation,
     sfn_execution,
+    sfn_item_batcher,
+    sfn_item_reader,
+    sfn_map_definition,
+    sfn_result_writer,
 )
 
 MOTO_VERSION = "5.2.5"
@@ -32,6 +36,10 @@ PATCHES: tuple[ModuleType, ...] = (
     execution_name,
     sfn_clients,
     dispatch_cache,
+    sfn_map_definition,  # before the three below: they read what it hangs on the parsed Map states
+    sfn_item_reader,
+    sfn_item_batcher,
+    sfn_result_writer,
 )
 APPLIED: list[str] = []
 

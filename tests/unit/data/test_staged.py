@@ -59,6 +59,7 @@ def test_the_project_owns_folders_named_after_its_stack_endpoints_and_jobs_never
     )
     assert [prefix for _, prefix in found] == [
         "deploy/s-workflow/",
+        "backfill/s-workflow/",
         "cap/v2/ep/",
         "monitoring/ep/",
         "models/scones-20250101-000000/",

@@ -203,3 +203,53 @@ def test_big_bodies_decode_a_few_at_a_time_and_memory_is_trimmed_after(tiny_mode
     results = asyncio.run(burst())
     # then at most BIG_DECODES ran at once and memory was handed back when the burst ended
     assert len(results) == 8 and peak[0] <= app_module.BIG_DECODES and trims
+
+
+def batch_of(*bodies: bytes) -> bytes:
+    import base64
+
+    return json.dumps([base64.b64encode(b).decode() for b in bodies]).encode()
+
+
+def test_a_batch_body_is_one_request_one_captured_record_and_a_list_per_image(tiny_model):
+    # given an app capturing every request
+    puts = []
+    capture = CaptureWriter(lambda key, body: puts.append(body), "ep", percent=100)
+    app = EndpointApp(tiny_model, "ep", capture=capture)
+    app._load()
+    single = json.loads(call(app, "POST", "/invocations", png())[2])
+    # when three images come as one JSON batch through the runtime API
+    body = batch_of(png(), png_of(40), png())
+    status, _, answer = call(app, "POST", "/endpoints/ep/invocations", body, "application/json")
+    # then the answer is a list per image, in order, the first equal to the single answer
+    assert status == 200, answer
+    rows = json.loads(answer)
+    assert len(rows) == 3 and rows[0] == single == rows[2]
+    # and capture holds one record for the batch request, its input the batch body as sent
+    stats = json.loads(call(app, "GET", "/_scones/stats")[2])
+    assert stats["requests"] == 2 and stats["captured"] == 2
+    capture.flush(final=True)
+    lines = [json.loads(line) for blob in puts for line in blob.splitlines()]
+    batch_record = lines[-1]["captureData"]
+    assert batch_record["endpointInput"]["observedContentType"] == "application/json"
+    import base64
+
+    assert base64.b64decode(batch_record["endpointInput"]["data"]) == body
+    assert json.loads(batch_record["endpointOutput"]["data"]) == rows
+
+
+def test_a_batch_body_over_the_limit_is_413_naming_the_limit(tiny_model):
+    app = EndpointApp(tiny_model, "ep", max_body_bytes=1000)
+    app._load()
+    status, _, answer = call(app, "POST", "/invocations", batch_of(*[png()] * 5), "application/json")
+    assert status == 413
+    message = json.loads(answer)["message"]
+    assert "limit of 1000 bytes" in message and "SCONES_MAX_PAYLOAD_MB" in message
+
+
+def test_a_bad_image_in_a_batch_is_a_400_naming_it_and_the_server_answers_after(tiny_model):
+    app = EndpointApp(tiny_model, "ep")
+    app._load()
+    status, _, answer = call(app, "POST", "/invocations", batch_of(png(), b"not an image"), "application/json")
+    assert status == 400 and "image 1 of the batch" in json.loads(answer)["message"]
+    assert call(app, "POST", "/invocations", batch_of(png()), "application/json")[0] == 200

@@ -148,7 +148,7 @@ def test_serving_preprocesses_exactly_as_training_did(model, tiny_staged):
     [
         (b"\x89PNG\r\n\x1a\n garbage", "image/png", inference.InvalidImageError, 400),
         (b"", "image/png", inference.EmptyBodyError, 400),
-        (b"{}", "application/json", inference.UnsupportedContentTypeError, 415),
+        (b"{}", "text/plain", inference.UnsupportedContentTypeError, 415),
         (png_bomb(), "image/png", inference.ImageTooLargeError, 413),
     ],
 )
@@ -237,7 +237,12 @@ def test_model_fn_takes_the_context_the_toolkit_appends(toolkit, tiny_model):
 
 @pytest.mark.parametrize(
     ("body", "content_type", "status"),
-    [(b"{}", "application/json", 415), (b"\x89PNG\r\n\x1a\n garbage", "image/png", 400), (b"", "image/png", 400)],
+    [
+        (b"{}", "text/plain", 415),
+        (b"{}", "application/json", 400),  # a batch body must be a list of images
+        (b"\x89PNG\r\n\x1a\n garbage", "image/png", 400),
+        (b"", "image/png", 400),
+    ],
 )
 def test_the_toolkit_answers_a_bad_request_with_its_status(toolkit, tiny_model, body, content_type, status):
     # given a request the handlers refuse
@@ -313,3 +318,113 @@ def test_pixels_over_the_limit_are_413_before_any_pixel_is_decoded(monkeypatch):
     with pytest.raises(inference.ImageTooLargeError, match="exceeds the limit of 992 pixels") as raised:
         inference.input_fn(body, "image/png")
     assert raised.value.status_code == 413 and loads == []
+
+
+# --- the batch body: many images in one request (what a backfill sends) --------------------------------------
+
+
+def batch_body(*images: Image.Image) -> bytes:
+    import base64
+
+    return json.dumps([base64.b64encode(encode(i)).decode() for i in images]).encode()
+
+
+def test_a_json_batch_answers_one_list_per_image_equal_to_the_single_answers(model):
+    # given two images sent one by one, and the same two as one batch body
+    other = Image.fromarray(np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8), "RGB")
+    singles = [
+        json.loads(inference.output_fn(inference.predict_fn(inference.input_fn(encode(i), "image/png"), model)))
+        for i in (RGB, other)
+    ]
+    # when the batch is served
+    answer = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(batch_body(RGB, other), "application/json"), model))
+    )
+    # then it is a list per image, in order, each the single answer
+    assert answer == singles
+    assert all(isinstance(p, float) for p in singles[0])  # the single contract is unchanged: a flat list
+
+
+def test_a_batch_of_one_is_still_a_list_of_lists(model):
+    answer = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(batch_body(RGB), "application/json"), model))
+    )
+    assert len(answer) == 1 and isinstance(answer[0], list)
+
+
+def test_an_npy_batch_answers_like_the_json_batch(model):
+    # given the same pixels as a uint8 N×H×W×3 .npy body (one image at another size: resized like a file)
+    buffer = io.BytesIO()
+    np.save(buffer, np.stack([np.asarray(RGB), np.asarray(RGB)]))
+    as_npy = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(buffer.getvalue(), inference.NPY), model))
+    )
+    as_json = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(batch_body(RGB, RGB), "application/json"), model))
+    )
+    np.testing.assert_allclose(as_npy, as_json, atol=1e-6)
+    big = io.BytesIO()
+    np.save(big, np.stack([np.asarray(RGB.resize((64, 64)))]))
+    assert inference.input_fn(big.getvalue(), inference.NPY).shape == (1, 32, 32, 3)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message", "status"),
+    [
+        (b"", "application/json", "empty", 400),
+        (b"[]", "application/json", "empty list", 400),
+        (b"{}", "application/json", "JSON dict", 400),
+        (b"not json", "application/json", "not JSON", 400),
+        (b'["aGVsbG8=", 3]', "application/json", "image 0 of the batch", 400),  # 'hello' is no image
+        (b'["%%%"]', "application/json", "image 0 of the batch is not base64", 400),
+        (b"garbage", inference.NPY, "not a .npy", 400),
+    ],
+)
+def test_a_bad_batch_is_a_named_error_with_status(body, content_type, message, status):
+    with pytest.raises(inference.InferenceError, match=message) as raised:
+        inference.input_fn(body, content_type)
+    assert raised.value.status_code == status
+
+
+def test_a_bad_image_inside_a_batch_is_named_by_its_index():
+    body = json.dumps([json.loads(batch_body(RGB))[0], 7]).encode()
+    with pytest.raises(inference.InvalidImageError, match="image 1 of the batch is a int"):
+        inference.input_fn(body, "application/json")
+
+
+def test_an_npy_of_the_wrong_shape_or_type_is_refused():
+    for array in (np.zeros((2, 32, 32), np.uint8), np.zeros((1, 32, 32, 3), np.float32)):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        with pytest.raises(inference.InvalidImageError, match="uint8 N×H×W×3"):
+            inference.input_fn(buffer.getvalue(), inference.NPY)
+
+
+def test_a_batch_over_the_limits_is_413_naming_the_limit(monkeypatch):
+    # the payload limit holds for the whole body, the pixel limit for each image (JSON and .npy alike)
+    monkeypatch.setattr(inference, "MAX_BODY_BYTES", 100)
+    with pytest.raises(inference.ImageTooLargeError, match="SCONES_MAX_PAYLOAD_MB") as raised:
+        inference.input_fn(batch_body(RGB, RGB), "application/json")
+    assert raised.value.status_code == 413
+    monkeypatch.setattr(inference, "MAX_BODY_BYTES", 10**7)
+    monkeypatch.setattr(inference, "MAX_PIXELS", 32 * 31)
+    with pytest.raises(inference.ImageTooLargeError, match=r"image 1 of the batch: .*SCONES_MAX_IMAGE_PIXELS"):
+        inference.input_fn(
+            json.dumps([json.loads(batch_body(RGB.resize((31, 32))))[0], json.loads(batch_body(RGB))[0]]).encode(),
+            "application/json",
+        )
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((1, 32, 32, 3), np.uint8))
+    with pytest.raises(inference.ImageTooLargeError, match="SCONES_MAX_IMAGE_PIXELS"):
+        inference.input_fn(buffer.getvalue(), inference.NPY)
+
+
+def test_the_toolkit_serves_a_batch_body(toolkit, tiny_model, model):
+    # given the inference toolkit's Transformer over code/inference.py, and a JSON batch
+    body = batch_body(RGB, RGB)
+    context = ToolkitContext(tiny_model, "application/json")
+    # when it serves the batch as the container would
+    answer = toolkit.transform([{"body": body}], context)
+    # then it answers our list of lists
+    assert context.status is None, answer
+    assert answer == [inference.output_fn(inference.predict_fn(inference.input_fn(body, "application/json"), model))]
