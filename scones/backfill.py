@@ -1,7 +1,8 @@
 """`scones invoke --prefix s3://bucket/prefix/`: a backfill. One execution of the Distributed Map machine
 (statemachine/classify_prefix.asl.json) lists the prefix, hands each Express child a batch of keys (one endpoint
 call per batch), and writes every child's result to s3://<bucket>/backfill/<stack>/<execution>/<map run>/
-(ResultWriter). This module checks the request, starts the execution, shows progress, reads the result files back and sums them up.
+(ResultWriter). This module checks the request, starts the execution, shows progress, reads the result files
+back and sums them up.
 """
 
 from __future__ import annotations
