@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from scones import models, stacks
-from scones.core import aws, settings
+from scones.core import aws, service, settings
 from scones.core import target as targets
 from scones.core.errors import NotReadyError, SconesError, UsageError
 from scones.core.files import write_atomic
@@ -46,6 +46,8 @@ class MonitorResult:
     checks: list[drift.Check]
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    # what the local endpoint answered but could not capture, by reason; None where it is not counted (AWS)
+    capture_lost: dict[str, int] | None = None
 
     @property
     def failed(self) -> list[drift.Check]:
@@ -83,6 +85,7 @@ class MonitorResult:
             "unparseable_by_reason": dict(self.table.bad),
             "excluded_by_reason": dict(self.table.excluded),
             "untimed": self.table.untimed,
+            "capture_lost": self.capture_lost,
             "skipped_before_since": self.skipped_before_since,
             "analysed": self.analysed,
             "sampled_rows": len(self.frame),  # records.csv and the plots
@@ -235,6 +238,20 @@ def analyse(
     )
 
 
+def capture_lost(endpoint: str) -> dict[str, int] | None:
+    """What the local endpoint answered but could not capture, by reason (its /_scones/stats: dropped when the
+    buffer was full, unsent when S3 and the disk refused, lost with a killed worker); None when no local endpoint
+    of that name answers. On AWS data capture is best effort and SageMaker counts no loss."""
+    try:
+        url = json.loads(settings.endpoint_record_path(endpoint).read_text())["url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    code, stats = service.get_json(url.rstrip("/") + "/_scones/stats")
+    if code != 200 or not isinstance(stats, dict) or not isinstance(stats.get("capture_lost"), dict):
+        return None
+    return {reason: int(n) for reason, n in stats["capture_lost"].items()}
+
+
 def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> MonitorResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -358,6 +375,15 @@ def run(
     )
     log(result.table.summary())
     log(f"analysed {result.analysed} record(s)")
+    endpoint = endpoint or settings.endpoint_name()
+    if capture_uri is None and settings.target() != "aws":
+        result.capture_lost = capture_lost(endpoint)
+        lost = sum((result.capture_lost or {}).values())
+        if lost:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in result.capture_lost.items() if n)
+            log(
+                f"endpoint {endpoint} answered {lost} request(s) it could not capture ({reasons}): not in these figures"
+            )
     out_uri = str(out) if str(out or "").startswith("s3://") else None
     if out_uri is not None:
         capture.Location.parse(out_uri)  # s3://bucket[/prefix]
@@ -369,7 +395,6 @@ def run(
     log(drift_rows(result))
     failed = ", ".join(c.name for c in result.failed)
     log(f"verdict: {result.verdict}" + (f" (failed: {failed})" if failed else ""))
-    endpoint = endpoint or settings.endpoint_name()
     if metrics:
         try:
             log(f"put {put_metrics(result, endpoint)} metrics to CloudWatch namespace {NAMESPACE}")

@@ -207,6 +207,14 @@ def write_html(result, plots: dict[str, Path], out: Path) -> Path:
         else ""
     )
     since_row += "".join(f"<tr><th>left out: {e(r)}</th><td>{n}</td></tr>\n" for r, n in table.excluded.items())
+    lost = result.capture_lost or {}
+    lost_row = (
+        "<tr><th>answered by the endpoint, never captured</th><td>"
+        + e(", ".join(f"{n} {reason}" for reason, n in lost.items() if n) or "none")
+        + "</td></tr>\n"
+        if result.capture_lost is not None
+        else ""
+    )
     sampled = (
         f" (plots and records.csv: a uniform sample of {len(result.frame)})"
         if len(result.frame) < result.analysed
@@ -253,7 +261,7 @@ td.num {{ white-space: nowrap; }}
 <tr><th>records read</th><td>{table.lines}</td></tr>
 <tr><th>parsed</th><td>{table.parsed}</td></tr>
 <tr><th>not parseable</th><td>{table.unparseable}</td></tr>
-{since_row}<tr><th>analysed</th><td>{result.analysed}{sampled}</td></tr>
+{since_row}{lost_row}<tr><th>analysed</th><td>{result.analysed}{sampled}</td></tr>
 <tr><th>baseline</th><td>{e(str(result.baseline_source))} ({len(result.baseline.frame)} held-out images)</td></tr>
 <tr><th>threshold</th><td>{result.threshold:g}</td></tr>
 </table>

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,3 +346,32 @@ def test_a_bad_model_never_stops_the_endpoint_and_a_good_one_switches_without_a_
     # and no request failed along the way (at most one reset connection at the switch, answered on its retry)
     assert len(statuses) > 20 and set(statuses) == {200}, [s for s in statuses if s != 200][:3]
     assert len(resets) <= 1
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_flood_while_s3_refuses_holds_the_worker_under_its_capture_bound(serve):
+    """Issue #21: while S3 was unreachable, 200 requests of 5.9 MB PNGs took one worker to 7.7 GB. Now the capture
+    buffer holds at most SCONES_CAPTURE_MAX_MB; past it, `drop` answers and counts the loss."""
+    # given one worker whose capture uploads all fail (no such bucket), with an 8 MB bound and the drop policy
+    name, url = serve(
+        workers=1, SCONES_CAPTURE_MAX_MB="8", SCONES_CAPTURE_WHEN_FULL="drop", SCONES_CAPTURE_BUCKET="no-such-bucket"
+    )
+    (pid,) = stats_of(url)["worker_pids"]
+    body = png(seed=7, size=(640, 640))  # random pixels: ~1.2 MB that no encoder shrinks
+    assert post(url, body) == 200
+    before = rss_mb(pid)
+    # when 120 such requests (~150 MB of bodies, ~200 MB once base64-encoded for capture) arrive
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _i: post(url, body), range(120)))
+    # then every one is answered, the worker grew by less than the bound plus working memory, and the loss is counted
+    assert codes == [200] * 120
+    grown = rss_mb(pid) - before
+    assert grown < 8 + 72, f"worker {pid} grew {grown:.0f} MB under an 8 MB capture bound"
+    assert stats_of(url)["capture_lost"]["dropped_full"] > 0
+    endpoint.stop(name, log=lambda _m: None)

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 
 import pytest
 from helpers import make_brightness_model
 from monitoring_fixtures import held_out_images, traffic_records, write_capture
 
+from scones.core import settings
 from scones.monitoring import baseline, capture, drift, monitor, report
 
 pytestmark = pytest.mark.slow  # exports an ONNX model once
@@ -181,3 +184,40 @@ def test_a_baseline_for_other_class_names_is_refused_by_name(model, images, base
             capture.Location.parse(str(tmp_path)), base, "b", 0.93, capture_labels=["motorcycle", "bicycle"]
         )
     assert monitor.analyse(capture.Location.parse(str(tmp_path)), base, "b", 0.93, capture_labels=base.labels)
+
+
+def test_what_the_endpoint_answered_but_never_captured_is_in_the_summary_and_the_report(
+    model, images, base, tmp_path, monkeypatch
+):
+    """Issue #21: a killed worker's answered requests were never captured and nothing said so; the monitor
+    reads the local endpoint's loss counters (/_scones/stats) and reports them beside the records it read."""
+    lost = {"dropped_full": 0, "unsent": 2, "killed_workers": 283}
+
+    class Stats(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"capture_lost": lost}).encode() if self.path == "/_scones/stats" else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Stats)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv(settings.STATE_DIR, str(tmp_path / "state"))
+        record = settings.endpoint_record_path("ep")
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}"}))
+        assert monitor.capture_lost("ep") == lost
+        assert monitor.capture_lost("no-such-endpoint") is None
+        result = analyse(model, images, base, tmp_path / "cap", None, seed=3)
+        result.capture_lost = monitor.capture_lost("ep")
+    finally:
+        server.shutdown()
+    monitor.write_outputs(result, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["capture_lost"] == lost
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "answered by the endpoint, never captured" in html and "283 killed_workers" in html
