@@ -156,6 +156,24 @@ def test_a_shadow_sees_mirrored_requests_but_only_production_answers(models):
     assert {row["name"]: row["requests"] for row in app.stats()["variants"]} == {"AllTraffic": 5, "Shadow": 5}
 
 
+def test_a_shadow_record_carries_its_production_record_s_inference_id(models):
+    # given production and a shadow mirrored every request
+    files, capture_for = writers()
+    variants = [Variant("AllTraffic", models["bright"]), Variant("Shadow", models["inverted"], 0.0, 100.0)]
+    app = EndpointApp(models["bright"], "ep", variants=variants, capture_for=capture_for, board=Board(1, 2))
+    app._load()
+    # when 4 requests arrive, one with the client's InferenceId
+    requests(app, [solid_png(230)] * 3)
+    requests(app, [solid_png(25)], headers=[(b"x-amzn-sagemaker-inference-id", b"client-42")])
+    # then each production record and its shadow's share one inferenceId (the pairing key), the client's kept
+    ids = {
+        variant: [r["eventMetadata"]["inferenceId"] for _, body in files[variant] for r in parse_lines(body.decode())]
+        for variant in ("AllTraffic", "Shadow")
+    }
+    assert len(set(ids["AllTraffic"])) == 4 and sorted(ids["AllTraffic"]) == sorted(ids["Shadow"])
+    assert "client-42" in ids["Shadow"]
+
+
 def test_a_failing_shadow_never_fails_a_caller(models):
     variants = [Variant("AllTraffic", models["bright"]), Variant("Shadow", models["failing"], 0.0, 100.0)]
     app = EndpointApp(models["bright"], "ep", variants=variants, board=Board(1, 2))
