@@ -346,6 +346,17 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    if args.compare:
+        from scones.monitoring import compare
+
+        if args.baseline or args.alert:
+            raise errors.UsageError(
+                "--compare judges two variants against each other: it takes no --baseline or --alert",
+                f"scones monitor --compare {args.compare}",
+            )
+
+        found = compare.run(args.compare, args.capture, args.out, args.threshold, args.since)
+        return 1 if args.strict and found.verdict == compare.HOLD else 0
     from scones.monitoring import monitor
 
     result = monitor.run(

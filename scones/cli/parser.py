@@ -253,7 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")
     p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")
     p.add_argument("--no-metrics", action="store_true", help="do not put metrics to CloudWatch")
-    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT (default: exit 0 once analysed)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT or hold (default: exit 0 once analysed)")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="PRODUCTION,CANDIDATE",
+        help="instead of drift: two variants' capture side by side (e.g. production,shadow), a promote/hold verdict",
+    )
 
     p = add(
         "cost",

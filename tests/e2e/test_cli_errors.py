@@ -93,6 +93,15 @@ CASES = {
     "invoke without keys": Case(("invoke",), ("nothing to classify", "--batch N"), code=2),
     "invoke --batch 0": Case(("invoke", "--batch", "0"), ("--batch must be at least 1",), code=2),
     "cost --images 0": Case(("cost", "--images", "0"), ("must be at least 1", "scones cost --images"), code=2),
+    "monitor --compare one variant": Case(
+        ("monitor", "--compare", "production"),
+        ("name two variants", "scones monitor --compare production,shadow"),
+        code=2,
+    ),
+    "monitor --compare nothing captured": Case(
+        ("monitor", "--compare", "production,shadow", "--capture", "{files}/empty-dir", "--threshold", "0.93"),
+        ("no capture of variant production", "variants captured there: none", "scones load --via endpoint"),
+    ),
     "endpoint invoke without image": Case(("endpoint", "invoke"), ("needs an image file",), code=2),
     "endpoint invoke missing file": Case(("endpoint", "invoke", "{files}/nope.png"), ("no such file", "PNG"), code=2),
     "endpoint invoke a folder": Case(("endpoint", "invoke", "{files}/empty-dir"), ("is not a file",), code=2),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
 import pytest
+from helpers import app_requests as requests
 from helpers import make_brightness_model, make_failing_model, solid_png
 
 from services.endpoint.app import EndpointApp
@@ -35,45 +35,6 @@ def writers():
         return CaptureWriter(put, "ep", prefix="capture", variant=variant, percent=100)
 
     return files, capture_for
-
-
-def requests(app: EndpointApp, bodies: list[bytes], headers=()) -> list[tuple[int, dict, bytes]]:
-    """Each body through the runtime API, then every mirrored request finished and every buffer flushed."""
-    answers = []
-
-    async def one(body: bytes):
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/endpoints/ep/invocations",
-            "headers": [(b"content-type", b"image/png"), *headers],
-        }
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await app(scope, receive, send)
-        answers.append((sent[0]["status"], {k.decode(): v.decode() for k, v in sent[0]["headers"]}, sent[1]["body"]))
-
-    async def run():
-        for served in app.served.values():
-            await served.batcher.start()
-        try:
-            for body in bodies:
-                await one(body)
-            while app._shadow_tasks:
-                await asyncio.gather(*app._shadow_tasks)
-        finally:
-            for served in app.served.values():
-                served.batcher.task.cancel()
-        app._flush(final=True)
-
-    asyncio.run(run())
-    return answers
 
 
 def test_the_router_splits_by_weight_and_honours_a_target():
