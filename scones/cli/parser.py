@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="local targets: skip the quality gate for --model")
     p.add_argument(
-        "--shadow", action="store_true", help="local targets: mirror live requests to --model; production still answers"
+        "--shadow",
+        action="store_true",
+        help="mirror live requests to --model (aws: a shadow variant); production still answers",
     )
     p.add_argument(
         "--shadow-percent",
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollout",
         default=None,
         metavar="canary:P:S|linear:P:S",
-        help="local targets: shift traffic to --model by stages, rolled back when an alarm fires",
+        help="shift traffic to --model by stages (aws: UpdateEndpoint blue/green), rolled back when an alarm fires",
     )
     p.add_argument(
         "--alarm",
