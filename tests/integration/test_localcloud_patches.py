@@ -88,3 +88,15 @@ def test_dispatch_cache_answers_repeated_hosts_from_the_cache(local_cloud):
         aws.client("s3").list_buckets()
     after = localcloud.health(local_cloud)["dispatch_cache"]
     assert after["hits"] >= before["hits"] + 3
+
+
+def test_cloudwatch_percentiles_are_answered_from_the_stored_values(local_cloud, unique):
+    selftest.check_percentiles(unique)  # raises SelfTestError naming what differs
+
+
+def test_a_percentile_is_the_nearest_rank_and_none_without_values():
+    from services.localcloud.patches.cloudwatch_percentiles import percentile
+
+    assert percentile([float(v) for v in range(1, 101)], "p95") == 95.0
+    assert percentile([3.0, 1.0, 2.0], "p50") == 2.0 and percentile([5.0], "p99.9") == 5.0
+    assert percentile([], "p95") is None and percentile([1.0], "Sum") is None

@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from . import (
+    cloudwatch_percentiles,
     dispatch_cache,
     execution_name,
     jsonata,
@@ -32,6 +33,7 @@ PATCHES: tuple[ModuleType, ...] = (
     execution_name,
     sfn_clients,
     dispatch_cache,
+    cloudwatch_percentiles,
 )
 APPLIED: list[str] = []
 
