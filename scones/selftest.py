@@ -13,6 +13,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from scones import localcloud
 from scones.core import aws
@@ -34,6 +35,7 @@ PATCHES = (
     "sfn-item-reader",
     "sfn-item-batcher",
     "sfn-result-writer",
+    "cloudwatch-percentiles",
 )
 TRUST = {
     "Version": "2012-10-17",
@@ -310,6 +312,30 @@ def check_distributed_map(suffix: str) -> None:
     sfn.delete_state_machine(stateMachineArn=machine)
 
 
+def check_percentiles(suffix: str) -> None:
+    """cloudwatch-percentiles: p95 of 1..100 put as Values/Counts is 95, by GetMetricData and GetMetricStatistics."""
+    cloudwatch = aws.client("cloudwatch")
+    now = datetime.now(UTC).replace(microsecond=0)
+    metric = {"Namespace": f"scones-selftest-{suffix}", "MetricName": "Latency"}
+    datum = {
+        "MetricName": "Latency",
+        "Timestamp": now,
+        "Values": [float(v) for v in range(1, 101)],
+        "Counts": [1.0] * 100,
+    }
+    cloudwatch.put_metric_data(Namespace=metric["Namespace"], MetricData=[datum])
+    start, end = now - timedelta(minutes=1), now + timedelta(minutes=1)
+    query = {"Id": "m", "MetricStat": {"Metric": metric, "Period": 60, "Stat": "p95"}}
+    found = cloudwatch.get_metric_data(MetricDataQueries=[query], StartTime=start, EndTime=end)
+    values = [v for r in found["MetricDataResults"] for v in r["Values"]]
+    _check("cloudwatch-percentiles (GetMetricData)", values == [95.0], values)
+    points = cloudwatch.get_metric_statistics(
+        **metric, StartTime=start, EndTime=end, Period=120, ExtendedStatistics=["p50", "p95"]
+    )["Datapoints"]
+    extended = [p.get("ExtendedStatistics") for p in points]
+    _check("cloudwatch-percentiles (GetMetricStatistics)", extended == [{"p50": 50.0, "p95": 95.0}], extended)
+
+
 def check_caches(before: dict, after: dict) -> None:
     """sfn-clients: the executions above made Task calls without a client each; dispatch-cache: hosts hit."""
     calls = after["sfn_clients"]["calls"] - before["sfn_clients"]["calls"]
@@ -341,6 +367,8 @@ def run(url: str, report: Callable[[str], None] = print) -> None:
         "ok  sfn-map-definition, sfn-item-reader, sfn-item-batcher, sfn-result-writer: a Distributed Map over "
         "2,100 keys, MaxItems, batches, EXPRESS children, result files, tolerance"
     )
+    check_percentiles(suffix)
+    report("ok  cloudwatch-percentiles: p95 by GetMetricData and GetMetricStatistics")
     check_caches(before, health(url))
     report("ok  sfn-clients (one client per service), dispatch-cache (hits)")
     report(f"self-test passed in {time.perf_counter() - started:.1f} s")

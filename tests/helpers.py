@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import os
@@ -270,3 +271,42 @@ def make_failing_model(model_dir: Path, labels=("bicycle", "motorcycle")) -> Pat
     pre = {"input_size": [32, 32], "layout": "NCHW", "channel_order": "RGB", "scale": 1 / 255}
     (model_dir / "config.json").write_text(json.dumps({"preprocessing": {**pre, "mean": [0] * 3, "std": [1] * 3}}))
     return model_dir
+
+
+def app_requests(app, bodies: list[bytes], headers=()) -> list[tuple[int, dict, bytes]]:
+    """Each body through the runtime API, then every mirrored request finished and every buffer flushed."""
+    answers = []
+
+    async def one(body: bytes):
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/endpoints/ep/invocations",
+            "headers": [(b"content-type", b"image/png"), *headers],
+        }
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await app(scope, receive, send)
+        answers.append((sent[0]["status"], {k.decode(): v.decode() for k, v in sent[0]["headers"]}, sent[1]["body"]))
+
+    async def run():
+        for served in app.served.values():
+            await served.batcher.start()
+        try:
+            for body in bodies:
+                await one(body)
+            while app._shadow_tasks:
+                await asyncio.gather(*app._shadow_tasks)
+        finally:
+            for served in app.served.values():
+                served.batcher.task.cancel()
+        app._flush(final=True)
+
+    asyncio.run(run())
+    return answers

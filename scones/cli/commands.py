@@ -201,15 +201,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from scones.deploy import aws_command
     from scones.deploy.run import Update, deploy
 
-    target = targets.activate(args.target)
-    if target.name == "aws":  # the SageMaker chain: training job, endpoint, scaling, stack, monitoring schedule
-        return aws_command.deploy(args)
     if args.shadow_percent is not None and not args.shadow:
         raise errors.UsageError("--shadow-percent needs --shadow", "scones deploy --model NEW --shadow")
     if args.shadow and args.rollout:
         raise errors.UsageError("--shadow and --rollout are two ways to try a model: pick one", "scones deploy --help")
     if args.alarm and not args.rollout:
         raise errors.UsageError("--alarm needs --rollout", "scones deploy --model NEW --rollout canary:10:300")
+    target = targets.activate(args.target)
+    if target.name == "aws":  # the SageMaker chain: training job, endpoint, scaling, stack, monitoring schedule
+        return aws_command.deploy(args)
     shadow = (
         (settings.shadow_percent() if args.shadow_percent is None else args.shadow_percent) if args.shadow else None
     )
@@ -359,6 +359,17 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    if args.compare:
+        from scones.monitoring import compare
+
+        if args.baseline or args.alert:
+            raise errors.UsageError(
+                "--compare judges two variants against each other: it takes no --baseline or --alert",
+                f"scones monitor --compare {args.compare}",
+            )
+
+        found = compare.run(args.compare, args.capture, args.out, args.threshold, args.since)
+        return 1 if args.strict and found.verdict == compare.HOLD else 0
     from scones.monitoring import monitor
 
     result = monitor.run(

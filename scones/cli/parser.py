@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="local targets: skip the quality gate for --model")
     p.add_argument(
-        "--shadow", action="store_true", help="local targets: mirror live requests to --model; production still answers"
+        "--shadow",
+        action="store_true",
+        help="mirror live requests to --model (aws: a shadow variant); production still answers",
     )
     p.add_argument(
         "--shadow-percent",
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rollout",
         default=None,
         metavar="canary:P:S|linear:P:S",
-        help="local targets: shift traffic to --model by stages, rolled back when an alarm fires",
+        help="shift traffic to --model by stages (aws: UpdateEndpoint blue/green), rolled back when an alarm fires",
     )
     p.add_argument(
         "--alarm",
@@ -263,7 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="the metrics' EndpointName dimension (default: the endpoint)")
     p.add_argument("--alert", action="store_true", help="publish to the alert topic when a check fails")
     p.add_argument("--no-metrics", action="store_true", help="do not put metrics to CloudWatch")
-    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT (default: exit 0 once analysed)")
+    p.add_argument("--strict", action="store_true", help="exit 1 on DRIFT or hold (default: exit 0 once analysed)")
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="PRODUCTION,CANDIDATE",
+        help="instead of drift: two variants' capture side by side (e.g. production,shadow), a promote/hold verdict",
+    )
 
     p = add(
         "cost",

@@ -341,6 +341,10 @@ GATE_FALSE_PASS_RISE = "SCONES_GATE_FALSE_PASS_RISE"  # … whose false-pass rat
 SHADOW_PERCENT = "SCONES_SHADOW_PERCENT"  # --shadow: the share of live requests mirrored to the candidate
 ROLLOUT_PERIOD_S = "SCONES_ROLLOUT_PERIOD_S"  # the period of the alarms a rollout creates (CloudWatch's minimum 10)
 ROLLOUT_LATENCY_MS = "SCONES_ROLLOUT_LATENCY_MS"  # the candidate's ModelLatency p95 alarm threshold
+COMPARE_MIN_AGREEMENT = "SCONES_COMPARE_MIN_AGREEMENT"  # monitor --compare holds below this agreement rate
+COMPARE_LOW_CONFIDENCE_RISE = "SCONES_COMPARE_LOW_CONFIDENCE_RISE"  # … when the low-confidence rate rises more
+COMPARE_P95_RISE = "SCONES_COMPARE_P95_RISE"  # … when latency p95 rises by more than this fraction
+COMPARE_MIN_PAIRS = "SCONES_COMPARE_MIN_PAIRS"  # … with fewer paired requests than this
 
 
 def endpoint_metrics_s() -> float:
@@ -368,3 +372,15 @@ def rollout_period_s() -> int:
 
 def rollout_latency_ms() -> float:
     return _number(ROLLOUT_LATENCY_MS, 500.0, 0.001, 600000.0)
+
+
+def compare_rules() -> dict[str, float]:
+    """When `scones monitor --compare` says promote: agreement at least `agreement`, a low-confidence rate not
+    higher by more than `low_confidence`, a latency p95 not higher by more than the fraction `p95`, and at
+    least `pairs` requests answered by both."""
+    return {
+        "agreement": _number(COMPARE_MIN_AGREEMENT, 0.95, 0.0, 1.0),
+        "low_confidence": _number(COMPARE_LOW_CONFIDENCE_RISE, 0.02, 0.0, 1.0),
+        "p95": _number(COMPARE_P95_RISE, 0.5, 0.0, 100.0),
+        "pairs": _number(COMPARE_MIN_PAIRS, 30, 1, 10**9, int, "an integer"),
+    }

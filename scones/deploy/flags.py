@@ -83,12 +83,17 @@ FLAG_FIELDS = {
     "model": "model_uri",
     "threshold": "threshold",
     "alert_email": "alert_email",
+    "rollout": "rollout",
 }
 
 
 def spec_from_args(args: argparse.Namespace) -> Spec:
     """The spec from the flags this command has (a flag it lacks or left unset is None: the setting decides)."""
     chosen = {field: getattr(args, flag, None) for flag, field in FLAG_FIELDS.items()}
+    chosen["rollout_alarms"] = tuple(getattr(args, "alarm", None) or ()) or None
+    if getattr(args, "shadow", False):
+        given = getattr(args, "shadow_percent", None)
+        chosen["shadow_percent"] = settings.shadow_percent() if given is None else given
     classes = tuple(parse_classes(getattr(args, "classes", None)))
     return checked(from_settings(**chosen, classes=classes))
 
@@ -120,4 +125,13 @@ def checked(spec: Spec) -> Spec:
         raise UsageError("--max-instances must be at least 1")
     if spec.invocations_per_instance < 1:
         raise UsageError("--invocations-per-instance must be at least 1")
+    if (spec.rollout or spec.shadow_percent is not None) and spec.model_uri is None:
+        raise UsageError(
+            "--rollout and --shadow try a new model on the deployed endpoint: name it with --model",
+            "scones deploy --target aws --model s3://…/model.tar.gz --rollout canary:10:300",
+        )
+    if spec.shadow_percent is not None and not 0 < spec.shadow_percent <= 100:
+        raise UsageError(f"--shadow-percent {spec.shadow_percent:g} is outside 0..100", "e.g. --shadow-percent 20")
+    if spec.serverless and (spec.rollout or spec.shadow_percent is not None):
+        raise UsageError("--rollout and --shadow need instances: a serverless endpoint has none", "drop --serverless")
     return spec

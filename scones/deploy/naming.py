@@ -25,6 +25,7 @@ ALERT_TOPIC_PLACEHOLDER = "<the workflow stack's AlertTopicArn>"  # known once t
 UNKNOWN_TIMESTAMP = "<timestamp>"  # ModelTrainer appends the time of the call to the base name
 UNKNOWN_ACCOUNT = "<account-id>"
 UNKNOWN_HASH = "<hash of the trained artifact>"
+UNKNOWN_PRODUCTION_MODEL = "<the endpoint's model now>"  # --shadow: production keeps it (read at deploy time)
 INFERENCE_FILE = ROOT / "services" / "endpoint" / "inference.py"
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from scones import rollout
 from scones.deploy import images
 from scones.deploy.naming import account_of, capture_uri, monitoring_source_key
 from scones.deploy.requests import (
     Call,
     Facts,
+    alarm_calls,
     endpoint_config_request,
     endpoint_request,
     model_request,
@@ -24,6 +26,7 @@ from scones.deploy.requests import (
     stack_calls,
     stage_calls,
     training_calls,
+    update_endpoint_request,
 )
 from scones.deploy.spec import Spec
 
@@ -58,8 +61,13 @@ def build(spec: Spec, facts: Facts | None = None, image: Callable[..., str] | No
         title = "serving artifact: model.tar.gz + code/inference.py (the file the local server runs)"
         steps.append(Step("package", title, package_calls(spec, model)))
     steps.append(Step("model", "model", [Call("sagemaker", "create_model", model, "only if absent")]))
-    config = endpoint_config_request(spec, model["ModelName"])
+    config = endpoint_config_request(spec, model["ModelName"], facts.production_model)
     cfg = Step("endpoint-config", "endpoint configuration", [Call("sagemaker", "create_endpoint_config", config)])
+    if spec.shadow_percent is not None:
+        cfg.notes.append(
+            f"shadow: {spec.shadow_percent:g} % of requests copied to --model as variant Shadow; production "
+            "keeps the endpoint's model and alone answers; compare with `scones monitor --compare production,shadow`"
+        )
     if spec.serverless:
         cfg.notes.append("serverless endpoints do not capture data: `scones monitor` will have nothing to read")
     else:
@@ -71,7 +79,14 @@ def build(spec: Spec, facts: Facts | None = None, image: Callable[..., str] | No
         endpoint_request(spec, config["EndpointConfigName"]),
         "update_endpoint when it exists with another config; waits until InService",
     )
+    if spec.rollout:
+        steps.append(Step("alarms", "rollout alarms (rolled back when one is in ALARM)", alarm_calls(spec)))
+        update = update_endpoint_request(spec, config["EndpointConfigName"])
+        endpoint = Call("sagemaker", "update_endpoint", update, "blue/green; waits until InService")
     steps.append(Step("endpoint", "endpoint (bills per hour until `scones clean --target aws`)", [endpoint]))
+    if spec.rollout:
+        stages = " then ".join(f"{p} %" for p in rollout.parse(spec.rollout).stages())
+        steps[-1].notes.append(f"rollout {spec.rollout}: the new fleet gets {stages}; an alarm rolls it all back")
     if not spec.serverless:
         steps.append(Step("scaling", "autoscaling", scaling_calls(spec, account)))
     title = f"workflow stack {spec.stack} (template.yaml: 3 Lambdas, 2 state machines, SNS alerts)"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from scones import rollout
 from scones.core import settings
 from scones.core.settings import ROOT
 from scones.data.staging import OUTLIER_SPLITS
@@ -26,6 +27,7 @@ from scones.deploy.naming import (
     SCHEDULER_TARGET,
     UNKNOWN_ACCOUNT,
     UNKNOWN_HASH,
+    UNKNOWN_PRODUCTION_MODEL,
     UNKNOWN_TIMESTAMP,
     VARIANT,
     digest,
@@ -46,6 +48,7 @@ from scones.deploy.naming import (
     staging_prefix,
 )
 from scones.deploy.spec import Spec
+from services.endpoint.variants import SHADOW
 
 TRAINING_DIR = ROOT / "training"  # ModelTrainer's SourceCode.source_dir: every file in it is uploaded (training_files)
 SOURCE_CODE = {"entry_script": "train.py", "requirements": "requirements.txt"}  # SourceCode's other fields
@@ -83,6 +86,7 @@ class Facts:
     model_data: str | None = None  # the artifact the model serves
     num_training_samples: int | None = None  # builtin: lines of train.lst
     outliers: bool = True  # the staged prefix holds the training outliers (deploy always stages them)
+    production_model: str = UNKNOWN_PRODUCTION_MODEL  # --shadow: the model the endpoint serves now, kept
 
 
 # --- preflight: credentials, role, bucket ------------------------------------------------------------
@@ -372,9 +376,21 @@ def model_request(spec: Spec, facts: Facts, image: Callable[..., str]) -> dict:
     }
 
 
-def endpoint_config_request(spec: Spec, model_name: str) -> dict:
+def endpoint_config_request(spec: Spec, model_name: str, production_model: str = UNKNOWN_PRODUCTION_MODEL) -> dict:
+    """One production variant serving `model_name`; with --shadow, production keeps `production_model` and
+    `model_name` is the shadow variant, sent spec.shadow_percent % of requests (its weight over production's 1)."""
     variant: dict = {"VariantName": VARIANT, "ModelName": model_name}
     request: dict = {"ProductionVariants": [variant]}
+    if spec.shadow_percent is not None:
+        shadow = {
+            "VariantName": SHADOW,
+            "ModelName": model_name,
+            "InitialVariantWeight": spec.shadow_percent / 100,
+            "InstanceType": spec.endpoint_instance_type,
+            "InitialInstanceCount": 1,
+        }
+        variant.update(ModelName=production_model, InitialVariantWeight=1.0)
+        request["ShadowProductionVariants"] = [shadow]
     if spec.serverless:
         variant["ServerlessConfig"] = {
             "MemorySizeInMB": spec.serverless_memory_mb,
@@ -389,12 +405,44 @@ def endpoint_config_request(spec: Spec, model_name: str) -> dict:
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
         }
-    name = f"{spec.name_prefix}-config-{UNKNOWN_HASH if UNKNOWN_HASH in model_name else digest(request)}"
+    unknown = UNKNOWN_HASH in model_name or UNKNOWN_PRODUCTION_MODEL in str(request)
+    name = f"{spec.name_prefix}-config-{UNKNOWN_HASH if unknown else digest(request)}"
     return {"EndpointConfigName": name, **request, "Tags": spec.tags()}
 
 
 def endpoint_request(spec: Spec, config_name: str) -> dict:
     return {"EndpointName": spec.endpoint, "EndpointConfigName": config_name, "Tags": spec.tags()}
+
+
+# --- a rollout: UpdateEndpoint's blue/green traffic shifting, rolled back on alarms (docs/safe-updates.md) ----
+
+
+def rollout_alarms(spec: Spec) -> list[dict]:
+    """PutMetricAlarm requests for the variant's Invocation5XXErrors and ModelLatency p95 (scones.rollout's, on
+    AWS's variant: during a blue/green update both fleets answer as it); none when --alarm names the alarms."""
+    if spec.rollout_alarms:
+        return []
+    return [{**request, "Tags": spec.tags()} for request in rollout.default_alarms(spec.endpoint, VARIANT)]
+
+
+def alarm_calls(spec: Spec) -> list[Call]:
+    """Before the update: the alarms made, or those named checked to exist (a rollout without them is refused)."""
+    if spec.rollout_alarms:
+        names = list(spec.rollout_alarms)
+        return [Call("cloudwatch", "describe_alarms", {"AlarmNames": names}, "each must exist, else nothing moves")]
+    return [Call("cloudwatch", "put_metric_alarm", request) for request in rollout_alarms(spec)]
+
+
+def update_endpoint_request(spec: Spec, config_name: str) -> dict:
+    """UpdateEndpoint with the rollout's DeploymentConfig: BlueGreenUpdatePolicy (CANARY or LINEAR traffic
+    routing) and AutoRollbackConfiguration naming the alarms."""
+    plan = rollout.parse(spec.rollout)
+    names = list(spec.rollout_alarms) or [a["AlarmName"] for a in rollout_alarms(spec)]
+    return {
+        "EndpointName": spec.endpoint,
+        "EndpointConfigName": config_name,
+        "DeploymentConfig": rollout.deployment_config(plan, names),
+    }
 
 
 def scaling_calls(spec: Spec, account: str) -> list[Call]:

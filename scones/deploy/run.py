@@ -18,7 +18,7 @@ from scones.core.errors import NotReadyError, SconesError, UsageError
 from scones.core.target import Target
 from scones.deploy import requests, stack
 from scones.deploy.spec import from_settings
-from services.endpoint.variants import PRODUCTION, Variant
+from services.endpoint.variants import PRODUCTION, SHADOW, Variant
 
 
 @dataclass
@@ -72,7 +72,7 @@ def update(name: str, model: str, how: Update, log: Callable[[str], None] = prin
             ) from None
     old = Variant(PRODUCTION, Path(production["model_dir"]), 1.0, 0.0, production.get("model_uri", ""))
     if how.shadow_percent is not None:
-        shadow = Variant("Shadow", candidate, 0.0, how.shadow_percent, uri)
+        shadow = Variant(SHADOW, candidate, 0.0, how.shadow_percent, uri)
         log(f"shadow test: {how.shadow_percent:g}% of requests to endpoint {name} mirrored to {uri}")
         return endpoint.serve_variants(name, [old, shadow], log=log)
     if how.rollout:

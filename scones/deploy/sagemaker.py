@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from scones import rollout
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError
 from scones.core.files import write_atomic
@@ -126,6 +127,59 @@ def ensure_endpoint(spec: Spec, config_name: str, report: Report, poll_s: float,
     _wait_in_service(spec.endpoint, poll_s, log)
 
 
+def serving_model(endpoint: str) -> str:
+    """The model the endpoint's production variant serves now (what --shadow keeps in production)."""
+    sm = aws.client("sagemaker")
+    try:
+        config = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    except sm.exceptions.ClientError as exc:
+        if not missing(exc):
+            raise
+        raise NotReadyError(
+            f"--shadow and --rollout try a model on the deployed endpoint {endpoint}, and there is none",
+            next_step="scones deploy --target aws (without --shadow or --rollout) first",
+        ) from None
+    variants = sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    return next((v for v in variants if v["VariantName"] == naming.VARIANT), variants[0])["ModelName"]
+
+
+def ensure_alarms(spec: Spec, report: Report, log=print) -> None:
+    """A rollout's alarms exist before any traffic moves: the variant's own are (re)made, named ones checked."""
+    cloudwatch = aws.client("cloudwatch")
+    if spec.rollout_alarms:
+        found = {
+            a["AlarmName"] for a in cloudwatch.describe_alarms(AlarmNames=list(spec.rollout_alarms))["MetricAlarms"]
+        }
+        absent = [name for name in spec.rollout_alarms if name not in found]
+        if absent:
+            raise NotReadyError(
+                f"no CloudWatch alarm named {', '.join(absent)}: the rollout would have nothing to roll back on",
+                next_step="create it, or leave out --alarm to use the variant's 5xx and latency alarms",
+            )
+        report.add("alarms", "unchanged", ", ".join(spec.rollout_alarms), log)
+        return
+    for request in requests.rollout_alarms(spec):
+        cloudwatch.put_metric_alarm(**request)  # the same request again changes nothing
+        report.add("alarms", "created", request["AlarmName"], log)
+
+
+def roll_out(spec: Spec, config_name: str, report: Report, poll_s: float, log=print) -> None:
+    """UpdateEndpoint with the rollout's DeploymentConfig; SageMaker shifts traffic and rolls back on an alarm.
+    Rolled back: the endpoint is still on its old configuration once InService again (RolledBackError)."""
+    sm = aws.client("sagemaker")
+    current = sm.describe_endpoint(EndpointName=spec.endpoint)["EndpointConfigName"]
+    if current == config_name:
+        report.add("endpoint", "unchanged", f"{spec.endpoint} ({config_name})", log)
+        return
+    _deregister_scaling(spec.endpoint)
+    sm.update_endpoint(**requests.update_endpoint_request(spec, config_name))
+    report.add("endpoint", "updated", f"{spec.endpoint}: {current} -> {config_name} by {spec.rollout}", log)
+    _wait_in_service(spec.endpoint, poll_s, log)
+    now = sm.describe_endpoint(EndpointName=spec.endpoint)["EndpointConfigName"]
+    if now != config_name:
+        raise rollout.RolledBackError(f"rollout {spec.rollout} of endpoint {spec.endpoint} rolled back: {now} serves")
+
+
 def _deregister_scaling(endpoint: str) -> None:
     scaling = aws.client("application-autoscaling")
     resource = naming.scaling_resource_id(endpoint)
@@ -231,13 +285,19 @@ def deploy(spec: Spec, poll_s: float = 30.0, log=print, confirm: Callable[[str],
     facts.model_data = (
         artifact if spec.algorithm == "builtin" else package_for_serving(spec, artifact, source, report, log)
     )
+    if spec.shadow_percent is not None or spec.rollout:
+        facts.production_model = serving_model(spec.endpoint)  # refused here when nothing is deployed yet
     model = requests.model_request(spec, facts, images.retrieve)
     ensure_model(model, report, log)
-    config = requests.endpoint_config_request(spec, model["ModelName"])
+    config = requests.endpoint_config_request(spec, model["ModelName"], facts.production_model)
     if spec.serverless:
         log("note: serverless endpoints do not capture data: `scones monitor` will have nothing to read")
     ensure_endpoint_config(config, report, log)
-    ensure_endpoint(spec, config["EndpointConfigName"], report, poll_s, log)
+    if spec.rollout:
+        ensure_alarms(spec, report, log)
+        roll_out(spec, config["EndpointConfigName"], report, poll_s, log)
+    else:
+        ensure_endpoint(spec, config["EndpointConfigName"], report, poll_s, log)
     report.names.update(model=model["ModelName"], endpoint_config=config["EndpointConfigName"], endpoint=spec.endpoint)
     report.names["model_data"] = facts.model_data  # the serving copy under models/…: scones clean --purge-data's
     if not spec.serverless:

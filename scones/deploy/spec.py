@@ -49,6 +49,10 @@ class Spec:
     monitor_instance_type: str | None = None  # None: sized from monitor_records (requests.monitor_instance_type)
     monitor_schedule: str = "rate(1 hour)"
     monitor_records: int = 360_000  # capture records one monitoring run reads: 100 images/s for an hour
+    # trying --model on the deployed endpoint (docs/safe-updates.md): a blue/green rollout or a shadow variant
+    rollout: str | None = None  # canary:P:S | linear:P:S: UpdateEndpoint's DeploymentConfig
+    rollout_alarms: tuple[str, ...] = ()  # roll back on these; none: the variant's 5xx and latency p95, created
+    shadow_percent: float | None = None  # --shadow: --model as a shadow variant sent this share of requests
 
     @property
     def name_prefix(self) -> str:

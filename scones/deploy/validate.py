@@ -181,6 +181,7 @@ PLAUSIBLE = {
     "<lines of train.lst, read after staging>": "1000",
     "<role: pass --role or set SCONES_SAGEMAKER_ROLE>": "scones-sagemaker",
     "<the workflow stack's AlertTopicArn>": "arn:aws:sns:us-east-1:123456789012:scones-alerts",
+    "<the endpoint's model now>": "scones-model-0f1e2d3c",
 }
 _PLACEHOLDER = re.compile(r"<[^<>]+>")
 

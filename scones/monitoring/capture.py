@@ -346,6 +346,21 @@ def inference_time(rec: dict) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+def probabilities(rec: object, labels: list[str] | None = None) -> list[float]:
+    """The validated probabilities of a capture record, its image left undecoded (what `scones monitor
+    --compare` reads); BadRecord with the reason, as for every record."""
+    try:
+        out = rec["captureData"]["endpointOutput"]  # type: ignore[index]
+        if not isinstance(out, dict):
+            raise TypeError
+    except (KeyError, TypeError):
+        raise BadRecord(NOT_A_RECORD) from None
+    probs = _probabilities(out)
+    if labels and len(probs) != len(labels):
+        raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
+    return probs
+
+
 def _unpack(rec: object, labels: list[str] | None) -> tuple[bytes, str, list[float]]:
     """(image body, content type, probabilities) of a capture record; BadRecord with the reason."""
     try:

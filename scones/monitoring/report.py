@@ -281,6 +281,91 @@ Model Monitor-format statistics.json, constraints.json, constraint_violations.js
     return out
 
 
+# --- scones monitor --compare: two variants side by side ------------------------------------------------------
+
+
+def plot_compare_confidence(result, out: Path) -> Path:
+    """Both variants' confidence histograms on the same bins, the threshold marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for side in (result.production, result.candidate):
+        values = np.frombuffer(side.confidence)
+        ax.hist(values, np.linspace(0, 1, 21), density=True, alpha=0.55, label=f"{side.variant} (n={len(values)})")
+    ax.axvline(result.threshold, color="orange", lw=1.5, label=f"threshold {result.threshold:g}")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("density")
+    ax.set_title(f"confidence: {result.production.variant} vs {result.candidate.variant}")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def compare_section(result, plot: Path | None) -> str:
+    """The comparison as an HTML section: verdict and its rules, figures side by side, the histograms."""
+    e = html.escape
+    summary = result.summary()
+    p, c = summary["production"], summary["candidate"]
+    colour = OK_COLOUR if result.verdict == "promote" else DRIFT_COLOUR
+
+    def cell(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    rows = [
+        ("capture", e(p["capture"]), e(c["capture"])),
+        ("records", p["records"], c["records"]),
+        ("unusable", sum(p["unusable_by_reason"].values()), sum(c["unusable_by_reason"].values())),
+        (
+            f"low-confidence rate (&lt; {result.threshold:g})",
+            cell(p["low_confidence_rate"]),
+            cell(c["low_confidence_rate"]),
+        ),
+        *(
+            (f"confidence {q}", cell(p["confidence_quantiles"][q]), cell(c["confidence_quantiles"][q]))
+            for q in p["confidence_quantiles"]
+        ),
+        ("latency p50 (ms)", cell(p["latency_p50_ms"], 2), cell(c["latency_p50_ms"], 2)),
+        ("latency p95 (ms)", cell(p["latency_p95_ms"], 2), cell(c["latency_p95_ms"], 2)),
+    ]
+    body = "".join(f"<tr><th>{name}</th><td>{a}</td><td>{b}</td></tr>" for name, a, b in rows)
+    edges = summary["confidence_bins"]
+    bins = "".join(
+        f"<tr><td>{edges[i]:.2f}–{edges[i + 1]:.2f}</td><td>{a}</td><td>{b}</td></tr>"
+        for i, (a, b) in enumerate(zip(p["confidence_histogram"], c["confidence_histogram"], strict=True))
+        if a or b
+    )
+    rules = "".join(f"<li>{e(r)}</li>" for r in summary["rules"])
+    image = _img(plot, "confidence histograms of both variants") if plot is not None else ""
+    why = e("; ".join(summary["why"]))
+    return f"""<section id="compare">
+<h2>{e(p["variant"])} vs {e(c["variant"])}</h2>
+<div class="verdict" style="background: {colour}"><h1>{e(result.verdict)}</h1><div>{why}</div></div>
+<p>agreement on {summary["paired"]} paired request(s): <b>{cell(summary["agreement"])}</b></p>
+<table><tr><th></th><th>{e(p["variant"])}</th><th>{e(c["variant"])}</th></tr>{body}</table>
+<p>promote when every rule holds:</p><ul>{rules}</ul>
+<table><tr><th>confidence</th><th>{e(p["variant"])}</th><th>{e(c["variant"])}</th></tr>{bins}</table>
+{image}
+</section>"""
+
+
+def write_compare_html(result, plot: Path | None, out: Path) -> Path:
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>scones monitor --compare: {html.escape(result.verdict)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #1f2328; max-width: 1150px; }}
+.verdict {{ color: white; padding: 14px 20px; border-radius: 8px; }}
+.verdict h1 {{ margin: 0 0 4px 0; font-size: 28px; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px 0; font-size: 14px; }}
+td, th {{ border: 1px solid #d0d7de; padding: 4px 10px; text-align: left; }}
+img {{ border: 1px solid #d0d7de; }}
+</style></head><body>
+{compare_section(result, plot)}
+<p style="color: #656d76; font-size: 13px;">scones monitor --compare · compare.json beside this file.</p>
+</body></html>
+"""
+    write_atomic(out, page)
+    return out
+
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking")
 
 

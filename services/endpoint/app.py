@@ -42,8 +42,8 @@ from scones.core import settings
 from . import inference
 from .batching import DynamicBatcher
 from .board import Board
-from .capture import CaptureWriter
-from .variants import INVOKED_HEADER, POLL_S, PRODUCTION, TARGET_HEADER, Router, Variant
+from .capture import CaptureWriter, event_id
+from .variants import INFERENCE_ID_HEADER, INVOKED_HEADER, POLL_S, PRODUCTION, TARGET_HEADER, Router, Variant
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -394,8 +394,8 @@ class EndpointApp:
             self.active -= 1
 
     @staticmethod
-    def _headers(scope) -> tuple[str, str | None, str | None]:
-        content_type, accept, target = "", None, None
+    def _headers(scope) -> tuple[str, str | None, str | None, str | None]:
+        content_type, accept, target, inference_id = "", None, None, None
         for key, value in scope["headers"]:
             key = key.lower()
             if key == b"content-type":
@@ -404,10 +404,12 @@ class EndpointApp:
                 accept = value.decode("latin-1")
             elif key == TARGET_HEADER:
                 target = value.decode("latin-1")
-        return content_type, accept, target
+            elif key == INFERENCE_ID_HEADER:
+                inference_id = value.decode("latin-1")[:64]  # SageMaker's limit
+        return content_type, accept, target, inference_id
 
     async def _answer(self, scope, receive, send, runtime_api: bool) -> None:
-        content_type, accept, target = self._headers(scope)
+        content_type, accept, target, inference_id = self._headers(scope)
         served: Served | None = None
         try:
             body = await self._read_body(scope, receive)
@@ -448,9 +450,12 @@ class EndpointApp:
         except Exception as exc:
             await self._failed(send, served, 500, f"{type(exc).__name__}: {exc}", "InternalServerError", runtime_api)
             return
+        mirrors = self.router.mirror() if self.router.shadows else ()
+        if mirrors and inference_id is None:  # the key `scones monitor --compare` pairs the two records on
+            inference_id = event_id(os.urandom(16))
         capture = served.capture
         kept = capture is None or not capture.sampled()
-        if not kept and not await self._capture(capture, body, content_type, output, latency_ms):
+        if not kept and not await self._capture(capture, body, content_type, output, latency_ms, inference_id):
             self.refused += 1
             message = (
                 f"the capture buffer stayed full ({capture.max_bytes} bytes) for {self.capture_block_s:g} s: "
@@ -461,10 +466,10 @@ class EndpointApp:
         served.count(200, latency_ms)
         self.publish()  # before the answer: a client that reads the stats next sees its request counted
         await self._respond(send, 200, output, [*JSON_HEADERS, (INVOKED_HEADER, served.variant.name.encode())])
-        for name in self.router.mirror() if self.router.shadows else ():  # after the answer: off its path
+        for name in mirrors:  # after the answer: off its path
             shadow = self.served[name]
-            if shadow.model is not None and image is not None:
-                task = asyncio.create_task(self._shadow(shadow, body, content_type, image, size))
+            if shadow.model is not None and image is not None:  # a batch body is not mirrored
+                task = asyncio.create_task(self._shadow(shadow, body, content_type, image, size, inference_id))
                 self._shadow_tasks.add(task)
                 task.add_done_callback(self._shadow_tasks.discard)
 
@@ -475,8 +480,9 @@ class EndpointApp:
         self.publish()
         await self._error(send, status, message, error, runtime_api)
 
-    async def _shadow(self, shadow: Served, body: bytes, content_type: str, image, size) -> None:
-        """A mirrored request: the shadow's answer is captured (its own prefix) and counted, never sent."""
+    async def _shadow(self, shadow: Served, body: bytes, content_type: str, image, size, inference_id=None) -> None:
+        """A mirrored request: the shadow's answer is captured (its own prefix, production's inferenceId) and
+        counted, never sent."""
         try:
             if shadow.model.size != size:
                 image = inference.decode(body, content_type, shadow.model.size)
@@ -490,7 +496,7 @@ class EndpointApp:
         shadow.count(200, latency_ms)
         writer = shadow.capture
         mirrored = writer is not None and writer.sampled() and writer.room(body, output)  # never waits
-        if mirrored and writer.add(body, content_type, output, latency_ms):
+        if mirrored and writer.add(body, content_type, output, latency_ms, inference_id):
             asyncio.get_running_loop().run_in_executor(None, self._flush)
 
     async def _answer_batch(self, served: Served, body: bytes, content_type: str, accept: str | None) -> bytes:
@@ -515,7 +521,13 @@ class EndpointApp:
                     loop.run_in_executor(None, trim_memory)
 
     async def _capture(
-        self, capture: CaptureWriter, body: bytes, content_type: str, output: bytes, latency_ms: float
+        self,
+        capture: CaptureWriter,
+        body: bytes,
+        content_type: str,
+        output: bytes,
+        latency_ms: float,
+        inference_id: str | None = None,
     ) -> bool:
         """Buffer the record; False when the block policy waited capture_block_s for room in vain."""
         loop = asyncio.get_running_loop()
@@ -527,7 +539,7 @@ class EndpointApp:
                 if not capture.flushing():
                     loop.run_in_executor(None, self._flush)
                 await asyncio.sleep(0.05)
-        if capture.add(body, content_type, output, latency_ms):
+        if capture.add(body, content_type, output, latency_ms, inference_id):
             loop.run_in_executor(None, self._flush)
         return True
 

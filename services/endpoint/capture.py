@@ -7,6 +7,9 @@ Each captured invocation is one JSON line:
    "eventMetadata": {"eventId": <uuid>, "inferenceTime": "2024-11-25T23:21:43Z"}, "eventVersion": "0"}
 with one key AWS does not write, "modelLatencyMs" in eventMetadata (the model's share of the answer: batching
 wait and compute), which `scones monitor --compare` reads for each variant's latency; readers ignore it.
+A request the client gave an InferenceId, or one mirrored to a shadow, also carries eventMetadata.inferenceId
+(AWS's key for the client's InferenceId): a production record and its shadow's share it, which is what
+`scones monitor --compare` pairs them on.
 A request only appends (time, body, content type, output) to a buffer; records are built, base64-encoded
 and serialised by the flush, off the request path, once. Lines are flushed (by count, by age, and on shutdown) to
   s3://{bucket}/{prefix}/{endpoint}/{variant}/YYYY/MM/DD/HH/{mm-ss-fff}-{uuid}.jsonl
@@ -63,6 +66,7 @@ def record(
     event: str | None = None,
     inference_time: str | None = None,
     latency_ms: float | None = None,
+    inference_id: str | None = None,
 ) -> dict:
     if inference_time is None:
         inference_time = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -87,6 +91,8 @@ def record(
         },
         "eventVersion": "0",
     }
+    if inference_id is not None:
+        found["eventMetadata"]["inferenceId"] = inference_id
     if latency_ms is not None:
         found["eventMetadata"]["modelLatencyMs"] = round(latency_ms, 3)
     return found
@@ -141,7 +147,7 @@ class CaptureWriter:
             raise ValueError(f"when_full must be one of {', '.join(settings.CAPTURE_POLICIES)}, got {self.when_full}")
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._buffer: list[tuple] = []  # (time.time(), body, content type, output, latency ms or None)
+        self._buffer: list[tuple] = []  # (time.time(), body, content type, output, latency ms, inference id)
         self._encoded: list[tuple[str, float, bytes]] = []  # (hour, time, line): built once, kept across retries
         self._oldest = 0.0
         self._flush_asked = False
@@ -162,7 +168,14 @@ class CaptureWriter:
         with self._lock:
             return self.held == 0 or self.held + held_size(body, output) <= self.max_bytes
 
-    def add(self, body: bytes, content_type: str, output: bytes, latency_ms: float | None = None) -> bool:
+    def add(
+        self,
+        body: bytes,
+        content_type: str,
+        output: bytes,
+        latency_ms: float | None = None,
+        inference_id: str | None = None,
+    ) -> bool:
         """Buffer one invocation (no encoding here: it is on the request path); returns whether a flush is
         due (the caller schedules it off the event loop). A record past the byte bound is dropped and counted
         (`dropped`): under the block policy the app waits for `room` before it answers, so it seldom happens."""
@@ -174,7 +187,7 @@ class CaptureWriter:
                 return ask
             if not self._buffer and not self._encoded:
                 self._oldest = time.monotonic()
-            self._buffer.append((time.time(), body, content_type, output, latency_ms))
+            self._buffer.append((time.time(), body, content_type, output, latency_ms, inference_id))
             self.held += size
             self.captured += 1
             if len(self._buffer) >= self.max_records and not self._flush_asked:
@@ -208,7 +221,7 @@ class CaptureWriter:
                 at = datetime.fromtimestamp(second, UTC)
                 seconds[second] = (at.strftime("%Y%m%d%H"), at.strftime("%Y-%m-%dT%H:%M:%SZ"))
             hour, stamp = seconds[second]
-            rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp, raw[4])
+            rec = record(raw[1], raw[2], raw[3], None, event_id(ids[16 * i : 16 * i + 16]), stamp, raw[4], raw[5])
             line = _line(rec)
             out.append((hour, raw[0], line))
             estimated, actual = estimated + held_size(raw[1], raw[3]), actual + len(line)

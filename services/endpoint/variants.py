@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PRODUCTION = "AllTraffic"  # the variant a one-model endpoint serves, as SageMaker names it
+SHADOW = "Shadow"  # the variant `scones deploy --shadow` serves the candidate as
 TARGET_HEADER = b"x-amzn-sagemaker-target-variant"  # botocore sagemaker-runtime: TargetVariant
 INVOKED_HEADER = b"x-amzn-invoked-production-variant"  # botocore sagemaker-runtime: InvokedProductionVariant
+INFERENCE_ID_HEADER = b"x-amzn-sagemaker-inference-id"  # botocore: InferenceId (capture's inferenceId)
 POLL_S = 0.1  # how often a worker looks at the control file
 
 

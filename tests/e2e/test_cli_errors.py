@@ -106,6 +106,20 @@ CASES = {
     "backfill with no stack": Case(
         ("invoke", "--prefix", "s3://b/p/"), ("is not deployed", "scones deploy"), cloud=True, code=3
     ),
+    "monitor --compare one variant": Case(
+        ("monitor", "--compare", "production"),
+        ("name two variants", "scones monitor --compare production,shadow"),
+        code=2,
+    ),
+    "monitor --compare nothing captured": Case(
+        ("monitor", "--compare", "production,shadow", "--capture", "{files}/empty-dir", "--threshold", "0.93"),
+        ("no capture of variant production", "variants captured there: none", "scones load --via endpoint"),
+    ),
+    "aws rollout without a model": Case(
+        ("deploy", "--target", "aws", "--dry-run", "--rollout", "canary:10:300"),
+        ("name it with --model", "--rollout canary:10:300"),
+        code=2,
+    ),
     "endpoint invoke without image": Case(("endpoint", "invoke"), ("needs an image file",), code=2),
     "endpoint invoke missing file": Case(("endpoint", "invoke", "{files}/nope.png"), ("no such file", "PNG"), code=2),
     "endpoint invoke a folder": Case(("endpoint", "invoke", "{files}/empty-dir"), ("is not a file",), code=2),

@@ -95,3 +95,15 @@ def test_a_distributed_map_lists_a_prefix_batches_runs_express_children_and_writ
     listing), MaxItems, batches of the size asked, EXPRESS children, result files, a Map Run past its tolerance
     (broken by hand once each: the batcher not closing batches, the reader stopping at 1,000 keys)."""
     selftest.check_distributed_map(unique[:8])  # raises SelfTestError naming the patch
+
+
+def test_cloudwatch_percentiles_are_answered_from_the_stored_values(local_cloud, unique):
+    selftest.check_percentiles(unique)  # raises SelfTestError naming what differs
+
+
+def test_a_percentile_is_the_nearest_rank_and_none_without_values():
+    from services.localcloud.patches.cloudwatch_percentiles import percentile
+
+    assert percentile([float(v) for v in range(1, 101)], "p95") == 95.0
+    assert percentile([3.0, 1.0, 2.0], "p50") == 2.0 and percentile([5.0], "p99.9") == 5.0
+    assert percentile([], "p95") is None and percentile([1.0], "Sum") is None

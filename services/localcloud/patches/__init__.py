@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 from . import (
+    cloudwatch_percentiles,
     dispatch_cache,
     execution_name,
     jsonata,
@@ -40,6 +41,7 @@ PATCHES: tuple[ModuleType, ...] = (
     sfn_item_reader,
     sfn_item_batcher,
     sfn_result_writer,
+    cloudwatch_percentiles,
 )
 APPLIED: list[str] = []
 

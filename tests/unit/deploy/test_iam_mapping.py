@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import iam_check
+import pytest
 from aws_recorder import Call
+
+from scones.core.settings import ROOT
+from scones.deploy import plan, validate
+from scones.deploy.spec import Spec
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/scones-sagemaker"
@@ -54,3 +61,25 @@ def test_an_allow_with_an_unmet_condition_does_not_apply_and_a_deny_wins():
     assert not iam_check.permitted([policy], iam_check.Need("iam:PassRole", ROLE))  # the key is absent: not met
     deny = {"Effect": "Deny", "Action": "iam:*", "Resource": "*"}
     assert not iam_check.permitted([policy, {"Version": "2012-10-17", "Statement": [deny]}], to("lambda.amazonaws.com"))
+
+
+@pytest.mark.parametrize("trial", ["rollout", "rollout-named", "shadow"])
+def test_the_deployer_policy_allows_the_calls_of_a_rollout_and_of_a_shadow(trial):
+    # given the dry-run plan of a new model tried on the deployed endpoint
+    model = "s3://b/models/j/output/model.tar.gz"
+    spec = {
+        "rollout": Spec(role=ROLE, model_uri=model, rollout="canary:10:300"),
+        "rollout-named": Spec(role=ROLE, model_uri=model, rollout="linear:25:60", rollout_alarms=("mine",)),
+        "shadow": Spec(role=ROLE, model_uri=model, shadow_percent=20.0),
+    }[trial]
+    steps = [
+        s for s in plan.build(spec, image=lambda *a: "image") if s.key in ("alarms", "endpoint-config", "endpoint")
+    ]
+    calls = [
+        Call(service, validate.operation_name(service, operation), params, "us-east-1")
+        for service, operation, params, _ in validate.plan_requests(steps)
+    ]
+    # then docs/iam/deployer-policy.json grants every permission they need (the update and the alarms included)
+    assert {c.operation for c in calls} >= {"CreateEndpointConfig"}
+    policy = json.loads((ROOT / "docs" / "iam" / "deployer-policy.json").read_text())
+    assert iam_check.refused(calls, [policy], ACCOUNT) == []

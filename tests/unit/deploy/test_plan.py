@@ -42,6 +42,79 @@ def test_the_dry_run_matches_its_snapshot():
     assert text == SNAPSHOT.read_text(), "dry run changed: review, then SCONES_UPDATE_SNAPSHOTS=1 pytest this test"
 
 
+MODEL = "s3://b/models/j/output/model.tar.gz"
+TRIALS = {  # a new model tried on the deployed endpoint: its own dry-run snapshot each
+    "rollout": Spec(role=ROLE, model_uri=MODEL, rollout="canary:10:300"),
+    "shadow": Spec(role=ROLE, model_uri=MODEL, shadow_percent=20.0),
+}
+
+
+@pytest.mark.parametrize("name", TRIALS)
+def test_the_dry_run_of_a_rollout_and_of_a_shadow_match_their_snapshots(name):
+    pytest.importorskip("sagemaker", reason="the snapshot shows the SDK's image URIs: needs the aws extra")
+    spec, snapshot = TRIALS[name], SNAPSHOT.with_name(f"dry_run_{name}.txt")
+    text = normalized(render.render(plan.build(spec), spec, naming.account_of(spec)))
+    if os.environ.get("SCONES_UPDATE_SNAPSHOTS"):
+        snapshot.write_text(text)
+    assert text == snapshot.read_text(), "dry run changed: review, then SCONES_UPDATE_SNAPSHOTS=1 pytest this test"
+
+
+def test_a_rollout_makes_its_alarms_then_updates_the_endpoint_blue_green():
+    steps = plan.build(TRIALS["rollout"], image=fake_image)
+    keys = [s.key for s in steps]
+    assert keys.index("alarms") < keys.index("endpoint")
+    found = calls(steps)
+    assert "sagemaker.create_endpoint" not in found
+    alarms = [c.params for s in steps if s.key == "alarms" for c in s.calls]
+    assert [(a["MetricName"], a.get("Statistic"), a.get("ExtendedStatistic")) for a in alarms] == [
+        ("Invocation5XXErrors", "Sum", None),
+        ("ModelLatency", None, "p95"),
+    ]
+    assert all({"Name": "VariantName", "Value": "AllTraffic"} in a["Dimensions"] for a in alarms)
+    update = found["sagemaker.update_endpoint"].params
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert (policy["Type"], policy["CanarySize"]["Value"], policy["WaitIntervalInSeconds"]) == ("CANARY", 10, 300)
+    named = update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    assert named == [{"AlarmName": a["AlarmName"]} for a in alarms]
+
+
+def test_a_rollout_on_named_alarms_checks_they_exist_and_makes_none():
+    spec = Spec(role=ROLE, model_uri=MODEL, rollout="linear:25:60", rollout_alarms=("mine",))
+    steps = plan.build(spec, image=fake_image)
+    (alarms,) = [s for s in steps if s.key == "alarms"]
+    assert [(c.operation, c.params) for c in alarms.calls] == [("describe_alarms", {"AlarmNames": ["mine"]})]
+    found = calls(steps)
+    rollback = found["sagemaker.update_endpoint"].params["DeploymentConfig"]["AutoRollbackConfiguration"]
+    assert rollback == {"Alarms": [{"AlarmName": "mine"}]}
+
+
+def test_a_shadow_keeps_production_and_adds_the_model_as_a_shadow_variant():
+    config = calls(plan.build(TRIALS["shadow"], image=fake_image))["sagemaker.create_endpoint_config"].params
+    (production,), (shadow,) = config["ProductionVariants"], config["ShadowProductionVariants"]
+    assert production["ModelName"] == naming.UNKNOWN_PRODUCTION_MODEL and production["InitialVariantWeight"] == 1.0
+    assert shadow["VariantName"] == "Shadow" and shadow["InitialVariantWeight"] == 0.2
+    assert shadow["ModelName"] not in (production["ModelName"],) and shadow["ModelName"].startswith("scones-model-")
+
+
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (dict(rollout="canary:10:300"), "name it with --model"),
+        (dict(shadow=True), "name it with --model"),
+        (dict(model=MODEL, shadow=True, shadow_percent=0.0), "outside 0..100"),
+        (dict(model=MODEL, rollout="canary:10:300", serverless=True), "need instances"),
+    ],
+)
+def test_a_rollout_or_shadow_the_aws_deploy_cannot_make_is_refused_by_its_flags(overrides, says):
+    with pytest.raises(UsageError, match=says):
+        flags.spec_from_args(aws_command_args(**overrides))
+
+
+def test_a_bad_rollout_is_refused_before_anything_is_planned():
+    with pytest.raises(UsageError, match="not canary:PERCENT:SECONDS"):
+        plan.build(Spec(role=ROLE, model_uri=MODEL, rollout="blue:1:2"), image=fake_image)
+
+
 def test_the_plan_holds_every_required_setting():
     spec = Spec(role=ROLE, spot=True, max_run_s=1800)
     found = calls(plan.build(spec, image=fake_image))

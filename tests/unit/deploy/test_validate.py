@@ -116,6 +116,11 @@ SPECS = {
     "script-spot": dict(role=ROLE, spot=True),
     "builtin-serverless": dict(role=ROLE, algorithm="builtin", serverless=True),
     "given-model": dict(role="scones-sagemaker", model_uri="s3://b/models/j/output/model.tar.gz"),
+    "rollout": dict(role=ROLE, model_uri="s3://b/models/j/output/model.tar.gz", rollout="linear:25:120"),
+    "rollout-named-alarms": dict(
+        role=ROLE, model_uri="s3://b/models/j/output/model.tar.gz", rollout="canary:10:300", rollout_alarms=("a", "b")
+    ),
+    "shadow": dict(role=ROLE, model_uri="s3://b/models/j/output/model.tar.gz", shadow_percent=20.0),
 }
 
 
@@ -143,7 +148,7 @@ def test_every_call_of_the_dry_run_plan_passes_the_service_model(name):
     assert refused == [], "\n".join(refused)
 
 
-@pytest.mark.parametrize("name", [n for n in SPECS if n != "given-model"])
+@pytest.mark.parametrize("name", [n for n in SPECS if "model_uri" not in SPECS[n]])
 def test_the_planned_training_request_passes(name):
     (request,) = [p for _s, op, p in planned(name) if op == "create_training_job"]
     validate.check("sagemaker", "create_training_job", request)

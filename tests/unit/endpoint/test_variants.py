@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 
 import pytest
+from helpers import app_requests as requests
 from helpers import make_brightness_model, make_failing_model, solid_png
 
 from services.endpoint.app import EndpointApp
@@ -35,45 +35,6 @@ def writers():
         return CaptureWriter(put, "ep", prefix="capture", variant=variant, percent=100)
 
     return files, capture_for
-
-
-def requests(app: EndpointApp, bodies: list[bytes], headers=()) -> list[tuple[int, dict, bytes]]:
-    """Each body through the runtime API, then every mirrored request finished and every buffer flushed."""
-    answers = []
-
-    async def one(body: bytes):
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "path": "/endpoints/ep/invocations",
-            "headers": [(b"content-type", b"image/png"), *headers],
-        }
-        sent = []
-
-        async def receive():
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        await app(scope, receive, send)
-        answers.append((sent[0]["status"], {k.decode(): v.decode() for k, v in sent[0]["headers"]}, sent[1]["body"]))
-
-    async def run():
-        for served in app.served.values():
-            await served.batcher.start()
-        try:
-            for body in bodies:
-                await one(body)
-            while app._shadow_tasks:
-                await asyncio.gather(*app._shadow_tasks)
-        finally:
-            for served in app.served.values():
-                served.batcher.task.cancel()
-        app._flush(final=True)
-
-    asyncio.run(run())
-    return answers
 
 
 def test_the_router_splits_by_weight_and_honours_a_target():
@@ -154,6 +115,24 @@ def test_a_shadow_sees_mirrored_requests_but_only_production_answers(models):
     shadow = [r for _, body in files["Shadow"] for r in parse_lines(body.decode())]
     assert len(shadow) == 5 and all(json.loads(r["captureData"]["endpointOutput"]["data"])[0] < 0.1 for r in shadow)
     assert {row["name"]: row["requests"] for row in app.stats()["variants"]} == {"AllTraffic": 5, "Shadow": 5}
+
+
+def test_a_shadow_record_carries_its_production_record_s_inference_id(models):
+    # given production and a shadow mirrored every request
+    files, capture_for = writers()
+    variants = [Variant("AllTraffic", models["bright"]), Variant("Shadow", models["inverted"], 0.0, 100.0)]
+    app = EndpointApp(models["bright"], "ep", variants=variants, capture_for=capture_for, board=Board(1, 2))
+    app._load()
+    # when 4 requests arrive, one with the client's InferenceId
+    requests(app, [solid_png(230)] * 3)
+    requests(app, [solid_png(25)], headers=[(b"x-amzn-sagemaker-inference-id", b"client-42")])
+    # then each production record and its shadow's share one inferenceId (the pairing key), the client's kept
+    ids = {
+        variant: [r["eventMetadata"]["inferenceId"] for _, body in files[variant] for r in parse_lines(body.decode())]
+        for variant in ("AllTraffic", "Shadow")
+    }
+    assert len(set(ids["AllTraffic"])) == 4 and sorted(ids["AllTraffic"]) == sorted(ids["Shadow"])
+    assert "client-42" in ids["Shadow"]
 
 
 def test_a_failing_shadow_never_fails_a_caller(models):
