@@ -95,3 +95,7 @@ def test_a_distributed_map_lists_a_prefix_batches_runs_express_children_and_writ
     listing), MaxItems, batches of the size asked, EXPRESS children, result files, a Map Run past its tolerance
     (broken by hand once each: the batcher not closing batches, the reader stopping at 1,000 keys)."""
     selftest.check_distributed_map(unique[:8])  # raises SelfTestError naming the patch
+
+
+def test_sfn_sync_execution_answers_express_at_once_and_refuses_standard(local_cloud, unique):
+    selftest.check_sync_execution(unique)  # raises SelfTestError naming what differs
