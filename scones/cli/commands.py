@@ -251,7 +251,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     bucket, prefix = bucket_and_prefix(args)
     if args.strict:
         print("scones invoke: --strict is the default now (exit 1 when any image FAILED): drop it", file=sys.stderr)
-    rows = invoke(bucket, prefix, args.key, args.batch, args.single)
+    rows = invoke(bucket, prefix, args.key, args.batch, args.single, sync=args.sync)
     print(workflow.table(rows))
     print(f"({time.perf_counter() - started:.2f} s)")
     failed = sum(r.status != "SUCCEEDED" for r in rows)

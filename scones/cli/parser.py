@@ -188,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
     p.add_argument(
+        "--sync",
+        action="store_true",
+        help="StartSyncExecution per image, answered at once (needs scones deploy --workflow-type express)",
+    )
+    p.add_argument(
         "--allow-failures",
         action="store_true",
         help="exit 0 even when some images FAILED (default: exit 1 and say how many)",
