@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scones import stacks, workflow
 from scones.core import aws
-from scones.core.errors import NotReadyError
+from scones.core.errors import NotReadyError, UsageError
 from scones.scoring import save_figure
 
 COLOURS = {
@@ -255,14 +255,33 @@ def render(definition: dict, found: dict[str, StateStatus], out: Path, title: st
     return save_figure(fig, out, dpi=120)
 
 
+class NoHistoryError(UsageError):
+    """An Express machine keeps no execution history: there is nothing to draw from."""
+
+
+def no_history(machine: str) -> NoHistoryError:
+    # Its runs are in CloudWatch Logs (template.yaml's ClassifyImageLogGroup), not read here: the local cloud
+    # delivers no Step Functions logs, so a reader could not be tested off AWS (docs/workflow.md).
+    return NoHistoryError(
+        f"{machine} is an Express state machine: it keeps no execution history to draw (its runs are logged to "
+        "CloudWatch Logs, docs/workflow.md)",
+        "scones graph --batch, or scones deploy --workflow-type standard to draw single-image runs",
+    )
+
+
 def draw(
     out: Path, execution: str | None = None, batch: bool = False, status: str | None = None
 ) -> tuple[Path, str, str]:
     """Render an execution (default: the newest of the deployed machine); returns (file, execution ARN, status)."""
     sfn = aws.client("stepfunctions")
     arn = execution
+    if arn is not None and ":express:" in arn:  # an Express execution's ARN (StartSyncExecution's answer)
+        raise no_history(arn.split(":")[-3])
     if arn is None:
         machine = stacks.outputs()[stacks.BATCH if batch else stacks.SINGLE]
+        described_machine = sfn.describe_state_machine(stateMachineArn=machine)
+        if described_machine.get("type") == "EXPRESS":
+            raise no_history(described_machine["name"])
         executions = sfn.list_executions(stateMachineArn=machine, maxResults=100)["executions"]
         executions = [e for e in executions if status in (None, e["status"])]
         if not executions:

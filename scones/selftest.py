@@ -36,6 +36,7 @@ PATCHES = (
     "sfn-item-batcher",
     "sfn-result-writer",
     "cloudwatch-percentiles",
+    "sfn-sync-execution",
 )
 TRUST = {
     "Version": "2012-10-17",
@@ -336,6 +337,59 @@ def check_percentiles(suffix: str) -> None:
     _check("cloudwatch-percentiles (GetMetricStatistics)", extended == [{"p50": 50.0, "p95": 95.0}], extended)
 
 
+SYNC_MACHINE = {
+    "StartAt": "Big?",
+    "States": {
+        "Big?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "Yes"}],
+            "Default": "No",
+        },
+        "Yes": {"Type": "Pass", "Parameters": {"twice.$": "States.MathAdd($.n, $.n)"}, "End": True},
+        "No": {"Type": "Fail", "Error": "TooSmall", "Cause": "n is 1 or less"},
+    },
+}
+
+
+def check_sync_execution(suffix: str) -> None:
+    """StartSyncExecution on an EXPRESS machine answers at once with the outcome; a STANDARD one is refused."""
+    sfn = aws.client("stepfunctions")
+    machines = {
+        kind: sfn.create_state_machine(
+            name=f"scones-selftest-sync-{kind.lower()}-{suffix}",
+            definition=json.dumps(SYNC_MACHINE),
+            roleArn=ensure_role(),
+            type=kind,
+        )["stateMachineArn"]
+        for kind in ("EXPRESS", "STANDARD")
+    }
+    try:
+        done = sfn.start_sync_execution(stateMachineArn=machines["EXPRESS"], input='{"n": 21}')
+        _check(
+            "sfn-sync-execution",
+            done["status"] == "SUCCEEDED"
+            and json.loads(done.get("output") or "null") == {"twice": 42}
+            and done["billingDetails"]["billedDurationInMilliseconds"] >= 100,
+            done,
+        )
+        done = sfn.start_sync_execution(stateMachineArn=machines["EXPRESS"], input='{"n": 1}')
+        _check(
+            "sfn-sync-execution (failure)",
+            (done["status"], done.get("error"), done.get("cause"), "output" in done)
+            == ("FAILED", "TooSmall", "n is 1 or less", False),
+            done,
+        )
+        try:
+            sfn.start_sync_execution(stateMachineArn=machines["STANDARD"], input="{}")
+            refused = "answered"
+        except sfn.exceptions.StateMachineTypeNotSupported:
+            refused = "refused"
+        _check("sfn-sync-execution (STANDARD refused)", refused == "refused", refused)
+    finally:
+        for arn in machines.values():
+            sfn.delete_state_machine(stateMachineArn=arn)
+
+
 def check_caches(before: dict, after: dict) -> None:
     """sfn-clients: the executions above made Task calls without a client each; dispatch-cache: hosts hit."""
     calls = after["sfn_clients"]["calls"] - before["sfn_clients"]["calls"]
@@ -369,6 +423,9 @@ def run(url: str, report: Callable[[str], None] = print) -> None:
     )
     check_percentiles(suffix)
     report("ok  cloudwatch-percentiles: p95 by GetMetricData and GetMetricStatistics")
+
+    check_sync_execution(suffix)
+    report("ok  sfn-sync-execution: EXPRESS answered with output, error and cause at once; STANDARD refused")
     check_caches(before, health(url))
     report("ok  sfn-clients (one client per service), dispatch-cache (hits)")
     report(f"self-test passed in {time.perf_counter() - started:.1f} s")

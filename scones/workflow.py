@@ -141,6 +141,38 @@ def run_single(sfn, machine_arn: str, bucket: str, keys: list[str], concurrency:
         return list(pool.map(one, keys))
 
 
+def run_sync(sfn, machine_arn: str, bucket: str, keys: list[str], concurrency: int = 8) -> list[Row]:
+    """One StartSyncExecution of the (Express) single-image machine per key, `concurrency` at a time: each answers
+    with its outcome, no polling. Raises the client's StateMachineTypeNotSupported on a Standard machine."""
+
+    def one(key: str) -> Row:
+        answer = sfn.start_sync_execution(
+            stateMachineArn=machine_arn,
+            name=f"scones-{uuid.uuid4().hex[:12]}",
+            input=json.dumps({"s3_bucket": bucket, "s3_key": key}),
+        )
+        return row_for_sync(answer, key)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, keys))
+
+
+def row_for_sync(answer: dict, key: str) -> Row:
+    """A row from StartSyncExecution's answer. An Express execution has no history to read, so the alert column
+    follows from classify_image.asl.json's shape: every Lambda step catches into Alert (sns:publish), and only a
+    published alert leads on to the Fail state that ends the execution with the step's error; a publish that
+    itself failed ends it with the SNS task's error (`SNS.*`) instead."""
+    row = Row(key, answer["status"], execution=answer["executionArn"])
+    if answer["status"] == "SUCCEEDED":
+        output = json.loads(answer.get("output") or "{}")
+        if output.get("inferences"):
+            row.label, row.confidence = best(output["inferences"], output.get("labels") or [])
+        return row
+    row.error, row.cause = answer.get("error", ""), answer.get("cause", "")
+    row.alerted = row.status == "FAILED" and bool(row.error) and not row.error.startswith("SNS.")
+    return row
+
+
 def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict, list[Row]]:
     """One execution of the Map machine over all keys; a row per item from its summary."""
     name = f"scones-batch-{uuid.uuid4().hex[:12]}"

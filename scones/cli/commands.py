@@ -217,7 +217,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise errors.UsageError(f"--shadow-percent {shadow:g} is outside 0..100", "e.g. --shadow-percent 20")
     how = Update(force=args.force, shadow_percent=shadow, rollout=args.rollout, alarms=tuple(args.alarm or ()))
     bucket = args.bucket or settings.bucket()
-    found = deploy(target, bucket, args.model, args.threshold, args.alert_email, how=how, prefix=args.prefix)
+    found = deploy(
+        target,
+        bucket,
+        args.model,
+        args.threshold,
+        args.alert_email,
+        how=how,
+        prefix=args.prefix,
+        workflow_type=args.workflow_type,
+    )
     print(f"stack {found.stack}: {found.action} in {found.seconds:.1f} s ({found.uploaded} artifacts uploaded)")
     for key, value in sorted(found.outputs.items()):
         print(f"  {key:<30} {value}")
@@ -242,7 +251,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     bucket, prefix = bucket_and_prefix(args)
     if args.strict:
         print("scones invoke: --strict is the default now (exit 1 when any image FAILED): drop it", file=sys.stderr)
-    rows = invoke(bucket, prefix, args.key, args.batch, args.single)
+    rows = invoke(bucket, prefix, args.key, args.batch, args.single, sync=args.sync)
     print(workflow.table(rows))
     print(f"({time.perf_counter() - started:.2f} s)")
     failed = sum(r.status != "SUCCEEDED" for r in rows)

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--alert-email", default=None, help="subscribe this address to the alert topic")
     p.add_argument(
+        "--workflow-type",
+        choices=settings.WORKFLOW_TYPES,
+        default=None,
+        help="the single-image state machine: express answers `scones invoke --sync` but keeps no execution history "
+        f"(default ${settings.WORKFLOW_TYPE} or {settings.DEFAULT_WORKFLOW_TYPE}; docs/workflow.md)",
+    )
+    p.add_argument(
         "--prefix", default=None, help=f"local targets: the staged data the quality gate scores ({PREFIX_HELP})"
     )
     p.add_argument("--force", action="store_true", help="local targets: skip the quality gate for --model")
@@ -182,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", action="append", help="an S3 key in the bucket (repeatable)")
     p.add_argument("--batch", type=int, default=None, help="N staged test images through the Map state machine")
     p.add_argument("--single", action="store_true", help="with --batch: one single-image execution per image")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="StartSyncExecution per image, answered at once (needs scones deploy --workflow-type express)",
+    )
     p.add_argument(
         "--allow-failures",
         action="store_true",

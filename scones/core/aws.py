@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -33,8 +34,23 @@ def client(service: str, *, region: str | None = None, max_attempts: int = 3, **
         if found is None:
             cfg = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, **config)
             found = boto3.session.Session().client(service, region_name=region, config=cfg)
+            if custom_endpoint(found.meta.endpoint_url):
+                # The local cloud or LocalStack is one host: botocore would prepend an operation's host prefix to
+                # it (StartSyncExecution's `sync-` makes sync-127.0.0.1, which does not resolve). AWS's own hosts
+                # keep it (sync-states.<region>.amazonaws.com). Decided on the endpoint boto3 resolved, so every
+                # way of setting one (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>, the config file) counts.
+                found.meta.config.inject_host_prefix = False
             _clients[key] = found
         return found
+
+
+AWS_HOSTS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def custom_endpoint(url: str) -> bool:
+    """Whether a client's endpoint is not one of AWS's own hosts (a local cloud, LocalStack, a proxy)."""
+    host = urlsplit(url).hostname or ""
+    return not host.endswith(AWS_HOSTS)
 
 
 def reset() -> None:

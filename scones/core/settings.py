@@ -45,6 +45,7 @@ CAPTURE_WHEN_FULL = "SCONES_CAPTURE_WHEN_FULL"  # block (wait for room, then 503
 CAPTURE_BLOCK_S = "SCONES_CAPTURE_BLOCK_S"  # block: how long a request waits for room before its 503
 STACK_NAME = "SCONES_STACK_NAME"  # the workflow's CloudFormation stack
 ORT_THREADS = "SCONES_ORT_THREADS"  # onnxruntime intra-op threads per endpoint worker (0: cores / workers)
+WORKFLOW_TYPE = "SCONES_WORKFLOW_TYPE"  # standard | express: the single-image state machine's type
 THRESHOLD = "SCONES_THRESHOLD"  # the filter's confidence threshold, read by the filter lambda too
 ALERT_TOPIC_ARN = "SCONES_ALERT_TOPIC_ARN"  # where `scones monitor --alert` publishes (default: the stack's output)
 OLD_THRESHOLD = "THRESHOLD"  # deprecated: still read when SCONES_THRESHOLD is unset, for one release
@@ -83,6 +84,8 @@ DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 DEFAULT_LAMBDA_CONCURRENCY = 4
 DEFAULT_THRESHOLD = 0.93
+WORKFLOW_TYPES = ("standard", "express")  # template.yaml's WorkflowType, lower case
+DEFAULT_WORKFLOW_TYPE = "standard"
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096  # services/endpoint/inference.py repeats it (it imports nothing of ours)
 CAPTURE_POLICIES = ("block", "drop")
 DEFAULT_CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -205,6 +208,16 @@ def threshold() -> float:
         _deprecated(OLD_THRESHOLD, THRESHOLD)
         return _number(OLD_THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
     return _number(THRESHOLD, DEFAULT_THRESHOLD, 0.0, 1.0)
+
+
+def workflow_type() -> str:
+    """The single-image state machine's type: standard (history kept) or express (StartSyncExecution)."""
+    value = _get(WORKFLOW_TYPE, DEFAULT_WORKFLOW_TYPE).lower()
+    if value not in WORKFLOW_TYPES:
+        raise SettingsError(
+            f"{WORKFLOW_TYPE}={value!r} is not one of {', '.join(WORKFLOW_TYPES)}", f"unset {WORKFLOW_TYPE} or fix it"
+        )
+    return value
 
 
 @functools.cache

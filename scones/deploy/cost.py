@@ -38,6 +38,7 @@ class Estimate:
     region: str
     table: prices.Table | None  # None: no prices for this region
     costs: tuple[Cost, ...] = ()
+    workflow_type: str = "STANDARD"  # the single-image machine the stack would deploy (its WorkflowType parameter)
 
 
 def runs_per_day(expression: str) -> float | None:
@@ -169,13 +170,14 @@ def estimate(steps: list[plan.Step], region: str) -> Estimate:
     if table is None:
         return Estimate(region, None)
     calls, costs = _calls(steps), []
+    workflow = (calls.get("create_stack", {}).get("Parameters") or {}).get("WorkflowType", "STANDARD")
     if "create_training_job" in calls:
         costs.append(_training(calls["create_training_job"], table))
     if "create_endpoint_config" in calls:
         costs.append(_endpoint(calls["create_endpoint_config"], calls.get("register_scalable_target"), table))
     if "create_schedule" in calls:
         costs.append(_monitoring(calls["create_schedule"], table))
-    return Estimate(region, table, tuple(costs))
+    return Estimate(region, table, tuple(costs), workflow)
 
 
 def for_spec(spec: Spec) -> Estimate:
@@ -227,7 +229,7 @@ def render(found: Estimate) -> str:
             lines.append(f"{indent}autoscaling up to {item.max_instances} instances: at most {most}")
         lines += [indent + note for note in item.notes]
     if found.table.sfn_express_gb_s is not None:
-        lines.append(million_line(found.table))
+        lines.append(million_line(found.table, chosen=found.workflow_type))
     lines.append("  not included: CloudWatch, data transfer, free tiers")
     return "\n".join(lines) + "\n"
 
@@ -424,10 +426,13 @@ def money(amount: float) -> str:
     return f"${amount:.4f}" if amount >= 0.01 else f"${amount:.4g}" if amount >= 1e-4 else f"${amount:.2e}"
 
 
-def million_line(table: prices.Table, work: Workload = Workload()) -> str:
-    """The deploy's estimate's line for traffic: the totals `scones cost` prints per million images."""
+def million_line(table: prices.Table, work: Workload = Workload(), chosen: str = "STANDARD") -> str:
+    """The deploy's estimate's line for traffic: the totals `scones cost` prints per million images, the chosen
+    single-image workflow (STANDARD | EXPRESS, the stack's WorkflowType) first, the other way after."""
     total = per_images(1_000_000, table, work)[-1].usd
+    mine, other = (1, 0) if chosen == "EXPRESS" else (0, 1)
     return (
-        f"  per million images: {usd(total[0])} Standard, {usd(total[1])} Express, {usd(total[2])} backfill "
-        f"(B={work.batch}), endpoint busy hours included (`scones cost` for the lines and assumptions)"
+        f"  per million images through the {WAYS[mine]} workflow deployed (--workflow-type {WAYS[mine].lower()}): "
+        f"{usd(total[mine])}; {WAYS[other]} would be {usd(total[other])}, a backfill {usd(total[2])} "
+        f"(B={work.batch}); endpoint busy hours included (`scones cost` for the lines and assumptions)"
     )

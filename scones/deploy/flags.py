@@ -84,6 +84,7 @@ FLAG_FIELDS = {
     "threshold": "threshold",
     "alert_email": "alert_email",
     "rollout": "rollout",
+    "workflow_type": "workflow_type",
 }
 
 
@@ -107,6 +108,11 @@ def checked(spec: Spec) -> Spec:
     at_least_two(spec.classes, "scones deploy --target aws")
     if not math.isfinite(spec.threshold) or not 0 <= spec.threshold <= 1:
         raise UsageError(f"--threshold {spec.threshold} is not a number in 0..1")
+    if spec.workflow_type not in settings.WORKFLOW_TYPES:
+        raise UsageError(
+            f"--workflow-type {spec.workflow_type!r} is not one of {', '.join(settings.WORKFLOW_TYPES)}",
+            "scones deploy --workflow-type express",
+        )
     if spec.epochs is not None and spec.epochs < 1:
         raise UsageError(f"--epochs {spec.epochs} must be at least 1")
     if not BUCKET_NAME.match(spec.bucket) or ".." in spec.bucket:

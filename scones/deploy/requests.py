@@ -492,6 +492,7 @@ def stack_parameters(spec: Spec, runtime_url: str = "") -> dict[str, str]:
         "Threshold": str(spec.threshold),
         "SageMakerRuntimeUrl": runtime_url,
         "AlertEmail": spec.alert_email,
+        "WorkflowType": spec.workflow_type.upper(),  # the template's AllowedValues: STANDARD | EXPRESS
     }
 
 

@@ -117,8 +117,9 @@ def deploy(
     log: Callable[[str], None] = print,
     how: Update | None = None,
     prefix: str | None = None,
+    workflow_type: str | None = None,
 ) -> stack.DeployResult:
-    spec = from_settings(bucket=bucket, threshold=threshold, alert_email=alert_email)
+    spec = from_settings(bucket=bucket, threshold=threshold, alert_email=alert_email, workflow_type=workflow_type)
     if not 0 <= spec.threshold <= 1:
         raise UsageError(f"--threshold {spec.threshold} is outside 0..1")
     if target.name == "local" and not (target.endpoint_url and localcloud.health(target.endpoint_url)):

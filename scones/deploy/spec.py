@@ -46,6 +46,7 @@ class Spec:
     capture_prefix: str = settings.DEFAULT_CAPTURE_PREFIX
     threshold: float = settings.DEFAULT_THRESHOLD
     alert_email: str = ""
+    workflow_type: str = settings.DEFAULT_WORKFLOW_TYPE  # the single-image machine: standard | express
     monitor_instance_type: str | None = None  # None: sized from monitor_records (requests.monitor_instance_type)
     monitor_schedule: str = "rate(1 hour)"
     monitor_records: int = 360_000  # capture records one monitoring run reads: 100 images/s for an hour
@@ -79,6 +80,7 @@ ENVIRONMENT: dict[str, Callable[[], object]] = {
     "role": settings.sagemaker_role,
     "capture_prefix": settings.capture_prefix,
     "threshold": settings.threshold,
+    "workflow_type": settings.workflow_type,
 }
 
 

@@ -11,6 +11,11 @@ process, one per core) holding only what the drift checks need — per feature a
 uniform sample of at most `SAMPLE` rows (the rows with the smallest hash of file and line, so the sample is the
 same whatever the number of workers) for the plots and records.csv. Tables merge by adding.
 
+A batch request (the endpoint's batch body, docs/backfill.md) is one record: `endpointInput` is the body as sent —
+`application/json`, a JSON list of base64 images, or `application/x-npy`, an N×H×W×3 uint8 array — and
+`endpointOutput` a JSON list of N probability lists. It becomes N rows, image i paired with output row i; a batch whose
+counts differ, or with one bad image or output row, is one record not parseable under its reason.
+
 A record is valid when its probabilities are finite, in [0, 1] and sum to 1 ± 1e-3 (issue #21). Its
 `inferenceTime` is kept; with `since`, records without a valid one are counted and left out, and files whose
 key hour (`…/yyyy/mm/dd/hh/`) ends before `since` are not even downloaded.
@@ -71,6 +76,8 @@ NOT_FINITE = "output holds NaN or an infinity"
 OUT_OF_RANGE = "output has a probability outside [0, 1]"
 NOT_SUMMING = f"output probabilities do not sum to 1 (± {SUM_TOLERANCE:g})"
 CLASS_COUNT = "output has a different number of classes than the baseline"
+BATCH_LENGTHS = "batch: the number of images and of output rows differ"
+BAD_BATCH_OUTPUT = "batch: output is not a list of probability lists"
 NOT_TEXT = "file is not UTF-8 text"
 # Records read and valid but left out of the analysis (`CaptureTable.excluded`), by reason.
 BEFORE_SINCE = "inferenceTime before --since"
@@ -129,6 +136,8 @@ class CaptureTable:
     bad: Counter = field(default_factory=Counter)  # reason -> records not parseable
     excluded: Counter = field(default_factory=Counter)  # reason -> valid records left out (--since)
     untimed: int = 0  # valid records without a valid inferenceTime (left out only with --since)
+    batches: int = 0  # valid batch records (each gives one row per image)
+    batch_images: int = 0  # the images they held
     bad_files: list[str] = field(default_factory=list)  # files with no usable record at all (the first 100)
     bad_file_count: int = 0
     files_skipped: int = 0  # files whose key hour ended before --since: not read
@@ -185,6 +194,8 @@ class CaptureTable:
         self.bad.update(part.bad)
         self.excluded.update(part.excluded)
         self.untimed += part.untimed
+        self.batches += part.batches
+        self.batch_images += part.batch_images
         self.files_skipped += part.files_skipped
         for name in part.bad_files[: max(0, 100 - len(self.bad_files))]:
             self.bad_files.append(name)
@@ -203,6 +214,8 @@ class CaptureTable:
         text = (
             f"read {self.files} file(s), {self.lines} record(s): {self.parsed} parsed, {self.unparseable} not parseable"
         )
+        if self.batches:
+            text += f"\n  {self.batches:>7} of them batch records of {self.batch_images} images: one row per image"
         for reason, n in self.bad.most_common():
             text += f"\n  {n:>7} {reason}"
         if self.files_skipped:
@@ -291,6 +304,43 @@ def image_features(body: bytes, content_type: str) -> tuple[float, float, int, i
     return float(mean[0]), float(std[0]), width, height
 
 
+def _decoded_output(output: dict) -> object:
+    """The endpoint's answer as parsed JSON (BASE64 or JSON encoding); BadRecord otherwise."""
+    encoding = str(output.get("encoding", "")).upper()
+    data = output.get("data")
+    if not isinstance(data, str):
+        raise BadRecord(BAD_OUTPUT, "no data")
+    try:
+        if encoding == "BASE64":
+            data = base64.b64decode(data, validate=True).decode()
+        elif encoding != "JSON":
+            raise BadRecord(OUTPUT_ENCODING, repr(output.get("encoding")))
+        try:
+            return _fast_loads(data)
+        except ValueError:
+            return json.loads(data)  # NaN and Infinity: parsed, then refused by name
+    except BadRecord:
+        raise
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadRecord(BAD_OUTPUT, str(exc)) from None
+
+
+def _probability_rows(output: dict, labels: list[str] | None) -> list[list[float]]:
+    """A batch's answer: one checked probability list per image."""
+    rows = _decoded_output(output)
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+        raise BadRecord(BAD_BATCH_OUTPUT, str(rows)[:60])
+    found = []
+    for i, values in enumerate(rows):
+        if len(values) < 2 or not all(isinstance(v, int | float) for v in values):
+            raise BadRecord(BAD_BATCH_OUTPUT, f"row {i}: {str(values)[:60]}")
+        probs = checked([float(v) for v in values])
+        if labels and len(probs) != len(labels):
+            raise BadRecord(CLASS_COUNT, f"row {i}: {len(probs)} outputs, baseline has {len(labels)} classes")
+        found.append(probs)
+    return found
+
+
 def _probabilities(output: dict) -> list[float]:
     encoding = str(output.get("encoding", "")).upper()
     data = output.get("data")
@@ -361,8 +411,7 @@ def probabilities(rec: object, labels: list[str] | None = None) -> list[float]:
     return probs
 
 
-def _unpack(rec: object, labels: list[str] | None) -> tuple[bytes, str, list[float]]:
-    """(image body, content type, probabilities) of a capture record; BadRecord with the reason."""
+def _parts(rec: object) -> tuple[dict, dict]:
     try:
         data = rec["captureData"]  # type: ignore[index]
         inp, out = data["endpointInput"], data["endpointOutput"]
@@ -372,21 +421,83 @@ def _unpack(rec: object, labels: list[str] | None) -> tuple[bytes, str, list[flo
         raise BadRecord(NOT_A_RECORD) from None
     if str(inp.get("encoding", "")).upper() != "BASE64":
         raise BadRecord(INPUT_ENCODING, repr(inp.get("encoding")))
-    probs = _probabilities(out)
-    if labels and len(probs) != len(labels):
-        raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
+    return inp, out
+
+
+def _body(inp: dict) -> bytes:
     try:
-        body = base64.b64decode(inp.get("data") or "", validate=True)
+        return base64.b64decode(inp.get("data") or "", validate=True)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadRecord(BAD_IMAGE, f"bad base64: {exc}") from None
-    return body, inp.get("observedContentType") or "image/png", probs
 
 
-def parse_record(rec: object, labels: list[str] | None = None) -> dict:
-    """One capture record (a parsed JSON line) → one row; raises BadRecord with the reason."""
-    body, content_type, probs = _unpack(rec, labels)
+def images(rec: object, labels: list[str] | None) -> list[tuple[np.ndarray, int, int, list[float]]]:
+    """(pixels as the model sees them, width, height, probabilities) of each image of a capture record: one for a
+    single-image request, N for a batch (image i with output row i); BadRecord with the reason."""
+    return _record(rec, labels)[0]
+
+
+def _record(rec: object, labels: list[str] | None) -> tuple[list[tuple[np.ndarray, int, int, list[float]]], bool]:
+    """`images(rec)`, and whether the record is a batch."""
+    inp, out = _parts(rec)
+    content_type = inp.get("observedContentType") or "image/png"
+    if content_type.startswith("image/") or not inference.is_batch(content_type):  # the first test is the cheap one
+        probs = _probabilities(out)
+        if labels and len(probs) != len(labels):
+            raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
+        return [(*image_pixels(_body(inp), content_type), probs)], False
+    rows = _probability_rows(out, labels)
+    found = batch_pixels(_body(inp), content_type)
+    if len(found) != len(rows):
+        raise BadRecord(BATCH_LENGTHS, f"{len(found)} images, {len(rows)} output rows")
+    return [(*image, probs) for image, probs in zip(found, rows, strict=True)], True
+
+
+def batch_pixels(body: bytes, content_type: str, size: tuple[int, int] = (32, 32)) -> list[tuple[np.ndarray, int, int]]:
+    """(pixels, width, height) of each image of a batch body, decoded as the endpoint decodes it."""
+    if inference.media_type(content_type) == inference.NPY:
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise BadRecord(BAD_IMAGE, f"batch: not a .npy array ({exc})") from None
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise BadRecord(BAD_IMAGE, f"batch: a {array.dtype} array of shape {array.shape}, not uint8 N×H×W×3")
+        height, width = array.shape[1:3]
+        if (width, height) != size:
+            try:
+                array = inference.decode_batch(body, content_type, size)
+            except inference.InferenceError as exc:
+                raise BadRecord(BAD_IMAGE, f"batch: {exc}") from None
+        return [(np.asarray(a), width, height) for a in array]
+    try:
+        items = _fast_loads(body)
+    except ValueError:
+        raise BadRecord(BAD_IMAGE, "batch: the body is not a JSON list") from None
+    if not isinstance(items, list):
+        raise BadRecord(BAD_IMAGE, f"batch: the body is a JSON {type(items).__name__}, not a list")
+    found = []
+    for i, item in enumerate(items):
+        try:
+            data = base64.b64decode(item, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise BadRecord(BAD_IMAGE, f"batch: image {i} is not base64") from None
+        try:
+            found.append(image_pixels(data, "application/x-image", size))
+        except BadRecord as exc:
+            raise BadRecord(BAD_IMAGE, f"batch: image {i}: {exc}") from None
+    return found
+
+
+def parse_record(rec: object, labels: list[str] | None = None) -> list[dict]:
+    """One capture record (a parsed JSON line) → its rows (one per image); raises BadRecord with the reason."""
+    found = images(rec, labels)
     meta = rec.get("eventMetadata") if isinstance(rec, dict) else None
-    return row(probs, labels, image_features(body, content_type), (meta or {}).get("inferenceTime"))
+    when = (meta or {}).get("inferenceTime")
+    out = []
+    for pixels, width, height, probs in found:
+        mean, std = grey_levels(pixels[None])
+        out.append(row(probs, labels, (float(mean[0]), float(std[0]), width, height), when))
+    return out
 
 
 def row(probs, labels: list[str] | None, features: tuple[float, float, int, int], when: str | None) -> dict:
@@ -407,16 +518,16 @@ def row(probs, labels: list[str] | None, features: tuple[float, float, int, int]
     }
 
 
-def _key(name: str, line: int) -> int:
-    """The sample's ordering: a hash of file and line, the same in every process and on every run."""
-    return zlib.crc32(f"{line}:{name}".encode())
+def _key(name: str, line: int, image: int = 0) -> int:
+    """The sample's ordering: a hash of file, line and (in a batch) image, the same in every process and run."""
+    return zlib.crc32(f"{line}:{name}".encode() if not image else f"{line}:{image}:{name}".encode())
 
 
 def read_text(text: str, name: str, table: CaptureTable, since: datetime | None = None) -> None:
     """Every line of one capture file into `table`: its valid records are measured as one batch."""
     table.files += 1
     labels, cutoff = table.labels, since.timestamp() if since is not None else None
-    kept: list[tuple[int, float | None, str | None, list[float], int, int]] = []
+    kept: list[tuple[tuple[int, int], float | None, str | None, list[float], int, int]] = []
     pixels: list[np.ndarray] = []
     number = 0
     for number, line in enumerate(text.splitlines()):
@@ -432,12 +543,14 @@ def read_text(text: str, name: str, table: CaptureTable, since: datetime | None 
                 table.bad[MALFORMED] += 1
                 continue
         try:
-            body, content_type, probs = _unpack(rec, labels)
-            image, width, height = image_pixels(body, content_type)
+            found, batch = _record(rec, labels)
         except BadRecord as exc:
             table.bad[exc.reason] += 1
             continue
         table.parsed += 1
+        if batch:
+            table.batches += 1
+            table.batch_images += len(found)
         when = inference_time(rec)
         if when is None:
             table.untimed += 1
@@ -448,8 +561,9 @@ def read_text(text: str, name: str, table: CaptureTable, since: datetime | None 
             table.excluded[BEFORE_SINCE] += 1
             continue
         stamp = rec["eventMetadata"]["inferenceTime"] if when is not None else None
-        kept.append((number, when, stamp, probs, width, height))
-        pixels.append(image)
+        for i, (image, width, height, probs) in enumerate(found):
+            kept.append(((number, i), when, stamp, probs, width, height))
+            pixels.append(image)
     if not table.parsed and table.lines:
         table.add_bad_file(name)
     if not kept:
@@ -457,14 +571,14 @@ def read_text(text: str, name: str, table: CaptureTable, since: datetime | None 
     brightness, contrast = grey_levels(np.stack(pixels))
     top = np.empty(len(kept))
     margin = np.empty(len(kept))
-    for i, (number, when, stamp, probs, width, height) in enumerate(kept):
+    for i, (line, when, stamp, probs, width, height) in enumerate(kept):
         r = row(probs, labels, (float(brightness[i]), float(contrast[i]), width, height), stamp)
         top[i], margin[i] = r["confidence"], r["margin"]
         table.classes[r["predicted"]] += 1
         if when is not None:
             table.first, table.last = min(table.first, when), max(table.last, when)
         r["file"] = name
-        table.keep(_key(name, number), name, number, r)
+        table.keep(_key(name, *line), name, line, r)
     features = {
         "confidence": top,
         "margin": margin,

@@ -81,6 +81,8 @@ class MonitorResult:
             "files_skipped_before_since": self.table.files_skipped,
             "records": self.table.lines,
             "parsed": self.table.parsed,
+            "batch_records": self.table.batches,  # batch requests: one record, one analysed row per image
+            "batch_images": self.table.batch_images,
             "unparseable": self.table.unparseable,
             "unparseable_by_reason": dict(self.table.bad),
             "excluded_by_reason": dict(self.table.excluded),

@@ -107,3 +107,7 @@ def test_a_percentile_is_the_nearest_rank_and_none_without_values():
     assert percentile([float(v) for v in range(1, 101)], "p95") == 95.0
     assert percentile([3.0, 1.0, 2.0], "p50") == 2.0 and percentile([5.0], "p99.9") == 5.0
     assert percentile([], "p95") is None and percentile([1.0], "Sum") is None
+
+
+def test_sfn_sync_execution_answers_express_at_once_and_refuses_standard(local_cloud, unique):
+    selftest.check_sync_execution(unique)  # raises SelfTestError naming what differs

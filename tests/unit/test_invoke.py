@@ -33,3 +33,21 @@ def test_all_succeeded_exits_0_and_strict_still_parses(rows, capsys):
     rows += [workflow.Row("a.png", "SUCCEEDED", "bicycle", 0.99)]
     assert cli.main(["invoke", "--batch", "1", "--strict"]) == 0
     assert "--strict is the default now" in capsys.readouterr().err
+
+
+def test_a_sync_answer_becomes_a_row_and_only_a_published_alert_marks_it():
+    ok = {"status": "SUCCEEDED", "executionArn": "x", "output": '{"inferences": [0.1, 0.9], "labels": ["a", "b"]}'}
+    row = workflow.row_for_sync(ok, "k.png")
+    assert (row.status, row.label, row.confidence, row.alerted) == ("SUCCEEDED", "b", 0.9, False)
+    failed = {"status": "FAILED", "executionArn": "x", "error": "LowConfidenceError", "cause": "{}"}
+    assert workflow.row_for_sync(failed, "k.png").alerted  # the Fail state follows a published alert only
+    alert_failed = dict(failed, error="SNS.NotFoundException")
+    assert not workflow.row_for_sync(alert_failed, "k.png").alerted
+    assert not workflow.row_for_sync({"status": "TIMED_OUT", "executionArn": "x"}, "k.png").alerted
+
+
+def test_sync_reaches_the_invocation(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(invoke, "invoke", lambda *a, **k: seen.update(k) or [])
+    cli.main(["invoke", "--key", "a.png", "--sync"])
+    assert seen == {"sync": True}

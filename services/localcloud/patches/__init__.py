@@ -26,6 +26,7 @@ from . import (
     sfn_item_reader,
     sfn_map_definition,
     sfn_result_writer,
+    sfn_sync_execution,
 )
 
 MOTO_VERSION = "5.2.5"
@@ -42,6 +43,7 @@ PATCHES: tuple[ModuleType, ...] = (
     sfn_item_batcher,
     sfn_result_writer,
     cloudwatch_percentiles,
+    sfn_sync_execution,  # after sfn_execution: it runs on the executing (parser) backend
 )
 APPLIED: list[str] = []
 

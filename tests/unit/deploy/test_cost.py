@@ -178,7 +178,19 @@ def test_scones_cost_for_a_million_images_matches_a_hand_calculation(capsys):
     for words in ("40 ms at 256 MB", "4 transitions per image", "64 MB in 100 ms steps", "1,185 images/s", "3.6 KB"):
         assert words in printed, words
     # the deploy's estimate prints the same totals
-    assert "per million images: $101.54 Standard, $2.85 Express, $1.32 backfill" in cost.render(cost.for_spec(Spec()))
+    standard = (
+        "the Standard workflow deployed (--workflow-type standard): $101.54; Express would be $2.85, a backfill $1.32"
+    )
+    assert standard in cost.render(cost.for_spec(Spec()))
+
+
+def test_the_deploy_s_estimate_follows_the_chosen_workflow_type():
+    # given the plan for an Express deploy: its estimate reads WorkflowType off the planned create_stack call
+    found = cost.for_spec(Spec(workflow_type="express"))
+    assert found.workflow_type == "EXPRESS"
+    # then the per-million line leads with Express, and Standard is the alternative
+    express = "the Express workflow deployed (--workflow-type express): $2.85; Standard would be $101.54"
+    assert express in cost.render(found)
 
 
 def test_memory_is_read_from_the_template_and_the_success_path_from_the_asl():

@@ -46,6 +46,7 @@ def no_settings(monkeypatch):
         settings.CAPTURE_PREFIX,
         settings.THRESHOLD,
         settings.OLD_THRESHOLD,
+        settings.WORKFLOW_TYPE,
     ):
         monkeypatch.delenv(name, raising=False)
 
