@@ -337,7 +337,7 @@ def test_clean_counts_what_the_stack_deleted_as_deleted_and_exits_0(local_cloud,
     aws.client("s3").create_bucket(Bucket=spec.bucket)
     sagemaker.ensure_stack(spec, Report(), log=lambda _m: None)
     owned = propagate_stack_tags(spec.stack)
-    assert len(owned) == 9  # three functions and their log groups, two state machines, the topic (moto makes no alarm)
+    assert len(owned) == 12  # four functions and their log groups, three state machines, the topic (moto: no alarm)
     logs = aws.client("logs")
     groups = {
         f"/aws/lambda/{spec.name_prefix}-{f}" for f in ("serialize-image-data", "classify-image", "filter-inferences")

@@ -273,7 +273,13 @@ def test_a_worker_killed_mid_load_has_its_uncaptured_records_counted(serve, capt
     # then the loss is counted, in the stats that `scones endpoint status` prints, and nothing else is lost
     lost = stats_of(url)["capture_lost"]["killed_workers"]
     assert lost > 0
-    assert f'"killed_workers": {lost}' in json.dumps(endpoint.status(name).stats)
+    found = endpoint.status(name)
+    for _ in range(100):  # the supervisor restarts the killed worker: status reads stats once it is loaded again
+        if found.running:
+            break
+        time.sleep(0.1)
+        found = endpoint.status(name)
+    assert f'"killed_workers": {lost}' in json.dumps(found.stats)
     endpoint.stop(name, log=lambda _m: None)
     assert len(captured(capture_bucket, name)) == len(ok) - lost
 

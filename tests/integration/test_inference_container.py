@@ -85,9 +85,9 @@ def test_every_answer_equals_the_local_servers(served, tiny_model, kind):
 
 
 def test_an_unsupported_content_type_is_a_415_as_locally(served):
-    status, answer = post(served.url, b"{}", "application/json")
+    status, answer = post(served.url, b"a,b", "text/csv")
     with pytest.raises(inference.UnsupportedContentTypeError) as local:
-        inference.input_fn(b"{}", "application/json")
+        inference.input_fn(b"a,b", "text/csv")
     assert status == local.value.status_code == 415, answer[:500]
 
 

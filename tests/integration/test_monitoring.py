@@ -41,14 +41,16 @@ def deployed(local_cloud, tmp_path_factory):
                 tar.add(path, arcname=path.name)
         model_key = "models/brightness-job/output/model.tar.gz"
         s3.put_object(Bucket=env[settings.BUCKET], Key=model_key, Body=archive.getvalue())
-        assert cli.main(["deploy", "--target", "local", "--model", str(model)]) == 0
+        # the deployed model is the one in S3, so its baseline is stored beside it (monitor's default: the served model)
+        model_uri = f"s3://{env[settings.BUCKET]}/{model_key}"
+        assert cli.main(["deploy", "--target", "local", "--model", model_uri]) == 0
         outputs = stacks.outputs(env[settings.STACK_NAME])
         yield {
             "bucket": env[settings.BUCKET],
             "endpoint": env[settings.SCONES_ENDPOINT_NAME],
             "outputs": outputs,
             "queue": subscribe_queue(outputs["AlertTopicArn"], f"mon-alerts-{suffix}"),
-            "model_uri": f"s3://{env[settings.BUCKET]}/{model_key}",
+            "model_uri": model_uri,
         }
         endpoint.stop(env[settings.SCONES_ENDPOINT_NAME], log=lambda _m: None)
         stacks.delete(env[settings.STACK_NAME], log=lambda _m: None)

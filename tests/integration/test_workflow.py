@@ -236,7 +236,8 @@ def test_redeploy_with_a_new_model_replaces_the_running_one(deployed, capsys, tm
     before = endpoint.record(name)
     inverted = make_brightness_model(tmp_path / "inverted", sharpness=-30.0)  # bright is now 'motorcycle'
     try:
-        out = deploy(capsys, "--model", str(inverted))
+        # --force: the inverted model is worse, and the quality gate (tests/unit/test_gate.py) would refuse it
+        out = deploy(capsys, "--model", str(inverted), "--force")
         assert f"serves {inverted}" in out
         after = endpoint.record(name)
         assert after["model_uri"] == str(inverted) and after["pid"] != before["pid"]
@@ -244,7 +245,7 @@ def test_redeploy_with_a_new_model_replaces_the_running_one(deployed, capsys, tm
         row = single(deployed, "img/bright-3.png")
         assert (row.status, row.label) == ("SUCCEEDED", "motorcycle")
     finally:
-        deploy(capsys, "--model", original)
+        deploy(capsys, "--model", original, "--force")
     assert endpoint.record(name)["model_uri"] == original
     assert single(deployed, "img/bright-3.png").label == "bicycle"
 
