@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
+from helpers import make_brightness_model
 
 from scones import demo
+from scones.core import settings
 
 
 def test_a_failing_step_stops_the_demo_and_names_step_and_log(tmp_path, capsys):
@@ -100,3 +103,26 @@ def test_the_summary_shows_a_promoted_rollout_and_a_rolled_back_one(tmp_path):
         "promoted in 9.5 s; 30 requests during it: 30 answered, 0 failed, 0 lost"
     )
     assert rows["rollout of a broken model (canary:50:30)"] == "not run"
+
+
+def test_the_candidates_are_a_copy_of_the_served_model_and_a_broken_one_in_a_folder_per_run(tmp_path, monkeypatch):
+    # given an endpoint record naming the model it serves, from an earlier run's folder, and a stale run's folder
+    monkeypatch.setenv("SCONES_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SCONES_ENDPOINT_NAME", "ep")
+    out = tmp_path / "demo"
+    served = make_brightness_model(out / "models" / "run-1" / "same")
+    (out / "models" / "run-0").mkdir(parents=True)
+    record = settings.endpoint_record_path("ep")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"model_dir": str(served)}))
+    # when the rollout steps' candidates are made
+    demo.candidates(out)
+    found = json.loads((out / "candidates.json").read_text())
+    same, broken = Path(found["same"]), Path(found["broken"])
+    # then `same` is the served model under a new name, `broken` has its labels and preprocessing
+    assert same != served and same.parent.name.startswith("run-") and same.parent.name != "run-1"
+    assert (same / "model.onnx").read_bytes() == (served / "model.onnx").read_bytes()
+    assert (broken / "labels.json").read_text() == (served / "labels.json").read_text()
+    assert json.loads((broken / "config.json").read_text()) == json.loads((served / "config.json").read_text())
+    # and the stale run's folder is gone, the one the endpoint serves from kept
+    assert not (out / "models" / "run-0").exists() and served.is_dir()
