@@ -212,15 +212,15 @@ def summary_rows(out: Path) -> tuple[list[tuple[str, str]], bool]:
         ("dark report", str(out / "monitor-dark" / "report.html")),
         ("plots", f"{out}/monitor-*/*.png, {out}/confusion_matrix.png, {out}/reliability.png"),
         ("graphs", f"{out}/graph-single.png, {out}/graph-batch.png"),
-        ("rollout of the same model (canary:50:3)", rollout_row(_json(out / f"{PROMOTED}.json"))),
-        ("rollout of a broken model (canary:50:30)", rollout_row(_json(out / f"{ROLLED_BACK}.json"))),
+        *rollout_rows("rollout of the same model (canary:50:3)", _json(out / f"{PROMOTED}.json")),
+        *rollout_rows("rollout of a broken model (canary:50:30)", _json(out / f"{ROLLED_BACK}.json")),
     ]
     expected = m_clean.get("verdict") == "OK" and m_dark.get("verdict") == "DRIFT"
     return rows, expected
 
 
-def rollout_row(found: dict) -> str:
-    """How a rollout step ended, in one cell: promoted, or rolled back with the alarm's why; and its traffic."""
+def rollout_rows(label: str, found: dict) -> list[tuple[str, str]]:
+    """How a rollout step ended: promoted, or rolled back (and the rollback's why-line); the requests during it."""
     lines, sent = found.get("lines") or {}, found.get("traffic") or {}
     counts = (
         f"{sent.get('sent')} requests during it: {sent.get('succeeded')} answered, {sent.get('failed')} failed, "
@@ -228,10 +228,10 @@ def rollout_row(found: dict) -> str:
     )
     if "rollback" in lines:
         why = lines["rollback"].split(" (", 1)[-1].removesuffix(")")
-        return f"rolled back automatically after {found.get('seconds')} s: {why}; {counts}"
+        return [(label, f"rolled back automatically ({found.get('seconds')} s in all); {counts}"), ("  why", why)]
     if "promoted" in lines:
-        return f"promoted in {found.get('seconds')} s; {counts}"
-    return "not run" if not found else f"exit {found.get('exit')}; {counts}"
+        return [(label, f"promoted ({found.get('seconds')} s in all); {counts}")]
+    return [(label, "not run" if not found else f"exit {found.get('exit')}; {counts}")]
 
 
 def table(rows: list[tuple[str, str]]) -> str:
@@ -269,7 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     if not expected:
         print("\nunexpected verdicts: the clean traffic should be OK and the dark traffic DRIFT", file=sys.stderr)
         return 1
+    lost = lost_in_rollouts(out)
+    if lost:
+        print(f"\n{lost} requests got no answer during the rollouts: a rollout must lose none", file=sys.stderr)
+        return 1
     return 0
+
+
+def lost_in_rollouts(out: Path) -> int:
+    """Requests of the rollout steps' traffic that got no answer at all (an error answer is not lost)."""
+    return sum((_json(out / f"{name}.json").get("traffic") or {}).get("lost", 0) for name in (PROMOTED, ROLLED_BACK))
 
 
 if __name__ == "__main__":

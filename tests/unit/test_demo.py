@@ -84,10 +84,10 @@ def test_a_rollout_step_expects_its_exit_code_and_keeps_the_why_line(tmp_path, m
     found = json.loads((tmp_path / "rollout-rolled-back.json").read_text())
     assert found["exit"] == 4 and found["traffic"] == counts
     assert found["lines"]["plan"].endswith("to /models/broken (period 1 s)")
-    row = demo.rollout_row(found)
-    assert row.startswith("rolled back automatically after ")
-    assert "alarm ep-candidate-5xx: Invocation5XXErrors Sum 3 (1 of the last 2 periods" in row
+    (label, row), (why, because) = demo.rollout_rows("broken", found)
+    assert row.startswith("rolled back automatically (") and label == "broken"
     assert row.endswith("40 requests during it: 31 answered, 9 failed, 0 lost")
+    assert why == "  why" and because.startswith("alarm ep-candidate-5xx: Invocation5XXErrors Sum 3 (1 of the last 2")
     # and the same step exiting 0 (the broken model promoted) stops the demo
     fake.write_text("#!/bin/sh\necho 'all stages passed: endpoint ep serves /models/broken alone'\nexit 0\n")
     with pytest.raises(demo.StepFailed, match="step 20 'rollout-rolled-back' failed \\(exit 0\\)"):
@@ -100,9 +100,13 @@ def test_the_summary_shows_a_promoted_rollout_and_a_rolled_back_one(tmp_path):
     (tmp_path / "rollout-promoted.json").write_text(json.dumps(promoted))
     rows = dict(demo.summary_rows(tmp_path)[0])
     assert rows["rollout of the same model (canary:50:3)"] == (
-        "promoted in 9.5 s; 30 requests during it: 30 answered, 0 failed, 0 lost"
+        "promoted (9.5 s in all); 30 requests during it: 30 answered, 0 failed, 0 lost"
     )
     assert rows["rollout of a broken model (canary:50:30)"] == "not run"
+    # and a request without an answer during a rollout is counted against the demo
+    assert demo.lost_in_rollouts(tmp_path) == 0
+    (tmp_path / "rollout-rolled-back.json").write_text(json.dumps({"traffic": {**counts, "lost": 2}}))
+    assert demo.lost_in_rollouts(tmp_path) == 2
 
 
 def test_the_candidates_are_a_copy_of_the_served_model_and_a_broken_one_in_a_folder_per_run(tmp_path, monkeypatch):
