@@ -56,7 +56,7 @@ deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training 
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
-demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, summary table
+demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, a promoted rollout and a rolled-back one, summary table
 	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES) $(DEMO_ARGS)
 
 test: venv ## run every test that needs neither Docker nor an AWS account
