@@ -56,7 +56,7 @@ deploy-aws: venv ## the whole chain on real AWS: preflight, stage, GPU training 
 invoke: venv ## run the workflow on 20 staged test images (Map fan-out) and print the result table
 	$(BIN)/scones invoke --batch 20
 
-demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, summary table
+demo: venv ## the main job end to end: stage, train, evaluate, deploy, invoke, graph, load, monitor, a promoted rollout and a rolled-back one, summary table
 	$(BIN)/python -m scones.demo --out $(DEMO_OUT) --source $(SOURCE) --classes $(CLASSES) $(DEMO_ARGS)
 
 test: venv ## run every test that needs neither Docker nor an AWS account
@@ -86,6 +86,7 @@ bench: venv ## benchmarks (each starts its own local cloud, prints what it measu
 	$(BIN)/python bench/bench_workflow.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_containers.py
+	$(BIN)/python bench/bench_rollout.py
 
 bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios (docs/benchmarks.md)
 	$(BIN)/python bench/bench_targets.py

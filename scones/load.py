@@ -49,6 +49,8 @@ class Outcome:
     latency_s: float
     confidence: float | None = None
     error: str = ""
+    variant: str = ""  # the variant that answered (the endpoint's InvokedProductionVariant), when it says
+    answered: bool = True  # False: no answer came back at all (refused, reset, timed out): a request lost
 
 
 @dataclass
@@ -146,9 +148,11 @@ def endpoint_sender(name: str, concurrency: int) -> Callable[[str, bytes], Outco
                 EndpointName=name, ContentType="image/png", Accept="application/json", Body=body
             )
             probabilities = json.loads(response["Body"].read())
-            return Outcome(True, time.perf_counter() - started, float(max(probabilities)))
+            variant = response.get("InvokedProductionVariant", "")
+            return Outcome(True, time.perf_counter() - started, float(max(probabilities)), variant=variant)
         except Exception as exc:
-            return Outcome(False, time.perf_counter() - started, error=_error_name(exc))
+            answered = bool(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode"))
+            return Outcome(False, time.perf_counter() - started, error=_error_name(exc), answered=answered)
 
     return send
 
@@ -177,6 +181,54 @@ def workflow_sender(machine_arn: str, bucket: str, concurrency: int) -> Callable
 def _error_name(exc: Exception) -> str:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
     return code or type(exc).__name__
+
+
+class Steady:
+    """Requests one after another, `gap_s` apart, until the block ends; each outcome kept with the time it ended.
+    The little traffic the demo and bench/bench_rollout.py send through a rollout."""
+
+    def __init__(self, send: Callable[[str, bytes], Outcome], bodies: list[bytes], gap_s: float = 0.05) -> None:
+        self.send, self.bodies, self.gap_s = send, bodies, gap_s
+        self.answers: list[tuple[float, Outcome]] = []  # (time.monotonic() when it ended, outcome)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            try:
+                outcome = self.send(str(i), self.bodies[i % len(self.bodies)])
+            except Exception as exc:  # a sender never raises; this keeps the count true if one does
+                outcome = Outcome(False, 0.0, error=type(exc).__name__, answered=False)
+            self.answers.append((time.monotonic(), outcome))
+            i += 1
+            self._stop.wait(self.gap_s)
+
+    def __enter__(self) -> Steady:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def counts(self) -> dict:
+        """sent, succeeded, failed (answered with an error), lost (no answer), and the answers by variant."""
+        outcomes = [o for _, o in self.answers]
+        return {
+            "sent": len(outcomes),
+            "succeeded": sum(o.ok for o in outcomes),
+            "failed": sum(not o.ok and o.answered for o in outcomes),
+            "lost": sum(not o.answered for o in outcomes),
+            "by_variant": dict(Counter(o.variant or "?" for o in outcomes if o.ok)),
+        }
+
+
+def staged_bodies(bucket: str, prefix: str, count: int, seed: int = 0) -> list[bytes]:
+    """`count` staged test images (drawn with `choose`), as `scones load` sends them."""
+    keys = choose(staged.test_images(bucket, prefix.strip("/")), count, None, np.random.default_rng(seed))
+    s3 = aws.client("s3")
+    return [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys]
 
 
 def check_loopback(target: str, via: str) -> None:

@@ -12,6 +12,7 @@ import sys
 import zlib
 from pathlib import Path
 
+from scones import broken_model
 from scones.core import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,48 +230,8 @@ def listening_sockets(pid: int) -> list[tuple[str, int]]:
 def make_failing_model(model_dir: Path, labels=("bicycle", "motorcycle")) -> Path:
     """A model folder that loads and answers dark or mid-grey images (the server's warm-up zeros, a switch's probe
     image) but fails in onnxruntime on bright ones (mean pixel > 0.6: a Gather past its data): a broken candidate
-    that passes every check made before it gets traffic."""
-    import json
-
-    import onnx
-    from onnx import TensorProto, helper
-
-    nodes = [
-        helper.make_node("ReduceMean", ["x"], ["m"], keepdims=0),  # mean pixel over the whole batch, in 0..1
-        helper.make_node("Greater", ["m", "limit"], ["bright"]),
-        helper.make_node("Cast", ["bright"], ["b"], to=TensorProto.INT64),
-        helper.make_node("Mul", ["b", "five"], ["index"]),  # 0 when dark, 5 (out of range) when bright
-        helper.make_node("Gather", ["one", "index"], ["scale"], axis=0),  # fails at run time on index 5
-        helper.make_node("Shape", ["x"], ["xs"]),
-        helper.make_node("Slice", ["xs", "zero", "one_i"], ["n"]),
-        helper.make_node("Concat", ["n", "two"], ["out_shape"], axis=0),
-        helper.make_node("Expand", ["half", "out_shape"], ["flat"]),
-        helper.make_node("Mul", ["flat", "scale"], ["probs"]),
-    ]
-    init = [
-        helper.make_tensor("limit", TensorProto.FLOAT, [], [0.6]),
-        helper.make_tensor("five", TensorProto.INT64, [], [5]),
-        helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]),
-        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("one_i", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("two", TensorProto.INT64, [1], [len(labels)]),
-        helper.make_tensor("half", TensorProto.FLOAT, [1], [1.0 / len(labels)]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "failing",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", len(labels)])],
-        init,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    model_dir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(model_dir / "model.onnx"))
-    (model_dir / "labels.json").write_text(json.dumps(list(labels)))
-    pre = {"input_size": [32, 32], "layout": "NCHW", "channel_order": "RGB", "scale": 1 / 255}
-    (model_dir / "config.json").write_text(json.dumps({"preprocessing": {**pre, "mean": [0] * 3, "std": [1] * 3}}))
-    return model_dir
+    that passes every check made before it gets traffic (scones/broken_model.py)."""
+    return broken_model.make(model_dir, labels, fails_on="bright")
 
 
 def app_requests(app, bodies: list[bytes], headers=()) -> list[tuple[int, dict, bytes]]:

@@ -23,7 +23,7 @@ from scones.deploy.spec import Spec
 class Cost:
     """One billable thing: what it is, the rate it bills at, and the amounts that follow (USD)."""
 
-    what: str  # training job | endpoint | monitoring job | serverless endpoint
+    what: str  # training job | endpoint | shadow variant | monitoring job | serverless endpoint
     resource: str  # "ml.g4dn.xlarge x1", "3072 MB"
     rate: float | None  # USD per instance-hour (serverless: per second at this memory); None: not in the table
     basis: str = ""  # how the amounts follow from the rate, in words
@@ -139,6 +139,23 @@ def _endpoint(config: dict, scaling: dict | None, table: prices.Table) -> Cost:
     )
 
 
+def _shadow(variant: dict, table: prices.Table) -> Cost:
+    """--shadow: the shadow variant runs instances of its own beside production's, whatever share it is sent."""
+    kind, count = variant["InstanceType"], variant.get("InitialInstanceCount", 1)
+    rate = table.hourly("hosting", kind)
+    notes = ("answers mirrored requests only, yet bills every hour like production until deployed without --shadow",)
+    if rate is None:
+        return Cost("shadow variant", f"{kind} x{count}", None, notes=notes)
+    return Cost(
+        "shadow variant",
+        f"{kind} x{count}",
+        rate,
+        f"{usd(rate)}/h per instance x {prices.HOURS_PER_MONTH} h a month",
+        {"hour": rate * count, "month": rate * count * prices.HOURS_PER_MONTH},
+        notes=notes,
+    )
+
+
 def _monitoring(schedule: dict, table: prices.Table) -> Cost:
     job = schedule["Target"]["Input"]
     job = json.loads(job) if isinstance(job, str) else job
@@ -174,7 +191,9 @@ def estimate(steps: list[plan.Step], region: str) -> Estimate:
     if "create_training_job" in calls:
         costs.append(_training(calls["create_training_job"], table))
     if "create_endpoint_config" in calls:
-        costs.append(_endpoint(calls["create_endpoint_config"], calls.get("register_scalable_target"), table))
+        config = calls["create_endpoint_config"]
+        costs.append(_endpoint(config, calls.get("register_scalable_target"), table))
+        costs += [_shadow(variant, table) for variant in config.get("ShadowProductionVariants", [])]
     if "create_schedule" in calls:
         costs.append(_monitoring(calls["create_schedule"], table))
     return Estimate(region, table, tuple(costs), workflow)

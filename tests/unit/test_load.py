@@ -94,3 +94,57 @@ def test_local_load_goes_to_loopback_only(monkeypatch):
     with pytest.raises(UsageError):
         load.check_loopback("local", "endpoint")
     load.check_loopback("aws", "endpoint")
+
+
+def test_steady_traffic_counts_answers_errors_and_lost_requests_apart():
+    # given a sender that answers from two variants, answers one error, and gets no answer once
+    script = iter(
+        [
+            load.Outcome(True, 0.001, 0.99, variant="AllTraffic"),
+            load.Outcome(True, 0.001, 0.99, variant="Candidate"),
+            load.Outcome(False, 0.001, error="ModelError"),
+            load.Outcome(False, 0.001, error="ConnectionClosedError", answered=False),
+        ]
+    )
+    done = threading.Event()
+    bodies_seen = []
+
+    def send(_key, body):
+        bodies_seen.append(body)
+        found = next(script, None)
+        if found is None:
+            done.set()
+            return load.Outcome(True, 0.001, 0.99, variant="AllTraffic")
+        return found
+
+    # when it runs until the block ends
+    with load.Steady(send, [b"a", b"b"], gap_s=0.001) as traffic:
+        assert done.wait(10)
+    counts = traffic.counts()
+    # then every request is counted once, in time order, and the bodies taken in turn
+    assert counts["sent"] == len(traffic.answers) == len(bodies_seen) >= 5
+    assert (counts["failed"], counts["lost"]) == (1, 1)
+    assert counts["succeeded"] == counts["sent"] - 2
+    assert counts["by_variant"]["Candidate"] == 1 and counts["by_variant"]["AllTraffic"] == counts["sent"] - 3
+    assert bodies_seen[:3] == [b"a", b"b", b"a"]
+    assert [t for t, _ in traffic.answers] == sorted(t for t, _ in traffic.answers)
+
+
+def test_the_endpoint_sender_tells_an_error_answer_from_no_answer(monkeypatch):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    class Runtime:
+        def __init__(self):
+            self.next = []
+
+        def invoke_endpoint(self, **_kw):
+            raise self.next.pop(0)
+
+    runtime = Runtime()
+    monkeypatch.setattr(load.aws, "client", lambda *_a, **_kw: runtime)
+    send = load.endpoint_sender("ep", 1)
+    error = {"Error": {"Code": "ModelError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    runtime.next = [ClientError(error, "InvokeEndpoint"), EndpointConnectionError(endpoint_url="http://127.0.0.1:1")]
+    answered, lost = send("k", b""), send("k", b"")
+    assert (answered.ok, answered.answered, answered.error) == (False, True, "ModelError")
+    assert (lost.ok, lost.answered, lost.error) == (False, False, "EndpointConnectionError")

@@ -196,3 +196,16 @@ def test_the_deploy_s_estimate_follows_the_chosen_workflow_type():
 def test_memory_is_read_from_the_template_and_the_success_path_from_the_asl():
     assert cost.template_memory() == (256, 256, 128)
     assert cost.success_path() == ["SerializeImageData", "ClassifyImage", "FilterInferences", "Result"]
+
+
+def test_a_shadow_counts_its_own_instances_beside_production(round_prices):
+    # given: --shadow at 20 % of the requests, on the same instance type as production
+    found = by_what(cost.for_spec(spec(model_uri="s3://b/models/m/output/model.tar.gz", shadow_percent=20.0)))
+    # then: the shadow bills its instance every hour whatever its share: 0.5 $/h, 365.0 a month, as production
+    assert found["shadow variant"].resource == "ml.t.host x1"
+    assert found["shadow variant"].amounts == pytest.approx({"hour": 0.5, "month": 365.0})
+    assert found["endpoint"].amounts["hour"] == pytest.approx(0.5)
+    text = cost.render(cost.for_spec(spec(model_uri="s3://b/models/m/output/model.tar.gz", shadow_percent=20.0)))
+    assert "shadow variant      ml.t.host x1" in text and "mirrored requests only" in text
+    # and without --shadow there is no such line
+    assert "shadow variant" not in by_what(cost.for_spec(spec(model_uri="s3://b/models/m/output/model.tar.gz")))
