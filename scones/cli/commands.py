@@ -273,7 +273,15 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     print(backfill.summary(done))
     if done.status != "SUCCEEDED":
         raise backfill.BackfillError(f"the backfill {done.status}: {done.error or 'see the summary above'}")
-    return 1 if args.strict and any(r.status == "FAILED" for r in done.rows) else 0
+    failed = sum(r.status == "FAILED" for r in done.rows)
+    if failed and not args.allow_failures:  # as invoke: a failed image fails the command unless asked otherwise
+        print(
+            f"scones invoke: {failed} of {len(done.rows)} image(s) FAILED (next: the failed keys above, or "
+            "--allow-failures to exit 0)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

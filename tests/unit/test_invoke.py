@@ -51,3 +51,21 @@ def test_sync_reaches_the_invocation(monkeypatch):
     monkeypatch.setattr(invoke, "invoke", lambda *a, **k: seen.update(k) or [])
     cli.main(["invoke", "--key", "a.png", "--sync"])
     assert seen == {"sync": True}
+
+
+@pytest.mark.parametrize(("extra", "code"), [((), 1), (("--allow-failures",), 0)])
+def test_a_backfill_with_failed_images_exits_as_invoke_does(monkeypatch, capsys, extra, code):
+    from scones import backfill
+
+    done = backfill.Backfill(
+        "b",
+        "p/",
+        "arn:x",
+        "SUCCEEDED",
+        1.0,
+        rows=[workflow.Row("p/a.png", "SUCCEEDED", "bicycle", 0.99), workflow.Row("p/b.png", "FAILED")],
+    )
+    monkeypatch.setattr(backfill, "run", lambda *_a, **_k: done)
+    assert cli.main(["invoke", "--prefix", "s3://b/p/", *extra]) == code
+    err = capsys.readouterr().err
+    assert ("1 of 2 image(s) FAILED" in err) == (code == 1)
