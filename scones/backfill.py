@@ -109,9 +109,12 @@ def run(
     check_request(batch_size, limit)
     outputs = stacks.outputs()
     if stacks.PREFIX not in outputs:
-        raise NotReadyError(
-            "the deployed stack has no backfill state machine (deployed before it existed)", "scones deploy"
+        why = (
+            "LocalStack's Step Functions cannot parse a Distributed Map's ItemBatcher, so the stack leaves it out"
+            if settings.target() == "localstack"
+            else "it was deployed before the backfill existed"
         )
+        raise NotReadyError(f"the deployed stack has no backfill state machine: {why}", "scones deploy --target local")
     check(bucket, prefix, batch_size, limit, stack_parameter("DataBucket"))
     sfn = aws.client("stepfunctions")
     name = f"scones-backfill-{uuid.uuid4().hex[:12]}"

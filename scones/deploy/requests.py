@@ -480,9 +480,10 @@ def scaling_calls(spec: Spec, account: str) -> list[Call]:
 # --- the workflow stack and monitoring ---------------------------------------------------------------
 
 
-def stack_parameters(spec: Spec, runtime_url: str = "") -> dict[str, str]:
+def stack_parameters(spec: Spec, runtime_url: str = "", backfill: bool = True) -> dict[str, str]:
     """template.yaml's parameters, on every target: locally the classify Lambda is told where our model server
-    listens (runtime_url); on AWS that is empty and the SageMaker endpoint of the same name answers."""
+    listens (runtime_url); on AWS that is empty and the SageMaker endpoint of the same name answers. `backfill`
+    False leaves the Distributed Map machine out (LocalStack cannot parse its ItemBatcher)."""
     return {
         "NamePrefix": spec.name_prefix,
         "CodeBucket": spec.bucket,
@@ -493,6 +494,7 @@ def stack_parameters(spec: Spec, runtime_url: str = "") -> dict[str, str]:
         "SageMakerRuntimeUrl": runtime_url,
         "AlertEmail": spec.alert_email,
         "WorkflowType": spec.workflow_type.upper(),  # the template's AllowedValues: STANDARD | EXPRESS
+        "Backfill": "true" if backfill else "false",
     }
 
 

@@ -135,4 +135,5 @@ def deploy(
     else:
         serving = local_serving(spec.endpoint, model, log=log, how=how)
     served = replace(spec, classes=tuple(models.labels_of(serving.model_dir)))
-    return stack.deploy(requests.stack_parameters(served, serving.runtime_url), log=log)
+    backfill = target.name != "localstack"  # LocalStack's Step Functions cannot parse the Distributed Map's ItemBatcher
+    return stack.deploy(requests.stack_parameters(served, serving.runtime_url, backfill), log=log)

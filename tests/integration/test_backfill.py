@@ -16,7 +16,7 @@ from scones import backfill, cli, endpoint, stacks
 from scones.core import aws, settings
 from scones.core.errors import UsageError
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.localstack]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # not localstack: its Step Functions refuse ItemBatcher
 BRIGHT, DARK, GREY, TEXT = 700, 300, 20, 5  # 1,020 images and 5 files that are not images
 
 
