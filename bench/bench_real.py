@@ -91,7 +91,11 @@ def served_rate(model_dir: Path, images: np.ndarray, batch: int, seconds: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", default="small,efficientnet-lite0", help="comma-separated train.py backbones")
+    parser.add_argument(
+        "--backbones",
+        default="small,efficientnet-lite0,efficientnet-lite0@5",
+        help="comma-separated train.py backbones, each optionally @EPOCHS (efficientnet-lite0@0: linear probe only)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="train.py --seed")
     parser.add_argument("--serve-seconds", type=float, default=10.0, help="timing per model and batch size")
@@ -103,7 +107,7 @@ def main() -> int:
     if not (args.folder / "train.lst").is_file():
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]  # backbone or backbone@epochs
     work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-bench-real-"))
     manifest = staging.build(staging.resolve_source(str(args.folder), CLASSES), CLASSES, work / "staged", "auto")
     staged = work / "staged"
@@ -114,7 +118,9 @@ def main() -> int:
     runs = {}
     for backbone in backbones:
         model_dir = work / backbone / "model"
-        extra = ["--backbone", backbone, "--threads", str(args.threads), "--seed", str(args.seed), *args.hp]
+        name, _, epochs = backbone.partition("@")
+        extra = ["--backbone", name, "--threads", str(args.threads), "--seed", str(args.seed), *args.hp]
+        extra += ["--epochs", epochs] if epochs else []
         recorded = work / backbone / "result.json"
         if args.reuse and recorded.is_file() and (model_dir / "model.onnx").is_file():
             result = json.loads(recorded.read_text())

@@ -39,7 +39,7 @@ def test_small_stays_the_default_with_its_recipe():
 
 def test_lite0_gets_its_fine_tuning_recipe_and_explicit_values_win():
     args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"])
-    assert (args.input_size, args.epochs, args.lr) == (DEFAULT_INPUT_SIZE["efficientnet-lite0"], 5, 0.003)
+    assert (args.input_size, args.epochs, args.lr) == (DEFAULT_INPUT_SIZE["efficientnet-lite0"], 0, 0.003)
     args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0", "--epochs", "3", "--lr", "0.1"])
     assert (args.epochs, args.lr) == (3, 0.1)
 
@@ -114,3 +114,32 @@ def test_the_wheels_are_pinned_alike_for_the_container_and_the_project():
     container = {line.strip() for line in (root / "training" / "requirements.txt").read_text().splitlines()}
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
     assert wanted <= container and wanted <= set(project)
+
+
+def test_zero_epochs_is_the_linear_probe_only_and_only_for_a_pretrained_backbone():
+    assert train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0", "--epochs", "0"]).epochs == 0
+    with pytest.raises(train.TrainingInputError, match="--epochs must be >= 1"):
+        train.parse_args(["--classes", "a,b", "--epochs", "0"])
+
+
+@needs_wheels
+@pytest.mark.slow
+def test_a_lite0_run_writes_the_same_artifact_contract_and_it_serves(tiny_staged, tmp_path):
+    """train.py end to end with the pretrained backbone (linear probe only, at 32 px to stay small): the served
+    input is still 32×32, the ONNX model takes it and answers probabilities, and the artifact records the backbone."""
+    import json
+
+    import onnxruntime as ort
+    from helpers import run_train
+
+    model_dir = tmp_path / "model"
+    argv = ["--classes", "bicycle,motorcycle", "--backbone", "efficientnet-lite0", "--input-size", "32"]
+    out = run_train(tiny_staged, model_dir, *argv, "--epochs", "0", "--threads", "1")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "linear probe on the pretrained features" in out.stdout
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model"]["backbone"] == "efficientnet-lite0" and config["preprocessing"]["input_size"] == [32, 32]
+    assert config["preprocessing"]["mean"] == pytest.approx(IMAGENET_MEAN)
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {"input": np.zeros((3, 3, 32, 32), np.float32)})[0]
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
