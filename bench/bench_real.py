@@ -102,6 +102,7 @@ def main() -> int:
     parser.add_argument("--folder", type=Path, default=REAL, help="the real photos (train/ + train.lst)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the staged data and models here")
     parser.add_argument("--hp", action="append", default=[], help="extra train.py argument for every backbone")
+    parser.add_argument("--judge", default="efficientnet-lite0", help="the column the 'reached' verdicts judge")
     parser.add_argument("--reuse", action="store_true", help="reuse a model already trained in --workdir")
     args = parser.parse_args()
     if not (args.folder / "train.lst").is_file():
@@ -143,7 +144,8 @@ def main() -> int:
         verdict = [] if len(names) == 1 else ["" if reached is None else ("yes" if reached else "no")]
         table.row(label, *values, target, *verdict)
 
-    last = m[names[-1]]
+    judged = names.index(args.judge) if args.judge in names else len(names) - 1
+    last = m[names[judged]]
     row("input size px (32×32 upsampled)", [str(runs[n]["hps"]["input_size"]) for n in names])
     row("epochs, peak lr", [f"{runs[n]['hps']['epochs']}, {runs[n]['hps']['lr']}" for n in names])
     row("test accuracy (held-out fifth, 200)", [f"{m[n]['accuracy']:.3f}" for n in names], ">= 0.95",
@@ -152,25 +154,27 @@ def main() -> int:
     row("coverage at 0.93", [f"{m[n]['coverage']:.3f}" for n in names], ">= 0.85", last["coverage"] >= 0.85)
     covered = [m[n]["accuracy_covered"] for n in names]
     row("accuracy among covered", [f"{c:.3f}" if c is not None else "-" for c in covered], ">= 0.99",
-        (covered[-1] or 0) >= 0.99)  # fmt: skip
+        (covered[judged] or 0) >= 0.99)  # fmt: skip
     for kind in kinds:
         rates = [m[n]["false_pass"]["per_kind"][kind]["rate"] for n in names]
-        row(f"false-pass, held-out {kind} (100)", [f"{r:.3f}" for r in rates], "<= 0.01", rates[-1] <= 0.01)
+        row(f"false-pass, held-out {kind} (100)", [f"{r:.3f}" for r in rates], "<= 0.01", rates[judged] <= 0.01)
     row("temperature", [f"{runs[n]['result']['temperature']:.3f}" for n in names])
     row("training loop, wall s", [f"{runs[n]['result']['train_s']:.0f}" for n in names])
     walls = [runs[n]["result"]["process_wall_s"] for n in names]
-    row("train.py process, wall s (2 cores)", [f"{w:.0f}" for w in walls], "<= 600", walls[-1] <= 600)
+    row("train.py process, wall s (2 cores)", [f"{w:.0f}" for w in walls], "<= 600", walls[judged] <= 600)
     row("train.py process, CPU s", [f"{runs[n]['result']['process_cpu_s']:.0f}" for n in names])
     rate = [runs[n]["b64"][0] for n in names]
     row("served images/s, batch 64 (onnxruntime)", [f"{r:.0f}" for r in rate])
     row("served images/s, batch 1", [f"{runs[n]['b1'][0]:.0f}" for n in names])
     row("served CPU ms per image, batch 64", [f"{runs[n]['b64'][1]:.2f}" for n in names])
-    ratio = [r / rate[0] for r in rate]
-    row(f"throughput vs {names[0]} (batch 64)", [f"{r:.2f}×" for r in ratio], ">= 0.5×", ratio[-1] >= 0.5)
+    # CPU per image, not the wall-clock rate: on a shared machine the rate follows the scheduler's share
+    ratio = [runs[names[0]]["b64"][1] / runs[n]["b64"][1] for n in names]
+    row(f"throughput vs {names[0]} (batch 64, by CPU per image)", [f"{r:.2f}×" for r in ratio], ">= 0.5×",
+        ratio[judged] >= 0.5)  # fmt: skip
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     notes = (
         f"Real photos: {args.folder.name}, test = the fixed held-out fifth ({staging.HOLD_OUT_RULE}); "
-        f"{args.threads} torch / onnxruntime threads; train.py seed {args.seed}; 'reached' judges the last column. "
+        f"{args.threads} torch / onnxruntime threads; train.py seed {args.seed}; 'reached' judges {names[judged]}. "
         f"Load average at the end {load}: on a shared machine the wall times and rates are upper / lower bounds."
     )
     print(table.markdown())
