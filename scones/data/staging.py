@@ -1,4 +1,9 @@
-"""Stage a class selection of CIFAR-100 (or the synthetic stand-in) to S3.
+"""Stage a class selection of CIFAR-100 (or the synthetic stand-in, or a folder of labelled PNGs) to S3.
+
+A folder source holds `train/*.png` + `train.lst` (index<TAB>label<TAB>path, the label indexing --classes),
+and optionally `test/` + `test.lst`; without a test split, every fifth image of each class (in train.lst
+order) is held out as the staged test split (`HOLD_OUT_RULE`, recorded in the manifest). Its outliers are
+the generated kinds only (a folder has no other classes).
 
 Local layout, written to `<workdir>.partial` and renamed into place only when complete (manifest last):
     train/<cifar file name>.png   test/<cifar file name>.png
@@ -52,8 +57,8 @@ class StagingError(SconesError):
 
 @dataclass
 class Source:
-    kind: str  # cifar100 | synthetic | tarball
-    tarball: Path
+    kind: str  # cifar100 | synthetic | tarball | folder
+    tarball: Path  # the folder, for a folder source
     md5: str
     detail: dict
 
@@ -98,10 +103,75 @@ def resolve_source(
         detail = {"seed": seed, "train_per_class": n_train, "test_per_class": n_test}
         return Source("synthetic", path, cifar.md5_of(path), detail)
     path = Path(spec).expanduser()
+    if path.is_dir():
+        return _folder_source(path)
     if not path.is_file():
-        raise StagingError(f"--source {spec!r}: not cifar100, synthetic, or an existing tarball file")
+        raise StagingError(
+            f"--source {spec!r}: not cifar100, synthetic, or an existing tarball file (or a folder with train.lst)"
+        )
     md5 = cifar.md5_of(path)
     return Source("tarball", path.resolve(), md5, {"path": str(path.resolve()), "official": md5 == cifar.CIFAR100_MD5})
+
+
+HOLD_OUT_EVERY = 5
+HOLD_OUT_RULE = f"no test.lst: every {HOLD_OUT_EVERY}th image of each class in train.lst order is the test split"
+
+
+def _folder_source(path: Path) -> Source:
+    """A folder of PNGs with train.lst (and maybe test.lst); its md5 covers the .lst files and every image."""
+    missing = [name for name in ("train", "train.lst") if not (path / name).exists()]
+    if missing:
+        raise StagingError(
+            f"--source {path}: a folder source needs train/ and train.lst, missing {', '.join(missing)}",
+            "pass a folder holding train/*.png and train.lst (index<TAB>label<TAB>path)",
+        )
+    digest = hashlib.md5()
+    for split in SPLITS:
+        if (path / f"{split}.lst").is_file():
+            try:
+                rows = lst_format.read(path / f"{split}.lst")
+                digest.update((path / f"{split}.lst").read_bytes())
+                for row in rows:
+                    digest.update((path / split / row.path).read_bytes())
+            except (lst_format.LstError, OSError) as exc:
+                raise StagingError(f"--source {path}: {exc}", f"fix {path / f'{split}.lst'} or its images") from None
+    return Source("folder", path.resolve(), digest.hexdigest(), {"path": str(path.resolve())})
+
+
+def _load_folder(source: Source, classes: list[str]) -> cifar.Cifar:
+    """A folder source as a parsed tarball whose fine classes are exactly `classes` (labels index them)."""
+    splits, held_out = {}, None
+    for split in SPLITS:
+        lst_path = source.tarball / f"{split}.lst"
+        if not lst_path.is_file():
+            continue
+        try:
+            images, labels = lst_format.load_images(source.tarball / split, lst_path)
+        except (lst_format.LstError, OSError) as exc:
+            raise StagingError(f"--source {source.tarball}: {exc}", f"fix {lst_path} or its images") from None
+        names = [Path(row.path).name for row in lst_format.read(lst_path)]  # staged flat, as CIFAR's are
+        if labels.min() < 0 or labels.max() >= len(classes):
+            raise StagingError(
+                f"{lst_path} has labels {labels.min()}..{labels.max()} but --classes names {len(classes)}: "
+                f"{', '.join(classes)}",
+                "pass --classes with one name per label, in label order (label 0 first)",
+            )
+        splits[split] = (images, labels, names)
+    if "test" not in splits:
+        images, labels, names = splits["train"]
+        rank = np.zeros(len(labels), dtype=np.int64)  # position of each image within its class
+        for label in np.unique(labels):
+            rank[labels == label] = np.arange(int((labels == label).sum()))
+        held_out = rank % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1
+        splits["test"] = (images[held_out], labels[held_out], [n for n, h in zip(names, held_out, strict=True) if h])
+        keep = ~held_out
+        splits["train"] = (images[keep], labels[keep], [n for n, h in zip(names, keep, strict=True) if h])
+    parts = {
+        split: cifar.Split(images, labels, np.zeros_like(labels), names)
+        for split, (images, labels, names) in splits.items()
+    }
+    source.detail["test_split"] = "test.lst" if held_out is None else HOLD_OUT_RULE
+    return cifar.Cifar(parts["train"], parts["test"], list(classes), [])
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -165,7 +235,7 @@ def build(source: Source, classes: list[str], workdir: Path, outlier_mode: str =
     existing = _manifest_matches(workdir, source, classes, outlier_mode)
     if existing is not None:
         return existing
-    data = cifar.load(source.tarball)
+    data = _load_folder(source, classes) if source.kind == "folder" else cifar.load(source.tarball)
     unknown = [c for c in classes if c not in data.fine_label_names]
     if unknown:
         raise UnknownClassError(
