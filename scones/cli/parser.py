@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source",
         default="synthetic",
-        help="cifar100 (download), synthetic (offline, default) or a path to a CIFAR-100 python tarball",
+        help="cifar100 (download), synthetic (offline, default), a CIFAR-100 python tarball, or a folder of PNGs "
+        "with train.lst",
     )
     p.add_argument(
         "--classes",
