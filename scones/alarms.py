@@ -101,6 +101,12 @@ def evaluate(alarm: Alarm, datapoints: dict[int, float], now: float, previous: s
     return Evaluation(OK, worst, about)
 
 
+def since(datapoints: dict[int, float], began: float) -> dict[int, float]:
+    """The datapoints of the periods that started at or after `began`: a rollout judges its own candidate, never
+    the errors a previous one (rolled back a moment ago, under the same variant name) left in the window."""
+    return {start: value for start, value in datapoints.items() if start >= began}
+
+
 def describe(cloudwatch, names: list[str]) -> dict[str, Alarm]:
     """The named alarms that exist (the caller names those that do not)."""
     found = cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", []) if names else []

@@ -257,6 +257,7 @@ def run(
     state = {"plan": plan.text(), "alarms": alarm_names, "previous": previous, "candidate": uri, "pid": os.getpid()}
     states = {a.name: alarms.INSUFFICIENT for a in watched}
     cloudwatch = aws.client("cloudwatch")
+    began = time.time()  # periods before this hold no answer of this candidate
     try:
         for i, percent in enumerate(plan.stages(), 1):
             endpoint.set_weights(name, {PRODUCTION: 100.0 - percent, CANDIDATE: float(percent)})
@@ -267,7 +268,8 @@ def run(
             tick = max(0.5, min(a.period for a in watched) / 2)
             while True:
                 for a in watched:
-                    found = alarms.evaluate(a, alarms.fetch(cloudwatch, a, time.time()), time.time(), states[a.name])
+                    points = alarms.since(alarms.fetch(cloudwatch, a, time.time()), began)
+                    found = alarms.evaluate(a, points, time.time(), states[a.name])
                     states[a.name] = found.state
                     if found.state == alarms.ALARM:
                         reason = f"alarm {a.name}: {found.reason}"

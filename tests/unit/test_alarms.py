@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scones import alarms
 from scones.alarms import ALARM, INSUFFICIENT, OK, Alarm, evaluate
 
 
@@ -85,3 +86,11 @@ def test_the_description_cloudwatch_returns_becomes_an_alarm():
         }
     )
     assert found.statistic == "p95" and found.treat_missing == "missing" and found.dimensions == {"EndpointName": "ep"}
+
+
+def test_a_rollout_judges_only_the_periods_since_it_began():
+    """bench_rollout found it: a promotion right after a rollback was rolled back by the broken candidate's 5xx,
+    still in the alarm's window under the same variant name."""
+    points = {100: 132.0, 110: 0.0, 120: 0.0}
+    assert alarms.since(points, 105.0) == {110: 0.0, 120: 0.0}
+    assert alarms.since(points, 100.0) == points
