@@ -46,6 +46,7 @@ from scones.core import aws, settings
 from scones.monitoring import baseline, capture, monitor
 
 REPORT = Report("monitor")
+SCALE = Report("monitor-scale")  # its own section: a --scale run leaves the detection figures alone
 
 
 def staged_and_model(tmp: Path, model: Path | None) -> tuple[Path, Path]:
@@ -357,7 +358,7 @@ def scale(tmp: Path, n: int, smoke: bool) -> None:
     print(f"{what}: {figures}", flush=True)
     if not smoke:
         target = "<= 6 s" if n <= 100_000 else "<= 60 s, <= 2 GB"
-        REPORT.result(what, figures, target)
+        SCALE.result(what, figures, target)
     shutil.rmtree(folder)
 
 
@@ -412,7 +413,7 @@ def main() -> None:
             for n in [5000] if args.smoke else [int(x) for x in (args.scale or "").split(",") if x]:
                 scale(Path(name), n, args.smoke)
         if not args.smoke and args.scale:
-            REPORT.write(notes="Scale: synthetic records in a local folder (no S3), `scones monitor` in a subprocess.")
+            SCALE.write(notes="Scale: synthetic records in a local folder (no S3), `scones monitor` in a subprocess.")
         return
     with tempfile.TemporaryDirectory(prefix="scones-bench-monitor-") as name:
         tmp = Path(name)
