@@ -372,12 +372,13 @@ def test_a_flood_while_s3_refuses_holds_the_worker_under_its_capture_bound(serve
     body = png(seed=7, size=(640, 640))  # random pixels: ~1.2 MB that no encoder shrinks
     assert post(url, body) == 200
     before = rss_mb(pid)
-    # when 120 such requests (~150 MB of bodies, ~200 MB once base64-encoded for capture) arrive
+    # when 300 such requests (~370 MB of bodies, ~490 MB once base64-encoded for capture) arrive
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _i: post(url, body), range(120)))
-    # then every one is answered, the worker grew by less than the bound plus working memory, and the loss is counted
-    assert codes == [200] * 120
+        codes = list(pool.map(lambda _i: post(url, body), range(300)))
+    # then all are answered, the worker grew by less than the bound plus working memory (decoding, allocator),
+    # and the loss is counted
+    assert codes == [200] * 300
     grown = rss_mb(pid) - before
-    assert grown < 8 + 72, f"worker {pid} grew {grown:.0f} MB under an 8 MB capture bound"
+    assert grown < 8 + 140, f"worker {pid} grew {grown:.0f} MB under an 8 MB capture bound"
     assert stats_of(url)["capture_lost"]["dropped_full"] > 0
     endpoint.stop(name, log=lambda _m: None)
