@@ -68,15 +68,7 @@ def make_brightness_model(model_dir: Path, sharpness: float = 30.0) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     export_onnx(Brightness(), model_dir / "model.onnx")
     (model_dir / "labels.json").write_text(json.dumps(["bicycle", "motorcycle"]))
-    pre = {
-        "input_size": [32, 32],
-        "layout": "NCHW",
-        "channel_order": "RGB",
-        "scale": 1 / 255,
-        "mean": [0, 0, 0],
-        "std": [1, 1, 1],
-    }
-    (model_dir / "config.json").write_text(json.dumps({"preprocessing": pre}))
+    (model_dir / "config.json").write_text(json.dumps({"preprocessing": broken_model.PREPROCESSING}))
     return model_dir
 
 

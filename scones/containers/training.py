@@ -28,14 +28,12 @@ import sysconfig
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from scones import training_job
 from scones.containers import optml, venv
 from scones.core import aws, settings, target
 from scones.core.errors import UsageError
-from scones.core.progress import Progress
 from scones.data import staged
 from scones.deploy import aws_training, images, naming, requests
 from scones.deploy.spec import Spec
@@ -181,21 +179,11 @@ def layout(request: dict, tree: Path, log=print) -> dict[str, int]:
             )
         counts[c["ChannelName"]] = len(objects)
         bucket = uri.removeprefix("s3://").split("/", 1)[0]
-        jobs += [(bucket, key, data / c["ChannelName"] / rel) for key, rel in objects]
+        jobs += [(bucket, key, staged.inside(data / c["ChannelName"], rel)) for key, rel in objects]
     (config / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
     (config / "inputdataconfig.json").write_text(json.dumps(input_data_config(request)))
     (config / "resourceconfig.json").write_text(json.dumps(resource_config(request)))
-    progress = Progress(f"downloading {len(counts)} channels into /opt/ml/input/data").start(len(jobs))
-
-    def fetch(job: tuple[str, str, Path]) -> None:
-        bucket, key, dest = job
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        progress.advance()
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(fetch, jobs))
-    progress.finish()
+    staged.fetch_all(s3, jobs, f"downloading {len(counts)} channels into /opt/ml/input/data")
     return counts
 
 

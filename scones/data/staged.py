@@ -135,10 +135,17 @@ def download_channels(
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{split}/"):
             for obj in page.get("Contents", []):
                 jobs.append((obj["Key"], inside(channels[split], obj["Key"][len(prefix) + len(split) + 2 :])))
-    progress = Progress(f"downloading channels from s3://{bucket}/{prefix}/").start(len(jobs))
+    fetch_all(s3, [(bucket, key, dest) for key, dest in jobs], f"downloading channels from s3://{bucket}/{prefix}/")
+    return channels
 
-    def fetch(job: tuple[str, Path]) -> None:
-        key, dest = job
+
+def fetch_all(s3, jobs: list[tuple[str, str, Path]], what: str) -> None:
+    """Download every (bucket, key, destination) on 16 threads, with one progress line; destinations are the
+    caller's, already checked with `inside`."""
+    progress = Progress(what).start(len(jobs))
+
+    def fetch(job: tuple[str, str, Path]) -> None:
+        bucket, key, dest = job
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         progress.advance()
@@ -146,4 +153,3 @@ def download_channels(
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(fetch, jobs))
     progress.finish()
-    return channels
