@@ -2,7 +2,9 @@
 
   --mode burst --count N --concurrency C      N requests, C at a time
   --mode stream --rate R --duration S         Poisson arrivals at R per second for S seconds
-  --via workflow (default)                    start_execution of the single-image state machine, wait for it
+  --via workflow (default)                    start_execution of the single-image state machine, wait for it;
+                                              on an Express deploy, StartSyncExecution (Express keeps no execution
+                                              to describe: the answer is the outcome)
   --via endpoint                              invoke_endpoint directly
   --drift dark | noise | classmix             darker images | Gaussian pixel noise | one class only
 Every request ends as succeeded or failed (sent = succeeded + failed, always); the summary gives throughput,
@@ -157,20 +159,28 @@ def endpoint_sender(name: str, concurrency: int) -> Callable[[str, bytes], Outco
     return send
 
 
-def workflow_sender(machine_arn: str, bucket: str, concurrency: int) -> Callable[[str, bytes], Outcome]:
+def workflow_sender(
+    machine_arn: str, bucket: str, concurrency: int, express: bool = False
+) -> Callable[[str, bytes], Outcome]:
+    """One execution of the single-image machine per request. Standard: start it, then describe it until it ends.
+    Express (`express`): AWS describes no Express execution, so one StartSyncExecution, whose answer is the outcome."""
     sfn = aws.client("stepfunctions", max_pool_connections=concurrency)
 
     def send(key: str, _body: bytes) -> Outcome:
         started = time.perf_counter()
+        request = {
+            "stateMachineArn": machine_arn,
+            "name": f"load-{uuid.uuid4().hex[:16]}",
+            "input": json.dumps({"s3_bucket": bucket, "s3_key": key}),
+        }
         try:
-            arn = sfn.start_execution(
-                stateMachineArn=machine_arn,
-                name=f"load-{uuid.uuid4().hex[:16]}",
-                input=json.dumps({"s3_bucket": bucket, "s3_key": key}),
-            )["executionArn"]
-            described = workflow.wait(sfn, arn, timeout_s=120)
-            elapsed = time.perf_counter() - started
-            row = workflow.row_for_execution(sfn, described, key)
+            if express:
+                row = workflow.row_for_sync(sfn.start_sync_execution(**request), key)
+                elapsed = time.perf_counter() - started
+            else:
+                described = workflow.wait(sfn, sfn.start_execution(**request)["executionArn"], timeout_s=120)
+                elapsed = time.perf_counter() - started
+                row = workflow.row_for_execution(sfn, described, key)
             return Outcome(row.status == "SUCCEEDED", elapsed, row.confidence, row.error or row.status)
         except Exception as exc:
             return Outcome(False, time.perf_counter() - started, error=_error_name(exc))
@@ -382,7 +392,9 @@ def generate(
                 s3.put_object(Bucket=bucket, Key=moved[key], Body=body, ContentType="image/png")
             chosen = [moved[k] for k in chosen]
             bodies = {moved[k]: v for k, v in bodies.items()}
-        send = workflow_sender(stacks.outputs()[stacks.SINGLE], bucket, concurrency)
+        outputs = stacks.outputs()
+        express = outputs.get(stacks.WORKFLOW_TYPE, "STANDARD") == "EXPRESS"
+        send = workflow_sender(outputs[stacks.SINGLE], bucket, concurrency, express)
     summary = Summary(mode, via, drift, threshold=threshold)
     summary = run(send, chosen, bodies.__getitem__, times, concurrency, summary, on_result, progress)
     summary.capture_flushed = wait_for_capture(name) if settings.target() != "aws" else None

@@ -4,6 +4,8 @@ and the result table. `scones graph` draws them; `scones invoke` starts them."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -170,7 +172,20 @@ def row_for_sync(answer: dict, key: str) -> Row:
         return row
     row.error, row.cause = answer.get("error", ""), answer.get("cause", "")
     row.alerted = row.status == "FAILED" and bool(row.error) and not row.error.startswith("SNS.")
+    if row.error == "LowConfidenceError":  # no history to read the inferences from: the error names the best class
+        found = LOW_CONFIDENCE.search(readable_cause(row.cause))
+        if found:
+            confidence, limit = float(found["confidence"]), float(found["threshold"])
+            # printed to four decimals: one just under the threshold may print as the threshold; it was below it
+            row.label, row.confidence = found["label"], min(confidence, math.nextafter(limit, 0.0))
     return row
+
+
+# lambdas/filter_inferences' LowConfidenceError message: "best class motorcycle at 0.5900 is below the threshold 0.93
+# for img/x.png"
+LOW_CONFIDENCE = re.compile(
+    r"best class (?P<label>\S+) at (?P<confidence>\d+(?:\.\d+)?) is below the threshold (?P<threshold>\d+(?:\.\d+)?)"
+)
 
 
 def run_batch(sfn, machine_arn: str, bucket: str, keys: list[str]) -> tuple[dict, list[Row]]:

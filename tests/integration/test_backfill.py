@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import TARGET, deployment_env, environ, make_brightness_model, solid_png
+from helpers import ROOT, TARGET, deployment_env, environ, make_brightness_model, solid_png
 
 from scones import backfill, cli, endpoint, stacks
 from scones.core import aws, settings
 from scones.core.errors import UsageError
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # not localstack: its Step Functions refuse ItemBatcher
+PREFIX_DEFINITION = ROOT / "statemachine" / "classify_prefix.asl.json"
 BRIGHT, DARK, GREY, TEXT = 700, 300, 20, 5  # 1,020 images and 5 files that are not images
 
 
@@ -115,3 +116,27 @@ def test_bad_requests_are_one_line_and_start_nothing(deployed, capsys, url, extr
     err = capsys.readouterr().err
     assert code == UsageError.exit_code and message in err, err
     assert "Traceback" not in err and after == before
+
+
+@pytest.mark.localstack
+def test_the_backfill_definition_parses_here_and_on_localstack_its_refusal_is_the_known_one(local_cloud, unique):
+    """LocalStack (localstack-core 2026.3.0) refuses the definition, so the stack leaves the backfill out there
+    (Backfill=false): its ASL grammar has no ItemBatcher at all and takes only "ExecutionType": "STANDARD"
+    (docs/backfill.md). The day a LocalStack upgrade parses it, this test says so: turn the backfill on there."""
+    account = aws.client("sts").get_caller_identity()["Account"]
+    text = PREFIX_DEFINITION.read_text()
+    text = text.replace("${ClassifyBatchFunctionArn}", f"arn:aws:lambda:{settings.region()}:{account}:function:f")
+    text = text.replace("${AlertTopicArn}", f"arn:aws:sns:{settings.region()}:{account}:t")
+    sfn = aws.client("stepfunctions")
+    role = f"arn:aws:iam::{account}:role/backfill-{unique}"
+    try:
+        arn = sfn.create_state_machine(name=f"parse-{unique}", definition=text, roleArn=role)["stateMachineArn"]
+    except sfn.exceptions.InvalidDefinition as exc:
+        assert TARGET == "localstack", str(exc)
+        assert "ASLParserException" in str(exc) and '"ItemBatcher"' in str(exc), str(exc)
+        return
+    sfn.delete_state_machine(stateMachineArn=arn)
+    assert TARGET != "localstack", (
+        "LocalStack now parses classify_prefix.asl.json: set Backfill true there (scones/deploy/run.py) "
+        "and mark test_backfill.py localstack"
+    )

@@ -3,7 +3,10 @@ and used to exit 0; now any FAILED image exits 1 with a line saying how many, un
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from helpers import load_lambda
 
 from scones import cli, invoke, workflow
 
@@ -44,6 +47,31 @@ def test_a_sync_answer_becomes_a_row_and_only_a_published_alert_marks_it():
     alert_failed = dict(failed, error="SNS.NotFoundException")
     assert not workflow.row_for_sync(alert_failed, "k.png").alerted
     assert not workflow.row_for_sync({"status": "TIMED_OUT", "executionArn": "x"}, "k.png").alerted
+
+
+def lambda_cause(exc: Exception) -> str:
+    """A Lambda error as a Step Functions execution's cause carries it: the runtime's JSON error object."""
+    return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": []})
+
+
+@pytest.mark.parametrize(("inferences", "confidence"), [([0.41, 0.59], 0.59), ([0.07, 0.92996], 0.9299999999999999)])
+def test_a_low_confidence_sync_answer_carries_the_best_class_from_the_filters_own_error(inferences, confidence):
+    # given the filter Lambda's own LowConfidenceError for an image below the threshold 0.93
+    filter_ = load_lambda("filter_inferences")
+    with pytest.raises(filter_.LowConfidenceError) as raised:
+        filter_.filter_inferences(
+            {"s3_key": "k.png", "inferences": inferences, "labels": ["bicycle", "motorcycle"]}, 0.93
+        )
+    answer = {
+        "status": "FAILED",
+        "executionArn": "x",
+        "error": "LowConfidenceError",
+        "cause": lambda_cause(raised.value),
+    }
+    # when StartSyncExecution answers with it (an Express execution has no history to read the inferences from)
+    row = workflow.row_for_sync(answer, "k.png")
+    # then the row has the best class and its confidence, below the threshold even where four decimals round up to it
+    assert (row.label, row.confidence) == ("motorcycle", confidence) and row.confidence < 0.93
 
 
 def test_sync_reaches_the_invocation(monkeypatch):
