@@ -9,8 +9,9 @@ set), under steady traffic (load.Steady, one request in flight, textured images)
     answer at all), target 0
   - a promotion: the same model (another folder) by canary:50:<2 periods>; requests failed or lost, target 0
   - shadow mirroring: --requests sequential requests to production alone, then with a 100 % Shadow of the same
-    model, then alone again: production's p50 as the client sees it (added latency, target <= 0.5 ms) and the
-    endpoint's CPU per request (its process tree's user + system seconds), with and without the shadow
+    model, then alone again: production's p50 as the client sees it (added latency, target <= 0.5 ms), the
+    endpoint's CPU per request (its process tree's user + system seconds) and its peak RSS (the process tree's
+    resident memory, sampled every 0.1 s during the phase), with and without the shadow
 --smoke: a trivial model instead of a trained one (no training), 1-s periods, 100 requests: checks the bench runs,
 prints its figures and leaves docs/benchmarks.md alone. Not run on a quiet machine yet: no figure in the docs.
 """
@@ -24,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from _cloud import local_cloud
 from _report import Report
-from _serving import tree_cpu_s
+from _serving import tree_cpu_s, tree_rss_mb
 from _stats import pct
 from bench_workflow import train_model
 from PIL import Image
@@ -64,8 +66,36 @@ def rollback_figures(traffic: load.Steady) -> tuple[float | None, int, int]:
     return back, counts["failed"], counts["lost"]
 
 
-def sequential(url: str, name: str, bodies: list[bytes], count: int, pid: int) -> tuple[list[float], float]:
-    """`count` requests one after another on one connection: (latencies in ms, server CPU ms per request)."""
+class PeakRss:
+    """The endpoint's process tree's largest resident memory (MB) while the block runs, sampled every 0.1 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.done = pid, tree_rss_mb(pid), threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self) -> None:
+        while not self.done.wait(0.1):
+            self.peak = max(self.peak, tree_rss_mb(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, tree_rss_mb(self.pid))
+
+
+def sequential(url: str, name: str, bodies: list[bytes], count: int, pid: int) -> tuple[list[float], float, float]:
+    """`count` requests one after another on one connection: (latencies in ms, server CPU ms per request, the
+    server's peak RSS in MB)."""
+    with PeakRss(pid) as rss:
+        latencies, cpu_ms = _sequential(url, name, bodies, count, pid)
+    return latencies, cpu_ms, rss.peak
+
+
+def _sequential(url: str, name: str, bodies: list[bytes], count: int, pid: int) -> tuple[list[float], float]:
     parsed = urlparse(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
     path = f"/endpoints/{name}/invocations"
@@ -165,13 +195,14 @@ def main() -> int:
             )
             # shadow mirroring's cost on production
             url = endpoint.status(name).url or ""
-            alone1, cpu_alone1 = sequential(url, name, bodies, args.requests, endpoint.status(name).pid)
+            alone1, cpu_alone1, rss_alone1 = sequential(url, name, bodies, args.requests, endpoint.status(name).pid)
             production = endpoint.variants(name)[0]
             shadow = Variant(SHADOW, shutil.copytree(model, tmp / "shadow"), 0.0, 100.0, "shadow")
             endpoint.serve_variants(name, [production, shadow], log=quiet)
-            mirrored, cpu_mirrored = sequential(url, name, bodies, args.requests, endpoint.status(name).pid)
+            pid = endpoint.status(name).pid
+            mirrored, cpu_mirrored, rss_mirrored = sequential(url, name, bodies, args.requests, pid)
             endpoint.serve_variants(name, [Variant(PRODUCTION, production.model_dir, 1.0, 0.0, "")], log=quiet)
-            alone2, cpu_alone2 = sequential(url, name, bodies, args.requests, endpoint.status(name).pid)
+            alone2, cpu_alone2, rss_alone2 = sequential(url, name, bodies, args.requests, endpoint.status(name).pid)
             p50_alone = (pct(alone1, 0.5) + pct(alone2, 0.5)) / 2
             report.result(
                 "production p50 added by a 100 % shadow (sequential requests)",
@@ -183,6 +214,11 @@ def main() -> int:
             report.result(
                 "endpoint CPU per request, without / with the shadow",
                 f"{cpu_alone:.2f} / {cpu_mirrored:.2f} ms ({cpu_mirrored / cpu_alone:.2f}x)",
+            )
+            rss_alone = max(rss_alone1, rss_alone2)
+            report.result(
+                "endpoint peak RSS (its process tree), without / with the shadow",
+                f"{rss_alone:.0f} / {rss_mirrored:.0f} MB ({rss_mirrored - rss_alone:+.0f} MB)",
             )
             if not args.no_write:
                 report.write(notes=ran)

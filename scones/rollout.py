@@ -27,6 +27,7 @@ from pathlib import Path
 from scones import alarms, endpoint, stacks
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
+from services.endpoint import quality
 from services.endpoint.variants import PRODUCTION, Variant
 
 CANDIDATE = "Candidate"  # the new fleet's variant on the local endpoint
@@ -101,12 +102,41 @@ def from_deployment_config(config: dict) -> tuple[Plan, list[str]]:
     return plan, [a["AlarmName"] for a in config.get("AutoRollbackConfiguration", {}).get("Alarms", [])]
 
 
-def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = None) -> list[dict]:
-    """PutMetricAlarm requests for the candidate's 5xx errors and ModelLatency p95 ($SCONES_ROLLOUT_LATENCY_MS).
-    `period`: $SCONES_ROLLOUT_PERIOD_S (60 by default)."""
+def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = None, answers: bool = True) -> list[dict]:
+    """PutMetricAlarm requests for the candidate's 5xx errors and ModelLatency p95 ($SCONES_ROLLOUT_LATENCY_MS),
+    then, with `answers`, for what it answers over the endpoint's sliding windows of $SCONES_ROLLOUT_WINDOW answers
+    (services/endpoint/quality.py): its LowConfidenceRise over production and its ConfidenceDrift from production,
+    each above its critical value at the monitor's ALPHA. Only the local endpoint puts those two metrics: the AWS
+    path asks for `answers=False`. `period`: $SCONES_ROLLOUT_PERIOD_S (60 by default)."""
     period = settings.rollout_period_s() if period is None else period
     dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
     common = {"Namespace": "AWS/SageMaker", "Dimensions": dims, "Period": period, "EvaluationPeriods": 2}
+    windowed = {  # both periods: consecutive windows share most answers, so one breaching period proves little
+        "Namespace": quality.NAMESPACE,
+        "Dimensions": dims,
+        "Period": period,
+        "EvaluationPeriods": 2,
+        "DatapointsToAlarm": 2,
+        "Statistic": "Average",  # over the workers' windows
+        "ComparisonOperator": "GreaterThanThreshold",
+        "TreatMissingData": "notBreaching",  # a window not yet full puts nothing
+    }
+    quality_alarms = [
+        {
+            "AlarmName": f"{name}-{variant.lower()}-low-confidence",
+            "AlarmDescription": "a rollout's candidate is unsure of more answers than production",
+            "MetricName": quality.RISE,
+            "Threshold": round(quality.rise_threshold(settings.rollout_window()), 4),
+            **windowed,
+        },
+        {
+            "AlarmName": f"{name}-{variant.lower()}-drift",
+            "AlarmDescription": "a rollout's candidate is sure of its answers otherwise than production",
+            "MetricName": quality.DRIFT,
+            "Threshold": round(quality.drift_threshold(settings.rollout_window()), 4),
+            **windowed,
+        },
+    ]
     return [
         {
             "AlarmName": f"{name}-{variant.lower()}-5xx",
@@ -130,6 +160,7 @@ def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = Non
             "TreatMissingData": "notBreaching",
             **common,
         },
+        *(quality_alarms if answers else []),
     ]
 
 

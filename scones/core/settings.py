@@ -354,6 +354,7 @@ GATE_FALSE_PASS_RISE = "SCONES_GATE_FALSE_PASS_RISE"  # … whose false-pass rat
 SHADOW_PERCENT = "SCONES_SHADOW_PERCENT"  # --shadow: the share of live requests mirrored to the candidate
 ROLLOUT_PERIOD_S = "SCONES_ROLLOUT_PERIOD_S"  # the period of the alarms a rollout creates (CloudWatch's minimum 10)
 ROLLOUT_LATENCY_MS = "SCONES_ROLLOUT_LATENCY_MS"  # the candidate's ModelLatency p95 alarm threshold
+ROLLOUT_WINDOW = "SCONES_ROLLOUT_WINDOW"  # answers per variant in the endpoint's sliding quality window
 COMPARE_MIN_AGREEMENT = "SCONES_COMPARE_MIN_AGREEMENT"  # monitor --compare holds below this agreement rate
 COMPARE_LOW_CONFIDENCE_RISE = "SCONES_COMPARE_LOW_CONFIDENCE_RISE"  # … when the low-confidence rate rises more
 COMPARE_P95_RISE = "SCONES_COMPARE_P95_RISE"  # … when latency p95 rises by more than this fraction
@@ -385,6 +386,13 @@ def rollout_period_s() -> int:
 
 def rollout_latency_ms() -> float:
     return _number(ROLLOUT_LATENCY_MS, 500.0, 0.001, 600000.0)
+
+
+def rollout_window() -> int:
+    """How many of a variant's latest answers the endpoint's LowConfidenceRate and ConfidenceDrift are computed
+    over (services/endpoint/quality.py); nothing is put for a variant until it has answered this many. The
+    rollout's low-confidence and drift alarms' thresholds follow from it."""
+    return _number(ROLLOUT_WINDOW, 100, 10, 100_000, int, "an integer")
 
 
 def compare_rules() -> dict[str, float]:

@@ -419,10 +419,12 @@ def endpoint_request(spec: Spec, config_name: str) -> dict:
 
 def rollout_alarms(spec: Spec) -> list[dict]:
     """PutMetricAlarm requests for the variant's Invocation5XXErrors and ModelLatency p95 (scones.rollout's, on
-    AWS's variant: during a blue/green update both fleets answer as it); none when --alarm names the alarms."""
+    AWS's variant: during a blue/green update both fleets answer as it); none when --alarm names the alarms.
+    Not the low-confidence and drift alarms: on AWS nothing puts their metrics (docs/safe-updates.md)."""
     if spec.rollout_alarms:
         return []
-    return [{**request, "Tags": spec.tags()} for request in rollout.default_alarms(spec.endpoint, VARIANT)]
+    made = rollout.default_alarms(spec.endpoint, VARIANT, answers=False)
+    return [{**request, "Tags": spec.tags()} for request in made]
 
 
 def alarm_calls(spec: Spec) -> list[Call]:

@@ -16,8 +16,9 @@ request path; its answer is captured, never sent. A batch body (application/json
 application/x-npy) is one request: its images join the variant's dynamic batcher together, the answer is a list
 per image, capture keeps one record for it, as SageMaker's data capture does, and it is not mirrored.
 Each variant's Invocations, Invocation4XXErrors, Invocation5XXErrors and ModelLatency (microseconds) are put
-to CloudWatch (AWS/SageMaker, EndpointName and VariantName) every metrics period, as SageMaker does: rollouts'
-alarms read them. The models load on a thread after startup; shutdown flushes the capture buffers. The
+to CloudWatch (AWS/SageMaker, EndpointName and VariantName) every metrics period, as SageMaker does, and beside
+them each variant's LowConfidenceRate and ConfidenceDrift over its latest answers (quality.py): rollouts' alarms
+read them. The models load on a thread after startup; shutdown flushes the capture buffers. The
 processes that run this app are supervisor.py's; the command line is cli.py's.
 """
 
@@ -39,7 +40,7 @@ import numpy as np
 
 from scones.core import settings
 
-from . import inference
+from . import inference, quality
 from .batching import DynamicBatcher
 from .board import Board
 from .capture import CaptureWriter, event_id
@@ -88,9 +89,12 @@ MAX_VALUES = 150  # distinct values one PutMetricData datum may carry
 class Served:
     """One variant in this worker: its model, batcher, capture writer, counters and the metrics not yet put."""
 
-    def __init__(self, index: int, variant: Variant, batcher: DynamicBatcher, capture: CaptureWriter | None) -> None:
+    def __init__(
+        self, index: int, variant: Variant, batcher: DynamicBatcher, capture: CaptureWriter | None, window: int
+    ) -> None:
         self.index, self.variant, self.batcher, self.capture = index, variant, batcher, capture
         self.model: inference.Model | None = None
+        self.recent = quality.Window(window)  # its latest answers' confidences (quality.py)
         self.requests = self.errors5xx = self.errors4xx = 0
         self.window = [0, 0, 0, []]  # since the last put: invocations, 5xx, 4xx, latencies (ms)
 
@@ -156,15 +160,19 @@ class EndpointApp:
         variants: list[Variant] | None = None,
         capture_for: Callable[[str], CaptureWriter | None] | None = None,
         control: Path | None = None,
-        put_metrics: Callable[[list[dict]], None] | None = None,
+        put_metrics: Callable[..., None] | None = None,
         metrics_period_s: float | None = None,
+        window: int | None = None,
+        threshold: float | None = None,
     ) -> None:
         """The limits left None are the settings' ($SCONES_MAX_BATCH_SIZE, …, else their defaults).
 
         `variants`: the models served (default: `model_dir` alone, as AllTraffic); each gets the writer
         `capture_for(variant name)` (default: `capture` for the first one). `control`: the control file whose
-        weights every worker follows. `put_metrics(metric data)` runs every `metrics_period_s`
-        ($SCONES_ENDPOINT_METRICS_S), off the event loop."""
+        weights every worker follows. `put_metrics(metric data[, namespace])` runs every `metrics_period_s`
+        ($SCONES_ENDPOINT_METRICS_S), off the event loop: SageMaker's metrics without a namespace (AWS/SageMaker),
+        each variant's quality over its last `window` answers ($SCONES_ROLLOUT_WINDOW) at `threshold`
+        ($SCONES_THRESHOLD) with quality.NAMESPACE."""
         if max_batch_size is None:
             max_batch_size = settings.max_batch_size()
         if max_wait_ms is None:
@@ -180,11 +188,13 @@ class EndpointApp:
         variants = variants or [Variant(PRODUCTION, self.model_dir)]
         self.router = Router(variants)
         self.control = control
+        window = settings.rollout_window() if window is None else window
+        self.threshold = settings.threshold() if threshold is None else threshold
         self.served: dict[str, Served] = {}
         for i, v in enumerate(variants):
             writer = capture_for(v.name) if capture_for else (capture if i == 0 else None)
             batcher = DynamicBatcher(self._predictor(v.name), max_batch_size, max_wait_ms, expected=lambda: self.active)
-            self.served[v.name] = Served(i, v, batcher, writer)
+            self.served[v.name] = Served(i, v, batcher, writer, window)
         first = next(iter(self.served.values()))
         self.capture, self.batcher = first.capture, first.batcher  # the first variant's (one-model endpoints)
         self.board = board or Board(1, len(variants))  # this worker's counters, beside the other workers'
@@ -298,14 +308,21 @@ class EndpointApp:
 
     def _put_metrics(self) -> None:
         now = datetime.now(UTC)
-        data = [d for s in self.served.values() for d in s.metric_data(self.name, now)]
-        for i in range(0, len(data), 20):  # PutMetricData's limit per call, kept small
-            try:
-                self.put_metrics(data[i : i + 20])
-            except Exception as exc:  # metrics are best effort: the answers go on
-                self.metric_failures += 1
-                if self.metric_failures in (1, 10, 100):
-                    print(f"endpoint {self.name}: cannot put metrics ({exc})", file=sys.stderr, flush=True)
+        reference = self.served[PRODUCTION].recent if PRODUCTION in self.served else None
+        data, scones = [], []
+        for s in self.served.values():
+            answered = s.metric_data(self.name, now)  # nothing when the variant had no request this period
+            data += answered
+            if answered:
+                scones += quality.metric_data(self.name, s.variant.name, s.recent, reference, self.threshold, now)
+        for namespace, found in ((None, data), (quality.NAMESPACE, scones)):
+            for i in range(0, len(found), 20):  # PutMetricData's limit per call, kept small
+                try:
+                    self.put_metrics(found[i : i + 20], *([namespace] if namespace else []))
+                except Exception as exc:  # metrics are best effort: the answers go on
+                    self.metric_failures += 1
+                    if self.metric_failures in (1, 10, 100):
+                        print(f"endpoint {self.name}: cannot put metrics ({exc})", file=sys.stderr, flush=True)
 
     async def _put_metrics_when_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -443,6 +460,7 @@ class EndpointApp:
                 computed = time.perf_counter()
                 row = await served.batcher.submit(image)
                 latency_ms = (time.perf_counter() - computed) * 1000
+                served.recent.add(row)
                 output = inference.output_fn(row[None], accept)
         except inference.InferenceError as exc:
             await self._failed(send, served, exc.status_code, str(exc), type(exc).__name__, runtime_api)
@@ -489,6 +507,7 @@ class EndpointApp:
             computed = time.perf_counter()
             row = await shadow.batcher.submit(image)
             latency_ms = (time.perf_counter() - computed) * 1000
+            shadow.recent.add(row)
             output = inference.output_fn(row[None], None)
         except Exception:
             shadow.count(500)
@@ -503,8 +522,9 @@ class EndpointApp:
         """A batch body: decoded off the event loop (as a big body is), its images queued to the variant's dynamic
         batcher together, answered as one list per image."""
         images = await self._decode_big(body, content_type, served.model.size, inference.decode_batch)
-        rows = await asyncio.gather(*(served.batcher.submit(image) for image in images))
-        return inference.output_fn(np.stack(rows).view(inference.Batch), accept)
+        rows = np.stack(await asyncio.gather(*(served.batcher.submit(image) for image in images)))
+        served.recent.add(rows)
+        return inference.output_fn(rows.view(inference.Batch), accept)
 
     async def _decode_big(self, body: bytes, content_type: str, size=None, decode=inference.decode):
         if self._big_decodes is None:

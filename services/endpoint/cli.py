@@ -38,11 +38,11 @@ def s3_put(bucket: str):
 
 
 def cloudwatch_put():
-    """The metrics' uploader (AWS_ENDPOINT_URL picks the cloud): SageMaker's namespace."""
+    """The metrics' uploader (AWS_ENDPOINT_URL picks the cloud): SageMaker's namespace unless told another."""
     cloudwatch = aws.client("cloudwatch")
 
-    def put(data: list[dict]) -> None:
-        cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data)
+    def put(data: list[dict], namespace: str = "AWS/SageMaker") -> None:
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
 
     return put
 
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         max_batch, max_wait, max_body = settings.max_batch_size(), settings.max_wait_ms(), settings.max_payload_bytes()
 
         metrics_s = settings.endpoint_metrics_s()
+        window, threshold = settings.rollout_window(), settings.threshold()
 
         def build(board: Board) -> EndpointApp:  # in the worker: its boto3 clients are its own
             put = s3_put(bucket) if not args.no_capture else None
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                 control=args.variants,
                 put_metrics=cloudwatch_put() if metrics_s > 0 and not args.no_capture else None,
                 metrics_period_s=metrics_s,
+                window=window,
+                threshold=threshold,
             )
 
         first = variants[0]

@@ -1,5 +1,6 @@
-"""Rollouts on a live local endpoint under load: a broken candidate is rolled back by its 5xx alarm, a good one
-promoted, a missing alarm refused before any traffic moves. Tiny periods (1-s metrics and alarms, canary:50:3)."""
+"""Rollouts on a live local endpoint under load: a broken candidate is rolled back by its 5xx alarm, an unsure one
+by its low-confidence alarm, a good one promoted, a missing alarm refused before any traffic moves. Tiny periods
+(1-s metrics and alarms, canary:50:3) and quality windows of 30 answers."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def live(local_cloud, tmp_path, unique):
         settings.ROLLOUT_PERIOD_S: "1",
         settings.CAPTURE_BUCKET: bucket,
         settings.ENDPOINT_WORKERS: "1",
+        settings.ROLLOUT_WINDOW: "30",
     }
     name = f"ro-{unique}"
     with environ(env):
@@ -40,10 +42,12 @@ def live(local_cloud, tmp_path, unique):
 
 
 class Load:
-    """Bright images sent one after another until stopped: every answer's (time, status) kept."""
+    """Bright images sent one after another until stopped: every answer's (time, status) kept, and the variant
+    that answered each in `variants`."""
 
     def __init__(self, url: str, name: str) -> None:
         self.url, self.name, self.answers, self.stopping, self.resets = url, name, [], False, 0
+        self.variants: list[tuple[float, str]] = []
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def send(self, body: bytes) -> int:
@@ -52,6 +56,7 @@ class Load:
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
+                self.variants.append((time.monotonic(), response.headers.get("X-Amzn-Invoked-Production-Variant")))
                 return response.status
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -96,6 +101,34 @@ def test_a_broken_candidate_is_rolled_back_by_its_5xx_alarm_under_load(live):
     statuses = [status for _, status in load.answers]
     assert 500 in statuses and -1 not in statuses
     assert [s for t, s in load.answers if t > done] and all(s == 200 for t, s in load.answers if t > done)
+
+
+def test_an_unsure_candidate_is_rolled_back_by_its_low_confidence_alarm_under_load(live):
+    name, url, tmp = live
+    # given a candidate that answers every image, 200, but never surer than ~0.55 (the workflow's threshold: 0.93)
+    unsure = make_brightness_model(tmp / "unsure", sharpness=0.5)
+    made = {a["MetricName"]: a for a in rollout.default_alarms(name)}
+    alarms = rollout.ensure_alarms([made["LowConfidenceRise"]])
+    lines: list[str] = []
+    with Load(url, name) as load:
+        with pytest.raises(rollout.RolledBackError) as rolled_back:
+            rollout.run(name, str(unsure), rollout.parse("canary:50:60"), alarms, log=lines.append)
+        done = time.monotonic()
+        time.sleep(1.5)
+    # then the rollback names the alarm and its metric, and the endpoint serves the old model alone
+    assert f"alarm {alarms[0]}" in str(rolled_back.value) and "LowConfidenceRise" in str(rolled_back.value)
+    assert [(v.name, v.model_dir.name) for v in endpoint.variants(name)] == [("AllTraffic", "production")]
+    # and no client request failed, before or after; the candidate answered some, none after the rollback
+    assert {status for _, status in load.answers} == {200}
+    assert "Candidate" in {v for _, v in load.variants}
+    after = [v for t, v in load.variants if t > done]
+    assert after and set(after) == {"AllTraffic"}
+    # and the windowed metrics were put per variant: production's rate beside the candidate's
+    cloudwatch = aws.client("cloudwatch")
+    mine = [{"Name": "EndpointName", "Value": name}]
+    listed = cloudwatch.list_metrics(Namespace="scones", MetricName="LowConfidenceRate", Dimensions=mine)["Metrics"]
+    variants = {d["Value"] for m in listed for d in m["Dimensions"] if d["Name"] == "VariantName"}
+    assert {"AllTraffic", "Candidate"} <= variants
 
 
 def test_a_good_candidate_is_promoted_with_every_request_answered(live):

@@ -34,3 +34,17 @@ def test_the_deployment_config_passes_the_service_model_and_round_trips(text):
 def test_the_default_alarms_pass_the_service_model():
     for request in rollout.default_alarms("ep", period=60):
         assert validate.problems("cloudwatch", "PutMetricAlarm", request) == []
+
+
+def test_the_default_alarms_watch_the_candidates_answers_locally_and_not_on_aws():
+    # given windows of 100 answers
+    made = {a["MetricName"]: a for a in rollout.default_alarms("ep", period=60)}
+    # then the low-confidence and drift alarms read the endpoint's windowed metrics, both periods breaching
+    for metric, threshold in (("LowConfidenceRise", 0.1645), ("ConfidenceDrift", 0.2302)):
+        alarm = made[metric]
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("scones", "Average", threshold)
+        assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 2
+        assert {d["Value"] for d in alarm["Dimensions"]} == {"ep", "Candidate"}
+    # and the AWS path, where nothing puts those metrics, asks for the 5xx and latency alarms only
+    aws = rollout.default_alarms("ep", "AllTraffic", 60, answers=False)
+    assert [a["MetricName"] for a in aws] == ["Invocation5XXErrors", "ModelLatency"]
