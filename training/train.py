@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--probe-l2", type=float, default=1e-2)  # L2 on the linear probe's head (pretrained backbones)
     p.add_argument("--teacher", default="")  # distil from this pretrained backbone (fitted with its own recipe)
+    p.add_argument("--teacher-input-size", type=int, default=0)  # px the teacher sees; 0: its backbone's default
     p.add_argument("--kd-temperature", type=float, default=4.0)  # τ: both sides' logits are divided by it in the KL
     p.add_argument("--kd-views", type=int, default=8)  # augmented views per image the teacher answers, up front
     p.add_argument("--ce-weight", type=float, default=0.5)  # weight of the labels' cross-entropy beside τ²·KL
@@ -184,6 +185,8 @@ def distillation_problems(args: argparse.Namespace) -> list[str]:
         problems.append(f"--teacher distils into --backbone small only, got --backbone {args.backbone}")
     if not (args.kd_temperature > 0 and math.isfinite(args.kd_temperature)):
         problems.append(f"--kd-temperature must be a positive number, got {args.kd_temperature}")
+    if args.teacher_input_size and not 32 <= args.teacher_input_size <= 320:
+        problems.append(f"--teacher-input-size must be in [32, 320] px, got {args.teacher_input_size}")
     if not 1 <= args.kd_views <= 64:
         problems.append(f"--kd-views must be in [1, 64], got {args.kd_views}")
     if not (args.ce_weight >= 0 and math.isfinite(args.ce_weight)):
@@ -196,7 +199,7 @@ def teacher_arguments(args: argparse.Namespace) -> argparse.Namespace:
     recipe = {
         **BACKBONE_DEFAULTS[args.teacher],
         "backbone": args.teacher,
-        "input_size": DEFAULT_INPUT_SIZE[args.teacher],
+        "input_size": args.teacher_input_size or DEFAULT_INPUT_SIZE[args.teacher],
     }
     return argparse.Namespace(**{**vars(args), **recipe})
 
