@@ -103,6 +103,7 @@ def teach(
         num_classes=len(teacher_args.classes), backbone=teacher_args.backbone, input_size=teacher_args.input_size
     )
     teacher = build_model(config).to(device)
+    print(f"distillation: fitting the teacher {config.backbone} at {config.input_size} px first", flush=True)
 
     def to_teacher(x: torch.Tensor | None) -> torch.Tensor | None:
         return None if x is None else renormalise(x, *norms)
@@ -113,6 +114,7 @@ def teach(
     )
     val_logits = teacher_logits(teacher, to_teacher(x_val), device, "fp32")
     fitted_s = time.perf_counter() - started
+    print(f"distillation: the teacher's logits on {args.kd_views} views of {len(x_fit)} images, once", flush=True)
     generator = torch.Generator().manual_seed(args.seed + 1)
     views = torch.stack([augment(x_fit, generator) for _ in range(args.kd_views)])
     flat = views.flatten(0, 1)
