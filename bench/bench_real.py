@@ -1,10 +1,12 @@
-"""Real photos benchmark: `python bench/bench_real.py [--backbones small,efficientnet-lite0] [--threads 2]`.
+"""Real photos benchmark: `python bench/bench_real.py [--backbones small,efficientnet-lite0,distilled] [--threads 2]`.
 
 Stages the shared real CIFAR-100 bicycle/motorcycle photos (`../shared/data/cifar100-bicycle-motorcycle`, 1,000
 training photos; the real test split is withheld) with `scones stage --source PATH`'s code: a FIXED held-out fifth
 (every 5th photo of each class in train.lst order, 200 photos) is the test split, never trained on nor used to fit
 the temperature (train.py fits it on 10 % of the other 800). Outliers: the generated kinds only (the folder has no
 other classes): scene, shapes, gradient, texture, blobs in training; noise, flat, tiny held out.
+`distilled` is the small network distilled from the efficientnet-lite0 teacher (train.py --backbone small --teacher
+efficientnet-lite0; `distilled@EPOCHS` sets the student's epochs): the teacher's training is inside its figures.
 Trains training/train.py once per backbone exactly as `scones train` runs it (outliers channel set), evaluates each
 model through the serving handlers, and times each model.onnx in onnxruntime on 2 threads (batch 64 and batch 1,
 model only: decode and resize are the same for every backbone). Writes section `real-photos` of docs/benchmarks.md.
@@ -38,6 +40,8 @@ from scones.data import lst, staging  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "cifar100-bicycle-motorcycle"
 CLASSES = ["bicycle", "motorcycle"]
+# Columns that are not a train.py backbone: their train.py arguments.
+VARIANTS = {"distilled": ["--backbone", "small", "--teacher", "efficientnet-lite0"]}
 
 
 def train(staged: Path, model_dir: Path, extra: list[str]) -> dict:
@@ -93,8 +97,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--backbones",
-        default="small,efficientnet-lite0,efficientnet-lite0@5",
-        help="comma-separated train.py backbones, each optionally @EPOCHS (efficientnet-lite0@0: linear probe only)",
+        default="small,efficientnet-lite0,efficientnet-lite0@5,distilled",
+        help="comma-separated train.py backbones or 'distilled' (small, taught by efficientnet-lite0), each optionally "
+        "@EPOCHS (efficientnet-lite0@0: linear probe only)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="train.py --seed")
@@ -120,7 +125,8 @@ def main() -> int:
     for backbone in backbones:
         model_dir = work / backbone / "model"
         name, _, epochs = backbone.partition("@")
-        extra = ["--backbone", name, "--threads", str(args.threads), "--seed", str(args.seed), *args.hp]
+        extra = [*VARIANTS.get(name, ["--backbone", name]), "--threads", str(args.threads), "--seed", str(args.seed)]
+        extra += args.hp
         extra += ["--epochs", epochs] if epochs else []
         recorded = work / backbone / "result.json"
         if args.reuse and recorded.is_file() and (model_dir / "model.onnx").is_file():
