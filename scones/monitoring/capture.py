@@ -304,15 +304,20 @@ def image_features(body: bytes, content_type: str) -> tuple[float, float, int, i
     return float(mean[0]), float(std[0]), width, height
 
 
-def _decoded_output(output: dict) -> object:
-    """The endpoint's answer as parsed JSON (BASE64 or JSON encoding); BadRecord otherwise."""
-    encoding = str(output.get("encoding", "")).upper()
+def decoded_output(output: dict) -> object:
+    """The endpoint's answer, parsed, whatever its capture encoding: JSON, BASE64 (of JSON) or CSV (a list of numbers
+    per line). Single-image and batch records both read their output through it; BadRecord otherwise."""
     data = output.get("data")
     if not isinstance(data, str):
         raise BadRecord(BAD_OUTPUT, "no data")
+    encoding = output.get("encoding")
+    if encoding != "JSON":  # the endpoint's own, and nearly every record: no upper() for it
+        encoding = str(output.get("encoding", "")).upper()
     try:
         if encoding == "BASE64":
             data = base64.b64decode(data, validate=True).decode()
+        elif encoding == "CSV":
+            return [[float(x) for x in line.split(",")] for line in data.strip().splitlines()]
         elif encoding != "JSON":
             raise BadRecord(OUTPUT_ENCODING, repr(output.get("encoding")))
         try:
@@ -327,7 +332,7 @@ def _decoded_output(output: dict) -> object:
 
 def _probability_rows(output: dict, labels: list[str] | None) -> list[list[float]]:
     """A batch's answer: one checked probability list per image."""
-    rows = _decoded_output(output)
+    rows = decoded_output(output)
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
         raise BadRecord(BAD_BATCH_OUTPUT, str(rows)[:60])
     found = []
@@ -342,26 +347,10 @@ def _probability_rows(output: dict, labels: list[str] | None) -> list[list[float
 
 
 def _probabilities(output: dict) -> list[float]:
-    encoding = str(output.get("encoding", "")).upper()
-    data = output.get("data")
-    if not isinstance(data, str):
-        raise BadRecord(BAD_OUTPUT, "no data")
-    try:
-        if encoding == "BASE64":
-            data = base64.b64decode(data, validate=True).decode()
-        elif encoding == "CSV":
-            return checked([float(x) for x in data.strip().split(",")])
-        elif encoding != "JSON":
-            raise BadRecord(OUTPUT_ENCODING, repr(output.get("encoding")))
-        try:
-            values = _fast_loads(data)
-        except ValueError:
-            values = json.loads(data)  # NaN and Infinity: parsed, then refused by name below
-    except BadRecord:
-        raise
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadRecord(BAD_OUTPUT, str(exc)) from None
-    if isinstance(values, dict):  # some containers wrap the list: {"predictions": [...]}
+    """A single image's answer: one checked probability list (a list wrapped in a dict or in a list is unwrapped,
+    as some containers answer {"predictions": [...]} or [[...]])."""
+    values = decoded_output(output)
+    if isinstance(values, dict):
         values = next((v for v in values.values() if isinstance(v, list)), None)
     if isinstance(values, list) and len(values) == 1 and isinstance(values[0], list):
         values = values[0]
