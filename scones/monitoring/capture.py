@@ -67,6 +67,7 @@ NUMERIC = ("confidence", "margin", "brightness", "contrast", "width", "height")
 BINNED = drift.KS_FEATURES  # histogrammed on drift.EDGES
 SAMPLE = 10_000  # rows kept for the plots and records.csv
 SUM_TOLERANCE = 1e-3  # probabilities must sum to 1 within this
+NUMBER = (int, float)  # what a probability may be in the JSON (a tuple: isinstance is quicker than with int | float)
 
 # Reasons a record is not used, as printed. A `BadRecord` names one of them.
 MALFORMED = "malformed or truncated JSON line"
@@ -286,40 +287,43 @@ def _plain_png(body: bytes, size: tuple[int, int]) -> np.ndarray | None:
 
 class Canvas:
     """The plain PNGs of one file (`_plain_idat`), each decoded by its own Pillow PNG decoder into its slot of a tall
-    image, and read out as one N×H×W×3 array at the end: what `_plain_png` gives, without an Image object and an
-    array per record (~15 µs a record of ~100). Pillow's `Image.frombytes` does exactly this for one image (the
-    decoder of `Image._getdecoder`, on the extents of the image); `FAST` says whether this Pillow does it as this
-    class expects (else the reader takes `image_pixels` for every image)."""
+    image, read out 64 at a time (while in cache) and as one N×H×W×3 array at the end: what `_plain_png` gives,
+    without an Image object and an array per record (~15 µs a record of ~100). Pillow's `Image.frombytes` does
+    exactly this for one image (the decoder of `Image._getdecoder`, on the extents of the image); `FAST` says
+    whether this Pillow does it as this class expects (else the reader takes `image_pixels` for every image)."""
 
-    SLOTS = 512  # images per Pillow image: memory grows with the file, in steps of 512 × H × W × 4 bytes
+    SLOTS = 64  # images per read-out
 
     def __init__(self, size: tuple[int, int] = (32, 32)) -> None:
-        self.size, self.count, self.images = size, 0, []
+        self.size, self.count, self.parts = size, 0, []
+        self.image = Image.new("RGB", (size[0], size[1] * self.SLOTS))
 
-    def add(self, body: bytes) -> int | None:
+    def put(self, body: bytes) -> int | None:
         """The slot `body` was decoded into, or None where `_plain_png` would give None."""
         idat = _plain_idat(body, self.size)
         if idat is None:
             return None
         width, height = self.size
         slot = self.count % self.SLOTS
-        if slot == 0:
-            self.images.append(Image.new("RGB", (width, height * self.SLOTS)))
         decoder = Image._getdecoder("RGB", "zip", ("RGB",))
-        decoder.setimage(self.images[-1].im, (0, slot * height, width, (slot + 1) * height))
+        decoder.setimage(self.image.im, (0, slot * height, width, (slot + 1) * height))
         consumed, error = decoder.decode(idat)
         if consumed >= 0 or error != 0:  # Image.frombytes: "not enough image data", "cannot decode image data"
             return None
         self.count += 1
+        if slot == self.SLOTS - 1:
+            self.parts.append(np.asarray(self.image).reshape(self.SLOTS, height, width, 3))
         return self.count - 1
 
     def pixels(self) -> np.ndarray:
         """Every decoded image, in slot order (count × H × W × 3, uint8)."""
         width, height = self.size
-        parts = [np.asarray(image).reshape(self.SLOTS, height, width, 3) for image in self.images]
+        parts, rest = self.parts, self.count % self.SLOTS
+        if rest:
+            parts = [*parts, np.asarray(self.image).reshape(self.SLOTS, height, width, 3)[:rest]]
         if not parts:
             return np.empty((0, height, width, 3), np.uint8)
-        return (parts[0] if len(parts) == 1 else np.concatenate(parts))[: self.count]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _canvas_works() -> bool:
@@ -328,7 +332,7 @@ def _canvas_works() -> bool:
         out = io.BytesIO()
         Image.fromarray(np.arange(12, dtype=np.uint8).reshape(2, 2, 3)).save(out, format="PNG")
         canvas = Canvas((2, 2))
-        return canvas.add(out.getvalue()) == 0 and (canvas.pixels()[0] == _plain_png(out.getvalue(), (2, 2))).all()
+        return canvas.put(out.getvalue()) == 0 and (canvas.pixels()[0] == _plain_png(out.getvalue(), (2, 2))).all()
     except Exception:  # a Pillow without the decoder interface: the public path, slower, same pixels
         return False
 
@@ -412,7 +416,7 @@ def _probability_rows(output: dict, labels: list[str] | None) -> list[list[float
         raise BadRecord(BAD_BATCH_OUTPUT, str(rows)[:60])
     found = []
     for i, values in enumerate(rows):
-        if len(values) < 2 or not all(isinstance(v, int | float) for v in values):
+        if len(values) < 2 or not all(isinstance(v, NUMBER) for v in values):
             raise BadRecord(BAD_BATCH_OUTPUT, f"row {i}: {str(values)[:60]}")
         probs = checked([float(v) for v in values])
         if labels and len(probs) != len(labels):
@@ -429,7 +433,7 @@ def _probabilities(output: dict) -> list[float]:
         values = next((v for v in values.values() if isinstance(v, list)), None)
     if isinstance(values, list) and len(values) == 1 and isinstance(values[0], list):
         values = values[0]
-    if not isinstance(values, list) or len(values) < 2 or not all(isinstance(v, int | float) for v in values):
+    if not isinstance(values, list) or len(values) < 2 or not all(isinstance(v, NUMBER) for v in values):
         raise BadRecord(BAD_OUTPUT, str(values)[:60])
     return checked([float(v) for v in values])
 
@@ -438,9 +442,9 @@ def checked(probs: list[float]) -> list[float]:
     """Probabilities as the workflow may trust them: finite, each in [0, 1], summing to 1 ± SUM_TOLERANCE."""
     if len(probs) < 2:
         raise BadRecord(BAD_OUTPUT, str(probs)[:60])
-    if not all(math.isfinite(p) for p in probs):
+    if not all(map(math.isfinite, probs)):
         raise BadRecord(NOT_FINITE, str(probs)[:60])
-    if not all(0.0 <= p <= 1.0 for p in probs):
+    if min(probs) < 0.0 or max(probs) > 1.0:  # all are finite: none outside [0, 1]
         raise BadRecord(OUT_OF_RANGE, str(probs)[:60])
     if abs(math.fsum(probs) - 1.0) > SUM_TOLERANCE:
         raise BadRecord(NOT_SUMMING, f"sum {math.fsum(probs):.6g}")
@@ -513,7 +517,7 @@ def _record(
         if labels and len(probs) != len(labels):
             raise BadRecord(CLASS_COUNT, f"{len(probs)} outputs, baseline has {len(labels)} classes")
         body = _body(inp)
-        slot = canvas.add(body) if canvas is not None else None
+        slot = canvas.put(body) if canvas is not None else None
         if slot is not None:
             return [(slot, *canvas.size, probs)], False
         return [(*image_pixels(body, content_type), probs)], False

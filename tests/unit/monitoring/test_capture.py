@@ -231,7 +231,7 @@ def test_the_canvas_decodes_what_the_plain_png_path_decodes_and_declines_the_res
     others = [cut, noisy_png(1, (32, 32)), noisy_png(2, (64, 64, 3)), b"not an image"]
     canvas = capture.Canvas()
     # when each goes to the canvas (the cut one and the others in between: a declined image takes no slot)
-    slots = [canvas.add(body) for body in plain[:2] + others + plain[2:]]
+    slots = [canvas.put(body) for body in plain[:2] + others + plain[2:]]
     # then the plain ones have slots 0, 1, … and exactly the pixels _plain_png gives; the rest is declined as there
     assert capture.FAST
     assert slots == [0, 1, None, None, None, None, *range(2, len(plain))]
