@@ -394,10 +394,11 @@ sys.exit(code)
 
 def cpu_split(tmp: Path, n: int, small: int = 2000) -> None:
     """CPU seconds of `scones monitor` (user + system of the process and every process it started) at `small` and
-    at `n` records: a fixed cost and a cost per record. Its phases give a wall estimate for 2 idle cores: what runs
-    alone (start-up, the rest) plus half of the reading (workers and this process at once) plus the longer of the
-    two halves of the plots."""
-    cpu = {}
+    at `n` records, by phase: the workers' share is the cost per record, the rest (start-up, this process while
+    the workers read, the report, drawn from a sample of at most 10,000 rows) is nearly fixed. The phases give a
+    wall estimate for 2 idle cores: what runs alone (start-up, the rest) plus half of the reading (workers and this
+    process at once) plus the longer of the two halves of the report."""
+    cpu, workers = {}, {}
     for count in (small, n):
         folder = tmp / f"cpu-{count}"
         synthetic_capture(folder, count)
@@ -409,18 +410,20 @@ def cpu_split(tmp: Path, n: int, small: int = 2000) -> None:
         if out.returncode != 0:
             raise SystemExit(f"scones monitor failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
         cpu[count] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        start, main, workers, tail, child, rest = (float(x) for x in out.stdout.split("PHASES")[1].split())
-        estimate = start + rest + (main + workers) / 2 + max(tail, child)
+        start, main, workers[count], tail, child, rest = (float(x) for x in out.stdout.split("PHASES")[1].split())
+        estimate = start + rest + (main + workers[count]) / 2 + max(tail, child)
         print(
             f"{count:>9,} records: {cpu[count]:.2f} s CPU — start-up {start:.2f}, reading: this process {main:.2f} and "
-            f"its workers {workers:.2f}, report: here {tail:.2f} and beside {child:.2f}, other {rest:.2f}; "
+            f"its workers {workers[count]:.2f}, report: here {tail:.2f} and beside {child:.2f}, other {rest:.2f}; "
             f"2-core wall estimate {estimate:.2f} s",
             flush=True,
         )
         shutil.rmtree(folder)
-    per = (cpu[n] - cpu[small]) / (n - small)
-    fixed = cpu[small] - small * per
-    print(f"fixed {fixed:.2f} s CPU, {1e6 * per:.1f} µs CPU a record (load average {os.getloadavg()[0]:.1f})")
+    per = workers[n] / n
+    print(
+        f"{1e6 * per:.1f} µs CPU a record (the workers, at {n:,}), {cpu[n] - workers[n]:.2f} s CPU for the rest "
+        f"({cpu[small] - workers[small]:.2f} s at {small:,}); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def profile(tmp: Path, n: int) -> None:
