@@ -881,21 +881,25 @@ def read(
                 progress.advance()
     else:
         context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            pending = []
-            for name in names:
-                ceiling = table.sample_ceiling()
-                pending.append(pool.submit(_read_file, where, name, labels, threshold, since, ceiling))
-                if meanwhile is not None:  # the workers exist from the first submit on: a thread now forks nothing
-                    helper, meanwhile = _Helper(meanwhile), None
-                while len(pending) > 2 * workers:  # a bounded number of files in flight
-                    table.merge(pending.pop(0).result())
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                pending = []
+                for name in names:
+                    ceiling = table.sample_ceiling()
+                    pending.append(pool.submit(_read_file, where, name, labels, threshold, since, ceiling))
+                    if meanwhile is not None:  # the workers exist from the first submit: a thread now forks nothing
+                        helper, meanwhile = _Helper(meanwhile), None
+                    while len(pending) > 2 * workers:  # a bounded number of files in flight
+                        table.merge(pending.pop(0).result())
+                        if progress is not None:
+                            progress.advance()
+                for future in pending:
+                    table.merge(future.result())
                     if progress is not None:
                         progress.advance()
-            for future in pending:
-                table.merge(future.result())
-                if progress is not None:
-                    progress.advance()
+        finally:  # a failed read too leaves no thread behind (the read's error is the one raised)
+            if helper is not None:
+                helper.join()
     if helper is not None:
         helper.finish()
     elif meanwhile is not None:

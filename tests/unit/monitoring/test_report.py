@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 
-import pytest
 from helpers import solid_png
 
 from scones.monitoring import baseline, capture, monitor, report
@@ -19,37 +21,56 @@ def write_pid(path):
     path.write_text(str(os.getpid()))
 
 
-@pytest.fixture
-def single_threaded(monkeypatch):
-    """This process as the CLI's is when it draws: no other thread (here, other tests' daemons may linger)."""
-    monkeypatch.setattr(threading, "active_count", lambda: 1)
+def fresh(folder, code: str) -> subprocess.CompletedProcess:
+    """`code` run in `folder` by a fresh interpreter, which has one thread as the CLI has when it draws. Not in this
+    process: other tests leave threads running here, and a child forked while one of them holds a lock (stderr's,
+    say) can hang, which is why `beside` does not fork beside other threads."""
+    command = [sys.executable, "-c", textwrap.dedent(code)]
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
-def test_beside_runs_the_work_in_a_forked_child_and_redoes_a_failure_here(tmp_path, capfd, single_threaded):
-    # given work that writes the id of the process doing it
-    parent = os.getpid()
-    wait = report.beside(lambda: write_pid(tmp_path / "a"))
-    wait()
-    # then a child did it
+def test_beside_runs_the_work_in_a_forked_child_and_redoes_a_failure_here(tmp_path):
+    done = fresh(
+        tmp_path,
+        """
+        import os
+        from pathlib import Path
+        from scones.monitoring import report
+
+        parent = os.getpid()
+        Path("parent").write_text(str(parent))
+
+        def write(name):
+            Path(name).write_text(str(os.getpid()))
+
+        report.beside(lambda: write("a"))()  # work that writes the id of the process doing it
+
+        def here_only():  # work that fails in the child only
+            if os.getpid() != parent:
+                raise OSError("not here")
+            write("b")
+
+        report.beside(here_only)()
+
+        def broken():  # work that fails everywhere
+            raise OSError("disk full")
+
+        wait = report.beside(broken)
+        try:
+            wait()
+        except OSError as exc:
+            Path("error").write_text(str(exc))
+        """,
+    )
+    parent = int((tmp_path / "parent").read_text())
+    # then a child did the work; the work that failed there was done again here; an error everywhere is raised
+    # here, and the child printed no traceback
     assert int((tmp_path / "a").read_text()) not in (parent, 0)
-
-    # given work that fails in the child only: this process does it again on waiting
-    def here_only():
-        if os.getpid() != parent:
-            raise OSError("not here")
-        write_pid(tmp_path / "b")
-
-    report.beside(here_only)()
     assert int((tmp_path / "b").read_text()) == parent
-
-    # given work that fails everywhere: its error is raised here, and the child printed no traceback
-    def broken():
-        raise OSError("disk full")
-
-    wait = report.beside(broken)
-    with pytest.raises(OSError, match="disk full"):
-        wait()
-    assert "Traceback" not in capfd.readouterr().err
+    assert (tmp_path / "error").read_text() == "disk full"
+    assert "Traceback" not in done.stderr
 
 
 def test_beside_works_here_while_other_threads_run(tmp_path):
@@ -64,32 +85,56 @@ def test_beside_works_here_while_other_threads_run(tmp_path):
     assert int((tmp_path / "a").read_text()) == os.getpid()  # forking a threaded process is not safe
 
 
-def test_the_plots_drawn_two_at_a_time_are_the_plots_drawn_one_by_one(tmp_path, single_threaded):
-    # given a capture of 40 records and a baseline of the same kind
-    lines = [
-        record(solid_png(20 + 5 * i), "image/png", f"[{0.5 + i / 100}, {0.5 - i / 100}]".encode()) for i in range(40)
-    ]
-    (tmp_path / "c.jsonl").write_text("\n".join(map(json.dumps, lines)))
-    table = capture.read(capture.Location.parse(str(tmp_path / "c.jsonl")), LABELS)
-    frame = table.frame()
-    base = baseline.Baseline(frame, LABELS, baseline.statistics(frame, LABELS), baseline.constraints(LABELS, 0.93), {})
-    result = monitor.analyse(capture.Location.parse(str(tmp_path / "c.jsonl")), base, "test", 0.93)
-    written = []
-    # when the report's plots are drawn, with the caller's own work meanwhile
-    plots = report.write_plots(result, tmp_path, lambda: written.append("records.csv"))
-    # then the four plots, in the report's order, each the very file its function draws alone
-    assert list(plots) == ["confidence_over_time", "confidence_histogram", "class_mix", "drift_panel"]
-    assert written == ["records.csv"]
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    shares = base.frame["predicted"].value_counts(normalize=True).to_dict()
-    drawn = [
-        report.plot_confidence_over_time(result.frame, 0.93, alone / report.PLOTS[0]),
-        report.plot_confidence_histogram(base.frame, result.frame, 0.93, alone / report.PLOTS[1]),
-        report.plot_class_mix(result.frame, LABELS, shares, alone / report.PLOTS[2]),
-        report.plot_drift_panel(result.checks, alone / report.PLOTS[3]),
-    ]
-    assert [p.read_bytes() for p in plots.values()] == [p.read_bytes() for p in drawn]
+def test_the_plots_drawn_two_at_a_time_are_the_plots_drawn_one_by_one(tmp_path):
+    fresh(
+        tmp_path,
+        """
+        import io, json, os
+        from pathlib import Path
+        from PIL import Image
+        from scones.monitoring import baseline, capture, monitor, report
+        from services.endpoint.capture import record
+
+        labels, parent, drawers = ["bicycle", "motorcycle"], os.getpid(), []
+        def png(value):
+            out = io.BytesIO()
+            Image.new("RGB", (32, 32), (value,) * 3).save(out, format="PNG")
+            return out.getvalue()
+
+        # given a capture of 40 records and a baseline of the same kind
+        outputs = [f"[{0.5 + i / 100}, {0.5 - i / 100}]".encode() for i in range(40)]
+        lines = [json.dumps(record(png(20 + 5 * i), "image/png", out)) for i, out in enumerate(outputs)]
+        Path("c.jsonl").write_text("\\n".join(lines))
+        frame = capture.read(capture.Location.parse("c.jsonl"), labels).frame()
+        stats, cons = baseline.statistics(frame, labels), baseline.constraints(labels, 0.93)
+        base = baseline.Baseline(frame, labels, stats, cons, {})
+        result = monitor.analyse(capture.Location.parse("c.jsonl"), base, "test", 0.93)
+        alone = report.plot_confidence_over_time
+        def over_time(*args):  # which process draws it
+            Path("drawn-by").write_text(str(os.getpid()))
+            return alone(*args)
+        report.plot_confidence_over_time = over_time
+        # when the report's plots are drawn, with the caller's own work meanwhile
+        Path("plots").mkdir()
+        plots = report.write_plots(result, Path("plots"), lambda: Path("meanwhile").write_text("records.csv"))
+        # then each is the very file its function draws alone, in the report's order
+        Path("alone").mkdir()
+        shares = base.frame["predicted"].value_counts(normalize=True).to_dict()
+        drawn = [
+            alone(result.frame, 0.93, Path("alone") / report.PLOTS[0]),
+            report.plot_confidence_histogram(base.frame, result.frame, 0.93, Path("alone") / report.PLOTS[1]),
+            report.plot_class_mix(result.frame, labels, shares, Path("alone") / report.PLOTS[2]),
+            report.plot_drift_panel(result.checks, Path("alone") / report.PLOTS[3]),
+        ]
+        assert list(plots) == ["confidence_over_time", "confidence_histogram", "class_mix", "drift_panel"]
+        assert [p.read_bytes() for p in plots.values()] == [p.read_bytes() for p in drawn]
+        assert Path("meanwhile").read_text() == "records.csv"
+        Path("parent").write_text(str(parent))
+        """,
+    )
+    # and the costly plot was drawn by another process when there are two cores
+    drawn_by, parent = (int((tmp_path / name).read_text()) for name in ("drawn-by", "parent"))
+    assert (drawn_by != parent) == (capture.cores() > 1)
 
 
 def test_warm_up_draws_once_and_leaves_any_error_to_the_plots(monkeypatch):
