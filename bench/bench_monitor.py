@@ -18,8 +18,10 @@ Scale (issue #23), no model needed: `--scale 100000,1000000` writes that many sy
 `scones monitor` over each in a subprocess: wall time, peak memory summed over its process tree, the load
 average while it ran. Targets on a quiet 2-core machine: 100,000 in <= 6 s, 1,000,000 in <= 60 s and <= 2 GB.
 `--profile N` prints where one process's time goes (cProfile over `capture.read`, grouped: JSON, base64, PNG
-decode, numpy, other). `--smoke` runs both small (5,000 records) and writes nothing to docs/benchmarks.md: a
-check that the bench works, not a figure.
+decode, numpy, other). `--cpu N` prints the command's CPU seconds (user + system of its whole process tree, which
+load disturbs less than wall time) at 2,000 and at N records, split into a fixed cost and a cost per record, with
+a 2-core wall estimate from its phases. `--smoke` runs all three small (5,000 records) and writes nothing to
+docs/benchmarks.md: a check that the bench works, not a figure.
 """
 
 from __future__ import annotations
@@ -334,14 +336,19 @@ def synthetic_baseline(folder: Path) -> Path:
     return baseline.write(made, folder / "baseline")
 
 
+def monitor_command(tmp: Path, folder: Path, base: Path, out: Path) -> tuple[list[str], dict]:
+    """`scones monitor` over a local folder, as a user runs it, and its environment (no cloud)."""
+    env = dict(os.environ, SCONES_STATE_DIR=str(tmp / "state"), SCONES_DATA_DIR=str(tmp / "data"))
+    env.pop("AWS_ENDPOINT_URL", None)
+    cmd = [sys.executable, "-m", "scones.cli", "monitor", "--capture", str(folder), "--baseline", str(base)]
+    return [*cmd, "--out", str(out), "--no-metrics", "--threshold", "0.93"], env
+
+
 def scale(tmp: Path, n: int, smoke: bool) -> None:
     folder = tmp / f"scale-{n}"
     size = synthetic_capture(folder, n)
     base = synthetic_baseline(tmp / f"scale-base-{n}")
-    env = dict(os.environ, SCONES_STATE_DIR=str(tmp / "state"), SCONES_DATA_DIR=str(tmp / "data"))
-    env.pop("AWS_ENDPOINT_URL", None)
-    cmd = [sys.executable, "-m", "scones.cli", "monitor", "--capture", str(folder), "--baseline", str(base)]
-    cmd += ["--out", str(tmp / f"scale-report-{n}"), "--no-metrics", "--threshold", "0.93"]
+    cmd, env = monitor_command(tmp, folder, base, tmp / f"scale-report-{n}")
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     out, peak = run_measured(cmd, env)
@@ -362,6 +369,63 @@ def scale(tmp: Path, n: int, smoke: bool) -> None:
     shutil.rmtree(folder)
 
 
+PHASES = """
+import resource, sys
+from scones.monitoring import monitor
+def cpu():
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+marks = {}
+for name in ("analyse", "write_outputs"):
+    def timed(*a, _f=getattr(monitor, name), _n=name, **k):
+        marks[_n] = [cpu()]
+        result = _f(*a, **k)
+        marks[_n].append(cpu())
+        return result
+    setattr(monitor, name, timed)
+from scones.cli import main
+code = main(sys.argv[1:])
+(s0, c0), (s1, c1) = marks["analyse"]
+(s2, _), (s3, c3) = marks["write_outputs"]
+print("PHASES", s0, s1 - s0, c1 - c0, s3 - s2, c3 - c1, cpu()[0] - s3 + s2 - s1)
+sys.exit(code)
+"""
+
+
+def cpu_split(tmp: Path, n: int, small: int = 2000) -> None:
+    """CPU seconds of `scones monitor` (user + system of the process and every process it started) at `small` and
+    at `n` records, by phase: the workers' share is the cost per record, the rest (start-up, this process while
+    the workers read, the report, drawn from a sample of at most 10,000 rows) is nearly fixed. The phases give a
+    wall estimate for 2 idle cores: what runs alone (start-up, the rest) plus half of the reading (workers and this
+    process at once) plus the longer of the two halves of the report."""
+    cpu, workers = {}, {}
+    for count in (small, n):
+        folder = tmp / f"cpu-{count}"
+        synthetic_capture(folder, count)
+        base = synthetic_baseline(tmp / f"cpu-base-{count}")
+        cmd, env = monitor_command(tmp, folder, base, tmp / f"cpu-report-{count}")
+        before = child_usage()
+        out = subprocess.run([sys.executable, "-c", PHASES, *cmd[3:]], env=env, capture_output=True, text=True)
+        after = child_usage()
+        if out.returncode != 0:
+            raise SystemExit(f"scones monitor failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+        cpu[count] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        start, main, workers[count], tail, child, rest = (float(x) for x in out.stdout.split("PHASES")[1].split())
+        estimate = start + rest + (main + workers[count]) / 2 + max(tail, child)
+        print(
+            f"{count:>9,} records: {cpu[count]:.2f} s CPU — start-up {start:.2f}, reading: this process {main:.2f} and "
+            f"its workers {workers[count]:.2f}, report: here {tail:.2f} and beside {child:.2f}, other {rest:.2f}; "
+            f"2-core wall estimate {estimate:.2f} s",
+            flush=True,
+        )
+        shutil.rmtree(folder)
+    per = workers[n] / n
+    print(
+        f"{1e6 * per:.1f} µs CPU a record (the workers, at {n:,}), {cpu[n] - workers[n]:.2f} s CPU for the rest "
+        f"({cpu[small] - workers[small]:.2f} s at {small:,}); load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def profile(tmp: Path, n: int) -> None:
     """Where one process's time goes reading `n` records: cProfile's internal time, grouped."""
     import cProfile
@@ -376,11 +440,14 @@ def profile(tmp: Path, n: int) -> None:
     stats = pstats.Stats(prof).stats  # (file, line, name) -> (calls, primitive, internal, cumulative, callers)
     groups = {"JSON": 0.0, "base64": 0.0, "PNG decode": 0.0, "numpy": 0.0, "other": 0.0}
     for (path, _, name), (_, _, internal, _, _) in stats.items():
+        canvas = path.endswith("capture.py") and name in ("put", "pixels")  # capture.Canvas: decode and read-out
         if "loads" in name or "json" in path:
             groups["JSON"] += internal
         elif "b64" in name or "a2b_base64" in name:
             groups["base64"] += internal
-        elif "PIL" in path or "Imaging" in name or "_plain_png" in name or "crc32" in name or "inference" in path:
+        elif (
+            "PIL" in path or "Imaging" in name or "_plain_" in name or "crc32" in name or "inference" in path or canvas
+        ):
             groups["PNG decode"] += internal
         elif "numpy" in path or name in ("grey_levels", "histogram", "add"):
             groups["numpy"] += internal
@@ -404,12 +471,15 @@ def main() -> None:
     p.add_argument("--skip-big", action="store_true")
     p.add_argument("--scale", default=None, help="comma-separated record counts, e.g. 100000,1000000 (no model)")
     p.add_argument("--profile", type=int, default=None, help="profile capture.read over this many records")
+    p.add_argument("--cpu", type=int, default=None, help="CPU seconds at 2,000 and this many records (printed)")
     p.add_argument("--smoke", action="store_true", help="scale and profile at 5,000 records; write no figure")
     args = p.parse_args()
-    if args.smoke or args.scale or args.profile:
+    if args.smoke or args.scale or args.profile or args.cpu:
         with tempfile.TemporaryDirectory(prefix="scones-bench-monitor-") as name:
             if args.profile or args.smoke:
                 profile(Path(name), args.profile or 5000)
+            if args.cpu or args.smoke:
+                cpu_split(Path(name), args.cpu or 5000)
             for n in [5000] if args.smoke else [int(x) for x in (args.scale or "").split(",") if x]:
                 scale(Path(name), n, args.smoke)
         if not args.smoke and args.scale:

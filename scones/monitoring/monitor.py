@@ -210,10 +210,11 @@ def analyse(
     progress=None,
     capture_labels: list[str] | None = None,
     workers: int | None = None,
+    meanwhile=None,
 ) -> MonitorResult:
     """Read every record under `where` and run the drift checks (no files written). Fewer usable records than
     the checks need give the verdict INSUFFICIENT DATA, not an error. `capture_labels`, when known (the deployed
-    stack's), must be the baseline's."""
+    stack's), must be the baseline's. `meanwhile`: work for this process while the workers read (capture.read)."""
     started = time.perf_counter()
     if capture_labels and list(capture_labels) != list(base.labels):
         raise MonitorError(
@@ -222,7 +223,15 @@ def analyse(
             next_step="scones monitor --baseline <the deployed model's baseline folder or model.tar.gz URI>",
         )
     try:
-        table = capture.read(where, base.labels, progress=progress, since=since, threshold=threshold, workers=workers)
+        table = capture.read(
+            where,
+            base.labels,
+            progress=progress,
+            since=since,
+            threshold=threshold,
+            workers=workers,
+            meanwhile=meanwhile,
+        )
     except capture.CaptureNotFoundError as exc:
         raise NotReadyError(
             f"nothing to monitor: {exc}", next_step="scones load --mode burst --count 200 (or pass --capture)"
@@ -268,10 +277,10 @@ def write_outputs(result: MonitorResult, out_dir: Path, plots: bool = True) -> M
     write_atomic(files["statistics"], json.dumps(stats, indent=2) + "\n")
     write_atomic(files["constraints"], json.dumps(result.baseline.constraints, indent=2) + "\n")
     write_atomic(files["constraint_violations"], json.dumps(drift.violations(result.checks), indent=2) + "\n")
-    result.frame.to_csv(files["records"], index=False)
-    if plots:
-        for name, path in report.write_plots(result, out_dir).items():
-            files[name] = path
+    if not plots:
+        result.frame.to_csv(files["records"], index=False)
+    if plots:  # records.csv written while a second process draws half of the plots
+        files.update(report.write_plots(result, out_dir, lambda: result.frame.to_csv(files["records"], index=False)))
         files["report"] = report.write_html(result, files, out_dir / "report.html")
     result.files = files
     write_atomic(files["summary"], json.dumps(result.summary(), indent=2) + "\n")
@@ -373,7 +382,14 @@ def run(
     base, source = resolve_baseline(baseline, bucket, prefix, threshold, log=log)
     log(f"capture {where}; baseline {source} ({len(base.frame)} images); threshold {threshold:g}")
     result = analyse(
-        where, base, source, threshold, parse_since(since), Progress("reading capture files"), capture_labels=labels
+        where,
+        base,
+        source,
+        threshold,
+        parse_since(since),
+        Progress("reading capture files"),
+        capture_labels=labels,
+        meanwhile=report.warm_up,  # the plots' imports and first draw, on the core the workers leave
     )
     log(result.table.summary())
     log(f"analysed {result.analysed} record(s)")

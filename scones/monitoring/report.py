@@ -5,6 +5,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,21 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def warm_up() -> None:
+    """Import matplotlib and draw one tiny figure (fonts loaded, caches filled), so that the plots do not pay for it:
+    `scones monitor` runs this while its workers read the capture. A failure here is left to the plots to report."""
+    try:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.plot([0, 1], [0, 1], ".", label="x")
+        ax.set_title("x")
+        ax.legend()
+        fig.savefig(io.BytesIO(), dpi=20, format="png")
+        plt.close(fig)
+    except Exception:  # only a head start: the plots import and draw again, and say what is wrong
+        pass
 
 
 def _time_axis(frame):
@@ -154,19 +174,59 @@ def plot_drift_panel(checks, out: Path) -> Path:
     return _save(fig, out, bbox_inches="tight", pad_inches=0.15)
 
 
-def write_plots(result, out_dir: Path) -> dict[str, Path]:
-    """The four plots; with no record analysed, only the checks' panel (there is nothing to draw)."""
+def write_plots(result, out_dir: Path, meanwhile=None) -> dict[str, Path]:
+    """The four plots; with no record analysed, only the checks' panel (there is nothing to draw). `meanwhile`: other
+    work of the caller's (records.csv), done here while a second process draws half of the plots."""
     frame, base = result.frame, result.baseline
     frame.attrs["of"] = result.analysed
     shares = base.frame["predicted"].value_counts(normalize=True).to_dict()
+    names = ("confidence_over_time", "confidence_histogram", "class_mix", "drift_panel")
+    paths = {name: out_dir / file for name, file in zip(names, PLOTS, strict=True)}
     if not len(frame):
-        return {"drift_panel": plot_drift_panel(result.checks, out_dir / PLOTS[3])}
-    return {
-        "confidence_over_time": plot_confidence_over_time(frame, result.threshold, out_dir / PLOTS[0]),
-        "confidence_histogram": plot_confidence_histogram(base.frame, frame, result.threshold, out_dir / PLOTS[1]),
-        "class_mix": plot_class_mix(frame, base.labels, shares, out_dir / PLOTS[2]),
-        "drift_panel": plot_drift_panel(result.checks, out_dir / PLOTS[3]),
-    }
+        if meanwhile is not None:
+            meanwhile()
+        return {"drift_panel": plot_drift_panel(result.checks, paths["drift_panel"])}
+
+    def elsewhere() -> None:  # the costliest plot (up to SAMPLE points) and the class mix: ~half the drawing
+        plot_confidence_over_time(frame, result.threshold, paths["confidence_over_time"])
+        plot_class_mix(frame, base.labels, shares, paths["class_mix"])
+
+    done = beside(elsewhere)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        plot_confidence_histogram(base.frame, frame, result.threshold, paths["confidence_histogram"])
+        plot_drift_panel(result.checks, paths["drift_panel"])
+    finally:
+        done()
+    return paths
+
+
+def beside(work) -> Callable[[], None]:
+    """Start `work()` in a process forked from this one (matplotlib and the data already in memory), and return a
+    function that waits for it: plots drawn two at a time on two cores. Where forking is not safe or not worth it
+    (not Linux, other threads running, one core) `work` runs now, here; where it fails there, it runs again here on
+    waiting, so its error is raised (and reported) as if it had never left this process."""
+    if sys.platform != "linux" or threading.active_count() > 1 or len(os.sched_getaffinity(0)) < 2:
+        work()
+        return lambda: None
+    child = multiprocessing.get_context("fork").Process(target=_quietly, args=(work,), daemon=True)
+    child.start()
+
+    def wait() -> None:
+        child.join()
+        if child.exitcode != 0:
+            work()
+
+    return wait
+
+
+def _quietly(work) -> None:
+    """A forked child's work: exit 1 on any error, without a traceback (the parent does the work again)."""
+    try:
+        work()
+    except BaseException:  # the parent redoes it and reports the error itself
+        os._exit(1)
 
 
 def _img(path: Path, alt: str, wide: bool = False) -> str:

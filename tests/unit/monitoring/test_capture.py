@@ -209,3 +209,98 @@ def test_memory_is_bounded_the_sums_are_exact_and_workers_agree(tmp_path, monkey
     assert one.rows == two.rows
     assert (one.hist["brightness"] == two.hist["brightness"]).all()
     assert one.moments["brightness"].mean == pytest.approx(two.moments["brightness"].mean)
+
+
+def noisy_png(seed: int, shape: tuple[int, ...] = (32, 32, 3)) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def with_idat(body: bytes, data: bytes) -> bytes:
+    """`body` (IHDR, one IDAT, IEND) with other IDAT data, its length and CRC right."""
+    length = int.from_bytes(body[33:37], "big")
+    chunk = len(data).to_bytes(4, "big") + b"IDAT" + data + zlib.crc32(b"IDAT" + data).to_bytes(4, "big")
+    return body[:33] + chunk + body[33 + 12 + length :]
+
+
+def test_the_canvas_decodes_what_the_plain_png_path_decodes_and_declines_the_rest():
+    # given more plain PNGs than one canvas image holds, a PNG whose image data ends early (CRCs right), and others
+    plain = [noisy_png(seed) for seed in range(capture.Canvas.SLOTS + 3)]
+    cut = with_idat(plain[0], zlib.compress(np.zeros(32 * 97, np.uint8).tobytes())[:-30])
+    others = [cut, noisy_png(1, (32, 32)), noisy_png(2, (64, 64, 3)), b"not an image"]
+    canvas = capture.Canvas()
+    # when each goes to the canvas (the cut one and the others in between: a declined image takes no slot)
+    slots = [canvas.put(body) for body in plain[:2] + others + plain[2:]]
+    # then the plain ones have slots 0, 1, … and exactly the pixels _plain_png gives; the rest is declined as there
+    assert capture.FAST
+    assert slots == [0, 1, None, None, None, None, *range(2, len(plain))]
+    assert (canvas.pixels() == np.stack([capture._plain_png(body, (32, 32)) for body in plain])).all()
+    assert all(capture._plain_png(body, (32, 32)) is None for body in others)
+    # and a file holding them reads as before: the cut image is not readable, the others are measured
+    lines = [line(record(body, "image/png", b"[0.97, 0.03]")) for body in [*plain[:2], *others, plain[2]]]
+    table = capture.CaptureTable(labels=LABELS)
+    capture.read_text("\n".join(lines), "f.jsonl", table)
+    assert table.bad == {capture.BAD_IMAGE: 2} and table.analysed == 5
+    expected = [capture.image_features(body, "image/png")[:2] for body in [*plain[:2], *others[1:3], plain[2]]]
+    assert [(r["brightness"], r["contrast"]) for r in table.rows] == [tuple(map(float, e)) for e in expected]
+
+
+def test_rows_above_the_ceiling_are_not_made_but_every_record_is_counted(monkeypatch):
+    # given a file of 40 records and a table whose merged sample only takes keys up to the median of theirs
+    text = "\n".join(good(5 * i) for i in range(40))
+    keys = sorted(capture._key("f.jsonl", i, 0) for i in range(40))
+    full, capped = capture.CaptureTable(labels=LABELS), capture.CaptureTable(labels=LABELS, ceiling=keys[19])
+    # when the file is read into both
+    capture.read_text(text, "f.jsonl", full)
+    capture.read_text(text, "f.jsonl", capped)
+    # then the capped table holds only the 20 rows at or under the ceiling, and counts and measures all 40
+    assert len(full.rows) == 40 and len(capped.rows) == 20
+    assert capped.rows == [r for i, r in enumerate(full.rows) if capture._key("f.jsonl", i, 0) <= keys[19]]
+    assert capped.analysed == full.analysed == 40 and capped.classes == full.classes
+    assert (capped.hist["brightness"] == full.hist["brightness"]).all()
+    # and the ceiling a table passes on: its own, or its sample's largest key once the sample is full
+    assert capped.sample_ceiling() == keys[19] and full.sample_ceiling() == 0xFFFFFFFF
+    monkeypatch.setattr(capture, "SAMPLE", 40)
+    assert full.sample_ceiling() == keys[39] and capped.sample_ceiling() == keys[19]
+
+
+def test_the_top_class_is_numpys_choice_ties_included():
+    rng = np.random.default_rng(0)
+    cases = [list(rng.dirichlet(np.ones(n))) for n in (2, 3, 10) for _ in range(50)]
+    cases += [[0.5, 0.5], [0.25, 0.25, 0.5], [0.4, 0.4, 0.2], [0.0, 1.0], [1.0, 0.0], [0.3, 0.3, 0.3, 0.1]]
+    for probs in cases:
+        order = np.argsort(probs)[::-1]
+        expected = (int(order[0]), float(probs[order[0]]), float(probs[order[0]] - probs[order[1]]))
+        assert capture.top_class(probs) == expected, probs
+        assert capture.top_class(np.array(probs, np.float32))[0] == expected[0]
+
+
+def test_grey_levels_in_chunks_are_the_whole_batchs_to_the_bit():
+    pixels = np.random.default_rng(1).integers(0, 256, (3 * capture.GREY_CHUNK + 5, 32, 32, 3), dtype=np.uint8)
+    grey = pixels[..., 0] * capture.GREY[0] + pixels[..., 1] * capture.GREY[1] + pixels[..., 2] * capture.GREY[2]
+    grey = grey.reshape(len(pixels), -1)
+    mean, std = capture.grey_levels(pixels)
+    assert mean.dtype == std.dtype == np.float32
+    assert (mean == grey.mean(1)).all() and (std == grey.std(1)).all()
+
+
+def test_workers_start_with_this_process_state_and_meanwhile_runs_while_they_read(tmp_path, monkeypatch):
+    # given records whose probabilities sum to 0.5, and a tolerance patched wide in this process only
+    for i in range(4):
+        (tmp_path / f"{i}.jsonl").write_text("\n".join(good(10 * i + j, b"[0.25, 0.25]") for j in range(5)))
+    monkeypatch.setattr(capture, "SUM_TOLERANCE", 0.6)
+    seen = []
+    # when two workers read them, with work to do meanwhile
+    table = capture.read(capture.Location.parse(str(tmp_path)), LABELS, workers=2, meanwhile=lambda: seen.append(1))
+    # then the workers were forked from this process (they kept the patched tolerance) and the work was done once
+    assert (table.parsed, table.analysed, seen) == (20, 20, [1])
+
+    # and an error in that work is raised by read itself, after the workers are done
+    def fails():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        capture.read(capture.Location.parse(str(tmp_path)), LABELS, workers=2, meanwhile=fails)
+    assert capture.read(capture.Location.parse(str(tmp_path)), LABELS, workers=1, meanwhile=lambda: seen.append(2))
+    assert seen == [1, 2]

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -81,6 +82,42 @@ def test_a_malformed_batch_is_one_unparseable_record_with_its_reason(body, conte
     table = read(batch_line(body, content_type, rows), json.dumps(record(solid_png(200), "image/png", b"[0.9, 0.1]")))
     assert (table.lines, table.parsed, table.analysed, table.batches) == (2, 1, 1, 0)
     assert table.bad == {reason: 1}
+
+
+def encoded(rows: list, encoding: str) -> dict:
+    """An endpointOutput holding `rows` (a probability list, or one per image) in a capture encoding."""
+    text = json.dumps(rows)
+    if encoding == "CSV":
+        text = "\n".join(",".join(str(p) for p in r) for r in (rows if isinstance(rows[0], list) else [rows]))
+    if encoding == "BASE64":
+        text = base64.b64encode(text.encode()).decode()
+    return {"observedContentType": "application/json", "mode": "OUTPUT", "data": text, "encoding": encoding}
+
+
+def with_output(rec: dict, output: dict) -> str:
+    rec["captureData"]["endpointOutput"] = output
+    return json.dumps(rec)
+
+
+@pytest.mark.parametrize("encoding", ["JSON", "BASE64", "CSV"])
+def test_single_and_batch_outputs_are_read_by_one_decoder_in_every_encoding(encoding):
+    # given a single-image record and a batch of three, their answers captured in `encoding`
+    rows = [[0.1, 0.9], [0.99, 0.01], [0.6, 0.4]]
+    single = with_output(record(solid_png(200), "image/png", b"[]"), encoded([0.97, 0.03], encoding))
+    images = json_batch(solid_png(20), solid_png(230), solid_png(128))
+    batch = with_output(record(images, "application/json", b"[]"), encoded(rows, encoding))
+    # and the same two with an answer that is not finite, and with an encoding no endpoint writes
+    nan_single = with_output(record(solid_png(200), "image/png", b"[]"), encoded([math.nan, 0.5], encoding))
+    nan_batch = with_output(record(images, "application/json", b"[]"), encoded([*rows[:2], [0.5, math.nan]], encoding))
+    odd = {**encoded(rows, encoding), "encoding": "PROTOBUF"}
+    odd_single = with_output(record(solid_png(200), "image/png", b"[]"), {**odd, "data": "[0.5, 0.5]"})
+    odd_batch = with_output(record(images, "application/json", b"[]"), odd)
+    # when the file is read
+    table = read(single, batch, nan_single, nan_batch, odd_single, odd_batch)
+    # then both kinds decode the same way: four rows with the captured answers, the same reasons for the rest
+    assert [r["confidence"] for r in table.rows] == [0.97, 0.9, 0.99, 0.6]
+    assert (table.parsed, table.batches, table.batch_images) == (2, 1, 3)
+    assert table.bad == {capture.NOT_FINITE: 2, capture.OUTPUT_ENCODING: 2}
 
 
 def test_workers_agree_on_batch_records(tmp_path):
