@@ -44,6 +44,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import probe
 from calibration import expected_calibration_error, fit_temperature, reliability, softmax
 from metrics import classification_metrics
 from model import (
@@ -64,10 +65,14 @@ PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it n
 # scratch wants many epochs at a high rate. A pretrained backbone always gets its linear probe first; its
 # default is the probe alone (0 epochs): on the real photos' held-out fifth, 5 fine-tuning epochs after it
 # (lr 0.003) scored no better (0.915 against 0.925 accuracy) at 16× the training time (docs/real-photos.md).
+# The probe's recipe (--probe-views, --temperature-folds) was chosen by 5-fold cross-validation on the 800 real
+# training photos (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV").
 BACKBONE_DEFAULTS = {
-    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32},
-    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16},
-}
+    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32, "probe_views": "id",
+              "temperature_folds": 0},
+    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16,
+                           "probe_views": ",".join(probe.VIEWS), "temperature_folds": 5},
+}  # fmt: skip
 
 
 class TrainingInputError(ValueError):
@@ -93,7 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--probe-l2", type=float, default=1e-2)  # L2 on the linear probe's head (pretrained backbones)
-    p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
+    p.add_argument(
+        "--probe-views", default=None
+    )  # the probe's rows per photo, of id,flip,left,right,up,down (2 px shifts); unset: lite0 all six, small id
+    p.add_argument(
+        "--temperature-folds", type=int, default=None
+    )  # k: temperature on k-fold out-of-fold probe logits of all train (lite0, 0 epochs: 5); 0: on --val-fraction
+    p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature (k = 0)
     p.add_argument("--oe-weight", type=float, default=1.0)  # λ: weight of the outliers' cross-entropy to uniform
     p.add_argument(
         "--oe-batch-size", type=int, default=None
@@ -112,9 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     problems = []
     if args.backbone not in BACKBONES:
         raise TrainingInputError(f"--backbone must be one of {', '.join(BACKBONES)}, got {args.backbone!r}")
+    folds_unset = args.temperature_folds is None
     for name, value in BACKBONE_DEFAULTS[args.backbone].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.epochs and folds_unset:  # cross-fitting a fine-tuned network would take k fine-tunings
+        args.temperature_folds = 0
     if args.input_size == 0:
         args.input_size = DEFAULT_INPUT_SIZE[args.backbone]
     if args.backbone == "small" and args.input_size != IMAGE_SIZE:
@@ -135,6 +149,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--oe-weight must be a number >= 0, got {args.oe_weight}")
     if args.oe_batch_size < 1:
         problems.append(f"--oe-batch-size must be >= 1, got {args.oe_batch_size}")
+    try:
+        args.probe_views = ",".join(probe.parse_views(str(args.probe_views)))
+    except ValueError as exc:
+        problems.append(f"--probe-views: {exc}")
+    if args.temperature_folds and not (2 <= args.temperature_folds <= 20):
+        problems.append(f"--temperature-folds must be 0 or in [2, 20], got {args.temperature_folds}")
+    elif args.temperature_folds and (args.backbone == "small" or args.epochs):
+        problems.append("--temperature-folds applies to a pretrained backbone's probe only (--epochs 0); use 0")
+    if args.backbone == "small" and args.probe_views != "id":
+        problems.append("--probe-views applies to a pretrained backbone's probe only; small trains on crops")
     if args.precision not in PRECISIONS:
         problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     if not 0 < args.threshold < 1:
@@ -297,38 +321,26 @@ def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits, dim=1).mean(1).mean()
 
 
-@torch.no_grad()
-def pooled_features(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 128) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.features(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
-
-
-def fit_head(model, x, y, args, device, x_out=None) -> float:
+def fit_head(model, x, y, args, device, x_out=None) -> tuple[float, np.ndarray | None]:
     """Linear probe before fine-tuning (LP-FT: Kumar et al., ICLR 2022): the new head is fitted by L-BFGS on the
-    frozen pretrained features (with the outliers pulled to uniform), so the first fine-tuning steps follow a
-    sensible head instead of tearing the features apart to serve a random one. Returns the probe's train loss."""
-    features = pooled_features(model, x, device).double()
-    targets = y.to(features.device)
-    out_features = pooled_features(model, x_out, device).double() if x_out is not None and args.oe_weight else None
-    head = model.head
-    weight = torch.zeros_like(head.weight, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros_like(head.bias, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(features @ weight.T + bias, targets) + args.probe_l2 * (weight**2).sum()
-        if out_features is not None:
-            loss = loss + args.oe_weight * uniform_cross_entropy(out_features @ weight.T + bias)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    loss = closure().detach()
+    frozen pretrained features of every photo in each --probe-views view (with the outliers pulled to uniform), so
+    the first fine-tuning steps follow a sensible head instead of tearing the features apart to serve a random one.
+    Returns the probe's train loss and, with --temperature-folds k, every photo's out-of-fold logits (from k probes
+    fitted without its fold) for the cross-fitted temperature; else None. training/probe.py has the arithmetic."""
+    features = probe.view_features(model, x, device, probe.parse_views(args.probe_views))
+    use_outliers = x_out is not None and args.oe_weight
+    out_features = probe.pooled_features(model, x_out, device).double() if use_outliers else None
+    fit = (model.head.out_features, args.probe_l2)
+    oof = None
+    if args.temperature_folds:
+        oof = probe.out_of_fold_logits(
+            features, y, *fit, args.temperature_folds, args.seed, out_features, args.oe_weight
+        )
+    weight, bias, loss = probe.fit_probe(features, y, *fit, out_features, args.oe_weight)
     with torch.no_grad():
-        head.weight.copy_(weight.to(head.weight.dtype))
-        head.bias.copy_(bias.to(head.bias.dtype))
-    return float(loss)
+        model.head.weight.copy_(weight.to(model.head.weight.dtype))
+        model.head.bias.copy_(bias.to(model.head.bias.dtype))
+    return loss, oof
 
 
 def train(model, x, y, args, device, x_val, y_val, x_out=None) -> list[dict]:
@@ -511,7 +523,10 @@ def main(argv: list[str] | None = None) -> None:
     test_images, test_labels = load_split("test", len(args.classes))
     has_outliers = channel("outliers", required=False) is not None
     outlier_images = load_outliers(args.seed, args.val_fraction) if args.oe_weight > 0 else None  # else unread
-    fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
+    if args.temperature_folds:  # the temperature is cross-fitted: every training photo fits the probe
+        fit_idx, val_idx = np.arange(len(train_labels)), np.arange(0)
+    else:
+        fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
     if args.backbone == "small":
         mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
         std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
@@ -535,9 +550,14 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(config).to(device)
     except PretrainedUnavailableError as exc:
         raise TrainingInputError(str(exc)) from None
+    calibration = (
+        f"the temperature cross-fitted on {args.temperature_folds} folds"
+        if args.temperature_folds
+        else f"{len(x_val)} held out for calibration"
+    )
     print(
         f"training on {device} ({torch.get_num_threads()} CPU threads, {args.precision}) for epochs={args.epochs}: "
-        f"{len(x_fit)} images, {len(x_val)} held out for calibration, {len(x_test)} test; "
+        f"{len(x_fit)} images, {calibration}, {len(x_test)} test; "
         f"classes {args.classes}; backbone {args.backbone} at {args.input_size} px, "
         f"{count_parameters(model):,} parameters",
         flush=True,
@@ -554,14 +574,23 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print("outlier exposure: off (no 'outliers' channel); training on the labelled classes only", flush=True)
     train_started = time.perf_counter()
+    oof_logits = None
     if args.backbone != "small":
-        probe_loss = fit_head(model, x_fit, y_fit, args, device, x_out)
-        probe_acc = float((predict_logits(model, x_val, device).argmax(1) == y_val.numpy()).mean())
-        print(f"linear probe on the pretrained features: loss {probe_loss:.4f}, held-out accuracy {probe_acc:.4f}")
+        probe_loss, oof_logits = fit_head(model, x_fit, y_fit, args, device, x_out)
+        held, held_y = (oof_logits, y_fit) if oof_logits is not None else (predict_logits(model, x_val, device), y_val)
+        probe_acc = float((held.argmax(1) == held_y.numpy()).mean())
+        print(
+            f"linear probe on the pretrained features ({args.probe_views}): loss {probe_loss:.4f}, "
+            f"{'out-of-fold' if oof_logits is not None else 'held-out'} accuracy {probe_acc:.4f}",
+            flush=True,
+        )
     history = train(model, x_fit, y_fit, args, device, x_val, y_val, x_out) if args.epochs else []
     train_seconds = time.perf_counter() - train_started
 
-    val_logits = predict_logits(model, x_val, device)
+    if oof_logits is not None:  # every training photo scored by a probe that never saw it
+        val_logits, y_val = oof_logits, y_fit
+    else:
+        val_logits = predict_logits(model, x_val, device)
     temperature = fit_temperature(val_logits, y_val.numpy())  # on labelled held-out images only, after OE
     test_logits = predict_logits(model, x_test, device)
     raw, calibrated = softmax(test_logits), softmax(test_logits, temperature)
@@ -571,7 +600,8 @@ def main(argv: list[str] | None = None) -> None:
             "split": "test",
             "n_test": len(test_labels),
             "n_train": len(x_fit),
-            "n_calibration": len(x_val),
+            "n_calibration": len(y_val),  # with temperature_folds: all of n_train, each out of fold
+            "temperature_folds": args.temperature_folds,
             "temperature": temperature,
             "ece_before": expected_calibration_error(raw, test_labels),
             "ece_after": expected_calibration_error(calibrated, test_labels),
