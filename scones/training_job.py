@@ -207,9 +207,14 @@ def run(
 
 
 def metrics_table(metrics: dict, classes: list[str]) -> str:
+    calibrated = (
+        f"temperature cross-fitted on {metrics['temperature_folds']} folds"
+        if metrics.get("temperature_folds")
+        else f"{metrics['n_calibration']} held out for calibration"
+    )
     lines = [
         f"test accuracy {metrics['accuracy']:.4f} on {metrics['n_test']} images "
-        f"(trained on {metrics['n_train']}, {metrics['n_calibration']} held out for calibration)",
+        f"(trained on {metrics['n_train']}, {calibrated})",
         f"ECE {metrics['ece_before']:.4f} before → {metrics['ece_after']:.4f} after temperature scaling "
         f"(T = {metrics['temperature']:.3f}); NLL {metrics['nll_before']:.4f} → {metrics['nll_after']:.4f}",
         f"{metrics['epochs']} epochs on {metrics['device']}: {metrics['train_seconds']:.1f} s training, "

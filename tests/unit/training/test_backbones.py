@@ -81,7 +81,7 @@ def first_epoch_accuracy(pretrained: bool, x, y, x_val, y_val) -> float:
     model = build_model(ModelConfig(backbone="efficientnet-lite0", input_size=96), pretrained=pretrained)
     args = argparse.Namespace(
         epochs=1, batch_size=16, lr=0.003, momentum=0.9, weight_decay=5e-5, oe_batch_size=16, oe_weight=0.0,
-        seed=0, precision="fp32", probe_l2=1e-2,
+        seed=0, precision="fp32", probe_l2=1e-2, probe_views="id", temperature_folds=0,
     )  # fmt: skip
     train.fit_head(model, x, y, args, torch.device("cpu"))  # as main() does: the linear probe, then fine-tuning
     history = train.train(model, x, y, args, torch.device("cpu"), x_val, y_val)
@@ -140,6 +140,9 @@ def test_a_lite0_run_writes_the_same_artifact_contract_and_it_serves(tiny_staged
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model"]["backbone"] == "efficientnet-lite0" and config["preprocessing"]["input_size"] == [32, 32]
     assert config["preprocessing"]["mean"] == pytest.approx(IMAGENET_MEAN)
+    metrics = json.loads((model_dir / "metrics.json").read_text())  # the default: the temperature cross-fitted
+    assert metrics["temperature_folds"] == 5 and metrics["n_calibration"] == metrics["n_train"] == 60
+    assert "out-of-fold accuracy" in out.stdout
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(None, {"input": np.zeros((3, 3, 32, 32), np.float32)})[0]
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
