@@ -7,6 +7,7 @@ boto3 and the health route. If a moto upgrade breaks a patch, the check names it
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import time
@@ -37,6 +38,7 @@ PATCHES = (
     "sfn-result-writer",
     "cloudwatch-percentiles",
     "sfn-sync-execution",
+    "sagemaker-update-endpoint",
 )
 TRUST = {
     "Version": "2012-10-17",
@@ -390,6 +392,51 @@ def check_sync_execution(suffix: str) -> None:
             sfn.delete_state_machine(stateMachineArn=arn)
 
 
+def check_update_endpoint(suffix: str) -> None:
+    """sagemaker-update-endpoint: an endpoint moved to another configuration serves its variants at once; an
+    unknown configuration is refused and changes nothing."""
+    sm = aws.client("sagemaker")
+    name = f"scones-selftest-{suffix}"
+    models = []
+    for n in ("a", "b"):
+        sm.create_model(
+            ModelName=f"{name}-{n}",
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/selftest:1"},
+            ExecutionRoleArn=ensure_role(),
+        )
+        variant = {"VariantName": "AllTraffic", "ModelName": f"{name}-{n}", "InstanceType": "ml.m5.large"}
+        sm.create_endpoint_config(
+            EndpointConfigName=f"{name}-{n}", ProductionVariants=[{**variant, "InitialInstanceCount": 1}]
+        )
+        models.append(f"{name}-{n}")
+    try:
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-a")
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-b")
+        found = sm.describe_endpoint(EndpointName=name)
+        _check(
+            "sagemaker-update-endpoint",
+            (found["EndpointConfigName"], found["EndpointStatus"]) == (f"{name}-b", "InService"),
+            found,
+        )
+        try:
+            sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-none")
+            refused = "answered"
+        except sm.exceptions.ClientError as exc:
+            refused = exc.response["Error"]["Code"]
+        now = sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+        _check(
+            "sagemaker-update-endpoint (unknown configuration)",
+            (refused, now) == ("ValidationException", f"{name}-b"),
+            (refused, now),
+        )
+    finally:
+        with contextlib.suppress(sm.exceptions.ClientError):
+            sm.delete_endpoint(EndpointName=name)
+        for model in models:
+            sm.delete_endpoint_config(EndpointConfigName=model)
+            sm.delete_model(ModelName=model)
+
+
 def check_caches(before: dict, after: dict) -> None:
     """sfn-clients: the executions above made Task calls without a client each; dispatch-cache: hosts hit."""
     calls = after["sfn_clients"]["calls"] - before["sfn_clients"]["calls"]
@@ -426,6 +473,8 @@ def run(url: str, report: Callable[[str], None] = print) -> None:
 
     check_sync_execution(suffix)
     report("ok  sfn-sync-execution: EXPRESS answered with output, error and cause at once; STANDARD refused")
+    check_update_endpoint(suffix)
+    report("ok  sagemaker-update-endpoint: an endpoint moved to another configuration; an unknown one refused")
     check_caches(before, health(url))
     report("ok  sfn-clients (one client per service), dispatch-cache (hits)")
     report(f"self-test passed in {time.perf_counter() - started:.1f} s")

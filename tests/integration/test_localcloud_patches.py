@@ -111,3 +111,7 @@ def test_a_percentile_is_the_nearest_rank_and_none_without_values():
 
 def test_sfn_sync_execution_answers_express_at_once_and_refuses_standard(local_cloud, unique):
     selftest.check_sync_execution(unique)  # raises SelfTestError naming what differs
+
+
+def test_sagemaker_update_endpoint_moves_an_endpoint_to_another_configuration(local_cloud, unique):
+    selftest.check_update_endpoint(unique)  # raises SelfTestError naming what differs

@@ -19,6 +19,7 @@ from . import (
     execution_name,
     jsonata,
     lambda_subprocess,
+    sagemaker_update_endpoint,
     sfn_clients,
     sfn_cloudformation,
     sfn_execution,
@@ -44,6 +45,7 @@ PATCHES: tuple[ModuleType, ...] = (
     sfn_result_writer,
     cloudwatch_percentiles,
     sfn_sync_execution,  # after sfn_execution: it runs on the executing (parser) backend
+    sagemaker_update_endpoint,
 )
 APPLIED: list[str] = []
 
