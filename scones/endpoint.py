@@ -282,7 +282,7 @@ def serve_variants(name: str, wanted: list[routing.Variant], timeout_s: float = 
     follows its own control file, so the old set never sees the new set's weights."""
     old = record(name)
     current = status(name)
-    if not current.running:
+    if not current.running and not _restarting_a_worker(current):
         raise EndpointError(f"endpoint {name} is not running", "scones endpoint start")
     routing.check(wanted)
     kept = f"endpoint {name} still serves {', '.join(v.name for v in variants(name))}"
@@ -307,6 +307,12 @@ def serve_variants(name: str, wanted: list[routing.Variant], timeout_s: float = 
     shown = ", ".join(f"{v.name} ({_share(v)})" for v in wanted)
     log(f"endpoint {name} serves {shown} at {ready.url} (pid {ready.pid}, {ready.workers} workers)")
     return ready
+
+
+def _restarting_a_worker(current: EndpointStatus) -> bool:
+    """Its supervisor is alive and /ping answers 503: a worker that died is being restarted (/ping waits for every
+    worker) while the others serve. A rollback must still replace that server: the worker may die again."""
+    return bool(current.pid) and service.alive(current.pid) and current.detail == "loading the model"
 
 
 def _share(v: routing.Variant) -> str:

@@ -28,6 +28,7 @@ from scones import alarms, endpoint, stacks
 from scones.core import aws, settings
 from scones.core.errors import NotReadyError, SconesError, UsageError
 from services.endpoint import quality
+from services.endpoint.supervisor import WORKER_DEATHS
 from services.endpoint.variants import PRODUCTION, Variant
 
 CANDIDATE = "Candidate"  # the new fleet's variant on the local endpoint
@@ -106,8 +107,10 @@ def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = Non
     """PutMetricAlarm requests for the candidate's 5xx errors and ModelLatency p95 ($SCONES_ROLLOUT_LATENCY_MS),
     then, with `answers`, for what it answers over the endpoint's sliding windows of $SCONES_ROLLOUT_WINDOW answers
     (services/endpoint/quality.py): its LowConfidenceRise over production and its ConfidenceDrift from production,
-    each above its critical value at the monitor's ALPHA. Only the local endpoint puts those two metrics: the AWS
-    path asks for `answers=False`. `period`: $SCONES_ROLLOUT_PERIOD_S (60 by default)."""
+    each above its critical value at the monitor's ALPHA, and for its WorkerDeaths (a worker serving it died unasked:
+    killed, crashed, out of memory; services/endpoint/supervisor.py puts it). Only the local endpoint puts those
+    three metrics: the AWS path asks for `answers=False` (SageMaker replaces a failed instance itself).
+    `period`: $SCONES_ROLLOUT_PERIOD_S (60 by default)."""
     period = settings.rollout_period_s() if period is None else period
     dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}]
     common = {"Namespace": "AWS/SageMaker", "Dimensions": dims, "Period": period, "EvaluationPeriods": 2}
@@ -121,7 +124,7 @@ def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = Non
         "ComparisonOperator": "GreaterThanThreshold",
         "TreatMissingData": "notBreaching",  # a window not yet full puts nothing
     }
-    quality_alarms = [
+    local_alarms = [
         {
             "AlarmName": f"{name}-{variant.lower()}-low-confidence",
             "AlarmDescription": "a rollout's candidate is unsure of more answers than production",
@@ -135,6 +138,20 @@ def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = Non
             "MetricName": quality.DRIFT,
             "Threshold": round(quality.drift_threshold(settings.rollout_window()), 4),
             **windowed,
+        },
+        {
+            "AlarmName": f"{name}-{variant.lower()}-worker-deaths",
+            "AlarmDescription": "a worker serving a rollout's candidate died (killed, crashed, out of memory)",
+            "Namespace": quality.NAMESPACE,
+            "MetricName": WORKER_DEATHS,
+            "Dimensions": dims,
+            "Period": period,
+            "EvaluationPeriods": 1,  # one death is enough: the candidate may have brought it down
+            "DatapointsToAlarm": 1,
+            "Statistic": "Sum",
+            "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",  # no death, no datapoint
         },
     ]
     return [
@@ -160,7 +177,7 @@ def default_alarms(name: str, variant: str = CANDIDATE, period: int | None = Non
             "TreatMissingData": "notBreaching",
             **common,
         },
-        *(quality_alarms if answers else []),
+        *(local_alarms if answers else []),
     ]
 
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scones.core import aws, settings
 
-from . import inference
+from . import inference, quality
 from .app import EndpointApp
 from .board import Board
 from .capture import CaptureWriter
-from .supervisor import serve
+from .supervisor import WORKER_DEATHS, serve, worker_death_data
 from .variants import PRODUCTION, Variant, check, read
 
 
@@ -37,12 +39,29 @@ def s3_put(bucket: str):
     return put
 
 
-def cloudwatch_put():
-    """The metrics' uploader (AWS_ENDPOINT_URL picks the cloud): SageMaker's namespace unless told another."""
-    cloudwatch = aws.client("cloudwatch")
+def cloudwatch_put(**config):
+    """The metrics' uploader (AWS_ENDPOINT_URL picks the cloud): SageMaker's namespace unless told another.
+    `config`: the client's (aws.client: max_attempts, timeouts)."""
+    cloudwatch = aws.client("cloudwatch", **config)
 
     def put(data: list[dict], namespace: str = "AWS/SageMaker") -> None:
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
+
+    return put
+
+
+def worker_deaths(name: str, variants: list[str]) -> Callable[[int, int, int], None]:
+    """The supervisor's `on_death`: WorkerDeaths put for every variant served (a rollout's alarm rolls back on it).
+    One quick try, since the dead worker's restart waits for it: a cloud that does not answer costs a line, never
+    the supervisor. The client is made in the supervisor at the first death, after the workers forked, and is
+    not the one a worker makes (other settings, so another cache entry in aws.client): none is shared."""
+
+    def put(slot: int, pid: int, code: int) -> None:
+        try:
+            send = cloudwatch_put(max_attempts=1, connect_timeout=2, read_timeout=2)
+            send(worker_death_data(name, variants, time.time()), quality.NAMESPACE)
+        except Exception as exc:  # the supervisor must go on restarting workers
+            print(f"worker {slot} (pid {pid}, status {code}): {WORKER_DEATHS} not put: {exc}", flush=True)
 
     return put
 
@@ -143,7 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.variants is not None:
             about["variants_file"] = str(args.variants)
             about["variants"] = [v.name for v in variants]
-        code = serve(build, args.host, args.port, workers, args.record, about, join=args.join, variants=len(variants))
+        deaths = worker_deaths(args.name, [v.name for v in variants]) if metrics_s > 0 and not args.no_capture else None
+        code = serve(
+            build, args.host, args.port, workers, args.record, about, args.join, len(variants), on_death=deaths
+        )
     except (inference.ModelLoadError, settings.SettingsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
@@ -34,6 +35,8 @@ from .board import Board
 
 CANNOT_LOAD = 2  # a worker's exit status when the model cannot be loaded: not restarted
 PR_SET_PDEATHSIG = 1
+WORKER_DEATHS = "WorkerDeaths"  # put (namespace `scones`) per worker that dies unasked: a rollout rolls back on it
+RESTART_PAUSE_S = 0.5  # a worker that cannot start would otherwise spin
 
 
 def die_with_parent(parent: int) -> None:
@@ -43,6 +46,23 @@ def die_with_parent(parent: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the parent died before prctl: the signal will not come
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def worker_death_data(name: str, variants: list[str], when: float) -> list[dict]:
+    """PutMetricData's MetricData for one worker that died unasked: WorkerDeaths 1 for each variant the server
+    serves (dimensions EndpointName and VariantName). Every worker serves every variant, so during a rollout the
+    candidate lost a worker whenever one dies, whichever model brought it down."""
+    stamp = datetime.fromtimestamp(when, UTC)
+    return [
+        {
+            "MetricName": WORKER_DEATHS,
+            "Dimensions": [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": variant}],
+            "Timestamp": stamp,
+            "Value": 1.0,
+            "Unit": "Count",
+        }
+        for variant in variants
+    ]
 
 
 def reuseport_socket(host: str, port: int, reuse_port: bool = True) -> socket.socket:
@@ -74,11 +94,14 @@ def supervise(
     run_worker: Callable[[int], None],
     log=print,
     on_exit: Callable[[int, int, int], None] = lambda slot, pid, code: None,
+    on_death: Callable[[int, int, int], None] = lambda slot, pid, code: None,
 ) -> int:
     """Fork `workers` processes running `run_worker(slot)`; forward SIGTERM/SIGINT; restart a worker that
     dies on its own (unless it could not load the model); return the worst exit status once every worker
-    has exited. `on_exit(slot, pid, code)` runs as each worker is reaped. Each worker dies with the supervisor
-    (die_with_parent). Call with no threads running (fork copies only the calling thread)."""
+    has exited. `on_exit(slot, pid, code)` runs as each worker is reaped; `on_death(slot, pid, code)` then runs
+    for a worker that died unasked (killed, crashed, out of memory, or could not load), within the pause before
+    its restart; neither may raise. Each worker dies with the supervisor (die_with_parent). Call with no
+    threads running (fork copies only the calling thread)."""
     supervisor = os.getpid()
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
@@ -135,12 +158,16 @@ def supervise(
         code = os.waitstatus_to_exitcode(status)
         on_exit(slot, pid, code)
         worst = worst or (code if code > 0 else 0)
-        if code == CANNOT_LOAD and not stopping:  # another try would fail the same way
+        if stopping:
+            continue
+        died = time.monotonic()
+        on_death(slot, pid, code)
+        if code == CANNOT_LOAD:  # another try would fail the same way
             log(f"worker {slot} cannot load the model; stopping the others")
             forward(signal.SIGTERM, None)
-        elif not stopping:
+        else:
             log(f"worker {slot} (pid {pid}) exited with status {code}; starting another")
-            time.sleep(0.5)  # a worker that cannot start would otherwise spin
+            time.sleep(max(0.0, RESTART_PAUSE_S - (time.monotonic() - died)))
             if not stopping:
                 start(slot)
     return worst
@@ -185,13 +212,15 @@ def serve(
     about: dict | None = None,
     join: bool = False,
     variants: int = 1,
+    on_death: Callable[[int, int, int], None] | None = None,
 ) -> int:
     """Run `workers` servers on host:port, each made by `build(board)`; returns the exit status.
 
     One worker serves in this process. Several: this process holds the port (bound, not listening, so
     port 0 resolves once) and supervises worker processes that each listen on it with SO_REUSEPORT.
     `join`: join the server already listening on the port (SO_REUSEPORT, as every server here binds), each
-    worker listening only once its model is loaded, so that the old server can then stop with no request lost."""
+    worker listening only once its model is loaded, so that the old server can then stop with no request lost.
+    `on_death(slot, pid, code)`: a worker died unasked (several workers only: one worker is this process)."""
     about = about or {}
     board = Board(workers, variants)
     sock = claim_port(host, port, shared=True, join=join)  # bound before the record is written: 0 picks a free port
@@ -229,7 +258,8 @@ def serve(
         if workers == 1:
             code = run_uvicorn(build(board), sock, load_first=join)
         else:
-            code = supervise(workers, worker, log=lambda m: print(m, flush=True), on_exit=retire)
+            deaths = on_death or (lambda *_: None)
+            code = supervise(workers, worker, log=lambda m: print(m, flush=True), on_exit=retire, on_death=deaths)
     finally:
         if record_path is not None:
             try:

@@ -1,16 +1,21 @@
 """Rollouts on a live local endpoint under load: a broken candidate is rolled back by its 5xx alarm, an unsure one
-by its low-confidence alarm, a good one promoted, a missing alarm refused before any traffic moves. Tiny periods
-(1-s metrics and alarms, canary:50:3) and quality windows of 30 answers."""
+by its low-confidence alarm, one whose workers are killed by its worker-deaths alarm, a good one promoted, a missing
+alarm refused before any traffic moves. Tiny periods (1-s metrics and alarms, canary:50:3) and quality windows of 30
+answers."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
+import signal
 import threading
 import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 from helpers import environ, make_brightness_model, make_failing_model, solid_png
 
@@ -21,24 +26,35 @@ from scones.core.errors import NotReadyError
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.fixture
-def live(local_cloud, tmp_path, unique):
-    """A running endpoint (one worker, 1-s metrics) serving the brightness model; stopped at the end."""
+def serving(tmp_path, unique, workers: int):
+    """A running endpoint (`workers` workers, 1-s metrics) serving the brightness model; stopped at the end."""
     bucket = f"capture-{unique}"
     aws.client("s3").create_bucket(Bucket=bucket)
     env = {
         settings.ENDPOINT_METRICS_S: "1",
         settings.ROLLOUT_PERIOD_S: "1",
         settings.CAPTURE_BUCKET: bucket,
-        settings.ENDPOINT_WORKERS: "1",
+        settings.ENDPOINT_WORKERS: str(workers),
         settings.ROLLOUT_WINDOW: "30",
     }
     name = f"ro-{unique}"
     with environ(env):
         model = make_brightness_model(tmp_path / "production")
-        found = endpoint.start(str(model), name, port=0, log=lambda _m: None, workers=1)
+        found = endpoint.start(str(model), name, port=0, log=lambda _m: None, workers=workers)
         yield name, found.url, tmp_path
         endpoint.stop(name, log=lambda _m: None)
+
+
+@pytest.fixture
+def live(local_cloud, tmp_path, unique):
+    """One worker: the endpoint's server is a single process."""
+    yield from serving(tmp_path, unique, 1)
+
+
+@pytest.fixture
+def live_workers(local_cloud, tmp_path, unique):
+    """Two worker processes under a supervisor that restarts one that dies."""
+    yield from serving(tmp_path, unique, 2)
 
 
 class Load:
@@ -150,6 +166,71 @@ def test_a_good_candidate_is_promoted_with_every_request_answered(live):
     # and `scones rollback` afterwards goes back to the model it replaced
     rollout.rollback(name, "by hand", log=lines.append)
     assert endpoint.variants(name)[0].model_dir.name == "production"
+
+
+def kill_workers_one_by_one(name: str, killed: list[int]) -> None:
+    """SIGKILL each worker process of the endpoint's server, the next once the supervisor's replacement listens
+    (or the server has gone, replaced by a rollback): never every worker at once, which would leave the port with
+    no listener and refuse connections. First wait for the next whole second, so that the first death falls in a
+    period of the rollout's own (periods that began before it are not judged, alarms.since)."""
+    time.sleep(math.floor(time.time()) + 1.05 - time.time())
+    record = endpoint.record(name)
+    supervisor = psutil.Process(record["pid"])
+    workers = supervisor.children()
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
+            killed.append(worker.pid)
+        deadline = time.monotonic() + 30
+        while supervisor.is_running() and listening(supervisor, record["port"], killed) < len(workers):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+
+def listening(supervisor: psutil.Process, port: int, killed: list[int]) -> int:
+    """How many of the supervisor's live workers listen on `port`."""
+    count = 0
+    with contextlib.suppress(psutil.Error):
+        for child in supervisor.children():
+            with contextlib.suppress(psutil.Error):
+                if child.pid not in killed:
+                    found = child.net_connections(kind="tcp")
+                    count += sum(1 for c in found if c.status == psutil.CONN_LISTEN and c.laddr.port == port)
+    return count
+
+
+def test_killing_the_candidates_workers_rolls_back_with_no_request_failed_or_lost(live_workers):
+    name, url, tmp = live_workers
+    # given a candidate that answers well (the same model): only its workers' deaths can roll it back
+    candidate = shutil.copytree(tmp / "production", tmp / "candidate")
+    made = {a["MetricName"]: a for a in rollout.default_alarms(name)}
+    alarms = rollout.ensure_alarms([made["WorkerDeaths"]])
+    lines: list[str] = []
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_workers_one_by_one, args=(name, killed), daemon=True)
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if line.startswith("[stage 1/"):  # every worker serves both variants: these are the candidate's workers
+            killer.start()
+
+    with Load(url, name) as load:
+        # when the workers are SIGKILLed during the canary's first stage
+        with pytest.raises(rollout.RolledBackError) as rolled_back:
+            rollout.run(name, str(candidate), rollout.parse("canary:50:30"), alarms, log=log)
+        done = time.monotonic()
+        killer.join(30)
+        time.sleep(1.5)
+    # then the rollback names the alarm and its metric, and the endpoint serves the old model alone
+    assert len(killed) >= 1, lines
+    assert f"alarm {alarms[0]}" in str(rolled_back.value) and "WorkerDeaths" in str(rolled_back.value)
+    assert "at 50%" in str(rolled_back.value)
+    assert [(v.name, v.model_dir.name) for v in endpoint.variants(name)] == [("AllTraffic", "production")]
+    # and every client request was answered 200 (a reset retried once, as boto3 does): none failed, none lost
+    assert load.answers and {status for _, status in load.answers} == {200}
+    after = [v for t, v in load.variants if t > done]
+    assert after and set(after) == {"AllTraffic"}
 
 
 def test_a_rollout_whose_alarm_does_not_exist_moves_no_traffic(live):

@@ -45,6 +45,12 @@ def test_the_default_alarms_watch_the_candidates_answers_locally_and_not_on_aws(
         assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("scones", "Average", threshold)
         assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 2
         assert {d["Value"] for d in alarm["Dimensions"]} == {"ep", "Candidate"}
+    # and a worker that dies unasked (killed, crashed, out of memory) rolls back at once: one death in one period
+    deaths = made["WorkerDeaths"]
+    assert (deaths["Namespace"], deaths["Statistic"], deaths["Threshold"]) == ("scones", "Sum", 1.0)
+    assert deaths["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert deaths["EvaluationPeriods"] == deaths["DatapointsToAlarm"] == 1
+    assert (deaths["TreatMissingData"], deaths["AlarmName"]) == ("notBreaching", "ep-candidate-worker-deaths")
     # and the AWS path, where nothing puts those metrics, asks for the 5xx and latency alarms only
     aws = rollout.default_alarms("ep", "AllTraffic", 60, answers=False)
     assert [a["MetricName"] for a in aws] == ["Invocation5XXErrors", "ModelLatency"]

@@ -41,3 +41,22 @@ def test_a_port_in_use(tiny_model, capsys, workers):
         port = other.getsockname()[1]
         argv = ["--model", str(tiny_model), "--port", str(port), "--workers", workers, "--no-capture"]
         assert f"cannot listen on 127.0.0.1:{port}" in refused(argv, capsys)
+
+
+def test_a_worker_death_is_put_in_the_scones_namespace_and_a_failed_put_is_one_line(monkeypatch, capsys):
+    # given an uploader that records what it is given
+    sent = []
+    monkeypatch.setattr(cli, "cloudwatch_put", lambda **config: lambda data, namespace: sent.append((namespace, data)))
+    # when the supervisor reports a death
+    cli.worker_deaths("ep", ["AllTraffic", "Candidate"])(1, 4242, -9)
+    # then WorkerDeaths is put once per variant, in the namespace the rollout's alarm reads
+    assert [(ns, d["MetricName"]) for ns, data in sent for d in data] == [("scones", "WorkerDeaths")] * 2
+
+    # and a cloud that does not answer costs one line, never the supervisor
+    def unreachable(data, namespace):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(cli, "cloudwatch_put", lambda **config: unreachable)
+    cli.worker_deaths("ep", ["AllTraffic"])(1, 4242, -9)
+    out = capsys.readouterr().out
+    assert out == "worker 1 (pid 4242, status -9): WorkerDeaths not put: connection refused\n"

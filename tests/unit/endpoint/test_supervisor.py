@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from services.endpoint.supervisor import CANNOT_LOAD, claim_port, reuseport_socket, supervise
+from services.endpoint.supervisor import (
+    CANNOT_LOAD,
+    WORKER_DEATHS,
+    claim_port,
+    reuseport_socket,
+    supervise,
+    worker_death_data,
+)
 
 
 def test_supervisor_stops_every_worker_when_one_cannot_load():
@@ -116,3 +123,45 @@ def test_the_supervisor_reports_each_reaped_worker():
     os.waitpid(pid, 0)
     seen = sorted(x for x in os.read(read, 100).decode().split(",") if x)
     assert [x.split(":")[0] for x in seen] == ["0", "1"] and seen[0] == "0:2"  # 1: 0, or -15 if stopped first
+
+
+def test_the_supervisor_reports_a_worker_killed_but_not_the_workers_it_stops(tmp_path):
+    # given two workers that serve until told to stop, and a supervisor that notes every death it did not ask for
+    starts, deaths = tmp_path / "starts", tmp_path / "deaths"
+    starts.mkdir()
+    deaths.mkdir()
+
+    def worker(slot: int) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        (starts / f"{slot}-{os.getpid()}").touch()
+        time.sleep(30)
+
+    def on_death(slot: int, pid: int, code: int) -> None:
+        (deaths / f"{slot}:{pid}:{code}").touch()
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(supervise(2, worker, log=lambda _m: None, on_death=on_death))
+    deadline = time.monotonic() + 10
+    while len(list(starts.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = int(next(starts.glob("1-*")).name.split("-")[1])
+    # when worker 1 is killed outright, restarted, and then the supervisor is told to stop
+    os.kill(killed, signal.SIGKILL)
+    while len(list(starts.glob("1-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGTERM)
+    os.waitpid(pid, 0)
+    # then exactly one death was reported, the killed worker's (SIGKILL: -9), and none of those it stopped
+    assert len(list(starts.glob("1-*"))) == 2
+    assert [p.name for p in deaths.iterdir()] == [f"1:{killed}:-9"]
+
+
+def test_a_worker_death_is_put_for_every_variant_the_server_serves():
+    data = worker_death_data("ep", ["AllTraffic", "Candidate"], 1_800_000_000.5)
+    assert [d["MetricName"] for d in data] == [WORKER_DEATHS] * 2
+    assert [{x["Name"]: x["Value"] for x in d["Dimensions"]} for d in data] == [
+        {"EndpointName": "ep", "VariantName": "AllTraffic"},
+        {"EndpointName": "ep", "VariantName": "Candidate"},
+    ]
+    assert {(d["Value"], d["Unit"], d["Timestamp"].timestamp()) for d in data} == {(1.0, "Count", 1_800_000_000.5)}
