@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import probe
 from calibration import expected_calibration_error, fit_temperature, reliability, softmax
-from distill import Teaching, teach
+from distill import OE_TARGETS, Teaching, teach, uniform_cross_entropy
 from metrics import classification_metrics
 from model import (
     BACKBONES,
@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-temperature", type=float, default=4.0)  # τ: both sides' logits are divided by it in the KL
     p.add_argument("--kd-views", type=int, default=8)  # augmented views per image the teacher answers, up front
     p.add_argument("--ce-weight", type=float, default=0.5)  # weight of the labels' cross-entropy beside τ²·KL
+    p.add_argument("--oe-target", default="uniform")  # a student's outliers: uniform | teacher (KL, τ 1) | both
+    p.add_argument("--min-temperature", type=float, default=0.0)  # floor on the fitted temperature; 0: none
     p.add_argument("--probe-views", default="id")  # probe rows per photo: id,flip,left,right,up,down (2 px shifts)
     p.add_argument(
         "--temperature-folds", type=int, default=None
@@ -166,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if not (args.oe_weight >= 0 and math.isfinite(args.oe_weight)):
         problems.append(f"--oe-weight must be a number >= 0, got {args.oe_weight}")
+    if not (0 <= args.min_temperature <= 20):
+        problems.append(f"--min-temperature must be in [0, 20], got {args.min_temperature}")
     if args.oe_batch_size < 1:
         problems.append(f"--oe-batch-size must be >= 1, got {args.oe_batch_size}")
     try:
@@ -214,6 +218,8 @@ def distillation_problems(args: argparse.Namespace) -> list[str]:
         problems.append(f"--kd-views must be in [1, 64], got {args.kd_views}")
     if not (args.ce_weight >= 0 and math.isfinite(args.ce_weight)):
         problems.append(f"--ce-weight must be a number >= 0, got {args.ce_weight}")
+    if args.oe_target not in OE_TARGETS:
+        problems.append(f"--oe-target must be one of {', '.join(OE_TARGETS)}, got {args.oe_target!r}")
     return problems
 
 
@@ -364,11 +370,6 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, device: torch.device
     return torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)]).numpy()
 
 
-def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy from the uniform distribution to softmax(logits): minimal when all classes are equal."""
-    return -F.log_softmax(logits, dim=1).mean(1).mean()
-
-
 def fit_head(model, x, y, args, device, x_out=None) -> tuple[float, np.ndarray | None]:
     """Linear probe before fine-tuning (LP-FT: Kumar et al., ICLR 2022): the new head is fitted by L-BFGS on the
     frozen pretrained features of every photo in each --probe-views view (with the outliers pulled to uniform), so
@@ -438,12 +439,17 @@ def train(model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teachin
                 inputs = augment(x[idx], generator)
             else:
                 inputs, soft_targets = teaching.inputs(idx, generator)
+            out_soft = None
             if oe_batch:  # outliers cycle independently of the labelled images: an epoch is the labelled data
                 if out_at + oe_batch > len(out_order):
                     out_order, out_at = torch.randperm(len(x_out), generator=generator), 0
                 out_idx = out_order[out_at : out_at + oe_batch]
                 out_at += oe_batch
-                inputs = torch.cat([inputs, augment(x_out[out_idx], generator)])  # one pass: shared BatchNorm stats
+                if teaching is not None and teaching.out_views is not None:  # the teacher answered these views
+                    out_inputs, out_soft = teaching.outlier_inputs(out_idx, generator)
+                else:
+                    out_inputs = augment(x_out[out_idx], generator)
+                inputs = torch.cat([inputs, out_inputs])  # one pass: shared BatchNorm stats
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 all_logits = model(inputs.to(device)).float()
             logits = all_logits[: len(idx)]
@@ -452,7 +458,11 @@ def train(model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teachin
             else:
                 loss = teaching.loss(logits, soft_targets.to(device), targets)
             if oe_batch:
-                oe_loss = uniform_cross_entropy(all_logits[len(idx) :])
+                out_logits = all_logits[len(idx) :]
+                if teaching is None:
+                    oe_loss = uniform_cross_entropy(out_logits)
+                else:
+                    oe_loss = teaching.outlier_loss(out_logits, None if out_soft is None else out_soft.to(device))
                 total_oe += oe_loss.item() * len(idx)
                 loss = loss + args.oe_weight * oe_loss
             optimizer.zero_grad(set_to_none=True)
@@ -480,6 +490,13 @@ def train(model, x, y, args, device, x_val, y_val, x_out=None, teaching: Teachin
         history.append(row)
         print("METRICS " + json.dumps(row), flush=True)
     return history
+
+
+def served_temperature(logits: np.ndarray, labels: np.ndarray, floor: float) -> float:
+    """The temperature fitted on labelled held-out logits (calibration.fit_temperature), never below `floor`.
+    A floor of 1 keeps calibration from sharpening what outlier exposure flattened: every served probability is
+    then at most the network's own softmax, so nothing passes the threshold that the raw network would not pass."""
+    return max(fit_temperature(logits, labels), floor)
 
 
 def pass_rate(logits: np.ndarray, temperature: float, threshold: float) -> float:
@@ -666,7 +683,7 @@ def main(argv: list[str] | None = None) -> None:
         val_logits, y_val = oof_logits, y_fit
     else:
         val_logits = predict_logits(model, x_val, device)
-    temperature = fit_temperature(val_logits, y_val.numpy())  # on labelled held-out images only, after OE
+    temperature = served_temperature(val_logits, y_val.numpy(), args.min_temperature)  # held-out images, after OE
     test_logits = predict_logits(model, x_test, device)
     raw, calibrated = softmax(test_logits), softmax(test_logits, temperature)
     metrics = classification_metrics(calibrated, test_labels, args.classes)
