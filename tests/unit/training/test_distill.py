@@ -28,13 +28,15 @@ def test_a_teacher_makes_a_patient_student_with_its_own_recipe():
     assert (args.backbone, args.input_size, args.epochs) == ("small", 32, train.DISTILL_DEFAULTS["epochs"])
     assert (args.kd_temperature, args.kd_views, args.ce_weight) == (4.0, 8, 0.5)
     teacher = train.teacher_arguments(args)
-    lite0 = ("efficientnet-lite0", DEFAULT_INPUT_SIZE["efficientnet-lite0"], 0, 0.003)
+    lite0 = ("efficientnet-lite0", 128, 0, 0.003)  # the student's teacher at 128 px (DISTILL_DEFAULTS), not 160
     assert (teacher.backbone, teacher.input_size, teacher.epochs, teacher.lr) == lite0
     assert teacher.temperature_folds == 0  # the teacher's own temperature is never used
     assert train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--epochs", "3"]).epochs == 3
     assert train.parse_args(["--classes", "a,b"]).teacher == ""  # no teacher unless asked
     args = train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--teacher-input-size", "64"])
     assert train.teacher_arguments(args).input_size == 64
+    args = train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--teacher-input-size", "0"])
+    assert train.teacher_arguments(args).input_size == DEFAULT_INPUT_SIZE["efficientnet-lite0"]  # its own
 
 
 @pytest.mark.parametrize(
