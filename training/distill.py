@@ -11,8 +11,10 @@ trains the small network on them. Each step shows each image as one of its K vie
 
 (Hinton, Vinyals & Dean 2015: τ² keeps the soft term's gradients on the hard term's scale). The teacher saw exactly
 the view the student is shown ("consistent" teaching, Beyer et al., CVPR 2022); the views are the small network's
-own augmentation (crop + flip), drawn before training. Outlier exposure stays as without a teacher: the outliers'
-predictions are pulled toward uniform. The artifact is the small network's, calibrated afterwards as always.
+own augmentation (crop + flip), drawn before training. Outlier exposure (`--oe-target`): `uniform` pulls the
+outliers' predictions toward uniform, as without a teacher; `teacher` distils the teacher's own (near-uniform)
+answers on OUTLIER_VIEWS views of each training outlier instead (KL at τ 1, the teacher's confidence as it is);
+`both` adds the two. The artifact is the small network's, calibrated afterwards as always.
 Imports only torch and model.py: train.py hands in its recipe and its augmentation.
 """
 
@@ -31,6 +33,9 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from model import ModelConfig, build_model
+
+OE_TARGETS = ("uniform", "teacher", "both")  # what the outliers are pulled toward (--oe-target)
+OUTLIER_VIEWS = 2  # views per training outlier the teacher answers (1,800 outliers: 2 views cost ~0.6× the photos')
 
 
 def distillation_loss(
@@ -55,14 +60,36 @@ class Teaching:
     logits: torch.Tensor  # K × N × classes
     tau: float
     ce_weight: float
+    oe_target: str = "uniform"  # OE_TARGETS
+    out_views: torch.Tensor | None = None  # OUTLIER_VIEWS × M × 3 × 32 × 32 (oe_target teacher or both)
+    out_logits: torch.Tensor | None = None  # OUTLIER_VIEWS × M × classes
 
     def inputs(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One random view of each image in `idx`, and the teacher's logits on that same view."""
         k = torch.randint(0, self.views.shape[0], (len(idx),), generator=generator)
         return self.views[k, idx], self.logits[k, idx]
 
+    def outlier_inputs(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One random view of each training outlier in `idx`, and the teacher's logits on it."""
+        k = torch.randint(0, self.out_views.shape[0], (len(idx),), generator=generator)
+        return self.out_views[k, idx], self.out_logits[k, idx]
+
     def loss(self, student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return distillation_loss(student, teacher, targets, self.tau, self.ce_weight)
+
+    def outlier_loss(self, student: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        """The outliers' term: cross-entropy to uniform, KL to the teacher's answers (τ 1), or both."""
+        loss = torch.zeros((), device=student.device)
+        if self.oe_target in ("uniform", "both"):
+            loss = loss + uniform_cross_entropy(student)
+        if self.oe_target in ("teacher", "both"):
+            loss = loss + distillation_loss(student, teacher, teacher.argmax(1), 1.0, 0.0)
+        return loss
+
+
+def uniform_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy from the uniform distribution to softmax(logits): minimal when all classes are equal."""
+    return -F.log_softmax(logits, dim=1).mean(1).mean()
 
 
 def renormalise(x: torch.Tensor, source: tuple, target: tuple) -> torch.Tensor:
@@ -119,6 +146,13 @@ def teach(
     views = torch.stack([augment(x_fit, generator) for _ in range(args.kd_views)])
     flat = views.flatten(0, 1)
     logits = teacher_logits(teacher, to_teacher(flat), device, args.precision).view(args.kd_views, len(x_fit), -1)
+    out_views = out_logits = None
+    if data["x_out"] is not None and args.oe_target != "uniform":
+        out_views = torch.stack([augment(data["x_out"], generator) for _ in range(OUTLIER_VIEWS)])
+        out_flat = to_teacher(out_views.flatten(0, 1))
+        out_logits = teacher_logits(teacher, out_flat, device, args.precision).view(
+            OUTLIER_VIEWS, len(data["x_out"]), -1
+        )
     report = {
         "teacher": teacher_args.backbone,
         "teacher_input_size": teacher_args.input_size,
@@ -129,6 +163,10 @@ def teach(
         "views": args.kd_views,
         "tau": args.kd_temperature,
         "ce_weight": args.ce_weight,
+        "oe_target": args.oe_target,
+        "teacher_outlier_max_prob_mean": None
+        if out_logits is None
+        else float(out_logits.softmax(2).max(2).values.mean()),
         "teacher_fit_s": fitted_s,
         "teacher_total_s": time.perf_counter() - started,
         "teacher_cpu_s": time.process_time() - cpu_started,
@@ -141,4 +179,5 @@ def teach(
         flush=True,
     )
     del teacher
-    return Teaching(views, logits, args.kd_temperature, args.ce_weight), report
+    teaching = Teaching(views, logits, args.kd_temperature, args.ce_weight, args.oe_target, out_views, out_logits)
+    return teaching, report

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from training import train
-from training.distill import Teaching, distillation_loss, renormalise
+from training.distill import Teaching, distillation_loss, renormalise, uniform_cross_entropy
 from training.model import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, ModelConfig, ResNet
 
 WHEELS = importlib.util.find_spec("efficientnet_lite_pytorch") and importlib.util.find_spec(
@@ -28,13 +28,15 @@ def test_a_teacher_makes_a_patient_student_with_its_own_recipe():
     assert (args.backbone, args.input_size, args.epochs) == ("small", 32, train.DISTILL_DEFAULTS["epochs"])
     assert (args.kd_temperature, args.kd_views, args.ce_weight) == (4.0, 8, 0.5)
     teacher = train.teacher_arguments(args)
-    lite0 = ("efficientnet-lite0", DEFAULT_INPUT_SIZE["efficientnet-lite0"], 0, 0.003)
+    lite0 = ("efficientnet-lite0", 128, 0, 0.003)  # the student's teacher at 128 px (DISTILL_DEFAULTS), not 160
     assert (teacher.backbone, teacher.input_size, teacher.epochs, teacher.lr) == lite0
     assert teacher.temperature_folds == 0  # the teacher's own temperature is never used
     assert train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--epochs", "3"]).epochs == 3
     assert train.parse_args(["--classes", "a,b"]).teacher == ""  # no teacher unless asked
     args = train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--teacher-input-size", "64"])
     assert train.teacher_arguments(args).input_size == 64
+    args = train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--teacher-input-size", "0"])
+    assert train.teacher_arguments(args).input_size == DEFAULT_INPUT_SIZE["efficientnet-lite0"]  # its own
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,8 @@ def test_a_teacher_makes_a_patient_student_with_its_own_recipe():
         ),
         (["--teacher", "efficientnet-lite0", "--kd-views", "0"], "--kd-views must be in [1, 64]"),
         (["--teacher", "efficientnet-lite0", "--ce-weight", "nan"], "--ce-weight must be a number >= 0"),
+        (["--teacher", "efficientnet-lite0", "--oe-target", "zero"], "--oe-target must be one of uniform, teacher"),
+        (["--min-temperature", "-1"], "--min-temperature must be in [0, 20]"),
     ],
 )
 def test_nonsense_distillation_arguments_are_refused(argv, message):
@@ -146,3 +150,64 @@ def test_distillation_runs_end_to_end_and_writes_the_small_networks_artifact(tin
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     probs = session.run(None, {"input": np.zeros((3, 3, 32, 32), np.float32)})[0]
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_the_outliers_term_is_uniform_the_teachers_answers_or_both():
+    """--oe-target: `uniform` is outlier exposure's cross-entropy to uniform; `teacher` is KL to the teacher's
+    answers at τ 1 (0 where the student says what the teacher says, whatever the labels); `both` is their sum."""
+    teacher = torch.tensor([[0.3, -0.1], [-2.0, 1.0]])
+    other = torch.tensor([[1.5, -1.0], [0.0, 0.0]])
+
+    def term(target: str, student: torch.Tensor) -> float:
+        teaching = Teaching(torch.zeros(1, 2, 3, 2, 2), torch.zeros(1, 2, 2), 4.0, 0.5, target)
+        return teaching.outlier_loss(student, teacher).item()
+
+    assert term("uniform", other) == pytest.approx(uniform_cross_entropy(other).item())
+    assert term("teacher", teacher + 2.0) == pytest.approx(0, abs=1e-6)
+    kl = torch.nn.functional.kl_div(
+        other.log_softmax(1), teacher.log_softmax(1), reduction="batchmean", log_target=True
+    )
+    assert term("teacher", other) == pytest.approx(kl.item(), rel=1e-5) and kl.item() > 0
+    assert term("both", other) == pytest.approx(term("uniform", other) + term("teacher", other), rel=1e-6)
+
+
+def test_with_oe_target_teacher_the_student_learns_the_teachers_answers_on_outliers():
+    """A teacher that calls every outlier class 0 with confidence: with --oe-target teacher the student does so
+    too; with uniform it hedges. (Broken by hand — train.py ignoring the teacher's outlier views — the student
+    hedges and this fails.)"""
+    gen = torch.Generator().manual_seed(0)
+    n, m = 64, 64
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 32, 32, generator=gen) * 0.5
+    x[:, 0] += torch.where(y == 0, 1.5, -1.5).view(-1, 1, 1)
+    x_out = torch.randn(m, 3, 32, 32, generator=gen) * 0.5
+    x_out[:, 1] += 2.0  # outliers: green, neither class's red channel
+    views = torch.stack([train.augment(x, gen) for _ in range(2)])
+    out_views = torch.stack([train.augment(x_out, gen) for _ in range(2)])
+    answers = torch.nn.functional.one_hot(y, 2).float() * 6 - 3
+    says_a = torch.tensor([4.0, -4.0]).expand(2, m, 2).contiguous()
+    args = argparse.Namespace(
+        epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, oe_batch_size=16, oe_weight=1.0, seed=0,
+        precision="fp32",
+    )  # fmt: skip
+    p_a = {}
+    for target in ("teacher", "uniform"):
+        torch.manual_seed(0)
+        model = ResNet(ModelConfig(widths=[8, 16, 16]))
+        teaching = Teaching(views, answers.expand(2, n, 2).contiguous(), 2.0, 0.5, target, out_views, says_a)
+        train.train(model, x, y, args, torch.device("cpu"), x, y, x_out, teaching=teaching)
+        p_a[target] = float(torch.softmax(torch.from_numpy(train.predict_logits(model, x_out, "cpu")), 1)[:, 0].mean())
+    assert p_a["teacher"] > 0.9 and p_a["uniform"] < 0.7, p_a
+
+
+def test_the_served_temperature_is_never_below_the_floor():
+    """--min-temperature: a student whose fitted temperature would sharpen (T < 1) is served at the floor; the
+    fit wins above it. (Broken by hand — the floor ignored — the first assertion fails.)"""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    underconfident = np.stack([(1 - labels) * 0.8, labels * 0.8], 1) + rng.normal(0, 0.4, (400, 2))
+    assert train.fit_temperature(underconfident, labels) < 1
+    assert train.served_temperature(underconfident, labels, 1.0) == 1.0
+    assert train.served_temperature(underconfident, labels, 0.0) == train.fit_temperature(underconfident, labels)
+    overconfident = underconfident * 10
+    assert train.served_temperature(overconfident, labels, 1.0) == train.fit_temperature(overconfident, labels) > 1
