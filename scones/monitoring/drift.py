@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from services.endpoint import quality
+
 ALPHA = 0.01
 MIN_DISTANCE = 0.1  # KS D and class-mix L∞ (constraints.json: comparison_threshold)
 MIN_LOW_CONFIDENCE_INCREASE = 0.05
@@ -106,12 +108,7 @@ class Check:
 # --- distributions (numpy implementations, checked against known values in the tests) -----------------
 
 
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
-    grid = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, grid, side="right") / len(a)
-    cdf_b = np.searchsorted(b, grid, side="right") / len(b)
-    return float(np.max(np.abs(cdf_a - cdf_b)))
+ks_statistic = quality.ks_distance  # the two-sample KS D, one implementation for the monitor and the endpoint
 
 
 def kolmogorov_sf(x: float) -> float:

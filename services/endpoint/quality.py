@@ -51,7 +51,8 @@ def rise_threshold(size: int) -> float:
 
 
 def ks_distance(a, b) -> float:
-    """max |F_a − F_b| over every value of either sample."""
+    """max |F_a − F_b| over every value of either sample (the monitor's too: scones/monitoring/drift.py, which
+    may import this module, where this one may not import the monitor)."""
     a, b = np.sort(np.asarray(a, float)), np.sort(np.asarray(b, float))
     grid = np.concatenate([a, b])
     cdf_a, cdf_b = np.searchsorted(a, grid, "right") / len(a), np.searchsorted(b, grid, "right") / len(b)
