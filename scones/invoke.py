@@ -30,7 +30,7 @@ def invoke(
     if not keys and not batch:
         raise UsageError("nothing to classify", "pass --key KEY (repeatable) or --batch N")
     outputs = stacks.outputs()
-    express = outputs.get(stacks.WORKFLOW_TYPE, "STANDARD") == "EXPRESS"
+    express = stacks.is_express(outputs)
     if sync and not express:
         raise not_express()
     sfn = aws.client("stepfunctions", max_pool_connections=32)

@@ -393,7 +393,7 @@ def generate(
             chosen = [moved[k] for k in chosen]
             bodies = {moved[k]: v for k, v in bodies.items()}
         outputs = stacks.outputs()
-        express = outputs.get(stacks.WORKFLOW_TYPE, "STANDARD") == "EXPRESS"
+        express = stacks.is_express(outputs)
         send = workflow_sender(outputs[stacks.SINGLE], bucket, concurrency, express)
     summary = Summary(mode, via, drift, threshold=threshold)
     summary = run(send, chosen, bodies.__getitem__, times, concurrency, summary, on_result, progress)

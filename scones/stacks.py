@@ -33,6 +33,11 @@ def outputs(name: str | None = None, cfn=None) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
+def is_express(found: dict[str, str]) -> bool:
+    """Whether the deployed single-image machine (`found`: the stack's outputs) is Express (--workflow-type)."""
+    return found.get(WORKFLOW_TYPE, "STANDARD") == "EXPRESS"
+
+
 def filter_threshold(requested: float | None = None) -> float:
     """The confidence threshold a command judges answers by: the one asked for, else the deployed stack's
     (0 included), else $SCONES_THRESHOLD; refused outside 0..1."""
