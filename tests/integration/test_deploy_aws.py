@@ -32,11 +32,12 @@ def make_role(name: str, trust: dict = TRUST_SAGEMAKER) -> str:
     return aws.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
-def fake_artifact() -> bytes:
-    """What train.py leaves in SM_MODEL_DIR, in miniature (SageMaker packs it as model.tar.gz)."""
+def fake_artifact(onnx: bytes = b"onnx") -> bytes:
+    """What train.py leaves in SM_MODEL_DIR, in miniature (SageMaker packs it as model.tar.gz); another `onnx`
+    makes another model (another name and endpoint config when deployed)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in {"labels.json": b'["bicycle", "motorcycle"]', "model.onnx": b"onnx"}.items():
+        for name, body in {"labels.json": b'["bicycle", "motorcycle"]', "model.onnx": onnx}.items():
             info = tarfile.TarInfo(name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))

@@ -11,15 +11,13 @@ training job's artifact in the container's place.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
-import tarfile
 import uuid
 
 import iam_check
 import pytest
-from test_deploy_aws import make_role
+from test_deploy_aws import fake_artifact, make_role
 
 from scones import rollout
 from scones.core import aws, settings
@@ -32,20 +30,9 @@ pytestmark = pytest.mark.integration
 DEPLOYER_POLICY = settings.ROOT / "docs" / "iam" / "deployer-policy.json"
 
 
-def artifact(onnx: bytes) -> bytes:
-    """A model.tar.gz in miniature; `onnx` makes each candidate another model (another name, another config)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in {"labels.json": b'["bicycle", "motorcycle"]', "model.onnx": onnx}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
-
-
 def candidate(spec: Spec, name: str) -> str:
     key = f"candidates/{name}/model.tar.gz"
-    aws.client("s3").put_object(Bucket=spec.bucket, Key=key, Body=artifact(name.encode()))
+    aws.client("s3").put_object(Bucket=spec.bucket, Key=key, Body=fake_artifact(name.encode()))
     return f"s3://{spec.bucket}/{key}"
 
 
