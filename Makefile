@@ -87,6 +87,7 @@ bench: venv ## benchmarks (each starts its own local cloud, prints what it measu
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_containers.py
 	$(BIN)/python bench/bench_rollout.py
+	$(BIN)/python bench/bench_real.py
 
 bench-targets: venv ## the same operations on the embedded cloud and on LocalStack (host mode), with ratios (docs/benchmarks.md)
 	$(BIN)/python bench/bench_targets.py

@@ -60,12 +60,14 @@ class Features(torch.nn.Module):
         return self.model.features(x)
 
 
-def onnx_features(size: int, path: Path, threads: int):
-    """A function N×3×32×32 → N×1280 features of the pretrained Lite0 at `size` px, run by onnxruntime."""
+def onnx_features(size: int, path: Path, threads: int, features: str = "last"):
+    """A function N×3×32×32 → N×D features of the pretrained Lite0 at `size` px (model.py's `features`: last, D
+    1,280; blocks, 3,088), run by onnxruntime."""
     import onnxruntime as ort
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(num_classes=2, backbone="efficientnet-lite0", input_size=size)).eval()
+    config = ModelConfig(num_classes=2, backbone="efficientnet-lite0", input_size=size, features=features)
+    model = build_model(config).eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
         Features(model).eval(), (torch.zeros(2, 3, 32, 32),), str(path), input_names=["input"],

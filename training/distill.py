@@ -127,7 +127,10 @@ def teach(
     normalisation); `norms`: (student (mean, std), teacher (mean, std)). Returns the teaching and a report."""
     started, cpu_started = time.perf_counter(), time.process_time()
     config = ModelConfig(
-        num_classes=len(teacher_args.classes), backbone=teacher_args.backbone, input_size=teacher_args.input_size
+        num_classes=len(teacher_args.classes),
+        backbone=teacher_args.backbone,
+        input_size=teacher_args.input_size,
+        features=teacher_args.features,
     )
     teacher = build_model(config).to(device)
     print(f"distillation: fitting the teacher {config.backbone} at {config.input_size} px first", flush=True)

@@ -51,6 +51,24 @@ def view_features(model, x: torch.Tensor, device: torch.device, views: list[str]
     return torch.stack([pooled_features(model, view(x, name), device) for name in views]).double()
 
 
+def standardiser(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, scale) of each feature over the photos (the first view's rows of V×N×D, or N×D). The probe is fitted on
+    standardised features, so one L2 weighs features of every layer alike; `fold_standardiser` puts it in the head.
+    A feature constant over the photos (a channel no photo lights) keeps scale 1: divided by ~0, an outlier that
+    does light it would become an enormous value."""
+    rows = features[0] if features.dim() == 3 else features
+    scale = rows.std(0)
+    return rows.mean(0), torch.where(scale > 1e-6, scale, torch.ones_like(scale))
+
+
+def fold_standardiser(
+    weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head on raw features that gives `weight`, `bias`'s logits on standardised ones: W/s and b - (W/s)·m."""
+    weight = weight / scale
+    return weight, bias - weight @ mean
+
+
 def fit_probe(
     features: torch.Tensor,
     targets: torch.Tensor,

@@ -62,6 +62,7 @@ from metrics import classification_metrics
 from model import (
     BACKBONES,
     DEFAULT_INPUT_SIZE,
+    FEATURES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Calibrated,
@@ -78,10 +79,25 @@ PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it n
 # default is the probe alone (0 epochs): on the real photos' held-out fifth, 5 fine-tuning epochs after it
 # (lr 0.003) scored no better (0.915 against 0.925 accuracy) at 16× the training time (docs/real-photos.md).
 # The probe's recipe (--input-size, --temperature-folds) was chosen by 5-fold cross-validation on the 800 real
-# training photos (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV").
+# training photos (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV"); what it reads (--features blocks) and
+# its L2 on standardised features by the same CV (bench/cv_real_features.py, table 5 there).
 BACKBONE_DEFAULTS = {
-    "small": {"epochs": 40, "lr": 0.08, "weight_decay": 5e-4, "oe_batch_size": 32, "temperature_folds": 0},
-    "efficientnet-lite0": {"epochs": 0, "lr": 0.003, "weight_decay": 5e-5, "oe_batch_size": 16, "temperature_folds": 5},
+    "small": {
+        "epochs": 40,
+        "lr": 0.08,
+        "weight_decay": 5e-4,
+        "oe_batch_size": 32,
+        "temperature_folds": 0,
+        "features": "last",
+    },
+    "efficientnet-lite0": {
+        "epochs": 0,
+        "lr": 0.003,
+        "weight_decay": 5e-5,
+        "oe_batch_size": 16,
+        "temperature_folds": 5,
+        "features": "blocks",
+    },
 }
 # What an unset --epochs / --teacher-input-size means for a student (--teacher): 40 epochs, as without one (80 scored
 # lower on train.py's own validation split: 0.938 against 0.975 accuracy, with the 8 views drawn once); the teacher at
@@ -112,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=None)  # L2 on all weights; unset: small 5e-4, lite0 5e-5
     p.add_argument("--widths", default="32,64,128")  # channels per ResNet stage
     p.add_argument("--blocks", default="1,1,1")  # residual blocks per stage
-    p.add_argument("--probe-l2", type=float, default=1e-2)  # L2 on the linear probe's head (pretrained backbones)
+    p.add_argument("--probe-l2", type=float, default=0.01)  # L2 on the probe's head, on standardised features
+    p.add_argument("--features", default=None)  # what a pretrained head reads: last | blocks (unset: lite0 blocks)
     p.add_argument("--teacher", default="")  # distil from this pretrained backbone (fitted with its own recipe)
     p.add_argument(
         "--teacher-input-size", type=int, default=None
@@ -176,6 +193,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append(f"--oe-weight must be a number >= 0, got {args.oe_weight}")
     if not (0 <= args.min_temperature <= 20):
         problems.append(f"--min-temperature must be in [0, 20], got {args.min_temperature}")
+    if args.features not in FEATURES:
+        problems.append(f"--features must be one of {', '.join(FEATURES)}, got {args.features!r}")
+    elif args.backbone == "small" and args.features != "last":
+        problems.append("--features applies to a pretrained backbone only; small's head reads its last pool")
+    if not (args.probe_l2 >= 0 and math.isfinite(args.probe_l2)):
+        problems.append(f"--probe-l2 must be a number >= 0, got {args.probe_l2}")
     if args.oe_batch_size < 1:
         problems.append(f"--oe-batch-size must be >= 1, got {args.oe_batch_size}")
     try:
@@ -383,8 +406,10 @@ def fit_head(model, x, y, args, device, x_out=None) -> tuple[float, np.ndarray |
     Returns the probe's train loss and, with --temperature-folds k, every photo's out-of-fold logits (from k probes
     fitted without its fold) for the cross-fitted temperature; else None. training/probe.py has the arithmetic."""
     features = probe.view_features(model, x, device, probe.parse_views(args.probe_views))
+    mean, scale = probe.standardiser(features)
+    features = (features - mean) / scale
     use_outliers = x_out is not None and args.oe_weight
-    out_features = probe.pooled_features(model, x_out, device).double() if use_outliers else None
+    out_features = (probe.pooled_features(model, x_out, device).double() - mean) / scale if use_outliers else None
     fit = (model.head.out_features, args.probe_l2)
     oof = None
     if args.temperature_folds:
@@ -392,6 +417,7 @@ def fit_head(model, x, y, args, device, x_out=None) -> tuple[float, np.ndarray |
             features, y, *fit, args.temperature_folds, args.seed, out_features, args.oe_weight
         )
     weight, bias, loss = probe.fit_probe(features, y, *fit, out_features, args.oe_weight)
+    weight, bias = probe.fold_standardiser(weight, bias, mean, scale)
     with torch.no_grad():
         model.head.weight.copy_(weight.to(model.head.weight.dtype))
         model.head.bias.copy_(bias.to(model.head.bias.dtype))
@@ -644,6 +670,7 @@ def main(argv: list[str] | None = None) -> None:
         blocks=args.blocks,
         backbone=args.backbone,
         input_size=args.input_size,
+        features=args.features,
     )
     try:
         model = build_model(config).to(device)

@@ -67,6 +67,20 @@ def test_lite0_takes_32_px_and_upsamples_inside_itself():
     assert out.shape == (3, 2) and seen == [(3, 3, 64, 64)]
 
 
+@needs_wheels
+def test_the_block_features_end_with_the_final_pool_and_the_head_reads_them_all():
+    """`features` blocks walks extract_features step by step to pool every block on the way: its last 1,280
+    features must be exactly what `last` (extract_features itself) gives, and the head must read all of them."""
+    torch.manual_seed(0)  # the shipped weights: a random initialisation's BatchNorm is the identity
+    last = build_model(ModelConfig(backbone="efficientnet-lite0", input_size=64)).eval()
+    blocks = build_model(ModelConfig(backbone="efficientnet-lite0", input_size=64, features="blocks")).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = last.features(x), blocks.features(x)
+        assert b.shape == (2, 3088) and blocks.head.in_features == 3088 and blocks(x).shape == (2, 2)
+    torch.testing.assert_close(b[:, -1280:], a)
+
+
 def real_subset(n_per_class: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 

@@ -61,6 +61,30 @@ def test_every_view_is_a_row_with_its_photos_label_and_outliers_are_pulled_to_un
     assert on_outliers.max() < 0.6
 
 
+def test_the_standardised_probe_folded_into_the_head_gives_the_same_logits_on_raw_features():
+    """The probe is fitted on standardised features (one L2 for features of every layer's scale); the head the
+    model carries reads raw ones, so the standardiser is folded into it and must change no logit."""
+    generator = torch.Generator().manual_seed(0)
+    raw = torch.randn(2, 60, 5, generator=generator, dtype=torch.float64) * torch.tensor([1, 10, 100, 0.1, 3.0])
+    raw = raw + torch.tensor([5.0, -2, 0, 1, 40])
+    raw[:, :, 2] = 0.0  # a channel no photo lights
+    targets = (raw[0, :, 0] > 5).long()
+    mean, scale = probe.standardiser(raw)
+    assert torch.allclose(mean, raw[0].mean(0)) and torch.allclose(scale[[0, 1, 3, 4]], raw[0].std(0)[[0, 1, 3, 4]])
+    assert scale[2] == 1.0  # not ~0: an outlier lighting it must not become an enormous feature
+    weight, bias, _ = probe.fit_probe((raw - mean) / scale, targets, 2, l2=0.3)
+    folded_weight, folded_bias = probe.fold_standardiser(weight, bias, mean, scale)
+    expected = probe.logits(weight, bias, (raw[0] - mean) / scale)
+    np.testing.assert_allclose(probe.logits(folded_weight, folded_bias, raw[0]), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_lite0_reads_every_blocks_features_by_default_and_small_cannot():
+    assert train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"]).features == "blocks"
+    assert train.parse_args(["--classes", "a,b"]).features == "last"
+    argv = ["--classes", "a,b", "--backbone", "efficientnet-lite0", "--features", "last"]
+    assert train.parse_args(argv).features == "last"
+
+
 def test_lite0_defaults_to_a_cross_fitted_temperature_and_small_keeps_its_split():
     args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"])
     assert (args.probe_views, args.temperature_folds) == ("id", 5)
@@ -78,6 +102,9 @@ def test_lite0_defaults_to_a_cross_fitted_temperature_and_small_keeps_its_split(
         (["--backbone", "efficientnet-lite0", "--epochs", "2", "--temperature-folds", "5"], "probe only"),
         (["--temperature-folds", "5"], "--temperature-folds applies to a pretrained backbone"),
         (["--probe-views", "id,flip"], "--probe-views applies to a pretrained backbone"),
+        (["--features", "blocks"], "--features applies to a pretrained backbone only"),
+        (["--backbone", "efficientnet-lite0", "--features", "all"], "--features must be one of last, blocks"),
+        (["--backbone", "efficientnet-lite0", "--probe-l2", "-1"], "--probe-l2 must be a number >= 0"),
     ],
 )
 def test_bad_probe_flags_are_named(argv, message):
