@@ -1,4 +1,4 @@
-"""Real photos benchmark: `python bench/bench_real.py [--backbones small,efficientnet-lite0,lite0-96px,distilled]`.
+"""Real photos benchmark: `python bench/bench_real.py [--backbones small,efficientnet-lite0,…] [--threads 2]`.
 
 Stages the shared real CIFAR-100 bicycle/motorcycle photos (`../shared/data/cifar100-bicycle-motorcycle`, 1,000
 training photos; the real test split is withheld) with `scones stage --source PATH`'s code: a FIXED held-out fifth
@@ -7,7 +7,8 @@ the temperature (train.py fits it on 10 % of the other 800). Outliers: the gener
 other classes): scene, shapes, gradient, texture, blobs in training; noise, flat, tiny held out.
 `distilled` is the small network distilled from the efficientnet-lite0 teacher (train.py --backbone small --teacher
 efficientnet-lite0; `distilled@EPOCHS` sets the student's epochs): the teacher's training is inside its figures.
-`lite0-96px` is the efficientnet-lite0 recipe at 96 px instead of 160 (about a third of the serving cost).
+`lite0-96px` is the efficientnet-lite0 recipe at 96 px instead of 160 (about a third of the serving cost);
+`-int8` columns serve the same recipe's model.onnx with its network in int8 (train.py --quantize int8).
 Trains training/train.py once per backbone exactly as `scones train` runs it (outliers channel set), evaluates each
 model through the serving handlers, and times each model.onnx in onnxruntime on 2 threads (batch 64 and batch 1,
 model only: decode and resize are the same for every backbone). Writes section `real-photos` of docs/benchmarks.md
@@ -46,6 +47,8 @@ CLASSES = ["bicycle", "motorcycle"]
 VARIANTS = {
     "distilled": ["--backbone", "small", "--teacher", "efficientnet-lite0"],
     "lite0-96px": ["--backbone", "efficientnet-lite0", "--input-size", "96"],  # the probe at ~1/3 of 160 px's cost
+    "lite0-96px-int8": ["--backbone", "efficientnet-lite0", "--input-size", "96", "--quantize", "int8"],
+    "small-int8": ["--backbone", "small", "--quantize", "int8"],  # today's model quantized alike, for a fair ratio
 }
 
 
@@ -100,8 +103,8 @@ def served_rate(model_dir: Path, images: np.ndarray, batch: int, seconds: float,
 
 def readme_table(names: list[str], m: dict, ratio: list[float]) -> _report.Table:
     """The README's short form: each backbone on the held-out real photos, beside the issue's targets."""
-    table = _report.Table("real photos, held out", "accuracy", "ECE", "coverage at 0.93", "covered accuracy",
-                          "noise passing", "images per CPU-s vs small")  # fmt: skip
+    table = _report.Table("held-out real photos", "accuracy", "ECE", "coverage at 0.93", "covered acc.",
+                          "noise passing", "speed vs small (CPU)")  # fmt: skip
     for name, r in zip(names, ratio, strict=True):
         covered = m[name]["accuracy_covered"]
         table.row(name, f"{m[name]['accuracy']:.3f}", f"{m[name]['ece']:.3f}", f"{m[name]['coverage']:.2f}",
@@ -114,9 +117,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--backbones",
-        default="small,efficientnet-lite0,lite0-96px,distilled",
-        help="comma-separated train.py backbones, 'distilled' (small, taught by efficientnet-lite0) or 'lite0-96px' "
-        "(its probe at 96 px), each optionally @EPOCHS (efficientnet-lite0@5: the probe, then 5 fine-tuning epochs)",
+        default="small,small-int8,efficientnet-lite0,lite0-96px,lite0-96px-int8,distilled",
+        help=f"comma-separated train.py backbones or variants ({', '.join(VARIANTS)}), each optionally @EPOCHS "
+        "(efficientnet-lite0@5: the probe, then 5 fine-tuning epochs)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="train.py --seed")

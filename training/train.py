@@ -71,8 +71,10 @@ from model import (
     build_model,
     count_parameters,
 )
+from quantize import QUANTIZE, quantize_int8
 
 IMAGE_SIZE = 32
+CALIBRATION = 320  # training photos whose activations set the int8 ranges (--quantize int8)
 PRECISIONS = ("auto", "bf16", "fp32")  # auto: bf16 where the chip computes it natively, else fp32
 # What an unset --epochs / --lr / --weight-decay / --oe-batch-size means for each backbone: learning from
 # scratch wants many epochs at a high rate. A pretrained backbone always gets its linear probe first; its
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)  # CPU threads; 0 = all cores
     p.add_argument("--precision", default="auto")  # auto | bf16 | fp32: the training steps' arithmetic
+    p.add_argument("--quantize", default="none")  # none | int8: the served model.onnx's network in int8 (quantize.py)
     return p
 
 
@@ -211,6 +214,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         problems.append("--temperature-folds applies to a pretrained backbone's probe only (--epochs 0); use 0")
     if args.backbone == "small" and args.probe_views != "id":
         problems.append("--probe-views applies to a pretrained backbone's probe only; small trains on crops")
+    if args.quantize not in QUANTIZE:
+        problems.append(f"--quantize must be one of {', '.join(QUANTIZE)}, got {args.quantize!r}")
     if args.precision not in PRECISIONS:
         problems.append(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}")
     if not 0 < args.threshold < 1:
@@ -574,7 +579,24 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std) -> None:
+def served_metrics(onnx_path: Path, x: torch.Tensor, labels: np.ndarray, threshold: float, float_top) -> dict:
+    """Accuracy, coverage at `threshold` and argmax agreement with the float network, of the written model.onnx."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    probs = np.concatenate([session.run(None, {"input": x[i : i + 256].numpy()})[0] for i in range(0, len(x), 256)])
+    return {
+        "accuracy": float((probs.argmax(1) == labels).mean()),
+        "coverage": float((probs.max(1) >= threshold).mean()),
+        "agreement_with_float": float((probs.argmax(1) == float_top).mean()),
+    }
+
+
+def write_artifacts(
+    model_dir: Path, model, config: ModelConfig, temperature: float, args, mean, std, calibration: torch.Tensor
+) -> None:
+    """model.pt, model.onnx (its network in int8 with --quantize int8, ranges from `calibration` photos),
+    labels.json, config.json and the training code, each written whole or not at all."""
     model_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     weights = io.BytesIO()
@@ -583,6 +605,13 @@ def write_artifacts(model_dir: Path, model, config: ModelConfig, temperature: fl
     partial = model_dir / ".model.onnx.partial"
     try:
         export_onnx(Calibrated(model, temperature), partial)
+        if args.quantize == "int8":
+            quantized = model_dir / ".model.int8.onnx.partial"
+            try:
+                quantize_int8(partial, quantized, calibration.numpy())
+                os.replace(quantized, partial)
+            finally:
+                quantized.unlink(missing_ok=True)
         os.replace(partial, model_dir / "model.onnx")
     finally:
         partial.unlink(missing_ok=True)
@@ -754,7 +783,10 @@ def main(argv: list[str] | None = None) -> None:
             "train_seconds": train_seconds,
         }
     )
-    write_artifacts(model_dir, model, config, temperature, args, mean, std)
+    calibration = x_fit[torch.randperm(len(x_fit), generator=torch.Generator().manual_seed(args.seed))[:CALIBRATION]]
+    write_artifacts(model_dir, model, config, temperature, args, mean, std, calibration)
+    if args.quantize != "none":  # the figures above are the float network's; these are what is served
+        metrics["served"] = served_metrics(model_dir / "model.onnx", x_test, test_labels, args.threshold, raw.argmax(1))
     metrics["wall_seconds"] = time.perf_counter() - started
     metrics["cpu_seconds"] = time.process_time() - cpu_started
     write_atomic(model_dir / "metrics.json", json.dumps(metrics, indent=2))
@@ -771,6 +803,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_s": round(train_seconds, 2),
         "wall_s": round(metrics["wall_seconds"], 2),
         "cpu_s": round(metrics["cpu_seconds"], 2),
+        **({"served": metrics["served"]} if "served" in metrics else {}),
     }
     print("RESULT " + json.dumps(result), flush=True)
 
