@@ -1,18 +1,16 @@
-"""`--quantize int8`: the exported model.onnx with its convolutions in int8 (onnxruntime's static quantization).
+"""`--quantize int8`: the exported model.onnx with its network in int8 (onnxruntime's static quantization).
 
 What is quantized: the network up to its pooled features (convolutions, activations, residual adds, the pooling),
 weights per output channel (signed int8), activations per tensor (unsigned int8), in the QDQ format, their ranges
 calibrated on training photos (`calibration`, the normalised N×3×32×32 batch the model takes). The head, the
 temperature and the softmax (FLOAT_TAIL) stay float, so the served probabilities are not rounded to 1/255 steps
-at the 0.93 threshold. The artifact keeps
-its contract (model.onnx, one `input`, one `probabilities` output, any batch size); onnxruntime runs QDQ models
-on every CPU, with int8 kernels where the CPU has them (VNNI, AMX). Imported only when asked for: onnxruntime is
-in training/requirements.txt for this.
+at the 0.93 threshold. The artifact keeps its contract (model.onnx, one `input`, one `probabilities` output, any
+batch size); onnxruntime runs QDQ models on every CPU, with int8 kernels where the CPU has them (VNNI, AMX).
+Imported only when asked for: onnxruntime is in training/requirements.txt for this.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,8 @@ FLOAT_TAIL = ("Gemm", "MatMul", "Div", "Softmax")  # the head, the temperature, 
 
 
 def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Write `src`'s ONNX model to `dst` with int8 convolutions, activation ranges from `calibration`."""
+    """Write `src`'s ONNX model to `dst` in int8 but for FLOAT_TAIL, activation ranges from `calibration`."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -37,8 +36,6 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         def get_next(self) -> dict | None:
             return next(self.batches, None)
 
-    import onnx
-
     prepared = dst.with_name(dst.name + ".prepared")
     try:
         quant_pre_process(str(src), str(prepared))  # shape inference and graph clean-up, as onnxruntime advises
@@ -50,6 +47,3 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         )  # fmt: skip
     finally:
         prepared.unlink(missing_ok=True)
-        for leftover in dst.parent.glob("*.onnx.data"):  # external-data files the tool may leave for a large model
-            if leftover.name.startswith(prepared.name):
-                os.unlink(leftover)
