@@ -10,6 +10,8 @@ import onnxruntime as ort
 import pytest
 from helpers import TINY, run_train
 
+from scones import scoring
+from scones.data import lst
 from training import train
 
 pytestmark = pytest.mark.slow
@@ -39,6 +41,12 @@ def test_int8_keeps_the_contract_quantizes_the_network_and_leaves_the_probabilit
     assert served["agreement_with_float"] >= 0.9 and 0 <= served["coverage"] <= 1, served
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["served"] == served
+
+    # the artifact's own serving handlers (what the endpoint and SageMaker's container call) serve the int8 file
+    images, labels = lst.load_images(tiny_staged / "test", tiny_staged / "test.lst")
+    handled = scoring.predict(model_dir, images)
+    assert handled.shape == (len(labels), 2)
+    assert float((handled.argmax(1) == labels).mean()) == served["accuracy"]
 
 
 def test_quantize_accepts_none_and_int8_only():
