@@ -7,8 +7,10 @@ the temperature (train.py fits it on 10 % of the other 800). Outliers: the gener
 other classes): scene, shapes, gradient, texture, blobs in training; noise, flat, tiny held out.
 `distilled` is the small network distilled from the efficientnet-lite0 teacher (train.py --backbone small --teacher
 efficientnet-lite0; `distilled@EPOCHS` sets the student's epochs): the teacher's training is inside its figures.
-`lite0-96px` is the efficientnet-lite0 recipe at 96 px instead of 160 (about a third of the serving cost);
-`-int8` columns serve the same recipe's model.onnx with its network in int8 (train.py --quantize int8).
+`efficientnet-lite0` is that backbone's default recipe (its linear probe, then 5 fine-tuning epochs, at 160 px);
+`lite0-probe` its probe alone (--epochs 0: every block's features, the temperature cross-fitted), the recipe before
+fine-tuning; `lite0-96px` the default recipe at 96 px instead of 160 (about a third of the serving cost); `-int8`
+columns serve the same recipe's model.onnx with its network in int8 (train.py --quantize int8).
 Trains training/train.py once per backbone exactly as `scones train` runs it (outliers channel set), evaluates each
 model through the serving handlers, and times each model.onnx in onnxruntime on 2 threads (batch 64 and batch 1,
 model only: decode and resize are the same for every backbone). Writes section `real-photos` of docs/benchmarks.md
@@ -46,7 +48,8 @@ CLASSES = ["bicycle", "motorcycle"]
 # Columns that are not a train.py backbone: their train.py arguments.
 VARIANTS = {
     "distilled": ["--backbone", "small", "--teacher", "efficientnet-lite0"],
-    "lite0-96px": ["--backbone", "efficientnet-lite0", "--input-size", "96"],  # the probe at ~1/3 of 160 px's cost
+    "lite0-probe": ["--backbone", "efficientnet-lite0", "--epochs", "0"],  # the probe alone: the recipe before
+    "lite0-96px": ["--backbone", "efficientnet-lite0", "--input-size", "96"],  # ~1/3 of 160 px's serving cost
     "lite0-96px-int8": ["--backbone", "efficientnet-lite0", "--input-size", "96", "--quantize", "int8"],
     "small-int8": ["--backbone", "small", "--quantize", "int8"],  # today's model quantized alike, for a fair ratio
 }
@@ -117,9 +120,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--backbones",
-        default="small,small-int8,efficientnet-lite0,lite0-96px,lite0-96px-int8,distilled",
+        default="small,small-int8,efficientnet-lite0,lite0-probe,lite0-96px,lite0-96px-int8,distilled",
         help=f"comma-separated train.py backbones or variants ({', '.join(VARIANTS)}), each optionally @EPOCHS "
-        "(efficientnet-lite0@5: the probe, then 5 fine-tuning epochs)",
+        "(efficientnet-lite0@0: the probe alone)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch and onnxruntime threads (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="train.py --seed")

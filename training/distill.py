@@ -3,9 +3,9 @@
     ... python training/train.py --classes bicycle,motorcycle --backbone small --teacher efficientnet-lite0
 
 train.py first fits the teacher with its own recipe for that backbone (`train.fit_model`, the same call
-`--backbone efficientnet-lite0` makes: today the linear probe), then this module computes the teacher's logits on
-K augmented views of every training image once, up front (batched, under no_grad), and train.py's own SGD loop
-trains the small network on them. Each step shows each image as one of its K views, and the loss is
+`--backbone efficientnet-lite0` makes: its linear probe, then fine-tuning), then this module computes the teacher's
+logits on K augmented views of every training image once, up front (batched, under no_grad), and train.py's own
+SGD loop trains the small network on them. Each step shows each image as one of its K views, and the loss is
 
     τ² · KL(softmax(teacher / τ) ‖ softmax(student / τ)) + w_ce · CE(student, label)   [+ λ · outlier exposure]
 

@@ -28,8 +28,9 @@ def test_a_teacher_makes_a_patient_student_with_its_own_recipe():
     assert (args.backbone, args.input_size, args.epochs) == ("small", 32, train.DISTILL_DEFAULTS["epochs"])
     assert (args.kd_temperature, args.kd_views, args.ce_weight) == (4.0, 8, 0.5)
     teacher = train.teacher_arguments(args)
-    lite0 = ("efficientnet-lite0", 128, 0, 0.003)  # the student's teacher at 128 px (DISTILL_DEFAULTS), not 160
+    lite0 = ("efficientnet-lite0", 128, 5, 3e-4)  # at 128 px (DISTILL_DEFAULTS), fine-tuned as lite0 is
     assert (teacher.backbone, teacher.input_size, teacher.epochs, teacher.lr) == lite0
+    assert (teacher.batch_size, teacher.features) == (32, "last")
     assert teacher.temperature_folds == 0  # the teacher's own temperature is never used
     assert train.parse_args(["--classes", "a,b", "--teacher", "efficientnet-lite0", "--epochs", "3"]).epochs == 3
     assert train.parse_args(["--classes", "a,b"]).teacher == ""  # no teacher unless asked
@@ -115,8 +116,9 @@ def test_the_students_loss_uses_the_teachers_outputs():
     teaching = Teaching(views, contrary.expand(2, n, 2).contiguous(), tau=2.0, ce_weight=0.0)
     model = ResNet(ModelConfig(widths=[8, 16, 16]))
     args = argparse.Namespace(
-        epochs=4, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, oe_batch_size=16, seed=0, precision="fp32"
-    )
+        backbone="small", epochs=4, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, oe_batch_size=16, seed=0,
+        precision="fp32",
+    )  # fmt: skip
     history = train.train(model, x, y, args, torch.device("cpu"), x, y, teaching=teaching)
     agrees_with_labels = history[-1]["val_acc"]  # on the (unaugmented) training images themselves
     assert agrees_with_labels <= 0.1, history[-1]
@@ -187,8 +189,8 @@ def test_with_oe_target_teacher_the_student_learns_the_teachers_answers_on_outli
     answers = torch.nn.functional.one_hot(y, 2).float() * 6 - 3
     says_a = torch.tensor([4.0, -4.0]).expand(2, m, 2).contiguous()
     args = argparse.Namespace(
-        epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, oe_batch_size=16, oe_weight=1.0, seed=0,
-        precision="fp32",
+        backbone="small", epochs=6, batch_size=16, lr=0.05, momentum=0.9, weight_decay=5e-4, oe_batch_size=16,
+        oe_weight=1.0, seed=0, precision="fp32",
     )  # fmt: skip
     p_a = {}
     for target in ("teacher", "uniform"):

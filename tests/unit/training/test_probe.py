@@ -78,19 +78,21 @@ def test_the_standardised_probe_folded_into_the_head_gives_the_same_logits_on_ra
     np.testing.assert_allclose(probe.logits(folded_weight, folded_bias, raw[0]), expected, rtol=1e-9, atol=1e-9)
 
 
-def test_lite0_reads_every_blocks_features_by_default_and_small_cannot():
-    assert train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"]).features == "blocks"
+def test_the_lite0_probe_alone_reads_every_blocks_features_by_default_fine_tuning_and_small_the_last():
+    lite0 = ["--classes", "a,b", "--backbone", "efficientnet-lite0"]
+    assert train.parse_args([*lite0, "--epochs", "0"]).features == "blocks"
+    assert train.parse_args(lite0).features == "last"  # fine-tuned by default
     assert train.parse_args(["--classes", "a,b"]).features == "last"
-    argv = ["--classes", "a,b", "--backbone", "efficientnet-lite0", "--features", "last"]
-    assert train.parse_args(argv).features == "last"
+    assert train.parse_args([*lite0, "--epochs", "0", "--features", "last"]).features == "last"
+    assert train.parse_args([*lite0, "--features", "blocks"]).features == "blocks"
 
 
-def test_lite0_defaults_to_a_cross_fitted_temperature_and_small_keeps_its_split():
-    args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"])
+def test_the_lite0_probe_alone_defaults_to_a_cross_fitted_temperature_and_fine_tuning_to_the_split():
+    args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0", "--epochs", "0"])
     assert (args.probe_views, args.temperature_folds) == ("id", 5)
     args = train.parse_args(["--classes", "a,b"])
     assert (args.probe_views, args.temperature_folds) == ("id", 0)
-    args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0", "--epochs", "3"])
+    args = train.parse_args(["--classes", "a,b", "--backbone", "efficientnet-lite0"])
     assert args.temperature_folds == 0  # fine-tuned: the temperature goes back to the --val-fraction split
 
 
