@@ -48,14 +48,24 @@ def recipe_args(size: int, epochs: int, seed: int):
     return args
 
 
-def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int) -> dict:
+def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fold: bool = False) -> dict:
+    """With `per_fold` a fine-tuned recipe's temperature is fitted as train.py fits it: each fold's network trains
+    on 90 % of the fold's training photos and its temperature is fitted on the other 10 % (--val-fraction); else
+    (and always for the probe alone, whose train.py temperature is cross-fitted on every photo) one temperature is
+    fitted on all the out-of-fold logits."""
     x, y = data["train"]
     fold = stratified_folds(y.numpy(), k, seed)
     oof = np.zeros((len(y), len(CLASSES)))
+    scaled = np.zeros_like(oof)  # each fold's logits over its own temperature (per_fold)
     out_logits, cpu_s = [], []
+    per_fold = per_fold and epochs > 0
     for f in range(k):
         fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         args = recipe_args(size, epochs, seed)
+        calibrate = np.arange(0)
+        if per_fold:
+            keep, val = train.stratified_split(y[fit].numpy(), args.val_fraction, seed)
+            fit, calibrate = fit[keep], fit[val]
         torch.manual_seed(seed)
         config = ModelConfig(backbone=args.backbone, input_size=size, features=args.features)
         model = build_model(config)
@@ -64,11 +74,16 @@ def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int) -> dic
         train.fit_model(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
         cpu_s.append(time.process_time() - cpu)
         oof[held] = train.predict_logits(model, x[held], device)
-        out_logits.append(train.predict_logits(model, data["outliers_test"][0], device))
+        out = train.predict_logits(model, data["outliers_test"][0], device)
+        if per_fold:
+            fold_t = fit_temperature(train.predict_logits(model, x[calibrate], device), y[calibrate].numpy())
+            scaled[held], out = oof[held] / fold_t, out / fold_t
+            print(f"fold {f + 1}: temperature {fold_t:.2f} on {len(calibrate)} photos", flush=True)
+        out_logits.append(out)
         print(f"{size} px, {epochs} epochs: fold {f + 1}/{k} in {cpu_s[-1]:.0f} CPU s", flush=True)
     labels = y.numpy()
-    temperature = fit_temperature(oof, labels)
-    probs = softmax(oof, temperature)
+    temperature = 1.0 if per_fold else fit_temperature(oof, labels)
+    probs = softmax(scaled if per_fold else oof, temperature)
     top, correct = probs.max(1), probs.argmax(1) == labels
     covered = top >= THRESHOLD
     kinds = data["outliers_test"][1].numpy()
@@ -93,6 +108,10 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=5, help="folds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--temperature", default="pooled", choices=("pooled", "per-fold"),
+        help="pooled: one temperature on all out-of-fold logits; per-fold: a fine-tuned recipe's as train.py fits it",
+    )  # fmt: skip
     args = parser.parse_args()
     if not (args.folder / "train.lst").is_file():
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
@@ -111,7 +130,7 @@ def main() -> int:
     )  # fmt: skip
     for text in args.recipes.split(","):
         size, epochs = (int(v) for v in text.split(":"))
-        s = cross_validate(size, epochs, data, args.k, args.seed)
+        s = cross_validate(size, epochs, data, args.k, args.seed, args.temperature == "per-fold")
         how = f"probe ({s['features']} features)" if epochs == 0 else f"fine-tuned {epochs} epochs"
         name = f"{size} px, {how}"
         table.row(name, f"{s['acc']:.3f}", f"{s['nll']:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
