@@ -28,14 +28,12 @@ for path in (ROOT, ROOT / "training", ROOT / "bench"):
 
 import _report  # noqa: E402
 import train  # noqa: E402
-from calibration import expected_calibration_error, fit_temperature, softmax  # noqa: E402
-from cv_real_probe import CLASSES, REAL, normalised  # noqa: E402
+from calibration import fit_temperature, softmax  # noqa: E402
+from cv_real_probe import CLASSES, REAL, THRESHOLD, normalised, scores  # noqa: E402
 from model import ModelConfig, build_model  # noqa: E402
 from probe import stratified_folds  # noqa: E402
 
 from scones.data import lst, staging  # noqa: E402
-
-THRESHOLD = 0.93
 
 
 def recipe_args(size: int, epochs: int, seed: int):
@@ -59,18 +57,17 @@ def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fo
     scaled = np.zeros_like(oof)  # each fold's logits over its own temperature (per_fold)
     out_logits, cpu_s = [], []
     per_fold = per_fold and epochs > 0
+    args, device = recipe_args(size, epochs, seed), torch.device("cpu")
+    config = ModelConfig(backbone=args.backbone, input_size=size, features=args.features)
     for f in range(k):
         fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        args = recipe_args(size, epochs, seed)
         calibrate = np.arange(0)
         if per_fold:
             keep, val = train.stratified_split(y[fit].numpy(), args.val_fraction, seed)
             fit, calibrate = fit[keep], fit[val]
         torch.manual_seed(seed)
-        config = ModelConfig(backbone=args.backbone, input_size=size, features=args.features)
         model = build_model(config)
         cpu = time.process_time()
-        device = torch.device("cpu")
         train.fit_model(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
         cpu_s.append(time.process_time() - cpu)
         oof[held] = train.predict_logits(model, x[held], device)
@@ -83,17 +80,11 @@ def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fo
         print(f"{size} px, {epochs} epochs: fold {f + 1}/{k} in {cpu_s[-1]:.0f} CPU s", flush=True)
     labels = y.numpy()
     temperature = 1.0 if per_fold else fit_temperature(oof, labels)
-    probs = softmax(scaled if per_fold else oof, temperature)
-    top, correct = probs.max(1), probs.argmax(1) == labels
-    covered = top >= THRESHOLD
     kinds = data["outliers_test"][1].numpy()
     passing = np.mean([softmax(o, temperature).max(1) >= THRESHOLD for o in out_logits], axis=0)
     return {
-        "acc": float(correct.mean()),
+        **scores(scaled if per_fold else oof, labels, temperature),  # acc, ece, coverage, covered_acc
         "nll": float(F.cross_entropy(torch.from_numpy(oof), y)),
-        "ece": expected_calibration_error(probs, labels),
-        "coverage": float(covered.mean()),
-        "covered_acc": float(correct[covered].mean()) if covered.any() else float("nan"),
         "fp": [float(passing[kinds == kind].mean()) for kind in range(int(kinds.max()) + 1)],
         "cpu_s": float(np.mean(cpu_s)),
         "features": args.features,
