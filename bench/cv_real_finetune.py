@@ -1,18 +1,29 @@
 """Fine-tuning or the probe alone, chosen by cross-validation: `python bench/cv_real_finetune.py`.
 
 Each recipe is train.py's own (`fit_model`: the linear probe, then --epochs of fine-tuning with outlier exposure),
-given as `input px:epochs` (0: the probe alone, on every block's features; else fine-tuned, as train.py's defaults
-are). Stratified 5-fold cross-validation on the 800 non-held-out real training photos: every photo's logits come
-from the network trained on the other four folds (and every training outlier), one temperature is fitted on all
-800 out-of-fold logits, and accuracy, NLL, ECE, coverage at 0.93 and accuracy among the covered are read off them.
-False-pass per held-out generated kind (noise, flat, tiny: never trained on) is averaged over the five folds'
-networks. The last column is the CPU seconds to train one fold (2 threads). Prints markdown; docs/real-photos.md
-quotes it ("Fine-tuning"). Skips (exit 0) where the folder is absent.
+given as `input px:epochs[:features]` (0: the probe alone, on every block's features; else fine-tuned, reading the
+last features as train.py's defaults do; `:blocks` or `:last` overrides). Stratified 5-fold cross-validation on the
+800 non-held-out real training photos: every photo's logits come from the network trained on the other four folds
+(and every training outlier), one temperature is fitted on all 800 out-of-fold logits, and accuracy, NLL, ECE,
+coverage at 0.93 and accuracy among the covered are read off them. False-pass per held-out generated kind (noise,
+flat, tiny: never trained on) is averaged over the five folds' networks. The last column is the CPU seconds to train
+one fold (2 threads). Prints markdown; docs/real-photos.md quotes it ("Fine-tuning"). Skips (exit 0) where the
+folder is absent.
+
+Changes train.py does not make, scored from the same folds' networks (docs/real-photos.md "Tried and not kept"):
+- `--tta`: each photo's logits averaged with its mirror image's (the served network would run twice);
+- `--wise 0.5,0.75`: WiSE-FT (Wortsman et al., CVPR 2022), the weights interpolated between the probe's (α 0) and
+  the fine-tuned ones (α 1), which costs nothing to serve;
+- `--ensemble`: the logits of every fine-tuned recipe in the run averaged (one network each to serve);
+- `--calibration-sizes 64,80,160`: how far the temperature wanders when it is fitted, as train.py fits a fine-tuned
+  network's, on n labelled photos the network never saw: n out-of-fold photos drawn at random 300 times, the
+  temperature fitted on them and the rest of the 800 scored with it (mean and 10th-90th percentiles).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -36,9 +47,9 @@ from probe import stratified_folds  # noqa: E402
 from scones.data import lst, staging  # noqa: E402
 
 
-def recipe_args(size: int, epochs: int, seed: int):
+def recipe_args(size: int, epochs: int, seed: int, features: str | None = None):
     argv = ["--classes", ",".join(CLASSES), "--backbone", "efficientnet-lite0", "--input-size", str(size)]
-    argv += ["--epochs", str(epochs), "--seed", str(seed)]
+    argv += ["--epochs", str(epochs), "--seed", str(seed)] + (["--features", features] if features else [])
     if epochs == 0:  # the folds' own logits are the out-of-fold ones: no cross-fitting inside each fold
         argv += ["--temperature-folds", "0"]
     args = train.parse_args(argv)
@@ -46,19 +57,32 @@ def recipe_args(size: int, epochs: int, seed: int):
     return args
 
 
-def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fold: bool = False) -> dict:
+def cross_validate(
+    size: int,
+    epochs: int,
+    data: dict,
+    k: int,
+    seed: int,
+    per_fold: bool = False,
+    features: str | None = None,
+    tta: bool = False,
+    wise: tuple[float, ...] = (),
+) -> dict:
     """With `per_fold` a fine-tuned recipe's temperature is fitted as train.py fits it: each fold's network trains
     on 90 % of the fold's training photos and its temperature is fitted on the other 10 % (--val-fraction); else
     (and always for the probe alone, whose train.py temperature is cross-fitted on every photo) one temperature is
-    fitted on all the out-of-fold logits."""
+    fitted on all the out-of-fold logits. With `tta` and `wise` (fine-tuned recipes), `variants` holds the
+    out-of-fold logits of each change, keyed by its row name."""
     x, y = data["train"]
     fold = stratified_folds(y.numpy(), k, seed)
     oof = np.zeros((len(y), len(CLASSES)))
     scaled = np.zeros_like(oof)  # each fold's logits over its own temperature (per_fold)
     out_logits, cpu_s = [], []
     per_fold = per_fold and epochs > 0
-    args, device = recipe_args(size, epochs, seed), torch.device("cpu")
+    wise = wise if epochs else ()
+    args, device = recipe_args(size, epochs, seed, features), torch.device("cpu")
     config = ModelConfig(backbone=args.backbone, input_size=size, features=args.features)
+    variants = {}
     for f in range(k):
         fit, held = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         calibrate = np.arange(0)
@@ -68,9 +92,26 @@ def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fo
         torch.manual_seed(seed)
         model = build_model(config)
         cpu = time.process_time()
-        train.fit_model(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
+        if wise:  # fit_model's two steps, apart, to keep the probe's weights
+            probe_args = argparse.Namespace(**{**vars(args), "epochs": 0})
+            train.fit_model(model, x[fit], y[fit], probe_args, device, x[held], y[held], data["outliers"][0])
+            probed = copy.deepcopy(model.state_dict())
+            train.train(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
+        else:
+            train.fit_model(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
         cpu_s.append(time.process_time() - cpu)
         oof[held] = train.predict_logits(model, x[held], device)
+        if tta and epochs:
+            mirrored = train.predict_logits(model, x[held].flip(-1), device)
+            variants.setdefault("flip-TTA", np.zeros_like(oof))[held] = (oof[held] + mirrored) / 2
+        if wise:
+            tuned = copy.deepcopy(model.state_dict())
+            for alpha in wise:
+                model.load_state_dict(interpolate(probed, tuned, alpha))
+                variants.setdefault(f"WiSE-FT α {alpha:g}", np.zeros_like(oof))[held] = train.predict_logits(
+                    model, x[held], device
+                )
+            model.load_state_dict(tuned)
         out = train.predict_logits(model, data["outliers_test"][0], device)
         if per_fold:
             fold_t = fit_temperature(train.predict_logits(model, x[calibrate], device), y[calibrate].numpy())
@@ -88,7 +129,50 @@ def cross_validate(size: int, epochs: int, data: dict, k: int, seed: int, per_fo
         "fp": [float(passing[kinds == kind].mean()) for kind in range(int(kinds.max()) + 1)],
         "cpu_s": float(np.mean(cpu_s)),
         "features": args.features,
+        "oof": oof,
+        "variants": variants,
     }
+
+
+def interpolate(start: dict, end: dict, alpha: float) -> dict:
+    """WiSE-FT's weights: (1 - α)·start + α·end for every float tensor (BatchNorm's running statistics, frozen while
+    fine-tuning, are equal in both); integer buffers are end's."""
+    return {name: torch.lerp(value, end[name], alpha) if value.is_floating_point() else end[name]
+            for name, value in start.items()}  # fmt: skip
+
+
+def pooled_row(table, name: str, logits: np.ndarray, labels: np.ndarray, extra: str = "", cpu: str = "") -> None:
+    """A row scored like the recipes' (one temperature on the pooled out-of-fold logits) without false-pass."""
+    s = scores(logits, labels, fit_temperature(logits, labels))
+    nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
+    table.row(name, f"{s['acc']:.3f}", f"{nll:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
+              f"{s['covered_acc']:.3f}", extra or "not measured", cpu or "")  # fmt: skip
+
+
+def calibration_sizes(name: str, logits: np.ndarray, labels: np.ndarray, sizes: list[int], seed: int, table) -> None:
+    """Temperature fitted on n random out-of-fold photos, the other 800 - n scored with it, 300 draws per n."""
+    rng = np.random.default_rng(seed)
+    for n in sizes:
+        draws = []
+        for _ in range(300):
+            order = rng.permutation(len(labels))
+            fit, rest = order[:n], order[n:]
+            temperature = fit_temperature(logits[fit], labels[fit])
+            s = scores(logits[rest], labels[rest], temperature)
+            draws.append((temperature, s["ece"], s["coverage"], s["covered_acc"]))
+        cells = [
+            f"{np.mean(col):.3f} ({np.percentile(col, 10):.3f}–{np.percentile(col, 90):.3f})"
+            for col in np.array(draws).T
+        ]
+        table.row(name, str(n), *cells)
+
+
+def parse_recipe(text: str) -> tuple[int, int, str | None]:
+    """`px:epochs[:features]` → (px, epochs, features or None for train.py's default)."""
+    parts = text.strip().split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in train.FEATURES):
+        raise ValueError(f"recipe {text!r}: expected px:epochs[:{'|'.join(train.FEATURES)}]")
+    return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else None
 
 
 def main() -> int:
@@ -103,7 +187,22 @@ def main() -> int:
         "--temperature", default="pooled", choices=("pooled", "per-fold"),
         help="pooled: one temperature on all out-of-fold logits; per-fold: a fine-tuned recipe's as train.py fits it",
     )  # fmt: skip
+    parser.add_argument("--tta", action="store_true", help="also score fine-tuned recipes with flip-TTA")
+    parser.add_argument("--wise", default="", help="also score WiSE-FT at these α, comma-separated (e.g. 0.5,0.75)")
+    parser.add_argument("--ensemble", action="store_true", help="also score the fine-tuned recipes' mean logits")
+    parser.add_argument(
+        "--calibration-sizes", default="", help="n, comma-separated: the temperature fitted on n out-of-fold photos"
+    )
     args = parser.parse_args()
+    try:
+        recipes = [parse_recipe(text) for text in args.recipes.split(",")]
+        wise = tuple(float(a) for a in args.wise.split(",") if a.strip())
+        sizes = [int(n) for n in args.calibration_sizes.split(",") if n.strip()]
+        if any(not 0 <= a <= 1 for a in wise) or any(n < 8 for n in sizes):
+            raise ValueError("--wise α must be in [0, 1] and --calibration-sizes n >= 8")
+    except ValueError as exc:
+        parser.error(str(exc))
+    per_fold = args.temperature == "per-fold"
     if not (args.folder / "train.lst").is_file():
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
@@ -119,14 +218,31 @@ def main() -> int:
         f"lite0 recipe (CV, {len(data['train'][1])} photos)", "accuracy", "NLL", "ECE", "coverage at 0.93",
         "accuracy among covered", f"false-pass {' / '.join(kinds)}", "training CPU s per fold",
     )  # fmt: skip
-    for text in args.recipes.split(","):
-        size, epochs = (int(v) for v in text.split(":"))
-        s = cross_validate(size, epochs, data, args.k, args.seed, args.temperature == "per-fold")
+    sizes_table = _report.Table(
+        "temperature fitted on n out-of-fold photos", "n", "temperature", "ECE", "coverage at 0.93",
+        "accuracy among covered",
+    )  # fmt: skip
+    labels, tuned = data["train"][1].numpy(), []
+    for size, epochs, features in recipes:
+        s = cross_validate(size, epochs, data, args.k, args.seed, per_fold, features, args.tta, wise)
         how = f"probe ({s['features']} features)" if epochs == 0 else f"fine-tuned {epochs} epochs"
-        name = f"{size} px, {how}"
+        name = f"{size} px, {how}" + (f", {s['features']} features" if features and epochs else "")
         table.row(name, f"{s['acc']:.3f}", f"{s['nll']:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
                   f"{s['covered_acc']:.3f}", " / ".join(f"{r:.2f}" for r in s["fp"]), f"{s['cpu_s']:.0f}")  # fmt: skip
+        for variant, logits in s["variants"].items():
+            pooled_row(table, f"{name} + {variant}", logits, labels)
+        if epochs:
+            tuned.append((name, s["oof"]))
+            if sizes:
+                calibration_sizes(name, s["oof"], labels, sizes, args.seed, sizes_table)
         print(table.markdown(), flush=True)
+    if args.ensemble and len(tuned) > 1:
+        names = " + ".join(name for name, _ in tuned)
+        pooled_row(table, f"ensemble: {names}", np.mean([logits for _, logits in tuned], axis=0), labels)
+    print(table.markdown())
+    if sizes:
+        print()
+        print(sizes_table.markdown())
     print(f"staged data in {work}")
     return 0
 
