@@ -141,12 +141,13 @@ def interpolate(start: dict, end: dict, alpha: float) -> dict:
             for name, value in start.items()}  # fmt: skip
 
 
-def pooled_row(table, name: str, logits: np.ndarray, labels: np.ndarray, extra: str = "", cpu: str = "") -> None:
-    """A row scored like the recipes' (one temperature on the pooled out-of-fold logits) without false-pass."""
+def pooled_row(table, name: str, logits: np.ndarray, labels: np.ndarray) -> None:
+    """A change's row: one temperature on its pooled out-of-fold logits (whatever --temperature says), no false-pass
+    (the outliers are scored for the recipes only) and no training time (the recipe's networks are reused)."""
     s = scores(logits, labels, fit_temperature(logits, labels))
     nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
     table.row(name, f"{s['acc']:.3f}", f"{nll:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
-              f"{s['covered_acc']:.3f}", extra or "not measured", cpu or "")  # fmt: skip
+              f"{s['covered_acc']:.3f}", "not measured", "")  # fmt: skip
 
 
 def calibration_sizes(name: str, logits: np.ndarray, labels: np.ndarray, sizes: list[int], seed: int, table) -> None:
@@ -170,8 +171,12 @@ def calibration_sizes(name: str, logits: np.ndarray, labels: np.ndarray, sizes: 
 def parse_recipe(text: str) -> tuple[int, int, str | None]:
     """`px:epochs[:features]` → (px, epochs, features or None for train.py's default)."""
     parts = text.strip().split(":")
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in train.FEATURES):
-        raise ValueError(f"recipe {text!r}: expected px:epochs[:{'|'.join(train.FEATURES)}]")
+    if (
+        len(parts) not in (2, 3)
+        or not all(p.isdigit() for p in parts[:2])
+        or parts[2:] not in ([], *([f] for f in train.FEATURES))
+    ):
+        raise ValueError(f"recipe {text!r}: expected px:epochs[:{'|'.join(train.FEATURES)}], e.g. 160:5:blocks")
     return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else None
 
 
@@ -239,7 +244,7 @@ def main() -> int:
     if args.ensemble and len(tuned) > 1:
         names = " + ".join(name for name, _ in tuned)
         pooled_row(table, f"ensemble: {names}", np.mean([logits for _, logits in tuned], axis=0), labels)
-    print(table.markdown())
+        print(table.markdown())
     if sizes:
         print()
         print(sizes_table.markdown())
