@@ -78,9 +78,9 @@ def cross_validate(
     oof = np.zeros((len(y), len(CLASSES)))
     scaled = np.zeros_like(oof)  # each fold's logits over its own temperature (per_fold)
     out_logits, cpu_s = [], []
-    per_fold = per_fold and epochs > 0
-    wise = wise if epochs else ()
+    per_fold, tta, wise = (per_fold, tta, wise) if epochs else (False, False, ())  # a probe alone: none of them
     args, device = recipe_args(size, epochs, seed, features), torch.device("cpu")
+    probe_args = argparse.Namespace(**{**vars(args), "epochs": 0})  # fit_model's first step alone (wise)
     config = ModelConfig(backbone=args.backbone, input_size=size, features=args.features)
     variants = {}
     for f in range(k):
@@ -93,7 +93,6 @@ def cross_validate(
         model = build_model(config)
         cpu = time.process_time()
         if wise:  # fit_model's two steps, apart, to keep the probe's weights
-            probe_args = argparse.Namespace(**{**vars(args), "epochs": 0})
             train.fit_model(model, x[fit], y[fit], probe_args, device, x[held], y[held], data["outliers"][0])
             probed = copy.deepcopy(model.state_dict())
             train.train(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
@@ -101,7 +100,7 @@ def cross_validate(
             train.fit_model(model, x[fit], y[fit], args, device, x[held], y[held], data["outliers"][0])
         cpu_s.append(time.process_time() - cpu)
         oof[held] = train.predict_logits(model, x[held], device)
-        if tta and epochs:
+        if tta:
             mirrored = train.predict_logits(model, x[held].flip(-1), device)
             variants.setdefault("flip-TTA", np.zeros_like(oof))[held] = (oof[held] + mirrored) / 2
         if wise:
@@ -141,13 +140,16 @@ def interpolate(start: dict, end: dict, alpha: float) -> dict:
             for name, value in start.items()}  # fmt: skip
 
 
+def add_row(table, name: str, s: dict, false_pass: str = "not measured", cpu: str = "") -> None:
+    table.row(name, f"{s['acc']:.3f}", f"{s['nll']:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
+              f"{s['covered_acc']:.3f}", false_pass, cpu)  # fmt: skip
+
+
 def pooled_row(table, name: str, logits: np.ndarray, labels: np.ndarray) -> None:
     """A change's row: one temperature on its pooled out-of-fold logits (whatever --temperature says), no false-pass
     (the outliers are scored for the recipes only) and no training time (the recipe's networks are reused)."""
-    s = scores(logits, labels, fit_temperature(logits, labels))
     nll = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)))
-    table.row(name, f"{s['acc']:.3f}", f"{nll:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
-              f"{s['covered_acc']:.3f}", "not measured", "")  # fmt: skip
+    add_row(table, name, {**scores(logits, labels, fit_temperature(logits, labels)), "nll": nll})
 
 
 def calibration_sizes(name: str, logits: np.ndarray, labels: np.ndarray, sizes: list[int], seed: int, table) -> None:
@@ -232,8 +234,7 @@ def main() -> int:
         s = cross_validate(size, epochs, data, args.k, args.seed, per_fold, features, args.tta, wise)
         how = f"probe ({s['features']} features)" if epochs == 0 else f"fine-tuned {epochs} epochs"
         name = f"{size} px, {how}" + (f", {s['features']} features" if features and epochs else "")
-        table.row(name, f"{s['acc']:.3f}", f"{s['nll']:.3f}", f"{s['ece']:.3f}", f"{s['coverage']:.3f}",
-                  f"{s['covered_acc']:.3f}", " / ".join(f"{r:.2f}" for r in s["fp"]), f"{s['cpu_s']:.0f}")  # fmt: skip
+        add_row(table, name, s, " / ".join(f"{r:.2f}" for r in s["fp"]), f"{s['cpu_s']:.0f}")
         for variant, logits in s["variants"].items():
             pooled_row(table, f"{name} + {variant}", logits, labels)
         if epochs:
