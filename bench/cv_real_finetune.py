@@ -133,7 +133,7 @@ def cross_validate(
     passing = np.mean([softmax(o, temperature).max(1) >= THRESHOLD for o in out_logits], axis=0)
     return {
         **scores(scaled if per_fold else oof, labels, temperature),  # acc, ece, coverage, covered_acc
-        "ceiling": coverage_ceiling(oof, labels),
+        "ceiling": coverage_ceiling(scaled if per_fold else oof, labels),  # the ranking the served threshold sees
         "nll": float(F.cross_entropy(torch.from_numpy(oof), y)),
         "fp": [float(passing[kinds == kind].mean()) for kind in range(int(kinds.max()) + 1)],
         "cpu_s": float(np.mean(cpu_s)),
