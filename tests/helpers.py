@@ -94,6 +94,19 @@ def load_lambda(folder: str):
     return module
 
 
+def load_bench(name: str):
+    """Import bench/<name>.py as its own module; the sys.path entries a bench script adds for itself are undone."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name.lstrip('_')}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
 class FakeContext:
     function_name = "test-function"
     memory_limit_in_mb = 128

@@ -1,25 +1,13 @@
 """bench/cv_real_finetune.py's coverage ceiling: the risk-coverage bound docs/real-photos.md quotes."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def coverage_ceiling():
-    spec = importlib.util.spec_from_file_location("cv_real_finetune", ROOT / "bench" / "cv_real_finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module.coverage_ceiling
+    return load_bench("cv_real_finetune").coverage_ceiling
 
 
 def ranked(n: int, wrong: list[int]):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_bench
 
 from scones.cli.parser import build_parser
 
@@ -19,11 +18,7 @@ README = ROOT / "README.md"
 
 
 def load_report():
-    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "_report.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("_report")
 
 
 def test_the_readme_is_a_guide_under_30_kb():
