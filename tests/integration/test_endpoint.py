@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import json
@@ -251,14 +250,16 @@ def stats_of(url: str) -> dict:
 def test_a_worker_killed_mid_load_has_its_uncaptured_records_counted(serve, capture_bucket):
     # given two workers answering a steady load (records wait in their buffers: max age 5 s)
     name, url = serve(workers=2, SCONES_MAX_WAIT_MS="5")
-    ok, stop = [], threading.Event()
+    ok, dropped, stop = [], [], threading.Event()
 
     def client(seed: int) -> None:
         host, port = url.split("//")[1].split(":")
         while not stop.is_set():
-            with contextlib.suppress(OSError):
+            try:
                 if post(url, png(seed), http.client.HTTPConnection(host, int(port), timeout=10)) == 200:
-                    ok.append(seed)
+                    ok.append(seed)  # (a 503 while the restarted worker loads is answered, not captured)
+            except OSError:
+                dropped.append(seed)  # the connection went down with the worker
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
     for t in threads:
@@ -281,7 +282,9 @@ def test_a_worker_killed_mid_load_has_its_uncaptured_records_counted(serve, capt
         found = endpoint.status(name)
     assert f'"killed_workers": {lost}' in json.dumps(found.stats)
     endpoint.stop(name, log=lambda _m: None)
-    assert len(captured(capture_bucket, name)) == len(ok) - lost
+    # a request the worker had captured (and counted) when it died may never have reached its client, which saw
+    # its connection drop (so did clients whose new connection was queued to the dead worker: nothing captured)
+    assert len(ok) - lost <= len(captured(capture_bucket, name)) <= len(ok) - lost + len(dropped)
 
 
 def test_workers_exit_with_a_killed_supervisor_and_the_port_is_free_again(serve, tiny_model):
