@@ -133,6 +133,8 @@ def main() -> int:
     parser.add_argument("--judge", default="efficientnet-lite0", help="the column the 'reached' verdicts judge")
     parser.add_argument("--reuse", action="store_true", help="reuse a model already trained in --workdir")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]  # the rule: under 1.5 before a bench starts (the run then holds --threads)
+    print(f"load average before: {load_before:.2f} on {os.cpu_count()} cores", flush=True)
     if not (args.folder / "train.lst").is_file():
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
@@ -204,7 +206,8 @@ def main() -> int:
     notes = (
         f"Real photos: {args.folder.name}, test = the fixed held-out fifth ({staging.HOLD_OUT_RULE}); "
         f"{args.threads} torch / onnxruntime threads; train.py seed {args.seed}; 'reached' judges {names[judged]}. "
-        f"Load average at the end {load}: on a shared machine the wall times and rates are upper / lower bounds."
+        f"Load average {load_before:.1f} before the run and {load} at its end (it holds {args.threads} threads "
+        "itself); above 1.5 before, the wall times and rates are upper / lower bounds."
     )
     print(table.markdown())
     _report.write("real-photos", [table], notes=notes)
