@@ -20,13 +20,13 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 import numpy as np
 from _cloud import local_cloud
 from _report import Report
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-bf-"))
+    tmp = _scratch.folder("scones-bench-bf-")
     name = "bench-endpoint"
     os.environ.update(
         {settings.DATA_DIR: str(tmp / "data"), settings.ENDPOINT_PORT: "0", settings.SCONES_ENDPOINT_NAME: name}

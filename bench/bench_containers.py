@@ -18,13 +18,13 @@ import os
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 import numpy as np
 from _cloud import local_cloud
 from _report import Report
@@ -77,7 +77,7 @@ def main() -> int:
     args = parser.parse_args()
     report = Report("containers")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-containers-"))
+    tmp = _scratch.folder("scones-bench-containers-")
     with local_cloud() as url:
         env = dict(os.environ, AWS_ENDPOINT_URL=url, SCONES_DATA_DIR=str(tmp / "data"))
         subprocess.run([sys.executable, "-m", "scones.cli", "stage"], env=env, check=True, capture_output=True)

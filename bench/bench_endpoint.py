@@ -22,7 +22,6 @@ import io
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 from _cloud import local_cloud, stage_synthetic, train_model
 from _report import Report
 from _serving import raw_rate, wrk, wrk_available, wrk_script
@@ -133,7 +133,7 @@ def main() -> int:
         raise SystemExit(
             "wrk is not installed: `apt-get install wrk` (a C load generator; the targets are stated with it)"
         )
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-ep-"))
+    tmp = _scratch.folder("scones-bench-ep-")
     model_dir, body = quick_model(tmp) if args.model is None else (args.model, random_png())
     body = args.image.read_bytes() if args.image else body
     script = wrk_script(body, tmp)

@@ -18,7 +18,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 
 from scones import scoring as evaluate  # noqa: E402
 from scones.data import lst, outliers, staging  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> int:
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     classes = list(VEHICLES) if args.vehicles else ["bicycle", "motorcycle"]
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-bench-outliers-"))
+    work = _scratch.folder("scones-bench-outliers-", keep=args.workdir)
     source = staging.resolve_source("synthetic", classes, cache_dir=work / "cache")
     staged = work / "staged"
     manifest = staging.build(source, classes, staged, "auto")

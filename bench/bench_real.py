@@ -29,7 +29,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 
 from scones import scoring  # noqa: E402
 from scones.data import lst, staging  # noqa: E402
@@ -139,7 +139,7 @@ def main() -> int:
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()]  # backbone or backbone@epochs
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-bench-real-"))
+    work = _scratch.folder("scones-bench-real-", keep=args.workdir)
     manifest = staging.build(staging.resolve_source(str(args.folder), CLASSES), CLASSES, work / "staged", "auto")
     staged = work / "staged"
     test_images, test_labels = lst.load_images(staged / "test", staged / "test.lst")

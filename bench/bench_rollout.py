@@ -24,7 +24,6 @@ import io
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 import numpy as np
 from _cloud import local_cloud
 from _report import Report
@@ -133,7 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.period, args.requests, args.no_write = 1, 100, True
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-rollout-"))
+    tmp = _scratch.folder("scones-bench-rollout-")
     name = "bench-rollout"
     os.environ.update(
         {

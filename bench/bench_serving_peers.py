@@ -27,13 +27,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 from _cloud import local_cloud
 from _report import Report
 from _serving import WrkResult, tree_rss_mb, wrk, wrk_available, wrk_script
@@ -175,7 +175,7 @@ def main() -> int:
     if not wrk_available():
         print("bench_serving_peers skipped: wrk is not installed (`apt-get install wrk`: it drives both servers)")
         return 0
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-peers-"))
+    tmp = _scratch.folder("scones-bench-peers-")
     model_dir, body = quick_model(tmp) if args.model is None else (args.model, random_png())
     body = args.image.read_bytes() if args.image else body
     script = wrk_script(body, tmp)

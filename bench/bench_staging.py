@@ -12,12 +12,12 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 from _cloud import local_cloud
 from _report import Report
 
@@ -38,7 +38,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--use-running", action="store_true")
     args = parser.parse_args()
-    data_dir = tempfile.mkdtemp(prefix="scones-bench-data-")
+    data_dir = str(_scratch.folder("scones-bench-data-"))
     report = Report("staging")
     with local_cloud(args.use_running) as url:
         env = dict(os.environ, AWS_ENDPOINT_URL=url, SCONES_DATA_DIR=data_dir)

@@ -22,7 +22,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 from _cloud import poll  # noqa: E402
 from _stats import pct  # noqa: E402
 from helpers import make_brightness_model  # noqa: E402  (tests/helpers.py: a model with known answers)
@@ -67,7 +67,7 @@ def png(value: int) -> bytes:
 @contextlib.contextmanager
 def target(name: str) -> Iterator[str]:
     """A fresh cloud of the target on a free port, in its own state dir, with AWS_ENDPOINT_URL pointed at it."""
-    os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix=f"scones-bench-{name}-")
+    os.environ[settings.STATE_DIR] = str(_scratch.folder(f"scones-bench-{name}-"))
     os.environ[settings.TARGET] = name
     os.environ.pop(settings.SAGEMAKER_RUNTIME_URL, None)
     if name == "local":
@@ -165,7 +165,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="samples for the S3 p50s (fewer for the others)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-targets-"))
+    tmp = _scratch.folder("scones-bench-targets-")
     os.environ.update({settings.ENDPOINT_PORT: "0", settings.SCONES_ENDPOINT_NAME: "bench-targets"})
     model = make_brightness_model(tmp / "model")
     measured = {}

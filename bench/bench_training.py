@@ -13,12 +13,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 from _cloud import local_cloud
 from _report import Report
 
@@ -29,7 +29,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args()
     classes = "vehicles" if args.vehicles else "bicycle,motorcycle"
-    tmp = tempfile.mkdtemp(prefix="scones-bench-train-")
+    tmp = str(_scratch.folder("scones-bench-train-"))
     with local_cloud() as url:
         env = dict(os.environ, AWS_ENDPOINT_URL=url, SCONES_DATA_DIR=f"{tmp}/data", SCONES_STATE_DIR=f"{tmp}/state")
         staged = subprocess.run(

@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _scratch
 from _cloud import executions_of, local_cloud
 from _cloud import lost as lost_executions
 from _report import Report
@@ -79,7 +79,7 @@ def main() -> int:
     parser.add_argument("--model", help="a model folder (default: train one on the synthetic set)")
     parser.add_argument("--epochs", type=int, default=18, help="epochs of the model trained when --model is not given")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="scones-bench-wf-"))
+    tmp = _scratch.folder("scones-bench-wf-")
     os.environ.update(
         {
             settings.DATA_DIR: str(tmp / "data"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ for path in (ROOT, ROOT / "training", ROOT / "bench"):
     sys.path.insert(0, str(path))
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 from calibration import fit_temperature, softmax  # noqa: E402
 from cv_real_probe import CLASSES, REAL, fmt, normalised, onnx_features, scores  # noqa: E402
 from probe import fit_probe, logits, out_of_fold_logits, standardiser  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> int:
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-cv-features-"))
+    work = _scratch.folder("scones-cv-features-", keep=args.workdir)
     manifest = staging.build(staging.resolve_source(str(args.folder), CLASSES), CLASSES, work / "staged", "auto")
     staged, data = work / "staged", {}
     for split in ("train", "test", "outliers", "outliers_test"):

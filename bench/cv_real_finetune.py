@@ -29,7 +29,6 @@ import argparse
 import copy
 import itertools
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,7 @@ for path in (ROOT, ROOT / "training", ROOT / "bench"):
     sys.path.insert(0, str(path))
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 import train  # noqa: E402
 from calibration import fit_temperature, softmax  # noqa: E402
 from cv_real_probe import CLASSES, REAL, THRESHOLD, normalised, scores  # noqa: E402
@@ -242,7 +242,7 @@ def main() -> int:
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-cv-finetune-"))
+    work = _scratch.folder("scones-cv-finetune-", keep=args.workdir)
     manifest = staging.build(staging.resolve_source(str(args.folder), CLASSES), CLASSES, work / "staged", "auto")
     staged, data = work / "staged", {}
     for split in ("train", "outliers", "outliers_test"):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "training"))
 
 import _report  # noqa: E402
+import _scratch  # noqa: E402
 from calibration import expected_calibration_error, fit_temperature, softmax  # noqa: E402
 from model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, build_model  # noqa: E402
 from probe import VIEWS, fit_probe, logits, out_of_fold_logits, view  # noqa: E402
@@ -190,7 +190,7 @@ def main() -> int:
         print(f"skipped: the real photos are absent ({args.folder} has no train.lst)")
         return 0
     torch.set_num_threads(args.threads)
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="scones-cv-real-"))
+    work = _scratch.folder("scones-cv-real-", keep=args.workdir)
     manifest = staging.build(staging.resolve_source(str(args.folder), CLASSES), CLASSES, work / "staged", "auto")
     staged = work / "staged"
     data = {}

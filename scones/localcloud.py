@@ -86,10 +86,13 @@ def down(timeout_s: float = 10.0, log=print) -> bool:
 
 @contextlib.contextmanager
 def ephemeral(prefix: str = "scones-") -> Iterator[Status]:
-    """A local cloud of its own on a free port, in a fresh state dir, with AWS_ENDPOINT_URL pointed at it; stopped
-    and the environment restored afterwards (tests, benchmarks)."""
+    """A local cloud of its own on a free port, in a fresh state dir, with AWS_ENDPOINT_URL pointed at it; stopped,
+    its state dir removed and the environment restored afterwards (tests, benchmarks). The state dir holds the
+    container stand-ins' virtual environments (over a gigabyte once an endpoint has run), so leaving it would fill
+    /tmp a test session at a time."""
     saved = os.environ.get(settings.STATE_DIR)
-    os.environ[settings.STATE_DIR] = tempfile.mkdtemp(prefix=prefix)
+    state = tempfile.mkdtemp(prefix=prefix)
+    os.environ[settings.STATE_DIR] = state
     try:
         cloud = up(port=0, log=lambda _m: None)
         with aws.pointed_at(cloud.url):
@@ -97,11 +100,14 @@ def ephemeral(prefix: str = "scones-") -> Iterator[Status]:
             yield cloud
         aws.reset()
     finally:
-        down(log=lambda _m: None)
-        if saved is None:
-            os.environ.pop(settings.STATE_DIR, None)
-        else:
-            os.environ[settings.STATE_DIR] = saved
+        try:
+            down(log=lambda _m: None)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+            if saved is None:
+                os.environ.pop(settings.STATE_DIR, None)
+            else:
+                os.environ[settings.STATE_DIR] = saved
 
 
 def docker_engine_answers() -> bool:

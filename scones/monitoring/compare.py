@@ -181,7 +181,7 @@ class Comparison:
     rules: dict
     pairs: int = 0
     agreeing: int = 0
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, Path | str] = field(default_factory=dict)  # local paths, or s3:// URIs once uploaded
 
     @property
     def agreement(self) -> float:
@@ -356,14 +356,22 @@ def run(
     out_uri = str(out) if str(out or "").startswith("s3://") else None
     if out_uri is not None and not out_uri[5:].split("/", 1)[0]:
         raise UsageError(f"--out {out_uri}: name a bucket (s3://bucket/prefix)")
-    folder = Path(tempfile.mkdtemp(prefix="scones-compare-")) if out_uri else None
-    write_outputs(result, folder or (Path(out) if out else settings.data_dir() / "reports" / "compare"))
+    if out_uri is None:
+        write_outputs(result, Path(out) if out else settings.data_dir() / "reports" / "compare")
+        log_verdict(result, log)
+        log(f"report: {result.files['report']}")
+        return result
+    with tempfile.TemporaryDirectory(prefix="scones-compare-") as scratch:  # written, uploaded, removed
+        write_outputs(result, Path(scratch))
+        log_verdict(result, log)
+        keys = upload_outputs(Path(scratch), out_uri)
+        where = out_uri.rstrip("/")
+        result.files = {n: f"{where}/{Path(p).relative_to(scratch).as_posix()}" for n, p in result.files.items()}
+    log(f"report: {where}/report.html  ({len(keys)} files uploaded)")
+    return result
+
+
+def log_verdict(result: Comparison, log) -> None:
     log(result.table())
     why = result.broken()
     log(f"verdict: {result.verdict}" + (f" ({'; '.join(why)})" if why else " (every rule holds)"))
-    if folder is not None:
-        keys = upload_outputs(folder, out_uri)
-        log(f"report: {out_uri.rstrip('/')}/report.html  ({len(keys)} files uploaded)")
-    else:
-        log(f"report: {result.files['report']}")
-    return result

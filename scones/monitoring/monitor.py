@@ -44,7 +44,7 @@ class MonitorResult:
     baseline_source: str
     threshold: float
     checks: list[drift.Check]
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, Path | str] = field(default_factory=dict)  # local paths, or s3:// URIs once uploaded
     seconds: float = 0.0
     # what the local endpoint answered but could not capture, by reason; None where it is not counted (AWS)
     capture_lost: dict[str, int] | None = None
@@ -172,10 +172,13 @@ def resolve_baseline(given: str | None, bucket: str, prefix: str, threshold: flo
         except baseline_mod.BaselineError as exc:
             raise UsageError(str(exc)) from None
     if given and not given.endswith("model.tar.gz"):
-        folder = Path(tempfile.mkdtemp(prefix="scones-baseline-"))
-        if not _download(given, folder):
-            raise UsageError(f"--baseline {given}: no {', '.join(baseline_mod.FILES)} there")
-        return baseline_mod.read(folder), given
+        with tempfile.TemporaryDirectory(prefix="scones-baseline-") as folder:
+            if not _download(given, Path(folder)):
+                raise UsageError(f"--baseline {given}: no {', '.join(baseline_mod.FILES)} there")
+            try:
+                return baseline_mod.read(Path(folder)), given
+            except baseline_mod.BaselineError as exc:
+                raise UsageError(f"--baseline {given}: {str(exc).replace(folder, given.rstrip('/'))}") from None
     try:
         if given:
             model_uri = given
@@ -407,8 +410,21 @@ def run(
         capture.Location.parse(out_uri)  # s3://bucket[/prefix]
         if not out_uri[5:].split("/", 1)[0]:
             raise UsageError(f"--out {out_uri}: name a bucket (s3://bucket/prefix)")
-        out = Path(tempfile.mkdtemp(prefix="scones-monitor-"))
+        with tempfile.TemporaryDirectory(prefix="scones-monitor-") as scratch:  # written, uploaded, removed
+            conclude(result, Path(scratch), endpoint, metrics, alert_on_drift, log)
+            keys = upload_outputs(Path(scratch), out_uri)
+            where = out_uri.rstrip("/")
+            result.files = {n: f"{where}/{Path(p).relative_to(scratch).as_posix()}" for n, p in result.files.items()}
+        log(f"report: {out_uri.rstrip('/')}/report.html  ({len(keys)} files uploaded to {out_uri})")
+        return result
     out = Path(out) if out else settings.data_dir() / "reports" / "monitor"
+    conclude(result, out, endpoint, metrics, alert_on_drift, log)
+    log(f"report: {result.files['report']}  (files in {out})")
+    return result
+
+
+def conclude(result: MonitorResult, out: Path, endpoint: str, metrics: bool, alert_on_drift: bool, log) -> None:
+    """The outputs written to `out`, the verdict logged, and the metrics and the alert sent when asked."""
     write_outputs(result, out)
     log(drift_rows(result))
     failed = ", ".join(c.name for c in result.failed)
@@ -420,9 +436,3 @@ def run(
             log(f"metrics not sent: {exc}")
     if alert_on_drift and result.failed:
         log(f"alert published (message {alert(result, endpoint)})")
-    if out_uri is not None:
-        keys = upload_outputs(out, out_uri)
-        log(f"report: {out_uri.rstrip('/')}/report.html  ({len(keys)} files uploaded to {out_uri})")
-        return result
-    log(f"report: {result.files['report']}  (files in {out})")
-    return result

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 
 import pytest
-from helpers import create_function, receive, subscribe_queue, toolbox_zip
+from helpers import TARGET, create_function, receive, subscribe_queue, toolbox_zip
 
-from scones import selftest
-from scones.core import aws
+from scones import localcloud, selftest
+from scones.core import aws, settings
 from scones.selftest import ensure_role
 from scones.workflow import wait
 
@@ -396,3 +397,18 @@ def test_cloudformation_stack_create_execute_delete(local_cloud, unique):
     assert f"cfn-machine-{unique}" not in machines
     assert outputs["Topic"] not in topics
     assert f"cfn-role-{unique}" not in roles
+
+
+def test_an_ephemeral_cloud_removes_its_state_dir_and_restores_the_environment(local_cloud, monkeypatch):
+    """A test session's cloud holds the container stand-ins' venvs (1.4 GB once an endpoint ran): left behind, they
+    filled /tmp a session at a time until CI's own pip install failed with ENOSPC."""
+    if TARGET != "local":
+        pytest.skip("the embedded cloud's own state dir")
+    monkeypatch.setenv(settings.STATE_DIR, "/nowhere/of/ours")
+    with localcloud.ephemeral("scones-ephemeral-") as cloud:
+        state = settings.state_dir()
+        assert state.is_dir() and str(state) != "/nowhere/of/ours"
+        (state / "venvs" / "some-image").mkdir(parents=True)  # as a container stand-in leaves it
+        assert aws.client("s3").list_buckets()["Buckets"], cloud.url
+    assert not state.exists()
+    assert os.environ[settings.STATE_DIR] == "/nowhere/of/ours"

@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -168,6 +169,9 @@ def test_monitor_out_s3_uploads_the_report_instead_of_making_a_local_folder(sche
     # Given captured records and a model in the bucket
     spec = scheduled["spec"]
     monkeypatch.chdir(tmp_path)
+    scratch = tmp_path / "tmp"  # where tempfile puts its folders during this run
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     out = f"s3://{spec.bucket}/reports/by-hand"
     env = {settings.BUCKET: spec.bucket, settings.SCONES_ENDPOINT_NAME: spec.endpoint, settings.STACK_NAME: spec.stack}
     with environ({**env, settings.DATA_DIR: str(tmp_path / "data")}):
@@ -179,6 +183,7 @@ def test_monitor_out_s3_uploads_the_report_instead_of_making_a_local_folder(sche
     names = {o["Key"].rsplit("/", 1)[-1] for o in listed}
     assert {"report.html", "statistics.json", "constraints.json", "constraint_violations.json"} <= names
     assert not (tmp_path / "s3:").exists()
+    assert not list(scratch.iterdir())  # and the folder the files were written in before the upload is gone
 
 
 def aws_endpoint() -> str:

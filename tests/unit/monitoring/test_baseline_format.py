@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from scones.monitoring import baseline, capture
+from scones.core.errors import UsageError
+from scones.monitoring import baseline, capture, monitor
 
 
 def a_frame(n=50):
@@ -69,3 +74,21 @@ def test_a_baseline_round_trips_and_a_broken_folder_is_named(tmp_path):
         assert "baseline.csv" in str(exc)
     else:
         raise AssertionError("a folder without baseline.csv was read")
+
+
+def test_a_broken_baseline_in_s3_is_one_line_naming_its_uri_and_leaves_no_folder(tmp_path, monkeypatch):
+    # given a --baseline prefix in S3 whose baseline.csv has no rows, and tempfile's folders kept where they are seen
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    def download(uri: str, folder: Path) -> bool:
+        for name in baseline.FILES:
+            (folder / name).write_text("{}" if name.endswith(".json") else "predicted,confidence\n")
+        return True
+
+    monkeypatch.setattr(monitor, "_download", download)
+    # when the monitor resolves it, then the error is a usage error naming the URI, not the scratch folder
+    with pytest.raises(UsageError, match=r"^--baseline s3://b/base/: s3://b/base/baseline\.csv lacks"):
+        monitor.resolve_baseline("s3://b/base/", "b", "data", 0.93, log=lambda _m: None)
+    assert not list(scratch.iterdir())

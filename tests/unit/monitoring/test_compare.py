@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,27 @@ def test_the_same_model_as_a_shadow_is_promoted(models, tmp_path, monkeypatch):
     assert summary["production"]["latency_p95_ms"] is not None
     page = (tmp_path / "out" / "report.html").read_text()
     assert 'id="compare"' in page and ">promote<" in page and "data:image/png" in page
+
+
+def test_out_s3_uploads_the_report_and_leaves_no_folder_behind(models, tmp_path, monkeypatch):
+    # given a shadow test, and tempfile's folders kept where they can be counted
+    root = shadow_test(models, tmp_path, "bright")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    uploaded = {}
+
+    def upload(folder: Path, uri: str) -> list[str]:
+        uploaded.update({p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+        return sorted(uploaded)
+
+    monkeypatch.setattr(compare, "upload_outputs", upload)
+    # when the report goes to S3
+    result = compare.run("production,shadow", str(root), "s3://bucket/reports/x/", 0.93, log=lambda _: None)
+    # then every file was uploaded, the result names them there, and the folder they were written in is gone
+    assert {"compare.json", "report.html"} <= set(uploaded)
+    assert result.files["report"] == "s3://bucket/reports/x/report.html"
+    assert not list(scratch.iterdir())
 
 
 def test_a_candidate_with_its_labels_swapped_is_held(models, tmp_path):
