@@ -75,7 +75,8 @@ class ResNet(nn.Module):
 BACKBONES = ("small", "efficientnet-lite0")
 # 160 px for the probe: by 5-fold CV on the 800 real training photos it beat 128 (0.93 against 0.92 accuracy,
 # coverage at 0.93 0.72 against 0.69), and 192 / 224 px scored no better at up to 2× the serving CPU
-# (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV").
+# (bench/cv_real_probe.py, docs/real-photos.md "Chosen by CV"). Fine-tuned at 224 px, two seeds tie 160 px at
+# 2.2× the training time ("Seed noise and the ceiling").
 DEFAULT_INPUT_SIZE = {"small": 32, "efficientnet-lite0": 160}
 # What the ImageNet weights were trained on (a linear probe on the real photos: 0.96 with these, 0.915 with
 # TF-Lite's (x - 0.5) / 0.5); the small network normalises with its training set's own statistics instead.

@@ -415,7 +415,7 @@ def run(
             keys = upload_outputs(Path(scratch), out_uri)
             where = out_uri.rstrip("/")
             result.files = {n: f"{where}/{Path(p).relative_to(scratch).as_posix()}" for n, p in result.files.items()}
-        log(f"report: {out_uri.rstrip('/')}/report.html  ({len(keys)} files uploaded to {out_uri})")
+        log(f"report: {where}/report.html  ({len(keys)} files uploaded to {out_uri})")
         return result
     out = Path(out) if out else settings.data_dir() / "reports" / "monitor"
     conclude(result, out, endpoint, metrics, alert_on_drift, log)
