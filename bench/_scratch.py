@@ -19,3 +19,8 @@ def folder(prefix: str, keep: Path | None = None) -> Path:
     made = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, made, True)
     return made
+
+
+def note(keep: Path | None) -> str:
+    """What to add where a bench names its folder: whether it outlives the run."""
+    return "" if keep is not None else " (removed at exit: --workdir keeps it)"

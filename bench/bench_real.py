@@ -212,7 +212,7 @@ def main() -> int:
     print(table.markdown())
     _report.write("real-photos", [table], notes=notes)
     _report.write("real-photos", [readme_table(names, m, ratio)], path=ROOT / "README.md")
-    print(f"staged data and models in {work}")
+    print(f"staged data and models in {work}{_scratch.note(args.workdir)}")
     return 0
 
 

@@ -123,7 +123,7 @@ def main() -> int:
             s["fp"] = false_pass(weight, bias, f, out_kinds, kinds, temperature)
             hold.row(f"{args.size} px, {name}, L2 {l2}", *fmt(s, kinds), f"{temperature:.2f}")
         print(hold.markdown(), flush=True)
-    print(f"staged data in {work}")
+    print(f"staged data in {work}{_scratch.note(args.workdir)}")
     return 0
 
 

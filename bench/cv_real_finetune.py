@@ -279,7 +279,7 @@ def main() -> int:
     if sizes:
         print()
         print(sizes_table.markdown())
-    print(f"staged data in {work}")
+    print(f"staged data in {work}{_scratch.note(args.workdir)}")
     return 0
 
 

@@ -250,7 +250,7 @@ def main() -> int:
             s["fp"] = false_pass(weight, bias, f, tv, *fp_meta, temperature)
             hold.row(label(r), *fmt(s, kinds), f"{temperature:.2f}")
         print(hold.markdown(), flush=True)
-    print(f"staged data and cached features in {work}")
+    print(f"staged data and cached features in {work}{_scratch.note(args.workdir)}")
     return 0
 
 
