@@ -35,7 +35,7 @@ from scones.core import aws, settings
 from scones.core.errors import NotReadyError, UsageError
 from scones.core.files import write_atomic
 from scones.monitoring import capture, report
-from scones.monitoring.monitor import default_capture, parse_since, upload_outputs
+from scones.monitoring.monitor import default_capture, parse_since, upload_outputs, uploaded_uris
 from scones.stacks import filter_threshold
 from services.endpoint.variants import PRODUCTION
 
@@ -365,9 +365,8 @@ def run(
         write_outputs(result, Path(scratch))
         log_verdict(result, log)
         keys = upload_outputs(Path(scratch), out_uri)
-        where = out_uri.rstrip("/")
-        result.files = {n: f"{where}/{Path(p).relative_to(scratch).as_posix()}" for n, p in result.files.items()}
-    log(f"report: {where}/report.html  ({len(keys)} files uploaded)")
+        result.files = uploaded_uris(result.files, Path(scratch), out_uri)
+    log(f"report: {result.files['report']}  ({len(keys)} files uploaded)")
     return result
 
 

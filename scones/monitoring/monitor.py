@@ -295,10 +295,20 @@ def upload_outputs(folder: Path, uri: str) -> list[str]:
     where = capture.Location.parse(uri)
     s3, keys = aws.client("s3"), []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        key = "/".join(filter(None, [where.prefix, path.relative_to(folder).as_posix()]))
+        key = object_key(where, folder, path)
         s3.upload_file(str(path), where.bucket, key)
         keys.append(key)
     return keys
+
+
+def object_key(where: capture.Location, folder: Path, path: Path) -> str:
+    return "/".join(filter(None, [where.prefix, path.relative_to(folder).as_posix()]))
+
+
+def uploaded_uris(files: dict[str, Path | str], folder: Path, uri: str) -> dict[str, Path | str]:
+    """`files` (paths under `folder`) as the s3:// URIs upload_outputs(folder, uri) put them at."""
+    where = capture.Location.parse(uri)
+    return {name: f"s3://{where.bucket}/{object_key(where, folder, Path(p))}" for name, p in files.items()}
 
 
 def metric_data(result: MonitorResult, endpoint: str) -> list[dict]:
@@ -413,9 +423,8 @@ def run(
         with tempfile.TemporaryDirectory(prefix="scones-monitor-") as scratch:  # written, uploaded, removed
             conclude(result, Path(scratch), endpoint, metrics, alert_on_drift, log)
             keys = upload_outputs(Path(scratch), out_uri)
-            where = out_uri.rstrip("/")
-            result.files = {n: f"{where}/{Path(p).relative_to(scratch).as_posix()}" for n, p in result.files.items()}
-        log(f"report: {where}/report.html  ({len(keys)} files uploaded to {out_uri})")
+            result.files = uploaded_uris(result.files, Path(scratch), out_uri)
+        log(f"report: {result.files['report']}  ({len(keys)} files uploaded to {out_uri})")
         return result
     out = Path(out) if out else settings.data_dir() / "reports" / "monitor"
     conclude(result, out, endpoint, metrics, alert_on_drift, log)
