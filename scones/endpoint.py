@@ -282,7 +282,7 @@ def serve_variants(name: str, wanted: list[routing.Variant], timeout_s: float = 
     follows its own control file, so the old set never sees the new set's weights."""
     old = record(name)
     current = status(name)
-    if not current.running and not _restarting_a_worker(current):
+    if not current.running and not _supervisor_alive(current):
         raise EndpointError(f"endpoint {name} is not running", "scones endpoint start")
     routing.check(wanted)
     kept = f"endpoint {name} still serves {', '.join(v.name for v in variants(name))}"
@@ -309,10 +309,18 @@ def serve_variants(name: str, wanted: list[routing.Variant], timeout_s: float = 
     return ready
 
 
-def _restarting_a_worker(current: EndpointStatus) -> bool:
-    """Its supervisor is alive and /ping answers 503: a worker that died is being restarted (/ping waits for every
-    worker) while the others serve. A rollback must still replace that server: the worker may die again."""
-    return bool(current.pid) and service.alive(current.pid) and current.detail == "loading the model"
+def serving(name: str) -> bool:
+    """Whether endpoint `name` has a server to act on: /ping answers 200, or its supervisor still runs."""
+    current = status(name)
+    return current.running or _supervisor_alive(current)
+
+
+def _supervisor_alive(current: EndpointStatus) -> bool:
+    """/ping did not answer 200 but the endpoint's supervisor still runs: a worker that died is being restarted
+    (/ping answers 503 until every worker is back), or the probe's connection was reset by a worker dying at that
+    moment (its listener takes connections for a moment after its own were reset: docs/security.md, "A worker
+    killed mid-request"). A rollback must still replace that server: the worker may die again."""
+    return bool(current.pid) and service.alive(current.pid) and service.runs_module(current.pid, MODULE)
 
 
 def _share(v: routing.Variant) -> str:

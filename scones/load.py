@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
@@ -43,6 +45,7 @@ MAX_CONCURRENCY = 256
 DARK_FACTOR = 0.35  # dark: every pixel times this
 NOISE_SD = 40.0  # noise: Gaussian noise with this standard deviation, on 0..255
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+T = TypeVar("T")
 
 
 @dataclass
@@ -193,24 +196,57 @@ def _error_name(exc: Exception) -> str:
     return code or type(exc).__name__
 
 
+@dataclass(frozen=True)
+class Retry:
+    """How an unanswered request is sent again: as the workflow retries its classify step on EndpointUnavailableError
+    (statemachine/classify_image.asl.json: IntervalSeconds 1, MaxAttempts 2, BackoffRate 2, MaxDelaySeconds 10,
+    JitterStrategy FULL; tests/unit/test_load.py checks the two agree), so that a request lost here is one the
+    workflow would lose too. The wait matters: a SIGKILLed worker's accepted connection can be reset a moment before
+    its listener leaves the port, and a retry sent at once can land in that listener and be reset too
+    (docs/security.md, "A worker killed mid-request")."""
+
+    interval_s: float = 1.0
+    retries: int = 2  # after the first try
+    backoff_rate: float = 2.0
+    max_delay_s: float = 10.0
+
+    def delay_s(self, retry: int, rng: random.Random) -> float:
+        """The wait before retry number `retry` (1, 2, ...): full jitter, from 0 up to the backed-off interval."""
+        return rng.uniform(0.0, min(self.interval_s * self.backoff_rate ** (retry - 1), self.max_delay_s))
+
+    def send(
+        self, once: Callable[[], T], rng: random.Random, answered: Callable[[T], bool] = lambda o: o.answered
+    ) -> tuple[T, int]:
+        """`once()` until `answered` by its outcome or the retries are spent: (the last outcome, the retries taken)."""
+        outcome, retry = once(), 0
+        while not answered(outcome) and retry < self.retries:
+            retry += 1
+            time.sleep(self.delay_s(retry, rng))
+            outcome = once()
+        return outcome, retry
+
+
 class Steady:
     """Requests one after another, `gap_s` apart, until the block ends; each outcome kept with the time it ended.
     The little traffic the demo and bench/bench_rollout.py send through a rollout."""
 
-    def __init__(self, send: Callable[[str, bytes], Outcome], bodies: list[bytes], gap_s: float = 0.05) -> None:
-        self.send, self.bodies, self.gap_s = send, bodies, gap_s
+    def __init__(
+        self, send: Callable[[str, bytes], Outcome], bodies: list[bytes], gap_s: float = 0.05, retry: Retry = Retry()
+    ) -> None:
+        self.send, self.bodies, self.gap_s, self.retry = send, bodies, gap_s, retry
         self.answers: list[tuple[float, Outcome]] = []  # (time.monotonic() when it ended, outcome)
-        self.retried = 0  # requests sent again after no answer
+        self.retried = 0  # requests sent again after no answer (each counted once, however many retries it took)
+        self._rng = random.Random()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
 
     def _run(self) -> None:
         i = 0
         while not self._stop.is_set():
-            outcome = self._one(i)
-            if not outcome.answered:  # a connection reset while a worker set hands the port over (docs/security.md):
-                self.retried += 1  # retried once, as a boto3 client with retries would; unanswered twice is lost
-                outcome = self._one(i)
+            # no answer (a connection reset as a worker set hands the port over, or as a worker dies): sent again as
+            # the workflow would (Retry); lost only when every retry goes unanswered too
+            outcome, retries = self.retry.send(lambda i=i: self._one(i), self._rng)
+            self.retried += retries > 0
             self.answers.append((time.monotonic(), outcome))
             i += 1
             self._stop.wait(self.gap_s)

@@ -258,7 +258,7 @@ def rollback(name: str, reason: str, log: Callable[[str], None] = print, timeout
 def recover(name: str, log: Callable[[str], None] = print) -> bool:
     """Roll back a rollout a killed command left half-shifted (found in the endpoint's record); True if one was."""
     state = endpoint.record(name).get("rollout")
-    _, candidate = _served(name) if endpoint.status(name).running else (None, None)
+    _, candidate = _served(name) if endpoint.serving(name) else (None, None)  # one /ping may meet a dying worker
     if not state or state.get("state") == "done" or candidate is None:
         return False
     owner = state.get("pid")

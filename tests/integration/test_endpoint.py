@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import threading
@@ -22,6 +23,7 @@ from PIL import Image
 
 from scones import endpoint, models
 from scones.core import aws, settings
+from scones.load import Retry
 from services.endpoint import inference
 from services.endpoint.capture import parse_lines
 
@@ -307,19 +309,27 @@ def test_workers_exit_with_a_killed_supervisor_and_the_port_is_free_again(serve,
 
 
 def poll_invocations(url: str, stop: threading.Event, statuses: list, resets: list) -> None:
-    """Invoke all along, a new connection each time. A reset connection is retried once, as boto3's retry modes
-    do: the kernel resets a connection still queued at a listener that closes (the old set's, at the switch)."""
-    while not stop.is_set():
+    """Invoke all along, a new connection each time. A reset connection (or a broken pipe while the body was being
+    sent) is sent again as the workflow would (Retry: the classify step's Retry, jittered): the kernel resets a
+    connection still queued at a listener that closes (the old set's, at the switch). A refused connection is not
+    retried: it means the port had no listener at all, which a switch must never cause."""
+    rng = random.Random()
+
+    def once() -> int | str | ConnectionError:
         try:
-            statuses.append(post(url, png(1)))
-        except ConnectionError:  # reset, or a broken pipe while the body was being sent
-            resets.append(1)
-            try:
-                statuses.append(post(url, png(1)))
-            except OSError as exc:
-                statuses.append(repr(exc))
+            return post(url, png(1))
+        except ConnectionRefusedError as exc:
+            return repr(exc)
+        except ConnectionError as exc:
+            return exc
         except OSError as exc:
-            statuses.append(repr(exc))
+            return repr(exc)
+
+    while not stop.is_set():
+        outcome, retries = Retry().send(once, rng, answered=lambda o: not isinstance(o, ConnectionError))
+        if retries:
+            resets.append(retries)
+        statuses.append(repr(outcome) if isinstance(outcome, ConnectionError) else outcome)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -352,7 +362,8 @@ def test_a_bad_model_never_stops_the_endpoint_and_a_good_one_switches_without_a_
         stop.set()
         poller.join()
     assert switched.url == url and endpoint.record(name)["model_uri"] == str(good)
-    # and no request failed along the way (at most one reset connection at the switch, answered on its retry)
+    # and no request failed along the way (at most one request met a reset connection at the switch, answered on
+    # its retry)
     assert len(statuses) > 20 and set(statuses) == {200}, [s for s in statuses if s != 200][:3]
     assert len(resets) <= 1
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from PIL import Image
 from scones import load
 from scones.core.errors import UsageError
 from scones.monitoring.capture import image_features
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_burst_sends_everything_at_once_and_a_stream_is_poisson():
@@ -97,16 +101,15 @@ def test_local_load_goes_to_loopback_only(monkeypatch):
 
 
 def test_steady_traffic_counts_answers_errors_and_lost_requests_apart():
-    # given a sender that answers from two variants, answers one error, gets no answer twice in a row (the
-    # retry of the first is lost too), then once more (its retry is answered)
+    # given a sender that answers from two variants, answers one error, gets no answer three times in a row (the
+    # first try and both retries of one request), then once more (that request's retry is answered)
+    unanswered = load.Outcome(False, 0.001, error="ConnectionClosedError", answered=False)
     script = iter(
         [
             load.Outcome(True, 0.001, 0.99, variant="AllTraffic"),
             load.Outcome(True, 0.001, 0.99, variant="Candidate"),
             load.Outcome(False, 0.001, error="ModelError"),
-            load.Outcome(False, 0.001, error="ConnectionClosedError", answered=False),
-            load.Outcome(False, 0.001, error="ConnectionClosedError", answered=False),
-            load.Outcome(False, 0.001, error="ConnectionClosedError", answered=False),
+            *[unanswered] * 4,
         ]
     )
     done = threading.Event()
@@ -121,17 +124,61 @@ def test_steady_traffic_counts_answers_errors_and_lost_requests_apart():
         return found
 
     # when it runs until the block ends
-    with load.Steady(send, [b"a", b"b"], gap_s=0.001) as traffic:
+    with load.Steady(send, [b"a", b"b"], gap_s=0.001, retry=load.Retry(interval_s=0.001)) as traffic:
         assert done.wait(10)
     counts = traffic.counts()
     # then every request is counted once, in time order, and the bodies taken in turn; an unanswered request is
-    # sent once more, and lost only when that is unanswered too
-    assert counts["sent"] == len(traffic.answers) == len(bodies_seen) - 2 >= 5
+    # sent again, twice at most, and lost only when every retry is unanswered too
+    assert counts["sent"] == len(traffic.answers) == len(bodies_seen) - 3 >= 5
     assert (counts["failed"], counts["lost"], counts["retried"]) == (1, 1, 2)
     assert counts["succeeded"] == counts["sent"] - 2
     assert counts["by_variant"]["Candidate"] == 1 and counts["by_variant"]["AllTraffic"] == counts["sent"] - 3
-    assert bodies_seen[:5] == [b"a", b"b", b"a", b"b", b"b"]
+    assert bodies_seen[:8] == [b"a", b"b", b"a", b"b", b"b", b"b", b"a", b"a"]
     assert [t for t, _ in traffic.answers] == sorted(t for t, _ in traffic.answers)
+
+
+def test_a_request_with_no_answer_is_retried_as_the_workflow_retries_its_classify_step():
+    # given the workflow's own Retry of the endpoint call (the state machine that runs on every target)
+    machine = json.loads((ROOT / "statemachine" / "classify_image.asl.json").read_text())
+    retries = [r for state in machine["States"].values() for r in state.get("Retry", [])]
+    (workflow,) = [r for r in retries if "EndpointUnavailableError" in r["ErrorEquals"]]
+    # then load.Retry is that policy: as many retries, the same interval, backoff, cap and full jitter
+    policy = load.Retry()
+    assert workflow["JitterStrategy"] == "FULL"
+    assert (policy.interval_s, policy.retries, policy.backoff_rate, policy.max_delay_s) == (
+        workflow["IntervalSeconds"],
+        workflow["MaxAttempts"],
+        workflow["BackoffRate"],
+        workflow["MaxDelaySeconds"],
+    )
+
+
+def test_a_retry_waits_a_full_jittered_backed_off_delay_and_gives_up_after_its_retries(monkeypatch):
+    class Extremes:  # the jitter's two ends, in turn
+        def __init__(self):
+            self.calls = []
+
+        def uniform(self, low, high):
+            self.calls.append((low, high))
+            return high
+
+    slept = []
+    monkeypatch.setattr(load.time, "sleep", slept.append)
+    # given a request never answered
+    tries = []
+
+    def never():
+        tries.append(1)
+        return load.Outcome(False, 0.0, error="ConnectionClosedError", answered=False)
+
+    rng = Extremes()
+    outcome, retries = load.Retry(interval_s=1, retries=4, backoff_rate=2, max_delay_s=5).send(never, rng)
+    # then it is tried once and retried 4 times, each wait drawn from 0 up to the interval doubled each time, capped
+    assert (len(tries), retries, outcome.answered) == (5, 4, False)
+    assert rng.calls == [(0.0, 1), (0.0, 2), (0.0, 4), (0.0, 5)] and slept == [1, 2, 4, 5]
+    # and one answered at once is not retried (an error answer is an answer)
+    answered = load.Outcome(False, 0.0, error="ModelError")
+    assert load.Retry().send(lambda: answered, rng) == (answered, 0) and len(slept) == 4
 
 
 def test_the_endpoint_sender_tells_an_error_answer_from_no_answer(monkeypatch):
