@@ -320,7 +320,7 @@ def _supervisor_alive(current: EndpointStatus) -> bool:
     (/ping answers 503 until every worker is back), or the probe's connection was reset by a worker dying at that
     moment (its listener takes connections for a moment after its own were reset: docs/security.md, "A worker
     killed mid-request"). A rollback must still replace that server: the worker may die again."""
-    return bool(current.pid) and service.alive(current.pid) and service.runs_module(current.pid, MODULE)
+    return _service(current.name).runs(current.pid)
 
 
 def _share(v: routing.Variant) -> str:

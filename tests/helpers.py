@@ -232,6 +232,17 @@ def listening_sockets(pid: int) -> list[tuple[str, int]]:
     return found
 
 
+def endpoint_process(listener: str) -> tuple[subprocess.Popen, int]:
+    """A process that looks like the endpoint's server to the pid checks (`services.endpoint` in its command line),
+    running `listener`: Python that prints the port it listens on, then serves it its own way. (process, port)."""
+    process = subprocess.Popen([sys.executable, "-c", listener, "services.endpoint"], stdout=subprocess.PIPE, text=True)
+    try:
+        return process, int(process.stdout.readline())
+    except ValueError:
+        process.kill()
+        raise
+
+
 def make_failing_model(model_dir: Path, labels=("bicycle", "motorcycle")) -> Path:
     """A model folder that loads and answers dark or mid-grey images (the server's warm-up zeros, a switch's probe
     image) but fails in onnxruntime on bright ones (mean pixel > 0.6: a Gather past its data): a broken candidate

@@ -155,10 +155,15 @@ class Service:
             detail = "stale record: process gone"
         return Status(False, record["url"], record["pid"], info, detail)
 
+    def runs(self, pid: int | None) -> bool:
+        """Whether `pid` is a live process of this server's module, answering or not (a stale record's pid, now
+        another program's, is not)."""
+        return bool(pid) and alive(pid) and runs_module(pid, self.module)
+
     def start(self, args: list[str], env: dict[str, str], timeout_s: float = 60.0) -> Status:
         """Spawn the server and wait until its record names the new process and it is healthy."""
         current = self.status()
-        if current.pid and not current.running and alive(current.pid) and runs_module(current.pid, self.module):
+        if not current.running and self.runs(current.pid):
             raise self.error(
                 f"{self.what} (pid {current.pid}) exists but does not answer ({current.detail}); "
                 f"stop it first (log: {self.log_path})"

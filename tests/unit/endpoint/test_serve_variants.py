@@ -4,10 +4,9 @@ recovery) on a server whose /ping does not answer 200."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from helpers import endpoint_process
 
 from scones import endpoint
 from scones.core import settings
@@ -26,9 +25,8 @@ def test_a_rollback_goes_on_when_a_dying_worker_resets_the_ping_but_not_when_the
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
     # given an endpoint whose supervisor runs but whose every /ping connection is reset (a worker dying as it is
     # probed: its listener still takes connections a moment after its accepted ones were reset)
-    server = subprocess.Popen([sys.executable, "-c", RESETTER, "services.endpoint"], stdout=subprocess.PIPE, text=True)
+    server, port = endpoint_process(RESETTER)
     try:
-        port = int(server.stdout.readline())
         record = {"pid": server.pid, "url": f"http://127.0.0.1:{port}", "port": port, "workers": 2}
         settings.endpoint_record_path("ep").write_text(json.dumps(record))
         assert not endpoint.status("ep").running and endpoint.status("ep").detail == "not answering"

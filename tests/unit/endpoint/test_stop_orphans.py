@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+
+from helpers import endpoint_process
 
 from scones import endpoint
 from scones.core import service, settings
@@ -19,9 +19,8 @@ LISTENER = (
 def test_stop_finds_and_stops_orphan_workers_by_the_port(tmp_path, monkeypatch):
     monkeypatch.setenv(settings.STATE_DIR, str(tmp_path))
     # given a worker of the endpoint's module listening on a port, and a record whose supervisor is gone
-    orphan = subprocess.Popen([sys.executable, "-c", LISTENER, "services.endpoint"], stdout=subprocess.PIPE, text=True)
+    orphan, port = endpoint_process(LISTENER)
     try:
-        port = int(orphan.stdout.readline())
         record = {"pid": 2**22 - 1, "url": f"http://127.0.0.1:{port}", "port": port, "workers": 2}
         settings.endpoint_record_path("ep").write_text(json.dumps(record))
         # when the endpoint is stopped
